@@ -1,0 +1,416 @@
+//! The command line: `serve`, `plugins`, `tools`, `call`, `check`.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum, builder::BoolishValueParser};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    plugin::{Filters, Manager, ManagerConfig, Status, ToolContext},
+    server,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "plugboard",
+    version,
+    about = "One MCP server for your AI: plugins published as tools, over stdio, Streamable HTTP and legacy SSE."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// Folder holding the plugin manifests (`<name>/plugin.toml`).
+    #[arg(
+        long,
+        env = "PLUGBOARD_PLUGINS_DIR",
+        default_value = "plugins",
+        global = true
+    )]
+    plugins_dir: PathBuf,
+    /// The .env file to read (default: `.env` in the current folder or a parent).
+    #[arg(long, env = "PLUGBOARD_ENV_FILE", global = true)]
+    env_file: Option<PathBuf>,
+    /// Publish only tools marked read-only.
+    #[arg(long, env = "PLUGBOARD_READ_ONLY", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new(), global = true)]
+    read_only: bool,
+    /// Publish only these tools (comma-separated full names).
+    #[arg(long, env = "PLUGBOARD_TOOLS", value_delimiter = ',', global = true)]
+    tools: Vec<String>,
+    /// Never publish these tools (comma-separated; wins over every other filter).
+    #[arg(
+        long,
+        env = "PLUGBOARD_EXCLUDE_TOOLS",
+        value_delimiter = ',',
+        global = true
+    )]
+    exclude_tools: Vec<String>,
+    /// Publish only the tools of these plugins (comma-separated plugin names).
+    #[arg(long, env = "PLUGBOARD_TOOLSETS", value_delimiter = ',', global = true)]
+    toolsets: Vec<String>,
+    /// Seconds a tool call may take before it is stopped.
+    #[arg(
+        long,
+        env = "PLUGBOARD_CALL_TIMEOUT",
+        default_value_t = 120.0,
+        global = true
+    )]
+    call_timeout: f64,
+    /// Seconds a plugin may take to start.
+    #[arg(
+        long,
+        env = "PLUGBOARD_INIT_TIMEOUT",
+        default_value_t = 30.0,
+        global = true
+    )]
+    init_timeout: f64,
+    /// Log format on stderr.
+    #[arg(long, env = "PLUGBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    /// Log filter (tracing syntax, e.g. `debug` or `plugboard=debug,rmcp=info`).
+    #[arg(long, env = "PLUGBOARD_LOG", default_value = "info", global = true)]
+    log: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve MCP over stdio (what Claude Desktop launches), or over HTTP with --http.
+    Serve(ServeArgs),
+    /// Show every plugin and its status.
+    Plugins {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the published tools.
+    Tools {
+        /// Print the tools exactly as tools/list returns them.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Call one tool and print its result (exit status 1 if the result is an error).
+    Call {
+        /// Full tool name, e.g. `files_read`.
+        tool: String,
+        /// Arguments as a JSON object.
+        #[arg(long, default_value = "{}")]
+        args: String,
+        /// Print the whole result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Report the configuration: which plugins are ready and which variables are missing.
+    Check,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Serve HTTP on this address instead of stdio: Streamable HTTP at /mcp, legacy SSE at /sse.
+    #[arg(long, env = "PLUGBOARD_HTTP", value_name = "ADDR")]
+    http: Option<SocketAddr>,
+    /// Bearer token HTTP clients must send; required off loopback.
+    #[arg(long, env = "PLUGBOARD_HTTP_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Extra Host names HTTP requests may use (comma-separated; `*` for any).
+    #[arg(long, env = "PLUGBOARD_ALLOWED_HOSTS", value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
+    /// Extra browser origins allowed (comma-separated, e.g. `https://app.example.com`).
+    #[arg(long, env = "PLUGBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Vec<String>,
+    /// Largest HTTP request body accepted, in bytes.
+    #[arg(long, env = "PLUGBOARD_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    max_body_bytes: usize,
+}
+
+/// Parse the command line and run it.
+pub fn main() -> ExitCode {
+    // `.env` must be in the environment before clap reads its env fallbacks.
+    let env_file = env_file_from_args();
+    let dotenv = crate::config::load_dotenv(env_file);
+    let cli = Cli::parse();
+    init_logging(&cli.global);
+    if let Err(e) = &dotenv {
+        tracing::error!(error = %e, "could not read the .env file");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("plugboard: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("plugboard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn env_file_from_args() -> Option<PathBuf> {
+    let mut args = std::env::args_os().skip(1);
+    while let Some(arg) = args.next() {
+        let arg = arg.to_string_lossy().into_owned();
+        if arg == "--env-file" {
+            return args.next().map(PathBuf::from);
+        }
+        if let Some(path) = arg.strip_prefix("--env-file=") {
+            return Some(PathBuf::from(path));
+        }
+    }
+    std::env::var_os("PLUGBOARD_ENV_FILE").map(PathBuf::from)
+}
+
+fn init_logging(global: &Global) {
+    use tracing_subscriber::{EnvFilter, fmt};
+    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| {
+        if global.log.contains('=') {
+            global.log.clone()
+        } else {
+            format!("{0},rmcp=warn,plugboard={0}", global.log)
+        }
+    });
+    let filter =
+        EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
+    // stderr only: in stdio mode stdout carries JSON-RPC and nothing else.
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match global.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    // Panics inside plugins are caught and answered as error results; log them once, through
+    // tracing, instead of the default hook's unstructured stderr text.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(%at, %message, "panic");
+    }));
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = &cli.global;
+    let config = ManagerConfig {
+        plugins_dir: g.plugins_dir.clone(),
+        filters: Filters {
+            read_only: g.read_only,
+            tools: clean(&g.tools),
+            exclude_tools: clean(&g.exclude_tools),
+            toolsets: clean(&g.toolsets),
+        },
+        init_timeout: seconds(g.init_timeout, "--init-timeout")?,
+        call_timeout: seconds(g.call_timeout, "--call-timeout")?,
+    };
+    let manager = Manager::start(config).await;
+    let code = match cli.command {
+        Command::Serve(args) => serve(manager.clone(), args)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Plugins { json } => plugins(&manager, json),
+        Command::Tools { json } => tools(&manager, json),
+        Command::Call { tool, args, json } => call(&manager, &tool, &args, json).await,
+        Command::Check => Ok(check(&manager)),
+    };
+    manager.shutdown().await;
+    code
+}
+
+fn clean(list: &[String]) -> Vec<String> {
+    list.iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("{flag} must be a positive number of seconds"))
+}
+
+async fn serve(manager: Arc<Manager>, args: ServeArgs) -> anyhow::Result<()> {
+    let ct = CancellationToken::new();
+    spawn_signal_handlers(manager.clone(), ct.clone())?;
+    match args.http {
+        None => {
+            tracing::info!(tools = manager.tools().len(), "serving MCP on stdio");
+            server::serve_stdio(manager).await
+        }
+        Some(addr) => {
+            let options = server::HttpOptions {
+                addr,
+                token: args.token.filter(|t| !t.is_empty()),
+                allowed_hosts: clean(&args.allowed_hosts),
+                allowed_origins: clean(&args.allowed_origins),
+                max_body_bytes: args.max_body_bytes,
+            };
+            server::serve_http(manager, options, ct).await
+        }
+    }
+}
+
+/// SIGHUP reloads the plugins; SIGINT/SIGTERM stop the HTTP server gracefully.
+fn spawn_signal_handlers(manager: Arc<Manager>, ct: CancellationToken) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading plugins");
+                manager.reload().await;
+                tracing::info!(tools = manager.tools().len(), "plugins reloaded");
+            }
+        });
+        let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tracing::info!("shutting down");
+            ct.cancel();
+        });
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = manager;
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            ct.cancel();
+        });
+    }
+    Ok(())
+}
+
+fn plugins(manager: &Manager, json: bool) -> anyhow::Result<ExitCode> {
+    let statuses = manager.statuses();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&statuses)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if statuses.is_empty() {
+        println!(
+            "no plugins found in {}",
+            manager.config().plugins_dir.display()
+        );
+    }
+    let width = statuses.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    for s in &statuses {
+        let tools = match s.tools.len() {
+            0 => String::new(),
+            1 => "  (1 tool)".into(),
+            n => format!("  ({n} tools)"),
+        };
+        println!("{:width$}  {}{tools}", s.name, s.status);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tools(manager: &Manager, json: bool) -> anyhow::Result<ExitCode> {
+    let tools = manager.tools();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&*tools)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let width = tools.iter().map(|t| t.name.len()).max().unwrap_or(0);
+    for tool in tools.iter() {
+        let a = tool.annotations.clone().unwrap_or_default();
+        let kind = match (a.read_only_hint, a.destructive_hint) {
+            (Some(true), _) => "read-only",
+            (_, Some(true)) => "destructive",
+            _ => "writes",
+        };
+        let summary = tool
+            .description
+            .as_deref()
+            .unwrap_or("")
+            .lines()
+            .next()
+            .unwrap_or("");
+        println!("{:width$}  {kind:11}  {summary}", tool.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn call(manager: &Manager, tool: &str, args: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let args: serde_json::Value =
+        serde_json::from_str(args).context("--args must be a JSON object")?;
+    let serde_json::Value::Object(args) = args else {
+        anyhow::bail!("--args must be a JSON object, like '{{\"path\": \"README.md\"}}'");
+    };
+    let result = manager
+        .call(tool, Some(args), ToolContext::detached())
+        .await;
+    let failed = result.is_error == Some(true);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        for block in &result.content {
+            match block.as_text() {
+                Some(text) => println!("{}", text.text),
+                None => println!("{}", serde_json::to_string(block)?),
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn check(manager: &Manager) -> ExitCode {
+    let statuses = manager.statuses();
+    let mut healthy = true;
+    for s in &statuses {
+        println!("{}: {}", s.name, s.status);
+        for var in &s.env {
+            let state = if var.set {
+                "set"
+            } else if var.required {
+                "MISSING (required)"
+            } else {
+                "not set (optional)"
+            };
+            let secret = if var.secret { ", secret" } else { "" };
+            println!("  {:28} {state}{secret}  {}", var.name, var.description);
+        }
+        if matches!(s.state, Status::Failed(_) | Status::Unconfigured(_)) {
+            healthy = false;
+        }
+    }
+    println!("{} tools published", manager.tools().len());
+    if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

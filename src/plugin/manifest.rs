@@ -1,0 +1,232 @@
+//! `plugins/<name>/plugin.toml`: what a plugin is, what it needs, how it is set up.
+//!
+//! ```toml
+//! name = "airtable"
+//! kind = "builtin"            # builtin | mcp
+//! enabled = true
+//! prefix = "airtable"         # optional; default: the name; "" publishes bare tool names
+//! description = "Airtable bases"
+//!
+//! [env.AIRTABLE_API_KEY]
+//! required = true
+//! secret = true
+//! description = "Personal access token"
+//!
+//! [settings]                  # free-form, checked by the plugin itself
+//! rate_limit = 5
+//!
+//! [dependencies]
+//! commands = ["git"]          # must be on PATH
+//! plugins = ["files"]         # must be ready first
+//! ```
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+
+use super::PluginError;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Compiled into plugboard (`src/plugins/<builtin>`).
+    Builtin,
+    /// An external MCP server, proxied (comes in a later release).
+    Mcp,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    pub kind: Kind,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Which built-in implementation to run; defaults to `name`, so two manifests can run the
+    /// same built-in with different settings (say `docs` and `code`, both `files`).
+    pub builtin: Option<String>,
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub env: BTreeMap<String, EnvVar>,
+    #[serde(default)]
+    pub settings: toml::Table,
+    #[serde(default)]
+    pub dependencies: Dependencies,
+    /// Where it was read from; not part of the file.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvVar {
+    #[serde(default)]
+    pub required: bool,
+    /// Never printed, logged or put in an error.
+    #[serde(default)]
+    pub secret: bool,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dependencies {
+    #[serde(default)]
+    pub commands: Vec<String>,
+    #[serde(default)]
+    pub plugins: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Manifest {
+    /// Parse a manifest; errors name the file, line and column.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, PluginError> {
+        let mut manifest: Manifest = toml::from_str(text).map_err(|e| {
+            let message = match e.span() {
+                Some(span) => {
+                    let (line, col) = line_col(text, span.start);
+                    format!("line {line}, column {col}: {}", e.message())
+                }
+                None => e.message().to_owned(),
+            };
+            PluginError::Manifest {
+                path: path.to_owned(),
+                message,
+            }
+        })?;
+        manifest.path = path.to_owned();
+        manifest.check()?;
+        Ok(manifest)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, PluginError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PluginError::Manifest {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// The tool-name prefix: the name unless the manifest says otherwise.
+    pub fn prefix(&self) -> &str {
+        self.prefix.as_deref().unwrap_or(&self.name)
+    }
+
+    pub fn builtin(&self) -> &str {
+        self.builtin.as_deref().unwrap_or(&self.name)
+    }
+
+    fn check(&self) -> Result<(), PluginError> {
+        let bad = |message: String| PluginError::Manifest {
+            path: self.path.clone(),
+            message,
+        };
+        if !is_identifier(&self.name) {
+            return Err(bad(format!(
+                "name `{}` must be 1-32 characters of a-z, 0-9, `_` or `-`",
+                self.name
+            )));
+        }
+        if let Some(prefix) = &self.prefix
+            && !prefix.is_empty()
+            && !is_identifier(prefix)
+        {
+            return Err(bad(format!(
+                "prefix `{prefix}` must be 1-32 characters of a-z, 0-9, `_` or `-`"
+            )));
+        }
+        for key in self.env.keys() {
+            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(bad(format!("env `{key}` is not a valid variable name")));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    (1..=32).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, col)
+}
+
+/// Find every `<dir>/<name>/plugin.toml`, in name order.
+pub fn discover(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let manifest = entry?.path().join("plugin.toml");
+        if manifest.is_file() {
+            found.push(manifest);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_file_and_line() {
+        let text = "name = \"x\"\nkind = \"builtin\"\ncolour = \"red\"\n";
+        let err = Manifest::parse(Path::new("plugins/x/plugin.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("plugins/x/plugin.toml: line 3, column 1: unknown field `colour`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_kind_is_an_error() {
+        let text = "name = \"x\"\nkind = \"wasm\"\n";
+        let err = Manifest::parse(Path::new("p.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("wasm"), "{err}");
+    }
+
+    #[test]
+    fn full_manifest_round_trips() {
+        let text = r#"
+name = "airtable"
+kind = "builtin"
+prefix = ""
+[env.AIRTABLE_API_KEY]
+required = true
+secret = true
+[settings]
+rate = 5
+[dependencies]
+commands = ["git"]
+"#;
+        let m = Manifest::parse(Path::new("p.toml"), text).unwrap();
+        assert!(m.enabled);
+        assert_eq!(m.prefix(), "");
+        assert!(m.env["AIRTABLE_API_KEY"].secret);
+        assert_eq!(m.settings["rate"].as_integer(), Some(5));
+        assert_eq!(m.dependencies.commands, ["git"]);
+    }
+}

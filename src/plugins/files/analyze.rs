@@ -1,0 +1,299 @@
+//! `files_analyze`: a one-line portrait of every document in a folder (title, kind, size, words,
+//! opening text), so a model can pick what to read without reading everything.
+
+use std::{path::PathBuf, sync::Arc};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Files, blocking,
+    document::{self, Summary},
+    outcome,
+    roots::show,
+    walk,
+};
+use crate::plugin::{Hints, ToolContext, ToolDef, ToolError, ToolOutcome};
+
+const MAX_LIMIT: usize = 1000;
+
+/// Documents summarised per blocking task; progress is reported between batches.
+const BATCH: usize = 10;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyzeArgs {
+    /// Folder to summarise (recursively, skipping `.git`), relative to a root or absolute
+    /// inside one; `.` is the first root. A single file works too.
+    path: String,
+    /// Most documents to summarise, first by path. The server sets the default (usually
+    /// 200); at most 1000.
+    #[schemars(range(min = 1, max = 1000))]
+    limit: Option<usize>,
+    /// Only documents whose path relative to `path` matches this glob, e.g. `**/*.md`. `*`
+    /// stays within one folder; `**` crosses folders.
+    glob: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct AnalyzeOutput {
+    /// The root folder the analysed folder is in.
+    root: String,
+    /// The analysed folder, relative to `root`.
+    folder: String,
+    /// One summary per document, sorted by path.
+    documents: Vec<Document>,
+    /// Documents found, including those beyond `limit`.
+    total_found: usize,
+    /// More documents were found than summarised; raise `limit` or narrow `path`/`glob`.
+    truncated: bool,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Document {
+    /// Relative to the root, ready for files_read.
+    path: String,
+    /// The first heading (Markdown, reStructuredText, AsciiDoc, Org), the HTML `<title>`, or
+    /// else the file name without its extension.
+    title: String,
+    /// What kind of document: markdown, text, html, json, csv, yaml, source, …
+    #[serde(rename = "type")]
+    kind: String,
+    /// In bytes.
+    size: u64,
+    /// Last modification, RFC 3339 UTC.
+    modified: Option<String>,
+    /// Whitespace-separated words in the whole file.
+    words: u64,
+    /// The first ~240 characters after the title, whitespace collapsed.
+    extract: String,
+}
+
+pub fn tool(files: Arc<Files>) -> ToolDef {
+    ToolDef::new::<AnalyzeArgs, _, _>(
+        "analyze",
+        "Summarise the documents in a folder inside the allowed roots: for each text document \
+         (Markdown, text, HTML, JSON, CSV, YAML, TOML, XML, source code, …) its title, type, size, \
+         modification time, word count and the opening ~240 characters. Use it to get an \
+         overview of a folder before reading files with files_read.",
+        Hints::read_only(),
+        move |args: AnalyzeArgs, cx: ToolContext| {
+            let files = files.clone();
+            async move { analyze(files, args, cx).await }
+        },
+    )
+    .with_title("Summarise documents")
+    .with_output::<AnalyzeOutput>()
+}
+
+/// A document found by the walk, not yet read.
+struct Candidate {
+    path: String,
+    real: PathBuf,
+    kind: &'static str,
+    meta: std::fs::Metadata,
+}
+
+async fn analyze(files: Arc<Files>, args: AnalyzeArgs, cx: ToolContext) -> ToolOutcome {
+    let limit = args
+        .limit
+        .unwrap_or(files.settings.analyze_limit)
+        .clamp(1, MAX_LIMIT);
+    let found = {
+        let (files, cancel) = (files.clone(), cx.cancellation().clone());
+        blocking(move || find(&files, &args, &cancel)).await?
+    };
+    let (root, folder, mut candidates) = found;
+    let total_found = candidates.len();
+    candidates.truncate(limit);
+    let total = candidates.len();
+
+    let mut documents = Vec::with_capacity(total);
+    let mut batches = candidates.into_iter().peekable();
+    while batches.peek().is_some() {
+        if cx.is_cancelled() {
+            return Err(walk::cancelled());
+        }
+        let batch: Vec<Candidate> = batches.by_ref().take(BATCH).collect();
+        let cancel = cx.cancellation().clone();
+        documents.extend(blocking(move || summarise_all(batch, &cancel)).await?);
+        let done = total - batches.len();
+        cx.progress(
+            done as f64,
+            Some(total as f64),
+            format!("summarised {done} of {total} documents"),
+        )
+        .await;
+    }
+
+    let output = AnalyzeOutput {
+        root,
+        folder,
+        documents,
+        total_found,
+        truncated: total_found > total,
+    };
+    outcome(vec![render(&output, limit)], &output)
+}
+
+/// Every document under the requested path, in path order.
+fn find(
+    files: &Files,
+    args: &AnalyzeArgs,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<(String, String, Vec<Candidate>), ToolError> {
+    let glob = walk::glob(args.glob.as_deref())?;
+    let target = files.roots.resolve(Some(&args.path))?;
+    let mut candidates = Vec::new();
+    for found in walk::files_under(&files.roots, &target.real, glob.as_ref(), cancel) {
+        let found = found?;
+        let shown = walk::under(&target.rel, &found.sub);
+        // A link is a document by its own name, not its target's.
+        let Some(kind) = document::doc_type(&shown).or_else(|| document::doc_type(&found.real))
+        else {
+            continue;
+        };
+        candidates.push(Candidate {
+            path: show(&shown),
+            real: found.real,
+            kind,
+            meta: found.meta,
+        });
+    }
+    Ok((
+        files.roots.root_display(target.root),
+        show(&target.rel),
+        candidates,
+    ))
+}
+
+fn summarise_all(
+    batch: Vec<Candidate>,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<Vec<Document>, ToolError> {
+    let mut documents = Vec::with_capacity(batch.len());
+    for c in batch {
+        // A file that vanished or cannot be read is left out, not fatal to the whole summary.
+        let summary = match document::summarise(&c.real, c.kind, cancel) {
+            Ok(Some(summary)) => summary,
+            Ok(None) => continue,
+            Err(ToolError::Failed(m)) if cancel.is_cancelled() => return Err(ToolError::Failed(m)),
+            Err(_) => continue,
+        };
+        let Summary {
+            title,
+            words,
+            extract,
+        } = summary;
+        documents.push(Document {
+            path: c.path,
+            title,
+            kind: c.kind.to_owned(),
+            size: c.meta.len(),
+            modified: walk::modified(&c.meta),
+            words,
+            extract,
+        });
+    }
+    Ok(documents)
+}
+
+fn render(output: &AnalyzeOutput, limit: usize) -> String {
+    let mut text = format!(
+        "{} document(s) in {} (root {}):\n",
+        output.documents.len(),
+        output.folder,
+        output.root
+    );
+    for d in &output.documents {
+        text.push_str(&format!(
+            "\n{} — {}\n  {}, {}, {} words, modified {}\n",
+            d.path,
+            d.title,
+            d.kind,
+            walk::human_size(d.size),
+            d.words,
+            d.modified.as_deref().unwrap_or("unknown")
+        ));
+        if !d.extract.is_empty() {
+            text.push_str(&format!("  {}\n", d.extract));
+        }
+    }
+    if output.truncated {
+        text.push_str(&format!(
+            "\nShowing the first {limit} of {} documents by path. Raise `limit` (up to {MAX_LIMIT}) \
+             or narrow `path` or `glob` to see the rest.\n",
+            output.total_found
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use serde_json::json;
+
+    use super::super::{FilesSettings, tests::*};
+
+    fn folder() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("docs/sub")).unwrap();
+        fs::write(
+            dir.path().join("docs/b.md"),
+            "# Beta guide\n\nHow to   use\nbeta.\n",
+        )
+        .unwrap();
+        fs::write(dir.path().join("docs/a.txt"), "Alpha notes with five words").unwrap();
+        fs::write(
+            dir.path().join("docs/sub/page.html"),
+            "<title>Page</title><p>Hello there</p>",
+        )
+        .unwrap();
+        fs::write(dir.path().join("docs/photo.png"), b"\x89PNG\0\0").unwrap();
+        fs::write(dir.path().join("docs/fake.md"), b"# x\0binary").unwrap();
+        dir
+    }
+
+    #[tokio::test]
+    async fn summarises_documents_in_path_order() {
+        let dir = folder();
+        let plugin = plugin(dir.path(), FilesSettings::default());
+        let out = call_ok(&plugin, "analyze", json!({"path": "docs"})).await;
+        let docs = out["documents"].as_array().unwrap();
+        let paths: Vec<_> = docs.iter().map(|d| d["path"].as_str().unwrap()).collect();
+        assert_eq!(paths, ["docs/a.txt", "docs/b.md", "docs/sub/page.html"]);
+        assert_eq!(out["folder"], "docs");
+        assert_eq!(out["truncated"], false);
+        let b = &docs[1];
+        assert_eq!(
+            (b["title"].as_str(), b["type"].as_str()),
+            (Some("Beta guide"), Some("markdown"))
+        );
+        assert_eq!(b["extract"], "How to use beta.");
+        assert_eq!(b["words"], 7);
+        assert_eq!(docs[0]["title"], "a");
+        assert_eq!(docs[0]["words"], 5);
+        assert_eq!(docs[2]["title"], "Page");
+        assert_eq!(docs[2]["extract"], "Hello there");
+    }
+
+    #[tokio::test]
+    async fn limits_and_globs_bound_the_summary() {
+        let dir = folder();
+        let plugin = plugin(dir.path(), FilesSettings::default());
+        let out = call_ok(&plugin, "analyze", json!({"path": ".", "limit": 1})).await;
+        assert_eq!(out["documents"].as_array().unwrap().len(), 1);
+        assert_eq!(out["total_found"], 4);
+        assert_eq!(out["truncated"], true);
+        let out = call_ok(
+            &plugin,
+            "analyze",
+            json!({"path": "docs", "glob": "**/*.html"}),
+        )
+        .await;
+        assert_eq!(out["documents"][0]["path"], "docs/sub/page.html");
+        assert_eq!(out["total_found"], 1);
+    }
+}

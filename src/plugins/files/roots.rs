@@ -1,0 +1,314 @@
+//! The sandbox: the folders the plugin may read, and the only way a requested path becomes a
+//! real one.
+//!
+//! A path is first normalised lexically (so `..` can never climb above a root), then found in a
+//! root, then canonicalised; the canonical path must still lie inside some root, which is what
+//! catches symlinks pointing elsewhere. Entries met while walking are checked the same way by
+//! [`Roots::follow_link`].
+
+use std::{
+    fmt, io,
+    path::{Component, Path, PathBuf},
+};
+
+use crate::plugin::ToolError;
+
+/// The canonical root folders, in the order relative paths are tried.
+#[derive(Debug, Clone)]
+pub struct Roots {
+    roots: Vec<Root>,
+}
+
+#[derive(Debug, Clone)]
+struct Root {
+    /// Canonical: what every resolved path is checked against.
+    real: PathBuf,
+    /// Absolute as configured: a model may quote it (say `/tmp/x` where `/tmp` is a symlink),
+    /// so absolute paths under this spelling are accepted too.
+    given: PathBuf,
+}
+
+/// A requested path that passed the sandbox.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Index of the root it was found in.
+    pub root: usize,
+    /// Relative to that root, as requested (symlinks not followed): what the model is shown.
+    pub rel: PathBuf,
+    /// Canonical: what is opened.
+    pub real: PathBuf,
+}
+
+impl Roots {
+    /// Canonicalise `paths` (relative ones against `cwd`). An empty list means `cwd` alone.
+    pub fn new(paths: &[PathBuf], cwd: &Path) -> Result<Self, String> {
+        let paths = if paths.is_empty() {
+            vec![cwd.to_owned()]
+        } else {
+            paths.to_vec()
+        };
+        let mut roots = Vec::with_capacity(paths.len());
+        for path in paths {
+            let given = normalize_absolute(&cwd.join(&path));
+            let real = std::fs::canonicalize(&given)
+                .map_err(|e| format!("files root `{}` cannot be used: {e}", path.display()))?;
+            if !real.is_dir() {
+                return Err(format!("files root `{}` is not a folder", path.display()));
+            }
+            roots.push(Root { real, given });
+        }
+        Ok(Self { roots })
+    }
+
+    /// The canonical path of root `index`, for output.
+    pub fn root_display(&self, index: usize) -> String {
+        self.roots[index].real.display().to_string()
+    }
+
+    /// Whether a canonical path lies inside some root.
+    pub fn contains(&self, real: &Path) -> bool {
+        self.roots.iter().any(|r| real.starts_with(&r.real))
+    }
+
+    /// Where the symlink at `link` leads, if that is inside a root. `None` for links that leave
+    /// every root and for broken links: a walker skips both.
+    pub fn follow_link(&self, link: &Path) -> Option<PathBuf> {
+        std::fs::canonicalize(link)
+            .ok()
+            .filter(|real| self.contains(real))
+    }
+
+    /// Turn a requested path into one that may be read. With no path (or an empty one), the
+    /// first root.
+    pub fn resolve(&self, path: Option<&str>) -> Result<Target, ToolError> {
+        let requested = path.unwrap_or("");
+        if requested.contains('\0') {
+            return Err(ToolError::Forbidden("the path contains a NUL byte".into()));
+        }
+        let path = Path::new(requested);
+        if path.has_root() {
+            let norm = normalize_absolute(path);
+            for (index, root) in self.roots.iter().enumerate() {
+                for base in [&root.real, &root.given] {
+                    if let Ok(rest) = norm.strip_prefix(base) {
+                        return self.within(index, rest.to_owned(), requested);
+                    }
+                }
+            }
+            return Err(ToolError::Forbidden(format!(
+                "`{requested}` is outside the folders this tool may read ({self}); \
+                 give a path relative to one of them"
+            )));
+        }
+        let rel = normalize_relative(path).ok_or_else(|| {
+            ToolError::Forbidden(format!(
+                "`{requested}` uses `..` to climb out of the root folder"
+            ))
+        })?;
+        let found = self
+            .roots
+            .iter()
+            .position(|r| r.real.join(&rel).symlink_metadata().is_ok());
+        match found {
+            Some(index) => self.within(index, rel, requested),
+            None => Err(ToolError::NotFound(format!(
+                "`{requested}` does not exist in {self}; use files_list to see what is there"
+            ))),
+        }
+    }
+
+    fn within(&self, root: usize, rel: PathBuf, requested: &str) -> Result<Target, ToolError> {
+        let candidate = self.roots[root].real.join(&rel);
+        let real = match std::fs::canonicalize(&candidate) {
+            Ok(real) => real,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let what = if candidate.symlink_metadata().is_ok() {
+                    "is a symlink whose target does not exist"
+                } else {
+                    "does not exist"
+                };
+                return Err(ToolError::NotFound(format!(
+                    "`{requested}` {what}; use files_list to see what is there"
+                )));
+            }
+            Err(e) => return Err(ToolError::Failed(format!("cannot open `{requested}`: {e}"))),
+        };
+        if !self.contains(&real) {
+            return Err(ToolError::Forbidden(format!(
+                "`{requested}` is a symlink (or lies under one) that leads outside the folders \
+                 this tool may read"
+            )));
+        }
+        Ok(Target { root, rel, real })
+    }
+}
+
+impl fmt::Display for Roots {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<String> = self
+            .roots
+            .iter()
+            .map(|r| format!("`{}`", r.real.display()))
+            .collect();
+        f.write_str(&names.join(", "))
+    }
+}
+
+/// A relative path as shown to the model: `/`-separated, `.` for the root itself.
+pub fn show(rel: &Path) -> String {
+    if rel.as_os_str().is_empty() {
+        ".".into()
+    } else {
+        rel.to_string_lossy().into_owned()
+    }
+}
+
+/// Drop `.` and apply `..` without touching the disk; `None` if `..` climbs above the start.
+fn normalize_relative(path: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(name) => out.push(name),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Like [`normalize_relative`] for an absolute path; `..` at the top stays at the top, as the
+/// kernel does.
+fn normalize_absolute(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, tempfile::TempDir, Roots) {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::create_dir(root.path().join("docs")).unwrap();
+        fs::write(root.path().join("docs/a.md"), "# A\n").unwrap();
+        fs::write(outside.path().join("secret.txt"), "secret").unwrap();
+        let roots = Roots::new(&[root.path().to_owned()], Path::new("/")).unwrap();
+        (root, outside, roots)
+    }
+
+    fn refused(result: Result<Target, ToolError>) -> String {
+        match result {
+            Err(ToolError::Forbidden(message)) => message,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn relative_paths_resolve_inside_the_root() {
+        let (_root, _outside, roots) = setup();
+        let target = roots.resolve(Some("docs/../docs/./a.md")).unwrap();
+        assert_eq!(target.rel, Path::new("docs/a.md"));
+        assert!(roots.contains(&target.real));
+        assert_eq!(roots.resolve(None).unwrap().rel, Path::new(""));
+    }
+
+    #[test]
+    fn dot_dot_that_escapes_is_refused() {
+        let (_root, _outside, roots) = setup();
+        let message = refused(roots.resolve(Some("docs/../../etc/passwd")));
+        assert!(message.contains("`..`"), "{message}");
+        refused(roots.resolve(Some("..")));
+    }
+
+    #[test]
+    fn absolute_paths_outside_every_root_are_refused() {
+        let (root, outside, roots) = setup();
+        refused(roots.resolve(Some("/etc/passwd")));
+        let secret = outside.path().join("secret.txt");
+        refused(roots.resolve(Some(secret.to_str().unwrap())));
+        let sneaky = root.path().join("docs/../../etc/passwd");
+        refused(roots.resolve(Some(sneaky.to_str().unwrap())));
+        let inside = root.path().join("docs/a.md");
+        assert_eq!(
+            roots.resolve(Some(inside.to_str().unwrap())).unwrap().rel,
+            Path::new("docs/a.md")
+        );
+    }
+
+    #[test]
+    fn nul_bytes_are_refused() {
+        let (_root, _outside, roots) = setup();
+        refused(roots.resolve(Some("docs/a.md\0.txt")));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_leaving_the_root_are_refused() {
+        use std::os::unix::fs::symlink;
+        let (root, outside, roots) = setup();
+        symlink(
+            outside.path().join("secret.txt"),
+            root.path().join("file-link"),
+        )
+        .unwrap();
+        symlink(outside.path(), root.path().join("dir-link")).unwrap();
+        symlink(
+            root.path().join("docs/a.md"),
+            root.path().join("inside-link"),
+        )
+        .unwrap();
+        refused(roots.resolve(Some("file-link")));
+        refused(roots.resolve(Some("dir-link")));
+        refused(roots.resolve(Some("dir-link/secret.txt")));
+        assert!(roots.follow_link(&root.path().join("file-link")).is_none());
+        let inside = roots.resolve(Some("inside-link")).unwrap();
+        assert_eq!(inside.rel, Path::new("inside-link"));
+        assert!(inside.real.ends_with("docs/a.md"));
+    }
+
+    #[test]
+    fn missing_paths_are_not_found_and_later_roots_are_tried() {
+        let (root, _outside, _) = setup();
+        let second = tempfile::tempdir().unwrap();
+        fs::write(second.path().join("only-here.txt"), "x").unwrap();
+        let roots = Roots::new(
+            &[root.path().to_owned(), second.path().to_owned()],
+            Path::new("/"),
+        )
+        .unwrap();
+        assert!(matches!(
+            roots.resolve(Some("nope.txt")),
+            Err(ToolError::NotFound(_))
+        ));
+        assert_eq!(roots.resolve(Some("only-here.txt")).unwrap().root, 1);
+        assert_eq!(roots.resolve(Some("docs")).unwrap().root, 0);
+    }
+
+    #[test]
+    fn roots_must_be_existing_folders() {
+        let (root, _outside, _) = setup();
+        let missing = Roots::new(&[root.path().join("missing")], Path::new("/")).unwrap_err();
+        assert!(missing.contains("cannot be used"), "{missing}");
+        let file = Roots::new(&[root.path().join("docs/a.md")], Path::new("/")).unwrap_err();
+        assert!(file.contains("not a folder"), "{file}");
+        let relative = Roots::new(&[PathBuf::from("docs")], root.path()).unwrap();
+        assert!(relative.root_display(0).ends_with("docs"));
+    }
+}

@@ -1,0 +1,17 @@
+//! Built-in plugins. Adding one means a folder here and one line in [`BUILTINS`].
+//! A plugin never imports another plugin.
+
+use crate::plugin::Init;
+
+pub mod files;
+pub mod testkit;
+
+/// Every built-in, by the name a manifest's `builtin` (or `name`) selects it with.
+pub const BUILTINS: &[(&str, Init)] = &[("files", files::init), ("testkit", testkit::init)];
+
+pub fn builtin(name: &str) -> Option<Init> {
+    BUILTINS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, init)| *init)
+}

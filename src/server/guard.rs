@@ -1,0 +1,200 @@
+//! HTTP safety checks applied to every endpoint before anything else runs: the `Host` header
+//! (DNS rebinding), the `Origin` header (browsers on foreign pages), and the bearer token.
+
+use std::{net::IpAddr, sync::Arc};
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderMap, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+
+#[derive(Clone)]
+pub struct Guard {
+    /// Host names (no port) a request may be addressed to; `*` allows any.
+    hosts: Arc<Vec<String>>,
+    /// Extra browser origins allowed besides the allowed hosts, e.g. `https://app.example.com`.
+    origins: Arc<Vec<String>>,
+    /// Required as `Authorization: Bearer …` when set.
+    token: Option<Arc<str>>,
+}
+
+impl Guard {
+    pub fn new(
+        bind: IpAddr,
+        extra_hosts: &[String],
+        origins: &[String],
+        token: Option<&str>,
+    ) -> Self {
+        let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+        if !bind.is_unspecified() && !bind.is_loopback() {
+            hosts.push(bind.to_string());
+        }
+        hosts.extend(
+            extra_hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty()),
+        );
+        let origins = origins
+            .iter()
+            .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+            .collect();
+        Self {
+            hosts: Arc::new(hosts),
+            origins: Arc::new(origins),
+            token: token.map(Arc::from),
+        }
+    }
+
+    fn host_allowed(&self, host: &str) -> bool {
+        let host = strip_port(host).to_ascii_lowercase();
+        self.hosts.iter().any(|h| h == "*" || *h == host)
+    }
+
+    fn check(&self, headers: &HeaderMap) -> Result<(), Response> {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        if !self.host_allowed(host) {
+            return Err(deny(
+                StatusCode::FORBIDDEN,
+                "Host header is not allowed (add the name with --allowed-hosts)",
+            ));
+        }
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin
+                .to_str()
+                .unwrap_or("")
+                .trim_end_matches('/')
+                .to_ascii_lowercase();
+            let by_host = origin.split_once("://").is_some_and(|(scheme, rest)| {
+                matches!(scheme, "http" | "https") && self.host_allowed(rest)
+            });
+            if !by_host && !self.origins.iter().any(|o| *o == origin) {
+                return Err(deny(
+                    StatusCode::FORBIDDEN,
+                    "Origin is not allowed (add it with --allowed-origins)",
+                ));
+            }
+        }
+        if let Some(token) = &self.token {
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+                let mut response = deny(
+                    StatusCode::UNAUTHORIZED,
+                    "missing or wrong bearer token (Authorization: Bearer …)",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
+                return Err(response);
+            }
+        }
+        Ok(())
+    }
+}
+
+pub async fn guard(State(guard): State<Guard>, request: Request<Body>, next: Next) -> Response {
+    match guard.check(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(response) => {
+            tracing::warn!(status = %response.status(), path = %request.uri().path(), "HTTP request refused");
+            response
+        }
+    }
+}
+
+fn deny(status: StatusCode, message: &'static str) -> Response {
+    (status, message).into_response()
+}
+
+/// `example.com:3000` → `example.com`; `[::1]:3000` → `::1`.
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.chars().all(|c| c.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.parse().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn loopback_hosts_pass_and_foreign_ones_do_not() {
+        let g = Guard::new("127.0.0.1".parse().unwrap(), &[], &[], None);
+        assert!(
+            g.check(&headers(&[(header::HOST, "127.0.0.1:3000")]))
+                .is_ok()
+        );
+        assert!(g.check(&headers(&[(header::HOST, "localhost")])).is_ok());
+        assert!(g.check(&headers(&[(header::HOST, "[::1]:3000")])).is_ok());
+        assert!(
+            g.check(&headers(&[(header::HOST, "evil.example:3000")]))
+                .is_err()
+        );
+        let foreign = [
+            (header::HOST, "127.0.0.1:3000"),
+            (header::ORIGIN, "https://evil.example"),
+        ];
+        assert_eq!(
+            g.check(&headers(&foreign)).unwrap_err().status(),
+            StatusCode::FORBIDDEN
+        );
+        let local = [
+            (header::HOST, "127.0.0.1:3000"),
+            (header::ORIGIN, "http://localhost:5173"),
+        ];
+        assert!(g.check(&headers(&local)).is_ok());
+    }
+
+    #[test]
+    fn token_is_required_when_set() {
+        let g = Guard::new(
+            "0.0.0.0".parse().unwrap(),
+            &["*".into()],
+            &[],
+            Some("s3cret"),
+        );
+        assert_eq!(
+            g.check(&headers(&[(header::HOST, "10.0.0.5")]))
+                .unwrap_err()
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
+        let wrong = [
+            (header::HOST, "10.0.0.5"),
+            (header::AUTHORIZATION, "Bearer nope"),
+        ];
+        assert!(g.check(&headers(&wrong)).is_err());
+        let right = [
+            (header::HOST, "10.0.0.5"),
+            (header::AUTHORIZATION, "Bearer s3cret"),
+        ];
+        assert!(g.check(&headers(&right)).is_ok());
+    }
+}

@@ -1,0 +1,97 @@
+//! One HTTP port: Streamable HTTP at `/mcp` (both protocol generations) and the legacy
+//! HTTP+SSE transport at `/sse` + `/message`, behind the Host/Origin/token guard.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::{Context, bail};
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    middleware,
+    routing::{get, post},
+    serve::ListenerExt,
+};
+use rmcp::transport::{
+    StreamableHttpServerConfig, StreamableHttpService,
+    streamable_http_server::session::local::LocalSessionManager,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{McpHandler, guard, sse};
+use crate::plugin::Manager;
+
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    pub addr: SocketAddr,
+    /// Bearer token; required when `addr` is not loopback.
+    pub token: Option<String>,
+    pub allowed_hosts: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub max_body_bytes: usize,
+}
+
+pub fn router(manager: Arc<Manager>, options: &HttpOptions, ct: CancellationToken) -> Router {
+    let config = StreamableHttpServerConfig::default()
+        .with_json_response(true)
+        // The guard checks Host and Origin for every endpoint, /mcp included.
+        .disable_allowed_hosts()
+        .disable_allowed_origins()
+        .with_max_request_body_bytes(options.max_body_bytes)
+        .with_cancellation_token(ct.child_token());
+    let factory_manager = manager.clone();
+    let mcp = StreamableHttpService::new(
+        move || Ok(McpHandler::new(factory_manager.clone())),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    );
+    let guard = guard::Guard::new(
+        options.addr.ip(),
+        &options.allowed_hosts,
+        &options.allowed_origins,
+        options.token.as_deref(),
+    );
+    let legacy = Router::new()
+        .route("/sse", get(sse::open))
+        .route("/message", post(sse::post))
+        .with_state(sse::SseState::new(manager, ct));
+    Router::new()
+        .nest_service("/mcp", mcp)
+        .merge(legacy)
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .layer(middleware::from_fn_with_state(guard, guard::guard))
+}
+
+/// Serve until `ct` is cancelled.
+pub async fn serve_http(
+    manager: Arc<Manager>,
+    options: HttpOptions,
+    ct: CancellationToken,
+) -> anyhow::Result<()> {
+    if !options.addr.ip().is_loopback() && options.token.as_deref().is_none_or(str::is_empty) {
+        bail!(
+            "refusing to serve on {} without a token: set PLUGBOARD_HTTP_TOKEN (clients then send \
+             `Authorization: Bearer <token>`), or bind 127.0.0.1",
+            options.addr
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(options.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", options.addr))?;
+    let local = listener.local_addr()?;
+    // Small JSON-RPC messages must not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
+    let app = router(manager, &options, ct.clone());
+    // Tests and scripts read this line to learn the port when asked for port 0.
+    eprintln!(
+        "plugboard: listening on http://{local} (Streamable HTTP at /mcp, legacy SSE at /sse)"
+    );
+    tracing::info!(addr = %local, "HTTP server listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(ct.cancelled_owned())
+        .await
+        .context("HTTP server failed")
+}

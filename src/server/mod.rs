@@ -1,0 +1,27 @@
+//! The transports: stdio, and on one HTTP port Streamable HTTP (`/mcp`) plus the legacy
+//! HTTP+SSE transport (`GET /sse`, `POST /message`).
+
+mod gate;
+mod guard;
+mod handler;
+mod http;
+mod sse;
+
+use std::sync::Arc;
+
+use rmcp::{ServiceExt, transport::async_rw::AsyncRwTransport};
+
+pub use handler::McpHandler;
+pub use http::{HttpOptions, serve_http};
+
+use crate::plugin::Manager;
+
+/// Serve one client over stdin/stdout until it closes the stream.
+pub async fn serve_stdio(manager: Arc<Manager>) -> anyhow::Result<()> {
+    let (stdin, stdout) = rmcp::transport::stdio_pipes();
+    let transport = gate::MethodGate::new(AsyncRwTransport::new_server(stdin, stdout));
+    let service = McpHandler::new(manager).serve(transport).await?;
+    let reason = service.waiting().await?;
+    tracing::debug!(?reason, "stdio session ended");
+    Ok(())
+}

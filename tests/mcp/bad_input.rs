@@ -1,0 +1,324 @@
+//! Bad input gets a clear error and the server keeps serving.
+
+use std::{process::Stdio, time::Duration};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::{
+    scenario::call,
+    support::{Fixture, text},
+};
+
+#[tokio::test]
+async fn unknown_tool_and_bad_arguments_are_error_results() {
+    let fx = Fixture::new();
+    let (client, _) = fx.stdio(&[]).await;
+
+    let unknown = client
+        .call_tool(call("files_raed", json!({"path": "x"})))
+        .await
+        .unwrap();
+    assert_eq!(unknown.is_error, Some(true));
+    assert!(
+        text(&unknown).contains("unknown tool `files_raed`"),
+        "{}",
+        text(&unknown)
+    );
+    assert!(
+        text(&unknown).contains("files_read"),
+        "suggests the right name: {}",
+        text(&unknown)
+    );
+
+    let wrong_type = client
+        .call_tool(call("files_read", json!({"path": 5})))
+        .await
+        .unwrap();
+    assert_eq!(wrong_type.is_error, Some(true));
+    let message = text(&wrong_type);
+    assert!(
+        message.contains("invalid arguments for `files_read`") && message.contains("/path"),
+        "{message}"
+    );
+    assert!(message.contains("string"), "{message}");
+
+    let missing = client
+        .call_tool(call("files_read", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(missing.is_error, Some(true));
+    assert!(
+        text(&missing).contains("\"path\" is a required property"),
+        "{}",
+        text(&missing)
+    );
+
+    let extra = client
+        .call_tool(call("testkit_echo", json!({"text": "a", "colour": "red"})))
+        .await
+        .unwrap();
+    assert_eq!(extra.is_error, Some(true));
+    assert!(text(&extra).contains("colour"), "{}", text(&extra));
+
+    // Still serving.
+    let ok = client
+        .call_tool(call("testkit_echo", json!({"text": "ok"})))
+        .await
+        .unwrap();
+    assert_eq!(text(&ok), "ok");
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_slow_call_times_out_with_an_error_result() {
+    let fx = Fixture::new();
+    let (client, _) = fx.stdio(&["--call-timeout", "0.3"]).await;
+    let started = std::time::Instant::now();
+    let slow = client
+        .call_tool(call("testkit_slow", json!({"steps": 100, "step_ms": 50})))
+        .await
+        .unwrap();
+    assert_eq!(slow.is_error, Some(true));
+    assert!(
+        text(&slow).contains("did not finish within 0.3 s"),
+        "{}",
+        text(&slow)
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let ok = client
+        .call_tool(call("testkit_echo", json!({"text": "ok"})))
+        .await
+        .unwrap();
+    assert_eq!(text(&ok), "ok");
+    client.cancel().await.unwrap();
+}
+
+/// Raw lines over stdio: stdout carries JSON-RPC only; unknown methods get -32601 even before
+/// initialize; malformed input is answered or ignored without killing the server.
+#[tokio::test]
+async fn stdio_raw_protocol_edges() {
+    let fx = Fixture::new();
+    let mut child = fx
+        .command(&["serve"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let stderr = child.stderr.take().unwrap();
+    let stderr_task = tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut all = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let mut send = async |line: &str| {
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        stdin.flush().await.unwrap();
+    };
+    let mut next = async || -> Value {
+        let line = tokio::time::timeout(Duration::from_secs(10), stdout.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"))
+    };
+
+    send(r#"{"jsonrpc":"2.0","id":1,"method":"vendor/probe","params":{}}"#).await;
+    let reply = next().await;
+    assert_eq!(reply["id"], 1);
+    assert_eq!(reply["error"]["code"], -32601, "{reply}");
+
+    send("this is not json").await;
+    send(r#"{"jsonrpc":"2.0","id":2,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#).await;
+    let reply = next().await;
+    assert_eq!(reply["id"], 2);
+    assert_eq!(reply["result"]["serverInfo"]["name"], "plugboard");
+    send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).await;
+
+    send(r#"{"jsonrpc":"2.0","id":3,"method":"vendor/probe"}"#).await;
+    let reply = next().await;
+    assert_eq!(
+        (reply["id"].clone(), reply["error"]["code"].clone()),
+        (json!(3), json!(-32601)),
+        "{reply}"
+    );
+
+    send(r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"nope"}}"#).await;
+    let reply = next().await;
+    assert_eq!(reply["id"], 4);
+    assert_eq!(reply["result"]["isError"], true, "{reply}");
+
+    send(r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#).await;
+    let reply = next().await;
+    assert_eq!(reply["id"], 5);
+    assert!(reply["result"]["tools"].as_array().unwrap().len() >= 8);
+
+    drop(send);
+    drop(next);
+    drop(stdin);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.success(),
+        "server exits cleanly at end of input: {status}"
+    );
+    while let Ok(Some(line)) = stdout.next_line().await {
+        serde_json::from_str::<Value>(&line)
+            .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+    }
+    let logs = stderr_task.await.unwrap();
+    assert!(logs.contains("tool call"), "logs go to stderr: {logs}");
+}
+
+#[tokio::test]
+async fn http_guard_refuses_foreign_host_origin_and_oversized_bodies() {
+    let fx = Fixture::new();
+    let (_child, url) = fx.http(&["--max-body-bytes", "65536"]).await;
+    let http = reqwest::Client::new();
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}});
+    let post = |path: &str| {
+        http.post(format!("{url}{path}"))
+            .header("Accept", "application/json, text/event-stream")
+            .header("Content-Type", "application/json")
+    };
+
+    let ok = post("/mcp").json(&init).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+
+    for path in ["/mcp", "/sse", "/message?sessionId=x"] {
+        let evil_origin = if path == "/sse" {
+            http.get(format!("{url}{path}"))
+                .header("Origin", "https://evil.example")
+                .send()
+                .await
+                .unwrap()
+        } else {
+            post(path)
+                .header("Origin", "https://evil.example")
+                .json(&init)
+                .send()
+                .await
+                .unwrap()
+        };
+        assert_eq!(evil_origin.status(), 403, "{path} with a foreign Origin");
+        let evil_host = post(path)
+            .header("Host", "evil.example")
+            .json(&init)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(evil_host.status(), 403, "{path} with a foreign Host");
+    }
+
+    let local_origin = post("/mcp")
+        .header("Origin", "http://localhost:6274")
+        .json(&init)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        local_origin.status(),
+        200,
+        "the MCP Inspector's local origin is fine"
+    );
+
+    let big = "x".repeat(200_000);
+    let oversized = post("/mcp")
+        .body(format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{big}"}}}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oversized.status(), 413);
+    let oversized = post("/message?sessionId=x").body(big).send().await.unwrap();
+    assert_eq!(oversized.status(), 413);
+
+    let malformed = post("/mcp").body("{not json").send().await.unwrap();
+    assert!(
+        malformed.status().is_client_error(),
+        "{}",
+        malformed.status()
+    );
+    let still = post("/mcp").json(&init).send().await.unwrap();
+    assert_eq!(still.status(), 200);
+}
+
+#[tokio::test]
+async fn off_loopback_needs_a_token() {
+    let fx = Fixture::new();
+    let refused = fx
+        .command(&["serve", "--http", "0.0.0.0:0"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("PLUGBOARD_HTTP_TOKEN"), "{stderr}");
+
+    let (_child, url) = {
+        let mut child = fx
+            .command(&[
+                "serve",
+                "--http",
+                "0.0.0.0:0",
+                "--allowed-hosts",
+                "127.0.0.1",
+            ])
+            .env("PLUGBOARD_HTTP_TOKEN", "tok-123456")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let url = crate::support::listening_url(&mut child).await;
+        (child, url.replace("0.0.0.0", "127.0.0.1"))
+    };
+    let http = reqwest::Client::new();
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}});
+    let request = || {
+        http.post(format!("{url}/mcp"))
+            .header("Accept", "application/json, text/event-stream")
+            .json(&init)
+    };
+    assert_eq!(request().send().await.unwrap().status(), 401);
+    assert_eq!(
+        request()
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        request()
+            .bearer_auth("tok-123456")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(format!("{url}/sse"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+}

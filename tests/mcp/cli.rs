@@ -1,0 +1,223 @@
+//! The command line: plugins, tools, call, check, filters and `.env`.
+
+use serde_json::Value;
+
+use crate::support::{Fixture, write};
+
+async fn run(fx: &Fixture, args: &[&str]) -> (bool, String, String) {
+    let out = fx.command(args).output().await.unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn tool_names(fx: &Fixture, args: &[&str]) -> Vec<String> {
+    let mut all = args.to_vec();
+    all.extend(["tools", "--json"]);
+    let (ok, stdout, stderr) = run(fx, &all).await;
+    assert!(ok, "{stderr}");
+    let tools: Vec<Value> = serde_json::from_str(&stdout).unwrap();
+    tools
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn plugins_shows_every_status() {
+    let fx = Fixture::new();
+    let (ok, stdout, _) = run(&fx, &["plugins"]).await;
+    assert!(ok);
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in {stdout}"))
+            .to_owned()
+    };
+    assert!(line("files").contains("ready  (4 tools)"), "{stdout}");
+    assert!(line("testkit").contains("ready"), "{stdout}");
+    assert!(
+        line("broken").contains("failed (the database is on fire)"),
+        "{stdout}"
+    );
+    assert!(
+        line("panicky").contains("failed (init panicked: testkit was asked to panic during init)"),
+        "{stdout}"
+    );
+    assert!(
+        line("keyed").contains("unconfigured (set PLUGBOARD_TEST_API_KEY)"),
+        "{stdout}"
+    );
+    assert!(line("sleepy").contains("disabled"), "{stdout}");
+    let typo = line("typo");
+    assert!(
+        typo.contains("plugin.toml: line 3, column 1: unknown field `enabld`"),
+        "{typo}"
+    );
+}
+
+#[tokio::test]
+async fn check_reports_missing_variables_and_never_prints_secrets() {
+    let fx = Fixture::new();
+    let (ok, stdout, _) = run(&fx, &["check"]).await;
+    assert!(!ok, "check fails while a plugin is unconfigured or failed");
+    assert!(
+        stdout.contains("PLUGBOARD_TEST_API_KEY") && stdout.contains("MISSING (required), secret"),
+        "{stdout}"
+    );
+
+    // From .env: the plugin becomes ready, and the value appears nowhere.
+    write(
+        &fx.home.path().join(".env"),
+        "PLUGBOARD_TEST_API_KEY=sk-live-abcdef123456\n",
+    );
+    let out = fx.command(&["check"]).output().await.unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(stdout.contains("keyed: ready"), "{stdout}");
+    assert!(
+        !stdout.contains("sk-live") && !stderr.contains("sk-live"),
+        "secret leaked:\n{stdout}\n{stderr}"
+    );
+    let (_, plugins, _) = run(&fx, &["plugins", "--json"]).await;
+    assert!(!plugins.contains("sk-live"));
+    // The real environment wins over .env.
+    let out = fx
+        .command(&["check"])
+        .env("PLUGBOARD_TEST_API_KEY", "")
+        .output()
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("keyed: unconfigured"));
+}
+
+#[tokio::test]
+async fn tools_and_filters() {
+    let fx = Fixture::new();
+    let all = tool_names(&fx, &[]).await;
+    assert!(
+        all.contains(&"files_read".to_owned()) && all.contains(&"testkit_panic".to_owned()),
+        "{all:?}"
+    );
+
+    let only_files = tool_names(&fx, &["--toolsets", "files"]).await;
+    assert!(
+        only_files.iter().all(|t| t.starts_with("files_")) && only_files.len() == 4,
+        "{only_files:?}"
+    );
+
+    let picked = tool_names(&fx, &["--tools", "files_read,testkit_echo"]).await;
+    assert_eq!(picked, ["files_read", "testkit_echo"]);
+
+    let excluded = tool_names(
+        &fx,
+        &[
+            "--tools",
+            "files_read,testkit_echo",
+            "--exclude-tools",
+            "testkit_echo",
+        ],
+    )
+    .await;
+    assert_eq!(excluded, ["files_read"], "exclude wins");
+
+    let out = fx
+        .command(&["tools", "--json"])
+        .env("PLUGBOARD_EXCLUDE_TOOLS", "files_list, files_search")
+        .output()
+        .await
+        .unwrap();
+    let names: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        !names
+            .iter()
+            .any(|t| t["name"] == "files_list" || t["name"] == "files_search")
+    );
+
+    let (ok, table, _) = run(&fx, &["tools"]).await;
+    assert!(
+        ok && table.contains("files_read") && table.contains("read-only"),
+        "{table}"
+    );
+}
+
+#[tokio::test]
+async fn read_only_hides_writing_tools() {
+    let fx = Fixture::new();
+    // Every built-in tool so far is read-only; a plugin's tools are hidden when they are not.
+    let all = tool_names(&fx, &["--read-only"]).await;
+    assert!(all.contains(&"files_read".to_owned()));
+    let out = fx
+        .command(&["tools", "--json", "--read-only"])
+        .output()
+        .await
+        .unwrap();
+    let tools: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        tools
+            .iter()
+            .all(|t| t["annotations"]["readOnlyHint"] == true)
+    );
+}
+
+#[tokio::test]
+async fn call_runs_a_tool_from_the_shell() {
+    let fx = Fixture::new();
+    let (ok, stdout, stderr) = run(
+        &fx,
+        &[
+            "call",
+            "files_read",
+            "--args",
+            r#"{"path":"docs/guide.md"}"#,
+        ],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("# User Guide"), "{stdout}");
+
+    let (ok, stdout, _) = run(
+        &fx,
+        &[
+            "call",
+            "files_read",
+            "--args",
+            r#"{"path":"../outside.txt"}"#,
+            "--json",
+        ],
+    )
+    .await;
+    assert!(!ok, "an error result exits non-zero");
+    let result: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(result["isError"], true);
+    assert!(!stdout.contains("TOP SECRET"));
+
+    let (ok, _, stderr) = run(&fx, &["call", "files_read", "--args", "[1]"]).await;
+    assert!(!ok && stderr.contains("JSON object"), "{stderr}");
+}
+
+#[tokio::test]
+async fn help_is_everywhere() {
+    let fx = Fixture::empty();
+    for cmd in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["plugins", "--help"],
+        &["tools", "--help"],
+        &["call", "--help"],
+        &["check", "--help"],
+    ] {
+        let (ok, stdout, _) = run(&fx, cmd).await;
+        assert!(
+            ok && stdout.contains("Usage: plugboard"),
+            "{cmd:?}: {stdout}"
+        );
+    }
+    let (ok, stdout, _) = run(&fx, &["plugins"]).await;
+    assert!(ok && stdout.contains("no plugins found"), "{stdout}");
+}

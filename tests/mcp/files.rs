@@ -1,0 +1,167 @@
+//! The files plugin through MCP: what it reads, and everything it refuses.
+
+use serde_json::{Value, json};
+
+use crate::{
+    scenario::{Client, call},
+    support::{Fixture, text, write},
+};
+
+async fn ok(client: &Client, tool: &str, args: Value) -> Value {
+    let result = client.call_tool(call(tool, args.clone())).await.unwrap();
+    assert_ne!(
+        result.is_error,
+        Some(true),
+        "{tool} {args}: {}",
+        text(&result)
+    );
+    result
+        .structured_content
+        .clone()
+        .unwrap_or_else(|| json!({ "text": text(&result) }))
+}
+
+async fn refused(client: &Client, tool: &str, args: Value) -> String {
+    let result = client.call_tool(call(tool, args.clone())).await.unwrap();
+    assert_eq!(
+        result.is_error,
+        Some(true),
+        "{tool} {args} should be refused: {}",
+        text(&result)
+    );
+    let message = text(&result);
+    assert!(!message.contains("TOP SECRET"), "{message}");
+    message
+}
+
+#[tokio::test]
+async fn nothing_outside_the_roots_is_ever_read() {
+    let fx = Fixture::new();
+    let (client, _) = fx.stdio(&[]).await;
+    let outside = fx.home.path().join("outside.txt").display().to_string();
+    let attempts = [
+        ("files_read", json!({"path": "../outside.txt"})),
+        ("files_read", json!({"path": "docs/../../outside.txt"})),
+        ("files_read", json!({"path": outside})),
+        ("files_read", json!({"path": "/etc/passwd"})),
+        ("files_read", json!({"path": "escape.txt"})),
+        ("files_read", json!({"path": "docs/guide.md\u{0}"})),
+        ("files_list", json!({"path": ".."})),
+        ("files_list", json!({"path": "/"})),
+        ("files_search", json!({"pattern": "SECRET", "path": ".."})),
+        ("files_analyze", json!({"path": ".."})),
+    ];
+    for (tool, args) in attempts {
+        refused(&client, tool, args).await;
+    }
+    // Walking never follows the escaping link either.
+    let hits = ok(&client, "files_search", json!({"pattern": "SECRET"})).await;
+    assert_eq!(hits["hits"].as_array().unwrap().len(), 0, "{hits}");
+    let listed = ok(&client, "files_list", json!({"depth": 5})).await;
+    assert!(!listed.to_string().contains("outside.txt"));
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn list_read_search_analyze() {
+    let fx = Fixture::new();
+    let (client, _) = fx.stdio(&[]).await;
+
+    let listed = ok(&client, "files_list", json!({"path": "docs"})).await;
+    let paths: Vec<&str> = listed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["docs/guide.md", "docs/notes.txt"], "{listed}");
+
+    let lines = ok(
+        &client,
+        "files_read",
+        json!({"path": "docs/notes.txt", "start_line": 2, "end_line": 3}),
+    )
+    .await;
+    assert_eq!(lines["text"], "beta\ngamma needle\n", "{lines}");
+
+    let hits = ok(&client, "files_search", json!({"pattern": "needle"})).await;
+    let mut found: Vec<(String, u64)> = hits["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["path"].as_str().unwrap().to_owned(),
+                h["line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("docs/notes.txt".to_owned(), 3),
+            ("src/main.rs".to_owned(), 2)
+        ]
+    );
+
+    let bad_regex = refused(&client, "files_search", json!({"pattern": "("})).await;
+    assert!(bad_regex.contains("invalid arguments"), "{bad_regex}");
+
+    let docs = ok(&client, "files_analyze", json!({"path": "docs"})).await;
+    let guide = docs["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["path"] == "docs/guide.md")
+        .expect("guide analysed");
+    assert_eq!(guide["title"], "User Guide");
+    assert_eq!(guide["type"], "markdown");
+    assert!(
+        guide["extract"]
+            .as_str()
+            .unwrap()
+            .starts_with("plugboard connects your AI"),
+        "{guide}"
+    );
+    assert_eq!(guide["words"], 11);
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn listings_are_bounded_and_resume_with_a_cursor() {
+    let fx = Fixture::new();
+    for i in 0..25 {
+        write(&fx.data().join(format!("many/f{i:02}.txt")), "x\n");
+    }
+    let (client, _) = fx.stdio(&[]).await;
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut args = json!({"path": "many", "limit": 10});
+        if let Some(c) = &cursor {
+            args["cursor"] = json!(c);
+        }
+        let page = ok(&client, "files_list", args).await;
+        seen.extend(
+            page["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["path"].as_str().unwrap().to_owned()),
+        );
+        if page["truncated"] == true {
+            cursor = Some(
+                page["next_cursor"]
+                    .as_str()
+                    .expect("cursor when truncated")
+                    .to_owned(),
+            );
+        } else {
+            break;
+        }
+    }
+    let expected: Vec<String> = (0..25).map(|i| format!("many/f{i:02}.txt")).collect();
+    assert_eq!(seen, expected, "every entry once, in order");
+    client.cancel().await.unwrap();
+}

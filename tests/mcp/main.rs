@@ -1,0 +1,11 @@
+//! plugboard driven as users drive it: the built binary, a real MCP client, every transport.
+
+mod sse_client;
+mod support;
+
+mod bad_input;
+mod cli;
+mod files;
+mod scenario;
+mod snapshots;
+mod transports;

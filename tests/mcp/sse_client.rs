@@ -1,0 +1,82 @@
+//! A minimal client side of the legacy HTTP+SSE transport (rmcp no longer ships one), so the
+//! same rmcp client can drive `GET /sse` + `POST /message`.
+
+use futures::StreamExt;
+use rmcp::{
+    RoleClient,
+    model::{ClientJsonRpcMessage, ServerJsonRpcMessage},
+    transport::{Transport, sink_stream::SinkStreamTransport},
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::PollSender;
+
+/// Open `GET {base}/sse`, read the `endpoint` event, and return an rmcp client transport.
+pub async fn connect(base: &str) -> impl Transport<RoleClient> + 'static {
+    let http = reqwest::Client::new();
+    let response = http
+        .get(format!("{base}/sse"))
+        .header("Accept", "text/event-stream")
+        .send()
+        .await
+        .expect("GET /sse");
+    assert_eq!(response.status(), 200, "GET /sse");
+    let mut body = response.bytes_stream();
+    let (event_tx, mut events) = mpsc::channel::<(String, String)>(64);
+    tokio::spawn(async move {
+        let (mut buf, mut event, mut data) = (String::new(), String::new(), String::new());
+        while let Some(Ok(chunk)) = body.next().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(i) = buf.find('\n') {
+                let line: String = buf.drain(..=i).collect();
+                let line = line.trim_end_matches(['\n', '\r']);
+                if line.is_empty() {
+                    if !data.is_empty()
+                        && event_tx
+                            .send((std::mem::take(&mut event), std::mem::take(&mut data)))
+                            .await
+                            .is_err()
+                    {
+                        return;
+                    }
+                    event.clear();
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    event = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    if !data.is_empty() {
+                        data.push('\n');
+                    }
+                    data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                }
+            }
+        }
+    });
+    let (kind, endpoint) = events.recv().await.expect("endpoint event");
+    assert_eq!(kind, "endpoint");
+    let post_url = format!("{base}{endpoint}");
+
+    let (to_server, mut outgoing) = mpsc::channel::<ClientJsonRpcMessage>(64);
+    tokio::spawn(async move {
+        while let Some(message) = outgoing.recv().await {
+            let response = http
+                .post(&post_url)
+                .json(&message)
+                .send()
+                .await
+                .expect("POST /message");
+            assert_eq!(response.status(), 202, "POST /message");
+        }
+    });
+    let (incoming_tx, incoming) = mpsc::channel::<ServerJsonRpcMessage>(64);
+    tokio::spawn(async move {
+        while let Some((kind, data)) = events.recv().await {
+            if kind == "message" {
+                let message = serde_json::from_str(&data).expect("server message is JSON-RPC");
+                if incoming_tx.send(message).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    SinkStreamTransport::new(PollSender::new(to_server), ReceiverStream::new(incoming))
+}

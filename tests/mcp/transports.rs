@@ -1,0 +1,113 @@
+//! The scenario over stdio, Streamable HTTP (both generations) and legacy SSE, and
+//! `tools/list_changed` after SIGHUP on each.
+
+use std::time::Duration;
+
+use rmcp::{
+    ClientLifecycleMode, ClientServiceExt, ServiceExt,
+    model::{ProtocolVersion, ServerNotification, SubscriptionFilter},
+    transport::StreamableHttpClientTransport,
+};
+
+use crate::{
+    scenario::{Client, exercise},
+    sse_client,
+    support::{Fixture, Recorder, sighup},
+};
+
+const EXTRA: &str = "name = \"extra\"\nkind = \"builtin\"\nbuiltin = \"testkit\"\n";
+
+/// Add a plugin, SIGHUP, and wait for the session to hear about it.
+async fn expect_list_changed(fx: &Fixture, client: &Client, pid: u32) {
+    fx.manifest("extra", EXTRA);
+    sighup(pid);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        client.service().list_changed.notified(),
+    )
+    .await
+    .expect("tools/list_changed within 10 s of SIGHUP");
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "extra_echo"));
+}
+
+#[tokio::test]
+async fn stdio_serves_the_whole_scenario() {
+    let fx = Fixture::new();
+    let (client, pid) = fx.stdio(&[]).await;
+    let info = client.peer_info().unwrap();
+    assert_eq!(info.server_info.as_ref().unwrap().name, "plugboard");
+    exercise(&client, true).await;
+    expect_list_changed(&fx, &client, pid).await;
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn streamable_http_session_generation() {
+    let fx = Fixture::new();
+    let (child, url) = fx.http(&[]).await;
+    let transport = StreamableHttpClientTransport::from_uri(format!("{url}/mcp"));
+    let client = Recorder::default()
+        .serve(transport)
+        .await
+        .expect("initialize over HTTP");
+    assert_eq!(
+        client.peer_info().unwrap().protocol_version,
+        ProtocolVersion::V_2025_11_25
+    );
+    exercise(&client, true).await;
+    expect_list_changed(&fx, &client, child.id().unwrap()).await;
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn streamable_http_stateless_generation() {
+    let fx = Fixture::new();
+    let (child, url) = fx.http(&[]).await;
+    let transport = StreamableHttpClientTransport::from_uri(format!("{url}/mcp"));
+    let client = Recorder::default()
+        .serve_with_lifecycle(
+            transport,
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await
+        .expect("discover over HTTP");
+    exercise(&client, false).await;
+
+    // list_changed arrives on a subscriptions/listen stream.
+    let mut subscription = client
+        .peer()
+        .listen(SubscriptionFilter::builder().tools_list_changed().build())
+        .await
+        .expect("listen");
+    fx.manifest("extra", EXTRA);
+    sighup(child.id().unwrap());
+    let note = tokio::time::timeout(Duration::from_secs(10), subscription.next())
+        .await
+        .expect("notification within 10 s")
+        .expect("subscription alive")
+        .expect("a notification");
+    assert!(
+        matches!(note, ServerNotification::ToolListChangedNotification(_)),
+        "{note:?}"
+    );
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "extra_echo"));
+    drop(subscription);
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn legacy_sse_serves_the_whole_scenario() {
+    let fx = Fixture::new();
+    let (child, url) = fx.http(&[]).await;
+    let client = Recorder::default()
+        .serve(sse_client::connect(&url).await)
+        .await
+        .expect("initialize over SSE");
+    exercise(&client, true).await;
+    expect_list_changed(&fx, &client, child.id().unwrap()).await;
+    client.cancel().await.unwrap();
+}
