@@ -76,7 +76,6 @@ impl ToolContext {
     }
 
     /// Send a log message to the client, if it asked for messages at this level.
-
     pub async fn log(&self, level: LoggingLevel, data: serde_json::Value) {
         let wanted = self
             .log_level

@@ -54,16 +54,13 @@ impl Guard {
         self.hosts.iter().any(|h| h == "*" || *h == host)
     }
 
-    fn check(&self, headers: &HeaderMap) -> Result<(), Response> {
+    fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         let host = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("");
         if !self.host_allowed(host) {
-            return Err(deny(
-                StatusCode::FORBIDDEN,
-                "Host header is not allowed (add the name with --allowed-hosts)",
-            ));
+            return Err(Refusal::Host);
         }
         if let Some(origin) = headers.get(header::ORIGIN) {
             let origin = origin
@@ -74,11 +71,8 @@ impl Guard {
             let by_host = origin.split_once("://").is_some_and(|(scheme, rest)| {
                 matches!(scheme, "http" | "https") && self.host_allowed(rest)
             });
-            if !by_host && !self.origins.iter().any(|o| *o == origin) {
-                return Err(deny(
-                    StatusCode::FORBIDDEN,
-                    "Origin is not allowed (add it with --allowed-origins)",
-                ));
+            if !by_host && !self.origins.contains(&origin) {
+                return Err(Refusal::Origin);
             }
         }
         if let Some(token) = &self.token {
@@ -88,32 +82,52 @@ impl Guard {
                 .and_then(|h| h.strip_prefix("Bearer "))
                 .unwrap_or("");
             if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
-                let mut response = deny(
-                    StatusCode::UNAUTHORIZED,
-                    "missing or wrong bearer token (Authorization: Bearer …)",
-                );
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
-                return Err(response);
+                return Err(Refusal::Token);
             }
         }
         Ok(())
     }
 }
 
-pub async fn guard(State(guard): State<Guard>, request: Request<Body>, next: Next) -> Response {
-    match guard.check(request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(response) => {
-            tracing::warn!(status = %response.status(), path = %request.uri().path(), "HTTP request refused");
-            response
+/// Why a request was turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    Host,
+    Origin,
+    Token,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Host => (
+                StatusCode::FORBIDDEN,
+                "Host header is not allowed (add the name with --allowed-hosts)",
+            )
+                .into_response(),
+            Refusal::Origin => (
+                StatusCode::FORBIDDEN,
+                "Origin is not allowed (add it with --allowed-origins)",
+            )
+                .into_response(),
+            Refusal::Token => (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "missing or wrong bearer token (Authorization: Bearer …)",
+            )
+                .into_response(),
         }
     }
 }
 
-fn deny(status: StatusCode, message: &'static str) -> Response {
-    (status, message).into_response()
+pub async fn guard(State(guard): State<Guard>, request: Request<Body>, next: Next) -> Response {
+    match guard.check(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => {
+            tracing::warn!(?refusal, path = %request.uri().path(), "HTTP request refused");
+            refusal.into_response()
+        }
+    }
 }
 
 /// `example.com:3000` → `example.com`; `[::1]:3000` → `::1`.
@@ -161,10 +175,7 @@ mod tests {
             (header::HOST, "127.0.0.1:3000"),
             (header::ORIGIN, "https://evil.example"),
         ];
-        assert_eq!(
-            g.check(&headers(&foreign)).unwrap_err().status(),
-            StatusCode::FORBIDDEN
-        );
+        assert_eq!(g.check(&headers(&foreign)).unwrap_err(), Refusal::Origin);
         let local = [
             (header::HOST, "127.0.0.1:3000"),
             (header::ORIGIN, "http://localhost:5173"),
@@ -182,9 +193,8 @@ mod tests {
         );
         assert_eq!(
             g.check(&headers(&[(header::HOST, "10.0.0.5")]))
-                .unwrap_err()
-                .status(),
-            StatusCode::UNAUTHORIZED
+                .unwrap_err(),
+            Refusal::Token
         );
         let wrong = [
             (header::HOST, "10.0.0.5"),

@@ -118,14 +118,10 @@ impl ServerHandler for McpHandler {
         let mut changes = self.manager.subscribe();
         let peer = cx.peer.clone();
         tokio::spawn(async move {
-            loop {
-                match changes.recv().await {
-                    Ok(()) | Err(RecvError::Lagged(_)) => {
-                        if peer.notify_tool_list_changed().await.is_err() {
-                            break; // the client went away
-                        }
-                    }
-                    Err(RecvError::Closed) => break,
+            // Ends when the manager is dropped or the client goes away.
+            while let Ok(()) | Err(RecvError::Lagged(_)) = changes.recv().await {
+                if peer.notify_tool_list_changed().await.is_err() {
+                    break;
                 }
             }
         });

@@ -165,8 +165,6 @@ async fn stdio_raw_protocol_edges() {
     assert_eq!(reply["id"], 5);
     assert!(reply["result"]["tools"].as_array().unwrap().len() >= 8);
 
-    drop(send);
-    drop(next);
     drop(stdin);
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await

@@ -8,6 +8,7 @@ use std::{
     sync::Arc,
 };
 
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use walkdir::WalkDir;
@@ -55,6 +56,7 @@ pub struct ListOutput {
     entries: Vec<Entry>,
     /// More entries follow; pass `next_cursor` to get them.
     truncated: bool,
+    /// Pass as `cursor`, with the same `path`, `glob` and `depth`, to get the next page.
     next_cursor: Option<String>,
 }
 
@@ -73,13 +75,19 @@ pub struct Entry {
 }
 
 /// Where a page starts: everything about the listing that must not change between pages.
+/// Short keys keep the cursor short.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Cursor {
+    #[serde(rename = "r")]
     root: usize,
+    #[serde(rename = "p")]
     path: String,
+    #[serde(rename = "g")]
     glob: Option<String>,
+    #[serde(rename = "d")]
     depth: usize,
     /// The last path returned, relative to the listed folder.
+    #[serde(rename = "a")]
     after: PathBuf,
 }
 
@@ -238,10 +246,10 @@ fn count(n: usize) -> String {
     }
 }
 
-/// Opaque to the model: hex of the JSON, so it survives any transport unchanged.
+/// Opaque to the model: URL-safe base64 of the JSON, so it survives any transport unchanged.
 fn encode(cursor: &Cursor) -> String {
     let json = serde_json::to_vec(cursor).unwrap_or_default();
-    json.iter().map(|b| format!("{b:02x}")).collect()
+    URL_SAFE_NO_PAD.encode(json)
 }
 
 /// The resume point of a cursor, if it belongs to this same listing.
@@ -252,14 +260,7 @@ fn decode(text: &str, expected: &Cursor) -> Result<PathBuf, ToolError> {
                 .into(),
         )
     };
-    let bytes = (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-        })
-        .collect::<Option<Vec<u8>>>()
-        .ok_or_else(bad)?;
+    let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
     let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     let same = cursor.root == expected.root
         && cursor.path == expected.path
@@ -370,7 +371,7 @@ mod tests {
         let cursor = out["next_cursor"].as_str().unwrap();
         let other = call(&plugin, "list", json!({"depth": 2, "cursor": cursor})).await;
         assert!(matches!(other, Err(ToolError::InvalidArguments(_))));
-        let junk = call(&plugin, "list", json!({"cursor": "zz"})).await;
+        let junk = call(&plugin, "list", json!({"cursor": "not a cursor!"})).await;
         assert!(matches!(junk, Err(ToolError::InvalidArguments(_))));
     }
 
