@@ -42,7 +42,7 @@ pub type Init = fn(PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, Pl
 /// Everything a plugin is initialised with.
 pub struct PluginSetup {
     pub name: String,
-    /// The manifest's folder: relative paths in settings are resolved against it.
+    /// The manifest's folder, for plugins that keep files beside their manifest.
     pub dir: PathBuf,
     pub manifest_path: PathBuf,
     pub settings: toml::Table,

@@ -29,7 +29,9 @@ fn generate<T: JsonSchema>() -> JsonObject {
             formats.transform(s)
         })));
     let schema = settings.into_generator().into_root_schema_for::<T>();
-    let mut object = match schema.to_value() {
+    let mut value = schema.to_value();
+    unwrap_descriptions(&mut value);
+    let mut object = match value {
         serde_json::Value::Object(map) => map,
         // `true`/`false` schemas: a type that accepts anything becomes an open object.
         _ => JsonObject::new(),
@@ -37,6 +39,29 @@ fn generate<T: JsonSchema>() -> JsonObject {
     object.remove("title");
     object.remove("description");
     object
+}
+
+/// Doc comments wrapped at 100 columns become descriptions with hard line breaks; a model
+/// reads them better as flowing text. Blank lines (paragraphs) stay.
+fn unwrap_descriptions(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                match child {
+                    serde_json::Value::String(text) if key == "description" => {
+                        *text = text
+                            .split("\n\n")
+                            .map(|p| p.split('\n').map(str::trim).collect::<Vec<_>>().join(" "))
+                            .collect::<Vec<_>>()
+                            .join("\n\n");
+                    }
+                    other => unwrap_descriptions(other),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(unwrap_descriptions),
+        _ => {}
+    }
 }
 
 /// The input schema of a tool whose arguments are `T`. Panics at start-up (a programming error
@@ -75,7 +100,10 @@ mod tests {
     #[allow(dead_code)]
     #[derive(JsonSchema)]
     struct Args {
-        /// The path.
+        /// The path,
+        /// relative to a root.
+        ///
+        /// Second paragraph.
         path: String,
         range: Option<Range>,
         limit: Option<u64>,
@@ -95,5 +123,9 @@ mod tests {
             "integer"
         );
         assert_eq!(schema["required"], serde_json::json!(["path"]));
+        assert_eq!(
+            schema["properties"]["path"]["description"],
+            "The path, relative to a root.\n\nSecond paragraph."
+        );
     }
 }

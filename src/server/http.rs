@@ -17,7 +17,7 @@ use rmcp::transport::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{McpHandler, guard, sse};
+use super::{McpHandler, guard, json_first, sse};
 use crate::plugin::Manager;
 
 #[derive(Debug, Clone)]
@@ -54,8 +54,11 @@ pub fn router(manager: Arc<Manager>, options: &HttpOptions, ct: CancellationToke
         .route("/sse", get(sse::open))
         .route("/message", post(sse::post))
         .with_state(sse::SseState::new(manager, ct));
+    let mcp = Router::new()
+        .fallback_service(mcp)
+        .layer(middleware::from_fn(json_first::prefer_json));
     Router::new()
-        .nest_service("/mcp", mcp)
+        .nest("/mcp", mcp)
         .merge(legacy)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(middleware::from_fn_with_state(guard, guard::guard))

@@ -5,6 +5,7 @@ mod gate;
 mod guard;
 mod handler;
 mod http;
+mod json_first;
 mod sse;
 
 use std::sync::Arc;

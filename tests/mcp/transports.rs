@@ -111,3 +111,61 @@ async fn legacy_sse_serves_the_whole_scenario() {
     expect_list_changed(&fx, &client, child.id().unwrap()).await;
     client.cancel().await.unwrap();
 }
+
+/// Plain request/response is a JSON body, not an SSE stream; a call that reports progress
+/// first still streams.
+#[tokio::test]
+async fn http_answers_plain_requests_as_json() {
+    let fx = Fixture::new();
+    let (_child, url) = fx.http(&[]).await;
+    let http = reqwest::Client::new();
+    let post = |body: serde_json::Value, session: Option<&str>| {
+        let mut request = http
+            .post(format!("{url}/mcp"))
+            .header("Accept", "application/json, text/event-stream")
+            .json(&body);
+        if let Some(id) = session {
+            request = request
+                .header("mcp-session-id", id)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        request.send()
+    };
+    let content_type =
+        |r: &reqwest::Response| r.headers()["content-type"].to_str().unwrap().to_owned();
+
+    let init = post(
+        serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(content_type(&init), "application/json");
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: serde_json::Value = init.json().await.unwrap();
+    assert_eq!(body["result"]["serverInfo"]["name"], "plugboard");
+
+    let call = post(
+        serde_json::json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"testkit_echo","arguments":{"text":"json"}}}),
+        Some(&session),
+    )
+    .await
+    .unwrap();
+    assert_eq!(content_type(&call), "application/json");
+    let body: serde_json::Value = call.json().await.unwrap();
+    assert_eq!(body["result"]["content"][0]["text"], "json");
+
+    let streamed = post(
+        serde_json::json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"testkit_slow","arguments":{"steps":2,"step_ms":5},"_meta":{"progressToken":"p"}}}),
+        Some(&session),
+    )
+    .await
+    .unwrap();
+    assert!(content_type(&streamed).starts_with("text/event-stream"));
+    let text = streamed.text().await.unwrap();
+    assert_eq!(text.matches("notifications/progress").count(), 2, "{text}");
+    assert!(text.contains("completed 2 steps"), "{text}");
+}

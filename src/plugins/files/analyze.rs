@@ -69,7 +69,7 @@ pub struct Document {
     extract: String,
 }
 
-pub fn tool(files: Arc<Files>) -> ToolDef {
+pub(super) fn tool(files: Arc<Files>) -> ToolDef {
     ToolDef::new::<AnalyzeArgs, _, _>(
         "analyze",
         "Summarise the documents in a folder inside the allowed roots: for each text document \

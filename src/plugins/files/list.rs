@@ -64,11 +64,11 @@ pub struct ListOutput {
 pub struct Entry {
     /// Relative to the root.
     path: String,
-    /// `file`, `dir` or `symlink` (a link to a place inside the roots; size and time are its
-    /// target's).
+    /// `file`, `dir`, `symlink` (a link to a place inside the roots; size and time are its
+    /// target's) or `other` (a pipe, socket or device, which cannot be read).
     #[serde(rename = "type")]
     kind: Kind,
-    /// In bytes; absent for folders.
+    /// In bytes; null for folders and links to folders.
     size: Option<u64>,
     /// Last modification, RFC 3339 UTC.
     modified: Option<String>,
@@ -91,7 +91,7 @@ struct Cursor {
     after: PathBuf,
 }
 
-pub fn tool(files: Arc<Files>) -> ToolDef {
+pub(super) fn tool(files: Arc<Files>) -> ToolDef {
     ToolDef::new::<ListArgs, _, _>(
         "list",
         "List files and folders inside the allowed roots, sorted by path, with type, size and \
@@ -193,7 +193,7 @@ fn list(files: &Files, args: ListArgs, cx: &ToolContext) -> ToolOutcome {
             .map(|f| Entry {
                 path: show(&walk::under(&target.rel, &f.sub)),
                 kind: f.kind,
-                size: (!f.meta.is_dir()).then_some(f.meta.len()),
+                size: f.meta.is_file().then_some(f.meta.len()),
                 modified: walk::modified(&f.meta),
             })
             .collect(),
@@ -214,7 +214,9 @@ fn render(output: &ListOutput, cursor: &Cursor) -> String {
         let (kind, slash) = match entry.kind {
             Kind::File => ("file", ""),
             Kind::Dir => ("dir", "/"),
+            Kind::Symlink if entry.size.is_none() => ("symlink", "/"),
             Kind::Symlink => ("symlink", ""),
+            Kind::Other => ("other", ""),
         };
         let size = entry.size.map(walk::human_size).unwrap_or_default();
         let modified = entry.modified.as_deref().unwrap_or("");
@@ -373,6 +375,23 @@ mod tests {
         assert!(matches!(other, Err(ToolError::InvalidArguments(_))));
         let junk = call(&plugin, "list", json!({"cursor": "not a cursor!"})).await;
         assert!(matches!(junk, Err(ToolError::InvalidArguments(_))));
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn special_files_are_listed_as_other_and_never_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let _socket = std::os::unix::net::UnixListener::bind(dir.path().join("sock")).unwrap();
+        let plugin = plugin(dir.path(), FilesSettings::default());
+        let out = call_ok(&plugin, "list", json!({})).await;
+        assert_eq!(out["entries"][0]["type"], "other");
+        assert_eq!(out["entries"][0]["size"], json!(null));
+        let read = call(&plugin, "read", json!({"path": "sock"})).await;
+        assert!(
+            matches!(read, Err(ToolError::InvalidArguments(m)) if m.contains("not a regular file"))
+        );
+        let search = call_ok(&plugin, "search", json!({"pattern": "x"})).await;
+        assert_eq!(search["files_scanned"], 0);
     }
 
     #[cfg(unix)]

@@ -2,7 +2,7 @@
 //! configured roots.
 //!
 //! # Layout
-//! - [`roots`]: the sandbox. Every requested path goes through [`Roots::resolve`].
+//! - `roots`: the sandbox. Every requested path goes through [`Roots::resolve`].
 //! - `walk`: walking folders inside the sandbox, shared by the tools.
 //! - `list`, `read`, `search`, `analyze`: one tool each, with its arguments and output.
 //! - `document`: titles, word counts and extracts for `analyze`.
@@ -13,7 +13,7 @@ mod analyze;
 mod document;
 mod list;
 mod read;
-pub mod roots;
+mod roots;
 mod search;
 mod walk;
 
@@ -23,7 +23,7 @@ use futures::future::BoxFuture;
 use rmcp::model::{CallToolResult, ContentBlock};
 use serde::{Deserialize, Serialize};
 
-pub use roots::Roots;
+pub use roots::{Roots, Target};
 
 use crate::plugin::{Plugin, PluginError, PluginSetup, ToolDef, ToolError, ToolOutcome};
 
@@ -79,9 +79,9 @@ impl FilesSettings {
 
 /// What every tool of the plugin shares.
 #[derive(Debug)]
-pub struct Files {
-    pub roots: Roots,
-    pub settings: FilesSettings,
+struct Files {
+    roots: Roots,
+    settings: FilesSettings,
 }
 
 /// The running plugin.

@@ -64,7 +64,7 @@ pub struct ReadOutput {
     text: String,
 }
 
-pub fn tool(files: Arc<Files>) -> ToolDef {
+pub(super) fn tool(files: Arc<Files>) -> ToolDef {
     ToolDef::new::<ReadArgs, _, _>(
         "read",
         "Read a text file inside the allowed roots. Returns the whole file, or lines \
@@ -275,7 +275,8 @@ fn read_lines(
     let total = if at_line_start { line - 1 } else { line };
     if start > total.max(1) {
         return Err(ToolError::InvalidArguments(format!(
-            "start_line {start} is past the end of the file, which has {total} lines"
+            "start_line {start} is past the end of the file, which has {total} line{}",
+            if total == 1 { "" } else { "s" }
         )));
     }
     Ok(Slice {

@@ -61,7 +61,7 @@ pub struct Hit {
     text: String,
 }
 
-pub fn tool(files: Arc<Files>) -> ToolDef {
+pub(super) fn tool(files: Arc<Files>) -> ToolDef {
     ToolDef::new::<SearchArgs, _, _>(
         "search",
         "Search text files inside the allowed roots for lines matching a regular expression, \

@@ -32,6 +32,8 @@ pub enum Kind {
     File,
     Dir,
     Symlink,
+    /// A pipe, socket or device: listed, never read.
+    Other,
 }
 
 /// An entry that passed the sandbox.
@@ -75,7 +77,13 @@ pub fn check(roots: &Roots, start: &Path, entry: &DirEntry) -> Option<Found> {
         });
     }
     let meta = entry.metadata().ok()?;
-    let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
+    let kind = if meta.is_dir() {
+        Kind::Dir
+    } else if meta.is_file() {
+        Kind::File
+    } else {
+        Kind::Other
+    };
     Some(Found {
         sub,
         real: entry.path().to_owned(),
