@@ -28,6 +28,11 @@ async fn tool_names(fx: &Fixture, args: &[&str]) -> Vec<String> {
 #[tokio::test]
 async fn plugins_shows_every_status() {
     let fx = Fixture::new();
+    // Same tool names as `testkit`, which comes first in name order: this one fails whole.
+    fx.manifest(
+        "twin",
+        "name = \"twin\"\nkind = \"builtin\"\nbuiltin = \"testkit\"\nprefix = \"testkit\"\n",
+    );
     let (ok, stdout, _) = run(&fx, &["plugins"]).await;
     assert!(ok);
     let line = |name: &str| {
@@ -52,6 +57,11 @@ async fn plugins_shows_every_status() {
         "{stdout}"
     );
     assert!(line("sleepy").contains("disabled"), "{stdout}");
+    assert!(
+        line("twin")
+            .contains("failed (tool `testkit_echo` is already published by plugin `testkit`"),
+        "{stdout}"
+    );
     let typo = line("typo");
     assert!(
         typo.contains("plugin.toml: line 3, column 1: unknown field `enabld`"),

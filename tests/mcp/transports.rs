@@ -39,6 +39,19 @@ async fn stdio_serves_the_whole_scenario() {
     assert_eq!(info.server_info.as_ref().unwrap().name, "plugboard");
     exercise(&client, true).await;
     expect_list_changed(&fx, &client, pid).await;
+
+    // Removing a plugin withdraws its tools; the session stays up.
+    fx.remove_manifest("extra");
+    sighup(pid);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        client.service().list_changed.notified(),
+    )
+    .await
+    .expect("tools/list_changed after removing a plugin");
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(!tools.iter().any(|t| t.name.starts_with("extra_")));
+    assert!(tools.iter().any(|t| t.name == "files_read"));
     client.cancel().await.unwrap();
 }
 

@@ -145,7 +145,7 @@ fn find(
     let glob = walk::glob(args.glob.as_deref())?;
     let target = files.roots.resolve(Some(&args.path))?;
     let mut candidates = Vec::new();
-    for found in walk::files_under(&files.roots, &target.real, glob.as_ref(), cancel) {
+    for found in walk::files_under(&files.roots, &target, glob.as_ref(), cancel) {
         let found = found?;
         let shown = walk::under(&target.rel, &found.sub);
         // A link is a document by its own name, not its target's.

@@ -139,7 +139,8 @@ fn list(files: &Files, args: ListArgs, cx: &ToolContext) -> ToolOutcome {
         .max_depth(depth)
         .follow_links(false)
         .sort_by_file_name()
-        .into_iter();
+        .into_iter()
+        .filter_entry(|e| walk::enters(&files.roots, &target, e));
     let mut entries = Vec::new();
     let mut more = false;
     while let Some(entry) = walker.next() {
@@ -160,7 +161,7 @@ fn list(files: &Files, args: ListArgs, cx: &ToolContext) -> ToolOutcome {
             }
             continue;
         }
-        let Some(found) = walk::check(&files.roots, &target.real, &entry) else {
+        let Some(found) = walk::check(&files.roots, &target, &entry) else {
             continue;
         };
         let subject = if found.sub.as_os_str().is_empty() {

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - `roots`: the sandbox. Every requested path goes through [`Roots::resolve`].
+//! - `exclude`: the secrets inside the roots (`.env`, keys) that no tool ever shows.
 //! - `walk`: walking folders inside the sandbox, shared by the tools.
 //! - `list`, `read`, `search`, `analyze`: one tool each, with its arguments and output.
 //! - `document`: titles, word counts and extracts for `analyze`.
@@ -11,6 +12,7 @@
 
 mod analyze;
 mod document;
+mod exclude;
 mod list;
 mod read;
 mod roots;
@@ -23,6 +25,7 @@ use futures::future::BoxFuture;
 use rmcp::model::{CallToolResult, ContentBlock};
 use serde::{Deserialize, Serialize};
 
+pub use exclude::Exclude;
 pub use roots::{Roots, Target};
 
 use crate::plugin::{Plugin, PluginError, PluginSetup, ToolDef, ToolError, ToolOutcome};
@@ -46,6 +49,11 @@ pub struct FilesSettings {
     pub search_max_file_bytes: u64,
     /// Default number of documents `analyze` summarises.
     pub analyze_limit: usize,
+    /// Globs of paths no tool shows: a project folder often holds `.env` files and keys. A glob
+    /// matches the path relative to its root or the name of any folder on the way.
+    pub exclude: Vec<String>,
+    /// Globs that win over `exclude`: templates that document keys without holding them.
+    pub include_anyway: Vec<String>,
 }
 
 impl Default for FilesSettings {
@@ -57,6 +65,23 @@ impl Default for FilesSettings {
             search_max_hits: 100,
             search_max_file_bytes: 4 * 1024 * 1024,
             analyze_limit: 200,
+            exclude: strings(&[
+                ".env",
+                ".env.*",
+                "*.pem",
+                "*.key",
+                "*.p12",
+                "*.pfx",
+                "id_rsa*",
+                "id_ecdsa*",
+                "id_ed25519*",
+                ".ssh",
+                ".aws",
+                ".gnupg",
+                ".netrc",
+                ".git-credentials",
+            ]),
+            include_anyway: strings(&[".env.example", ".env.sample", ".env.template"]),
         }
     }
 }
@@ -75,6 +100,15 @@ impl FilesSettings {
             None => Ok(()),
         }
     }
+
+    /// The compiled `exclude` and `include_anyway` globs.
+    fn exclusions(&self) -> Result<Exclude, String> {
+        Exclude::new(&self.exclude, &self.include_anyway)
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
 }
 
 /// What every tool of the plugin shares.
@@ -101,6 +135,8 @@ pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, Pl
 }
 
 impl FilesPlugin {
+    /// The plugin over `roots`, which carry the exclusions (built from the same `settings`, as
+    /// `init` does).
     pub fn new(roots: Roots, settings: FilesSettings) -> Self {
         Self {
             files: Arc::new(Files { roots, settings }),
@@ -118,7 +154,8 @@ impl FilesPlugin {
         };
         let cwd = std::env::current_dir()
             .map_err(|e| PluginError::Init(format!("cannot read the current directory: {e}")))?;
-        let roots = Roots::new(&paths, &cwd).map_err(PluginError::Init)?;
+        let exclude = settings.exclusions().map_err(PluginError::Init)?;
+        let roots = Roots::new(&paths, &cwd, exclude).map_err(PluginError::Init)?;
         Ok(Self::new(roots, settings))
     }
 }
@@ -165,8 +202,9 @@ mod tests {
 
     /// A plugin over one temporary root, with some settings changed.
     pub(super) fn plugin(root: &Path, settings: FilesSettings) -> FilesPlugin {
+        let exclude = settings.exclusions().unwrap();
         FilesPlugin::new(
-            Roots::new(&[root.to_owned()], Path::new("/")).unwrap(),
+            Roots::new(&[root.to_owned()], Path::new("/"), exclude).unwrap(),
             settings,
         )
     }
@@ -254,6 +292,11 @@ mod tests {
         ));
         let zero = setup(toml::from_str("list_limit = 0").unwrap(), &[]);
         assert!(matches!(init(zero).await, Err(PluginError::Init(_))));
+        let glob = setup(toml::from_str("exclude = ['[']").unwrap(), &[]);
+        assert!(matches!(
+            init(glob).await,
+            Err(PluginError::Init(ref m)) if m.contains("`exclude`")
+        ));
     }
 
     #[test]

@@ -5,18 +5,24 @@
 //! root, then canonicalised; the canonical path must still lie inside some root, which is what
 //! catches symlinks pointing elsewhere. Entries met while walking are checked the same way by
 //! [`Roots::follow_link`].
+//!
+//! Inside the roots, paths the `exclude` setting names are refused too: both the path as
+//! requested and the canonical one are judged, so a symlink cannot lead to an excluded file.
 
 use std::{
     fmt, io,
     path::{Component, Path, PathBuf},
 };
 
+use super::exclude::Exclude;
 use crate::plugin::ToolError;
 
 /// The canonical root folders, in the order relative paths are tried.
 #[derive(Debug, Clone)]
 pub struct Roots {
     roots: Vec<Root>,
+    /// Secrets inside the roots: refused by `resolve`, skipped by walks.
+    exclude: Exclude,
 }
 
 #[derive(Debug, Clone)]
@@ -41,7 +47,7 @@ pub struct Target {
 
 impl Roots {
     /// Canonicalise `paths` (relative ones against `cwd`). An empty list means `cwd` alone.
-    pub fn new(paths: &[PathBuf], cwd: &Path) -> Result<Self, String> {
+    pub fn new(paths: &[PathBuf], cwd: &Path, exclude: Exclude) -> Result<Self, String> {
         let paths = if paths.is_empty() {
             vec![cwd.to_owned()]
         } else {
@@ -57,7 +63,7 @@ impl Roots {
             }
             roots.push(Root { real, given });
         }
-        Ok(Self { roots })
+        Ok(Self { roots, exclude })
     }
 
     /// The canonical path of root `index`, for output.
@@ -76,6 +82,28 @@ impl Roots {
         std::fs::canonicalize(link)
             .ok()
             .filter(|real| self.contains(real))
+    }
+
+    /// Whether a walked entry is excluded: `shown` is its path relative to a root as the model
+    /// sees it, `real` the path that would be opened. Only the entry itself is judged, as a walk
+    /// never enters an excluded folder; except for a symlink, whose target may lie anywhere.
+    pub fn excludes_entry(&self, shown: &Path, real: &Path, is_link: bool) -> bool {
+        self.exclude.hides_entry(shown) || self.excludes_real(real, is_link)
+    }
+
+    /// Whether the canonical `real` is excluded, judged relative to every root that holds it;
+    /// `whole` judges the folders above it too.
+    fn excludes_real(&self, real: &Path, whole: bool) -> bool {
+        self.roots
+            .iter()
+            .filter_map(|r| real.strip_prefix(&r.real).ok())
+            .any(|rel| {
+                if whole {
+                    self.exclude.hides(rel)
+                } else {
+                    self.exclude.hides_entry(rel)
+                }
+            })
     }
 
     /// Turn a requested path into one that may be read. With no path (or an empty one), the
@@ -105,6 +133,10 @@ impl Roots {
                 "`{requested}` uses `..` to climb out of the root folder"
             ))
         })?;
+        // Before looking on disk, so the answer does not tell whether the file exists.
+        if self.exclude.hides(&rel) {
+            return Err(excluded(requested));
+        }
         let found = self
             .roots
             .iter()
@@ -118,6 +150,9 @@ impl Roots {
     }
 
     fn within(&self, root: usize, rel: PathBuf, requested: &str) -> Result<Target, ToolError> {
+        if self.exclude.hides(&rel) {
+            return Err(excluded(requested));
+        }
         let candidate = self.roots[root].real.join(&rel);
         let real = match std::fs::canonicalize(&candidate) {
             Ok(real) => real,
@@ -139,6 +174,9 @@ impl Roots {
                  this tool may read"
             )));
         }
+        if self.excludes_real(&real, true) {
+            return Err(excluded(requested));
+        }
         Ok(Target { root, rel, real })
     }
 }
@@ -152,6 +190,15 @@ impl fmt::Display for Roots {
             .collect();
         f.write_str(&names.join(", "))
     }
+}
+
+/// The refusal of an excluded path. It says why, so the model does not retry another way.
+fn excluded(requested: &str) -> ToolError {
+    ToolError::Forbidden(format!(
+        "`{requested}` is excluded by the `exclude` setting of the files plugin (files that may \
+         hold secrets, such as `.env` files and private keys, are never shown), or leads to such \
+         a file; it cannot be read, listed or searched"
+    ))
 }
 
 /// A relative path as shown to the model: `/`-separated, `.` for the root itself.
@@ -203,13 +250,18 @@ mod tests {
 
     use super::*;
 
+    /// Roots with nothing excluded: exclusions are tested in `exclude`.
+    fn open(paths: &[PathBuf], cwd: &Path) -> Result<Roots, String> {
+        Roots::new(paths, cwd, Exclude::nothing())
+    }
+
     fn setup() -> (tempfile::TempDir, tempfile::TempDir, Roots) {
         let root = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         fs::create_dir(root.path().join("docs")).unwrap();
         fs::write(root.path().join("docs/a.md"), "# A\n").unwrap();
         fs::write(outside.path().join("secret.txt"), "secret").unwrap();
-        let roots = Roots::new(&[root.path().to_owned()], Path::new("/")).unwrap();
+        let roots = open(&[root.path().to_owned()], Path::new("/")).unwrap();
         (root, outside, roots)
     }
 
@@ -288,7 +340,7 @@ mod tests {
         let (root, _outside, _) = setup();
         let second = tempfile::tempdir().unwrap();
         fs::write(second.path().join("only-here.txt"), "x").unwrap();
-        let roots = Roots::new(
+        let roots = open(
             &[root.path().to_owned(), second.path().to_owned()],
             Path::new("/"),
         )
@@ -304,11 +356,11 @@ mod tests {
     #[test]
     fn roots_must_be_existing_folders() {
         let (root, _outside, _) = setup();
-        let missing = Roots::new(&[root.path().join("missing")], Path::new("/")).unwrap_err();
+        let missing = open(&[root.path().join("missing")], Path::new("/")).unwrap_err();
         assert!(missing.contains("cannot be used"), "{missing}");
-        let file = Roots::new(&[root.path().join("docs/a.md")], Path::new("/")).unwrap_err();
+        let file = open(&[root.path().join("docs/a.md")], Path::new("/")).unwrap_err();
         assert!(file.contains("not a folder"), "{file}");
-        let relative = Roots::new(&[PathBuf::from("docs")], root.path()).unwrap();
+        let relative = open(&[PathBuf::from("docs")], root.path()).unwrap();
         assert!(relative.root_display(0).ends_with("docs"));
     }
 }

@@ -95,7 +95,7 @@ fn search(files: &Files, args: SearchArgs, cx: &ToolContext) -> ToolOutcome {
 
     let mut hits = Vec::new();
     let (mut scanned, mut skipped, mut truncated) = (0, 0, false);
-    for found in walk::files_under(&files.roots, &target.real, glob.as_ref(), cx.cancellation()) {
+    for found in walk::files_under(&files.roots, &target, glob.as_ref(), cx.cancellation()) {
         let found = found?;
         if found.meta.len() > settings.search_max_file_bytes {
             skipped += 1;

@@ -2,7 +2,8 @@
 //!
 //! Walks never follow symlinks on their own (`follow_links(false)`). A symlink entry is shown or
 //! read only if its canonical target is inside a root; links that leave the roots, and broken
-//! ones, are skipped.
+//! ones, are skipped. Entries the `exclude` setting names are skipped silently, and excluded
+//! folders are never entered.
 
 use std::{
     fs,
@@ -14,7 +15,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use tokio_util::sync::CancellationToken;
 use walkdir::{DirEntry, WalkDir};
 
-use super::roots::Roots;
+use super::roots::{Roots, Target};
 use crate::plugin::ToolError;
 
 /// How much of a file's start is checked for NUL bytes to call it binary.
@@ -62,12 +63,16 @@ pub fn glob(pattern: Option<&str>) -> Result<Option<GlobMatcher>, ToolError> {
     Ok(Some(glob.compile_matcher()))
 }
 
-/// Check one walked entry against the sandbox. `None` for links leaving the roots, broken links,
-/// and entries that vanished or cannot be read.
-pub fn check(roots: &Roots, start: &Path, entry: &DirEntry) -> Option<Found> {
-    let sub = entry.path().strip_prefix(start).ok()?.to_owned();
+/// Check one entry of a walk of `start` against the sandbox. `None` for links leaving the roots,
+/// broken links, excluded entries, and entries that vanished or cannot be read.
+pub fn check(roots: &Roots, start: &Target, entry: &DirEntry) -> Option<Found> {
+    let sub = entry.path().strip_prefix(&start.real).ok()?.to_owned();
+    let shown = under(&start.rel, &sub);
     if entry.path_is_symlink() {
         let real = roots.follow_link(entry.path())?;
+        if roots.excludes_entry(&shown, &real, true) {
+            return None;
+        }
         let meta = fs::metadata(&real).ok()?;
         return Some(Found {
             sub,
@@ -75,6 +80,9 @@ pub fn check(roots: &Roots, start: &Path, entry: &DirEntry) -> Option<Found> {
             kind: Kind::Symlink,
             meta,
         });
+    }
+    if roots.excludes_entry(&shown, entry.path(), false) {
+        return None;
     }
     let meta = entry.metadata().ok()?;
     let kind = if meta.is_dir() {
@@ -92,20 +100,35 @@ pub fn check(roots: &Roots, start: &Path, entry: &DirEntry) -> Option<Found> {
     })
 }
 
-/// The regular files under `start` (a canonical folder, or a single file), in path order,
-/// skipping version-control folders. Stops early, with an error, when `cancel` fires.
+/// Whether a walk of `start` may go into `entry`: not into an excluded folder. Only real
+/// folders need this; a walk never follows a symlink.
+pub fn enters(roots: &Roots, start: &Target, entry: &DirEntry) -> bool {
+    if !entry.file_type().is_dir() {
+        return true;
+    }
+    let Ok(sub) = entry.path().strip_prefix(&start.real) else {
+        return false;
+    };
+    !roots.excludes_entry(&under(&start.rel, sub), entry.path(), false)
+}
+
+/// The regular files under `start` (a folder, or a single file), in path order, skipping
+/// version-control and excluded folders. Stops early, with an error, when `cancel` fires.
 pub fn files_under<'a>(
     roots: &'a Roots,
-    start: &'a Path,
+    start: &'a Target,
     glob: Option<&'a GlobMatcher>,
     cancel: &'a CancellationToken,
 ) -> impl Iterator<Item = Result<Found, ToolError>> + 'a {
-    let walker = WalkDir::new(start)
+    let walker = WalkDir::new(&start.real)
         .follow_links(false)
         .max_depth(MAX_WALK_DEPTH)
         .sort_by_file_name()
         .into_iter()
-        .filter_entry(|e| !(e.depth() > 0 && e.file_type().is_dir() && is_vcs_dir(e.file_name())));
+        .filter_entry(|e| {
+            let vcs = e.depth() > 0 && e.file_type().is_dir() && is_vcs_dir(e.file_name());
+            !vcs && enters(roots, start, e)
+        });
     let mut stopped = false;
     walker.filter_map(move |entry| {
         if stopped {
@@ -116,8 +139,8 @@ pub fn files_under<'a>(
             return Some(Err(cancelled()));
         }
         let found = check(roots, start, &entry.ok()?)?;
-        let wanted =
-            found.meta.is_file() && glob.is_none_or(|g| g.is_match(match_path(start, &found)));
+        let wanted = found.meta.is_file()
+            && glob.is_none_or(|g| g.is_match(match_path(&start.real, &found)));
         wanted.then_some(Ok(found))
     })
 }
