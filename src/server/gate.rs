@@ -56,3 +56,61 @@ impl<T: Transport<RoleServer>> Transport<RoleServer> for MethodGate<T> {
         self.inner.close()
     }
 }
+
+/// The same rule for Streamable HTTP: a POST whose JSON-RPC request names a method MCP does
+/// not define is answered -32601 before rmcp sees it (rmcp would first ask for a session or
+/// for 2026-07-28 request metadata). Bodies over `limit` get 413.
+pub async fn refuse_unknown_methods(
+    axum::extract::State(limit): axum::extract::State<usize>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::{body::Body, http::StatusCode, response::IntoResponse};
+
+    if request.method() != axum::http::Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body over {limit} bytes"),
+            )
+                .into_response();
+        }
+    };
+    if let Some((id, method)) = unknown_method(&bytes) {
+        let error = ErrorData::new(
+            ErrorCode::METHOD_NOT_FOUND,
+            format!("method `{method}` is not part of MCP"),
+            None,
+        );
+        let reply = ServerJsonRpcMessage::error(error, Some(id));
+        return axum::Json(reply).into_response();
+    }
+    next.run(axum::extract::Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// The id and method of a request for a method MCP does not define.
+fn unknown_method(body: &[u8]) -> Option<(rmcp::model::RequestId, String)> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        id: Option<serde::de::IgnoredAny>,
+        method: Option<serde::de::IgnoredAny>,
+    }
+    // Cheap first look: only requests (an id and a method) can be unknown methods.
+    let probe: Probe = serde_json::from_slice(body).ok()?;
+    if probe.id.is_none() || probe.method.is_none() {
+        return None;
+    }
+    match serde_json::from_slice::<rmcp::model::ClientJsonRpcMessage>(body).ok()? {
+        JsonRpcMessage::Request(request) => match request.request {
+            ClientRequest::CustomRequest(custom) => Some((request.id, custom.method)),
+            _ => None,
+        },
+        _ => None,
+    }
+}

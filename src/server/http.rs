@@ -17,7 +17,7 @@ use rmcp::transport::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{McpHandler, guard, json_first, sse};
+use super::{McpHandler, gate, guard, json_first, sse};
 use crate::plugin::Manager;
 
 #[derive(Debug, Clone)]
@@ -56,7 +56,11 @@ pub fn router(manager: Arc<Manager>, options: &HttpOptions, ct: CancellationToke
         .with_state(sse::SseState::new(manager, ct));
     let mcp = Router::new()
         .fallback_service(mcp)
-        .layer(middleware::from_fn(json_first::prefer_json));
+        .layer(middleware::from_fn(json_first::prefer_json))
+        .layer(middleware::from_fn_with_state(
+            options.max_body_bytes,
+            gate::refuse_unknown_methods,
+        ));
     Router::new()
         .nest("/mcp", mcp)
         .merge(legacy)

@@ -234,7 +234,8 @@ async fn http_guard_refuses_foreign_host_origin_and_oversized_bodies() {
         "the MCP Inspector's local origin is fine"
     );
 
-    let big = "x".repeat(200_000);
+    // Just over the limit, so the whole body is sent before the server answers.
+    let big = "x".repeat(70_000);
     let oversized = post("/mcp")
         .body(format!(
             r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{big}"}}}}"#
@@ -245,6 +246,20 @@ async fn http_guard_refuses_foreign_host_origin_and_oversized_bodies() {
     assert_eq!(oversized.status(), 413);
     let oversized = post("/message?sessionId=x").body(big).send().await.unwrap();
     assert_eq!(oversized.status(), 413);
+
+    // Methods MCP does not define: -32601 at once, with no session or metadata needed.
+    let probe = post("/mcp")
+        .json(&json!({"jsonrpc":"2.0","id":9,"method":"vendor/probe"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), 200);
+    let probe: Value = probe.json().await.unwrap();
+    assert_eq!(
+        (probe["id"].clone(), probe["error"]["code"].clone()),
+        (json!(9), json!(-32601)),
+        "{probe}"
+    );
 
     let malformed = post("/mcp").body("{not json").send().await.unwrap();
     assert!(
