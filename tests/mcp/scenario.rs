@@ -149,3 +149,12 @@ pub async fn exercise(client: &Client, logs_expected: bool) {
         .unwrap();
     assert_eq!(text(&again), "still here");
 }
+
+/// The server still answers a plain call.
+pub async fn still_serving(client: &Client) {
+    let ok = client
+        .call_tool(call("testkit_echo", json!({"text": "ok"})))
+        .await
+        .unwrap();
+    assert_eq!(text(&ok), "ok");
+}
