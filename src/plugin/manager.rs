@@ -332,7 +332,7 @@ impl Manager {
                 .map(Path::to_path_buf)
                 .unwrap_or_default(),
             manifest_path: manifest.path.clone(),
-            settings: manifest.settings.clone(),
+            manifest_source: manifest.source.clone(),
             env: manifest
                 .env
                 .keys()

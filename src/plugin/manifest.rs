@@ -60,6 +60,9 @@ pub struct Manifest {
     /// Where it was read from; not part of the file.
     #[serde(skip)]
     pub path: PathBuf,
+    /// The file's text, so a plugin's own settings errors can name the line too.
+    #[serde(skip)]
+    pub source: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -90,20 +93,12 @@ fn yes() -> bool {
 impl Manifest {
     /// Parse a manifest; errors name the file, line and column.
     pub fn parse(path: &Path, text: &str) -> Result<Self, PluginError> {
-        let mut manifest: Manifest = toml::from_str(text).map_err(|e| {
-            let message = match e.span() {
-                Some(span) => {
-                    let (line, col) = line_col(text, span.start);
-                    format!("line {line}, column {col}: {}", e.message())
-                }
-                None => e.message().to_owned(),
-            };
-            PluginError::Manifest {
-                path: path.to_owned(),
-                message,
-            }
+        let mut manifest: Manifest = toml::from_str(text).map_err(|e| PluginError::Manifest {
+            path: path.to_owned(),
+            message: located(text, &e),
         })?;
         manifest.path = path.to_owned();
+        manifest.source = text.to_owned();
         manifest.check()?;
         Ok(manifest)
     }
@@ -157,6 +152,17 @@ fn is_identifier(s: &str) -> bool {
     (1..=32).contains(&s.len())
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// A TOML error as `line L, column C: message`.
+pub(crate) fn located(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let (line, col) = line_col(text, span.start);
+            format!("line {line}, column {col}: {}", e.message())
+        }
+        None => e.message().to_owned(),
+    }
 }
 
 /// 1-based line and column of a byte offset.

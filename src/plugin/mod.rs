@@ -45,18 +45,33 @@ pub struct PluginSetup {
     /// The manifest's folder, for plugins that keep files beside their manifest.
     pub dir: PathBuf,
     pub manifest_path: PathBuf,
-    pub settings: toml::Table,
+    /// The manifest's text; [`PluginSetup::settings`] reads `[settings]` from it.
+    pub manifest_source: String,
     /// The values of the variables the manifest declares, as far as they are set.
     pub env: BTreeMap<String, String>,
 }
 
 impl PluginSetup {
-    /// Deserialize the manifest's `[settings]` into the plugin's own type.
+    /// Deserialize the manifest's `[settings]` into the plugin's own type. Errors name the
+    /// manifest's line and column, like the manifest's own.
     pub fn settings<T: DeserializeOwned>(&self) -> Result<T, PluginError> {
-        toml::Table::try_into(self.settings.clone()).map_err(|e| PluginError::Settings {
+        #[derive(serde::Deserialize)]
+        struct Only<T> {
+            settings: Option<T>,
+        }
+        let error = |message: String| PluginError::Settings {
             path: self.manifest_path.clone(),
-            message: e.message().to_owned(),
-        })
+            message,
+        };
+        match toml::from_str::<Only<T>>(&self.manifest_source) {
+            Ok(Only {
+                settings: Some(settings),
+            }) => Ok(settings),
+            Ok(Only { settings: None }) => toml::Table::new()
+                .try_into()
+                .map_err(|e: toml::de::Error| error(e.message().to_owned())),
+            Err(e) => Err(error(manifest::located(&self.manifest_source, &e))),
+        }
     }
 
     pub fn env(&self, key: &str) -> Option<&str> {
@@ -73,7 +88,7 @@ impl fmt::Debug for PluginSetup {
         f.debug_struct("PluginSetup")
             .field("name", &self.name)
             .field("dir", &self.dir)
-            .field("settings", &self.settings)
+            .field("manifest", &self.manifest_path)
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .finish()
     }

@@ -231,3 +231,19 @@ async fn help_is_everywhere() {
     let (ok, stdout, _) = run(&fx, &["plugins"]).await;
     assert!(ok && stdout.contains("no plugins found"), "{stdout}");
 }
+
+#[tokio::test]
+async fn a_bad_setting_names_the_manifest_line() {
+    let fx = Fixture::new();
+    fx.manifest(
+        "files",
+        "name = \"files\"\nkind = \"builtin\"\n\n[settings]\nlist_limit = \"many\"\n",
+    );
+    let (ok, stdout, _) = run(&fx, &["plugins"]).await;
+    assert!(ok);
+    let files = stdout.lines().find(|l| l.starts_with("files")).unwrap();
+    assert!(
+        files.contains("bad settings in") && files.contains("plugin.toml: line 5, column 14"),
+        "{files}"
+    );
+}

@@ -239,7 +239,11 @@ mod tests {
             name: "files".into(),
             dir: PathBuf::from("plugins/files"),
             manifest_path: PathBuf::from("plugins/files/plugin.toml"),
-            settings,
+            manifest_source: toml::to_string(&toml::Table::from_iter([(
+                "settings".to_owned(),
+                toml::Value::Table(settings),
+            )]))
+            .unwrap(),
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
