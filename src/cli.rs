@@ -26,14 +26,10 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 struct Global {
-    /// Folder holding the plugin manifests (`<name>/plugin.toml`).
-    #[arg(
-        long,
-        env = "PLUGBOARD_PLUGINS_DIR",
-        default_value = "plugins",
-        global = true
-    )]
-    plugins_dir: PathBuf,
+    /// Folder holding the plugin manifests (`<name>/plugin.toml`). Default: `./plugins`, or
+    /// the manifests built into the binary when there is no such folder.
+    #[arg(long, env = "PLUGBOARD_PLUGINS_DIR", global = true)]
+    plugins_dir: Option<PathBuf>,
     /// The .env file to read (default: `.env` in the current folder or a parent).
     #[arg(long, env = "PLUGBOARD_ENV_FILE", global = true)]
     env_file: Option<PathBuf>,
@@ -217,7 +213,11 @@ fn init_logging(global: &Global) {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = &cli.global;
     let config = ManagerConfig {
-        plugins_dir: g.plugins_dir.clone(),
+        plugins_dir: g
+            .plugins_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("plugins")),
+        shipped_fallback: g.plugins_dir.is_none(),
         filters: Filters {
             read_only: g.read_only,
             tools: clean(&g.tools),

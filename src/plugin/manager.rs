@@ -26,6 +26,9 @@ use super::{
 #[derive(Debug, Clone)]
 pub struct ManagerConfig {
     pub plugins_dir: PathBuf,
+    /// When `plugins_dir` does not exist, load the manifests shipped inside the binary
+    /// (`plugins/*/plugin.toml` at build time), so a bare binary works from any folder.
+    pub shipped_fallback: bool,
     pub filters: Filters,
     pub init_timeout: Duration,
     pub call_timeout: Duration,
@@ -35,6 +38,7 @@ impl Default for ManagerConfig {
     fn default() -> Self {
         Self {
             plugins_dir: PathBuf::from("plugins"),
+            shipped_fallback: false,
             filters: Filters::default(),
             init_timeout: Duration::from_secs(30),
             call_timeout: Duration::from_secs(120),
@@ -286,18 +290,39 @@ impl Manager {
 
     fn discover(&self) -> Vec<(String, PathBuf, Result<Manifest, PluginError>)> {
         let dir = &self.config.plugins_dir;
-        let paths = match manifest::discover(dir) {
-            Ok(paths) => paths,
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot read the plugins folder; no plugins loaded");
-                return Vec::new();
+        let manifests: Vec<(PathBuf, Result<Manifest, PluginError>)> = if self
+            .config
+            .shipped_fallback
+            && !dir.is_dir()
+        {
+            tracing::info!(dir = %dir.display(), "no plugins folder; using the manifests shipped in the binary");
+            crate::plugins::SHIPPED_MANIFESTS
+                .iter()
+                .map(|(name, text)| {
+                    let path = PathBuf::from(format!("(shipped)/{name}/plugin.toml"));
+                    let manifest = Manifest::parse(&path, text);
+                    (path, manifest)
+                })
+                .collect()
+        } else {
+            match manifest::discover(dir) {
+                Ok(paths) => paths
+                    .into_iter()
+                    .map(|path| {
+                        let manifest = Manifest::load(&path);
+                        (path, manifest)
+                    })
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot read the plugins folder; no plugins loaded");
+                    return Vec::new();
+                }
             }
         };
         let mut seen = HashSet::new();
         let mut found = Vec::new();
-        for path in paths {
+        for (path, manifest) in manifests {
             let folder = folder_name(&path);
-            let manifest = Manifest::load(&path);
             let name = manifest.as_ref().map(|m| m.name.clone()).unwrap_or(folder);
             if !seen.insert(name.clone()) {
                 tracing::error!(plugin = %name, path = %path.display(), "a plugin of this name is already loaded; ignoring this manifest");

@@ -15,3 +15,11 @@ pub fn builtin(name: &str) -> Option<Init> {
         .find(|(n, _)| *n == name)
         .map(|(_, init)| *init)
 }
+
+/// The manifests in this repository's `plugins/` folder, built into the binary: used when the
+/// plugins folder was not given and `./plugins` does not exist (a client launching the binary
+/// from an arbitrary folder).
+pub const SHIPPED_MANIFESTS: &[(&str, &str)] = &[
+    ("files", include_str!("../../plugins/files/plugin.toml")),
+    ("testkit", include_str!("../../plugins/testkit/plugin.toml")),
+];

@@ -247,3 +247,24 @@ async fn a_bad_setting_names_the_manifest_line() {
         "{files}"
     );
 }
+
+/// A client that launches the bare binary from any folder still gets the shipped plugins.
+#[tokio::test]
+async fn shipped_manifests_when_there_is_no_plugins_folder() {
+    let fx = Fixture::new();
+    let out = fx
+        .command(&["plugins"])
+        .env_remove("PLUGBOARD_PLUGINS_DIR")
+        .current_dir(fx.data())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(stdout.contains("files    ready  (4 tools)"), "{stdout}");
+    assert!(stdout.contains("testkit  disabled"), "{stdout}");
+
+    // An explicit folder that does not exist is not silently replaced.
+    let (_, stdout, _) = run(&fx, &["--plugins-dir", "nowhere", "plugins"]).await;
+    assert!(stdout.contains("no plugins found in nowhere"), "{stdout}");
+}
