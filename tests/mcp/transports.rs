@@ -182,3 +182,59 @@ async fn http_answers_plain_requests_as_json() {
     assert_eq!(text.matches("notifications/progress").count(), 2, "{text}");
     assert!(text.contains("completed 2 steps"), "{text}");
 }
+
+/// `claude_desktop_config.example.json` works as copied, with only the binary path changed:
+/// launched from an arbitrary folder, with `~` meaning the user's home.
+#[tokio::test]
+async fn the_claude_desktop_example_works_as_copied() {
+    use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
+
+    let example: serde_json::Value =
+        serde_json::from_str(include_str!("../../claude_desktop_config.example.json")).unwrap();
+    let server = &example["mcpServers"]["plugboard"];
+    let home = tempfile::tempdir().unwrap();
+    crate::support::write(
+        &home.path().join("Documents/todo.md"),
+        "# Todo\n\nwater the plants\n",
+    );
+    let anywhere = tempfile::tempdir().unwrap();
+
+    let command = tokio::process::Command::new(crate::support::BIN).configure(|cmd| {
+        cmd.args(
+            server["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap()),
+        )
+        .current_dir(anywhere.path())
+        .env_clear()
+        .env("HOME", home.path())
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        for (key, value) in server["env"].as_object().unwrap() {
+            cmd.env(key, value.as_str().unwrap());
+        }
+    });
+    let transport = TokioChildProcess::builder(command)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+        .0;
+    let client = Recorder::default()
+        .serve(transport)
+        .await
+        .expect("initialize");
+    let read = client
+        .call_tool(crate::scenario::call(
+            "files_read",
+            serde_json::json!({"path": "todo.md"}),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        crate::support::text(&read).contains("water the plants"),
+        "{}",
+        crate::support::text(&read)
+    );
+    client.cancel().await.unwrap();
+}

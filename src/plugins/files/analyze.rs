@@ -23,8 +23,9 @@ const BATCH: usize = 10;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnalyzeArgs {
-    /// Folder to summarise (recursively, skipping `.git`), relative to a root or absolute
-    /// inside one; `.` is the first root. A single file works too.
+    /// Folder to summarise (recursively, skipping `.git` and what `.gitignore` and `.ignore`
+    /// files exclude), relative to a root or absolute inside one; `.` is the first root. A
+    /// single file works too.
     path: String,
     /// Most documents to summarise, first by path. The server sets the default (usually
     /// 200); at most 1000.
@@ -33,6 +34,11 @@ pub struct AnalyzeArgs {
     /// Only documents whose path relative to `path` matches this glob, e.g. `**/*.md`. `*`
     /// stays within one folder; `**` crosses folders.
     glob: Option<String>,
+    /// Also summarise what `.gitignore` and `.ignore` files exclude (build output such as
+    /// `target/`, dependencies such as `node_modules/`), which is skipped by default. Files that
+    /// may hold secrets stay hidden either way. Default: false. A `path` that is itself ignored
+    /// is walked anyway.
+    include_ignored: Option<bool>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -74,8 +80,9 @@ pub(super) fn tool(files: Arc<Files>) -> ToolDef {
         "analyze",
         "Summarise the documents in a folder inside the allowed roots: for each text document \
          (Markdown, text, HTML, JSON, CSV, YAML, TOML, XML, source code, …) its title, type, size, \
-         modification time, word count and the opening ~240 characters. Use it to get an \
-         overview of a folder before reading files with files_read.",
+         modification time, word count and the opening ~240 characters. What `.gitignore` files \
+         exclude (build output, dependencies) is skipped unless `include_ignored` is true. Use \
+         it to get an overview of a folder before reading files with files_read.",
         Hints::read_only(),
         move |args: AnalyzeArgs, cx: ToolContext| {
             let files = files.clone();
@@ -144,8 +151,9 @@ fn find(
 ) -> Result<(String, String, Vec<Candidate>), ToolError> {
     let glob = walk::glob(args.glob.as_deref())?;
     let target = files.roots.resolve(Some(&args.path))?;
+    let respect = files.respects_ignore_files(args.include_ignored);
     let mut candidates = Vec::new();
-    for found in walk::files_under(&files.roots, &target, glob.as_ref(), cancel) {
+    for found in walk::files_under(&files.roots, &target, glob.as_ref(), respect, cancel) {
         let found = found?;
         let shown = walk::under(&target.rel, &found.sub);
         // A link is a document by its own name, not its target's.

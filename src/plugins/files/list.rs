@@ -11,7 +11,6 @@ use std::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use walkdir::WalkDir;
 
 use super::{
     Files, blocking, outcome,
@@ -41,9 +40,14 @@ pub struct ListArgs {
     /// Most entries to return in this page (the server's default is usually 200; at most 1000).
     #[schemars(range(min = 1, max = 1000))]
     limit: Option<usize>,
-    /// The `next_cursor` of a previous call with the same `path`, `glob` and `depth`, to get
-    /// the next page.
+    /// The `next_cursor` of a previous call with the same `path`, `glob`, `depth` and
+    /// `include_ignored`, to get the next page.
     cursor: Option<String>,
+    /// Also list what `.gitignore` and `.ignore` files exclude (build output such as `target/`,
+    /// dependencies such as `node_modules/`), which is left out by default. Files that may hold
+    /// secrets stay hidden either way. Default: false. A `path` that is itself ignored is walked
+    /// anyway.
+    include_ignored: Option<bool>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -56,7 +60,8 @@ pub struct ListOutput {
     entries: Vec<Entry>,
     /// More entries follow; pass `next_cursor` to get them.
     truncated: bool,
-    /// Pass as `cursor`, with the same `path`, `glob` and `depth`, to get the next page.
+    /// Pass as `cursor`, with the same `path`, `glob`, `depth` and `include_ignored`, to get
+    /// the next page.
     next_cursor: Option<String>,
 }
 
@@ -86,6 +91,8 @@ struct Cursor {
     glob: Option<String>,
     #[serde(rename = "d")]
     depth: usize,
+    #[serde(rename = "i", default)]
+    include_ignored: bool,
     /// The last path returned, relative to the listed folder.
     #[serde(rename = "a")]
     after: PathBuf,
@@ -96,9 +103,11 @@ pub(super) fn tool(files: Arc<Files>) -> ToolDef {
         "list",
         "List files and folders inside the allowed roots, sorted by path, with type, size and \
          modification time. Lists one level by default; raise `depth` to go deeper and use `glob` \
-         to filter (e.g. `**/*.md`). Results come in pages: when `truncated` is true, call again \
-         with `cursor` set to `next_cursor`. Returned paths are relative to the root and can be \
-         passed to files_read, files_search and files_analyze.",
+         to filter (e.g. `**/*.md`). What `.gitignore` files exclude (build output, \
+         dependencies) is left out unless `include_ignored` is true. Results come in pages: \
+         when `truncated` is true, call again with `cursor` set to `next_cursor`. Returned \
+         paths are relative to the root and can be passed to files_read, files_search and \
+         files_analyze.",
         Hints::read_only(),
         move |args: ListArgs, cx: ToolContext| {
             let files = files.clone();
@@ -127,6 +136,7 @@ fn list(files: &Files, args: ListArgs, cx: &ToolContext) -> ToolOutcome {
         path: show(&target.rel),
         glob: args.glob.filter(|g| !g.is_empty()),
         depth,
+        include_ignored: args.include_ignored.unwrap_or(false),
         after: PathBuf::new(),
     };
     let after = match args.cursor.as_deref().filter(|c| !c.is_empty()) {
@@ -134,31 +144,31 @@ fn list(files: &Files, args: ListArgs, cx: &ToolContext) -> ToolOutcome {
         None => None,
     };
 
-    let mut walker = WalkDir::new(&target.real)
-        .min_depth(if target.real.is_dir() { 1 } else { 0 })
-        .max_depth(depth)
-        .follow_links(false)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| walk::enters(&files.roots, &target, e));
+    // A folder's own entries, not the folder; a file is its own single entry.
+    let skip_start = target.real.is_dir();
+    let options = walk::Options {
+        depth,
+        respect_ignore_files: files.respects_ignore_files(args.include_ignored),
+        skip_vcs: false,
+        // A whole folder before the cursor, and not on the way to it, is skipped unread.
+        after: after.clone(),
+    };
     let mut entries = Vec::new();
     let mut more = false;
-    while let Some(entry) = walker.next() {
+    for entry in walk::entries(&files.roots, &target, options) {
         if cx.is_cancelled() {
             return Err(walk::cancelled());
         }
-        let Ok(entry) = entry else { continue };
         let sub = entry
             .path()
             .strip_prefix(&target.real)
             .unwrap_or(entry.path());
+        if skip_start && sub.as_os_str().is_empty() {
+            continue;
+        }
         if let Some(after) = &after
             && sub <= after.as_path()
         {
-            // A whole folder before the cursor, and not on the way to it, is skipped unread.
-            if entry.file_type().is_dir() && !after.starts_with(sub) {
-                walker.skip_current_dir();
-            }
             continue;
         }
         let Some(found) = walk::check(&files.roots, &target, &entry) else {
@@ -234,8 +244,9 @@ fn render(output: &ListOutput, cursor: &Cursor) -> String {
     }
     if let Some(next) = &output.next_cursor {
         text.push_str(&format!(
-            "More entries follow. Call files_list again with the same path, glob and depth and \
-             cursor=\"{next}\", or narrow the listing with `glob` or a smaller `depth`.\n"
+            "More entries follow. Call files_list again with the same path, glob, depth and \
+             include_ignored and cursor=\"{next}\", or narrow the listing with `glob` or a \
+             smaller `depth`.\n"
         ));
     }
     text
@@ -268,11 +279,12 @@ fn decode(text: &str, expected: &Cursor) -> Result<PathBuf, ToolError> {
     let same = cursor.root == expected.root
         && cursor.path == expected.path
         && cursor.glob == expected.glob
-        && cursor.depth == expected.depth;
+        && cursor.depth == expected.depth
+        && cursor.include_ignored == expected.include_ignored;
     if !same {
         return Err(ToolError::InvalidArguments(
-            "`cursor` belongs to a listing with a different path, glob or depth; repeat those \
-             exactly, or leave the cursor out to start over"
+            "`cursor` belongs to a listing with a different path, glob, depth or \
+             include_ignored; repeat those exactly, or leave the cursor out to start over"
                 .into(),
         ));
     }

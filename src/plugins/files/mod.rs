@@ -4,7 +4,7 @@
 //! # Layout
 //! - `roots`: the sandbox. Every requested path goes through [`Roots::resolve`].
 //! - `exclude`: the secrets inside the roots (`.env`, keys) that no tool ever shows.
-//! - `walk`: walking folders inside the sandbox, shared by the tools.
+//! - `walk`: walking folders inside the sandbox, shared by the tools; it honours ignore files.
 //! - `list`, `read`, `search`, `analyze`: one tool each, with its arguments and output.
 //! - `document`: titles, word counts and extracts for `analyze`.
 //!
@@ -19,7 +19,10 @@ mod roots;
 mod search;
 mod walk;
 
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use futures::future::BoxFuture;
 use rmcp::model::{CallToolResult, ContentBlock};
@@ -54,6 +57,9 @@ pub struct FilesSettings {
     pub exclude: Vec<String>,
     /// Globs that win over `exclude`: templates that document keys without holding them.
     pub include_anyway: Vec<String>,
+    /// Walks leave out what `.gitignore`, `.ignore` and `.git/info/exclude` files name: pointed
+    /// at a project, `target/` or `node_modules/` would drown what the model is after.
+    pub respect_ignore_files: bool,
 }
 
 impl Default for FilesSettings {
@@ -82,6 +88,7 @@ impl Default for FilesSettings {
                 ".git-credentials",
             ]),
             include_anyway: strings(&[".env.example", ".env.sample", ".env.template"]),
+            respect_ignore_files: true,
         }
     }
 }
@@ -114,8 +121,16 @@ fn strings(items: &[&str]) -> Vec<String> {
 /// What every tool of the plugin shares.
 #[derive(Debug)]
 struct Files {
-    roots: Roots,
+    /// Shared with the walks, whose entry filters must own what they use.
+    roots: Arc<Roots>,
     settings: FilesSettings,
+}
+
+impl Files {
+    /// Whether a walk leaves out ignored entries, given a call's `include_ignored`.
+    fn respects_ignore_files(&self, include_ignored: Option<bool>) -> bool {
+        self.settings.respect_ignore_files && !include_ignored.unwrap_or(false)
+    }
 }
 
 /// The running plugin.
@@ -139,7 +154,10 @@ impl FilesPlugin {
     /// `init` does).
     pub fn new(roots: Roots, settings: FilesSettings) -> Self {
         Self {
-            files: Arc::new(Files { roots, settings }),
+            files: Arc::new(Files {
+                roots: Arc::new(roots),
+                settings,
+            }),
         }
     }
 
@@ -152,11 +170,25 @@ impl FilesPlugin {
                 .collect(),
             None => settings.roots.clone(),
         };
+        let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE"));
+        let paths: Vec<PathBuf> = paths
+            .into_iter()
+            .map(|p| expand_home(p, home.as_deref().map(Path::new)))
+            .collect();
         let cwd = std::env::current_dir()
             .map_err(|e| PluginError::Init(format!("cannot read the current directory: {e}")))?;
         let exclude = settings.exclusions().map_err(PluginError::Init)?;
         let roots = Roots::new(&paths, &cwd, exclude).map_err(PluginError::Init)?;
         Ok(Self::new(roots, settings))
+    }
+}
+
+/// `~` and `~/…` name the user's home folder (client configs cannot run a shell to expand it).
+fn expand_home(path: PathBuf, home: Option<&Path>) -> PathBuf {
+    let Some(home) = home else { return path };
+    match path.strip_prefix("~") {
+        Ok(rest) => home.join(rest),
+        Err(_) => path,
     }
 }
 
@@ -249,6 +281,25 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
         }
+    }
+
+    #[test]
+    fn tilde_is_home() {
+        let home = Path::new("/home/ada");
+        assert_eq!(
+            expand_home("~".into(), Some(home)),
+            PathBuf::from("/home/ada")
+        );
+        assert_eq!(
+            expand_home("~/docs".into(), Some(home)),
+            PathBuf::from("/home/ada/docs")
+        );
+        assert_eq!(expand_home("a/~".into(), Some(home)), PathBuf::from("a/~"));
+        assert_eq!(
+            expand_home("~bob".into(), Some(home)),
+            PathBuf::from("~bob")
+        );
+        assert_eq!(expand_home("~/x".into(), None), PathBuf::from("~/x"));
     }
 
     #[tokio::test]

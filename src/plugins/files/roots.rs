@@ -76,6 +76,16 @@ impl Roots {
         self.roots.iter().any(|r| real.starts_with(&r.real))
     }
 
+    /// The outermost root holding the canonical `real`: a walk that starts there meets every
+    /// ignore file above `real` that lies inside the roots, and none outside them.
+    pub fn outermost_holding(&self, real: &Path) -> Option<&Path> {
+        self.roots
+            .iter()
+            .map(|r| r.real.as_path())
+            .filter(|root| real.starts_with(root))
+            .min_by_key(|root| root.components().count())
+    }
+
     /// Where the symlink at `link` leads, if that is inside a root. `None` for links that leave
     /// every root and for broken links: a walker skips both.
     pub fn follow_link(&self, link: &Path) -> Option<PathBuf> {

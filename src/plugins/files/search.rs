@@ -20,7 +20,8 @@ pub struct SearchArgs {
     /// `fn main\(`.
     pattern: String,
     /// Folder or single file to search, relative to a root or absolute inside one. Default:
-    /// the first root. Folders are searched recursively, skipping `.git`, `.hg` and `.svn`.
+    /// the first root. Folders are searched recursively, skipping `.git`, `.hg` and `.svn` and
+    /// what `.gitignore` and `.ignore` files exclude (see `include_ignored`).
     path: Option<String>,
     /// Only files whose path relative to `path` matches this glob, e.g. `**/*.rs`. `*` stays
     /// within one folder; `**` crosses folders.
@@ -31,6 +32,11 @@ pub struct SearchArgs {
     /// (usually 100).
     #[schemars(range(min = 1))]
     max_hits: Option<usize>,
+    /// Also search what `.gitignore` and `.ignore` files exclude (build output such as
+    /// `target/`, dependencies such as `node_modules/`), which is skipped by default. Files that
+    /// may hold secrets stay hidden either way. Default: false. A `path` that is itself ignored
+    /// is walked anyway.
+    include_ignored: Option<bool>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -66,7 +72,8 @@ pub(super) fn tool(files: Arc<Files>) -> ToolDef {
         "search",
         "Search text files inside the allowed roots for lines matching a regular expression, \
          like grep. Returns each hit's path, line number and text; read around a hit with \
-         files_read (start_line/end_line). Binary and very large files are skipped. The search \
+         files_read (start_line/end_line). Binary and very large files are skipped, and so is \
+         what `.gitignore` files exclude unless `include_ignored` is true. The search \
          stops at `max_hits`: when `truncated` is true, narrow `path`, `glob` or `pattern`.",
         Hints::read_only(),
         move |args: SearchArgs, cx: ToolContext| {
@@ -92,10 +99,18 @@ fn search(files: &Files, args: SearchArgs, cx: &ToolContext) -> ToolOutcome {
         .clamp(1, settings.search_max_hits);
     let glob = walk::glob(args.glob.as_deref())?;
     let target = files.roots.resolve(args.path.as_deref())?;
+    let respect = files.respects_ignore_files(args.include_ignored);
 
     let mut hits = Vec::new();
     let (mut scanned, mut skipped, mut truncated) = (0, 0, false);
-    for found in walk::files_under(&files.roots, &target, glob.as_ref(), cx.cancellation()) {
+    let walk = walk::files_under(
+        &files.roots,
+        &target,
+        glob.as_ref(),
+        respect,
+        cx.cancellation(),
+    );
+    for found in walk {
         let found = found?;
         if found.meta.len() > settings.search_max_file_bytes {
             skipped += 1;
@@ -130,7 +145,7 @@ fn search(files: &Files, args: SearchArgs, cx: &ToolContext) -> ToolOutcome {
     } else if hits.is_empty() {
         Some(format!(
             "No line matches in {scanned} files{}. Check the pattern (case_insensitive?), or widen \
-             `path`/`glob`.",
+             `path`/`glob`{}.",
             if skipped > 0 {
                 format!(
                     " ({skipped} skipped: binary, or larger than {})",
@@ -138,6 +153,11 @@ fn search(files: &Files, args: SearchArgs, cx: &ToolContext) -> ToolOutcome {
                 )
             } else {
                 String::new()
+            },
+            if respect {
+                ", or set include_ignored to search what .gitignore files exclude"
+            } else {
+                ""
             }
         ))
     } else {

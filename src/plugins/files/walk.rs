@@ -4,16 +4,27 @@
 //! read only if its canonical target is inside a root; links that leave the roots, and broken
 //! ones, are skipped. Entries the `exclude` setting names are skipped silently, and excluded
 //! folders are never entered.
+//!
+//! Walks also leave out what `.gitignore`, `.ignore` and `.git/info/exclude` files name (build
+//! output, dependencies), as ripgrep and fd do, with or without a `.git` folder; the user's
+//! global git configuration is never read. Ignore files are about noise, not secrets: the
+//! `respect_ignore_files` setting and a call's `include_ignored` turn this off, never `exclude`.
+//! Only ignore files inside the roots count. A walk of a folder below its root therefore starts
+//! at the root, so the rules of the folders on the way apply, and passes through those folders
+//! without showing them. If the folder asked for is itself ignored, that walk never reaches it;
+//! it is then walked on its own, since the caller named it (as ripgrep does with a named path).
 
 use std::{
+    ffi::OsStr,
     fs,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use globset::{GlobBuilder, GlobMatcher};
+use ignore::{DirEntry, WalkBuilder};
 use tokio_util::sync::CancellationToken;
-use walkdir::{DirEntry, WalkDir};
 
 use super::roots::{Roots, Target};
 use crate::plugin::ToolError;
@@ -48,6 +59,20 @@ pub struct Found {
     pub meta: fs::Metadata,
 }
 
+/// What a caller of [`entries`] chooses about its walk.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Levels below the start to go down; 0 yields the start alone.
+    pub depth: usize,
+    /// Leave out what ignore files name; false walks everything `exclude` lets through.
+    pub respect_ignore_files: bool,
+    /// Never enter `.git`, `.hg` or `.svn` below the start.
+    pub skip_vcs: bool,
+    /// Relative to the start: folders wholly before it, in path order, are not entered, so a
+    /// `list` page resumes without reading what earlier pages showed.
+    pub after: Option<PathBuf>,
+}
+
 /// A glob matched against paths relative to the walked folder. `*` stays within one folder;
 /// `**` crosses folders.
 pub fn glob(pattern: Option<&str>) -> Result<Option<GlobMatcher>, ToolError> {
@@ -61,6 +86,132 @@ pub fn glob(pattern: Option<&str>) -> Result<Option<GlobMatcher>, ToolError> {
             ToolError::InvalidArguments(format!("glob `{pattern}` is not valid: {}", e.kind()))
         })?;
     Ok(Some(glob.compile_matcher()))
+}
+
+/// The entries at and under `start`, the start itself first, depth first in path order. Folders
+/// that are excluded, ignored or (with `skip_vcs`) version-control metadata are not entered;
+/// every entry still has to pass [`check`]. Entries that cannot be read are left out.
+pub fn entries(roots: &Arc<Roots>, start: &Target, walk: Options) -> Entries {
+    let keep = {
+        let (roots, start) = (roots.clone(), start.clone());
+        let (skip_vcs, after) = (walk.skip_vcs, walk.after);
+        move |entry: &DirEntry| keeps(&roots, &start, skip_vcs, after.as_deref(), entry)
+    };
+    let on_its_own = builder(
+        &start.real,
+        walk.depth,
+        walk.respect_ignore_files,
+        keep.clone(),
+    );
+    let from_root = roots
+        .outermost_holding(&start.real)
+        .filter(|_| walk.respect_ignore_files)
+        .and_then(|root| {
+            let above = start.real.strip_prefix(root).ok()?.components().count();
+            (above > 0).then(|| builder(root, above + walk.depth, true, keep))
+        });
+    match from_root {
+        Some(from_root) => Entries {
+            walk: from_root.build(),
+            start: start.real.clone(),
+            reached: false,
+            on_its_own: Some(on_its_own),
+        },
+        None => Entries {
+            walk: on_its_own.build(),
+            start: start.real.clone(),
+            reached: true,
+            on_its_own: None,
+        },
+    }
+}
+
+/// The walk [`entries`] returns.
+pub struct Entries {
+    walk: ignore::Walk,
+    /// Entries above it are the way down from the root, not shown.
+    start: PathBuf,
+    /// The walk has yielded the start.
+    reached: bool,
+    /// The start walked on its own, for when the walk from the root found it ignored.
+    on_its_own: Option<WalkBuilder>,
+}
+
+impl Iterator for Entries {
+    type Item = DirEntry;
+
+    fn next(&mut self) -> Option<DirEntry> {
+        loop {
+            match self.walk.next() {
+                Some(Ok(entry)) if entry.path().starts_with(&self.start) => {
+                    self.reached |= entry.path() == self.start;
+                    return Some(entry);
+                }
+                // A folder on the way down, or an entry that cannot be read.
+                Some(_) => continue,
+                None => {
+                    let on_its_own = self.on_its_own.take()?;
+                    if self.reached {
+                        return None;
+                    }
+                    self.reached = true;
+                    self.walk = on_its_own.build();
+                }
+            }
+        }
+    }
+}
+
+/// A walk from `path` down `depth` levels, in file-name order, following no links. Hidden
+/// entries are walked (`hidden(false)`); the ignore files inside `path` count when `respect`,
+/// those above it never do (`parents(false)`), nor the user's global git excludes.
+fn builder<F>(path: &Path, depth: usize, respect: bool, keep: F) -> WalkBuilder
+where
+    F: Fn(&DirEntry) -> bool + Send + Sync + 'static,
+{
+    let mut builder = WalkBuilder::new(path);
+    builder
+        .standard_filters(false)
+        .hidden(false)
+        .parents(false)
+        .git_global(false)
+        .require_git(false)
+        .git_ignore(respect)
+        .git_exclude(respect)
+        .ignore(respect)
+        .follow_links(false)
+        .max_depth(Some(depth))
+        .sort_by_file_name(OsStr::cmp)
+        .filter_entry(keep);
+    builder
+}
+
+/// Whether a walk yields `entry` and, for a folder, goes into it. Files are judged later by
+/// [`check`]; here folders are pruned. A walk from the root keeps only the folders on the way.
+fn keeps(
+    roots: &Roots,
+    start: &Target,
+    skip_vcs: bool,
+    after: Option<&Path>,
+    entry: &DirEntry,
+) -> bool {
+    let Ok(sub) = entry.path().strip_prefix(&start.real) else {
+        return start.real.starts_with(entry.path());
+    };
+    let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
+    if sub.as_os_str().is_empty() || !is_dir {
+        return true;
+    }
+    if skip_vcs && is_vcs_dir(entry.file_name()) {
+        return false;
+    }
+    if let Some(after) = after
+        && sub <= after
+        && !after.starts_with(sub)
+    {
+        return false;
+    }
+    !roots.excludes_entry(&under(&start.rel, sub), entry.path(), false)
 }
 
 /// Check one entry of a walk of `start` against the sandbox. `None` for links leaving the roots,
@@ -100,37 +251,24 @@ pub fn check(roots: &Roots, start: &Target, entry: &DirEntry) -> Option<Found> {
     })
 }
 
-/// Whether a walk of `start` may go into `entry`: not into an excluded folder. Only real
-/// folders need this; a walk never follows a symlink.
-pub fn enters(roots: &Roots, start: &Target, entry: &DirEntry) -> bool {
-    if !entry.file_type().is_dir() {
-        return true;
-    }
-    let Ok(sub) = entry.path().strip_prefix(&start.real) else {
-        return false;
-    };
-    !roots.excludes_entry(&under(&start.rel, sub), entry.path(), false)
-}
-
 /// The regular files under `start` (a folder, or a single file), in path order, skipping
-/// version-control and excluded folders. Stops early, with an error, when `cancel` fires.
+/// version-control, excluded and (when `respect_ignore_files`) ignored folders and files. Stops
+/// early, with an error, when `cancel` fires.
 pub fn files_under<'a>(
-    roots: &'a Roots,
+    roots: &'a Arc<Roots>,
     start: &'a Target,
     glob: Option<&'a GlobMatcher>,
+    respect_ignore_files: bool,
     cancel: &'a CancellationToken,
 ) -> impl Iterator<Item = Result<Found, ToolError>> + 'a {
-    let walker = WalkDir::new(&start.real)
-        .follow_links(false)
-        .max_depth(MAX_WALK_DEPTH)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| {
-            let vcs = e.depth() > 0 && e.file_type().is_dir() && is_vcs_dir(e.file_name());
-            !vcs && enters(roots, start, e)
-        });
+    let walk = Options {
+        depth: MAX_WALK_DEPTH,
+        respect_ignore_files,
+        skip_vcs: true,
+        after: None,
+    };
     let mut stopped = false;
-    walker.filter_map(move |entry| {
+    entries(roots, start, walk).filter_map(move |entry| {
         if stopped {
             return None;
         }
@@ -138,7 +276,7 @@ pub fn files_under<'a>(
             stopped = true;
             return Some(Err(cancelled()));
         }
-        let found = check(roots, start, &entry.ok()?)?;
+        let found = check(roots, start, &entry)?;
         let wanted = found.meta.is_file()
             && glob.is_none_or(|g| g.is_match(match_path(&start.real, &found)));
         wanted.then_some(Ok(found))
@@ -154,7 +292,7 @@ fn match_path<'p>(start: &'p Path, found: &'p Found) -> &'p Path {
     }
 }
 
-fn is_vcs_dir(name: &std::ffi::OsStr) -> bool {
+fn is_vcs_dir(name: &OsStr) -> bool {
     VCS_DIRS.iter().any(|d| name == *d)
 }
 
@@ -207,7 +345,225 @@ pub fn under(folder: &Path, sub: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
+    use super::super::{FilesSettings, tests::*};
     use super::*;
+
+    /// A project with build output, logs and a nested ignore file, and no `.git` folder.
+    fn project() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for folder in ["src", "target/debug", "docs/build", "logs"] {
+            fs::create_dir_all(dir.path().join(folder)).unwrap();
+        }
+        for (file, text) in [
+            (".gitignore", "target/\n*.log\n"),
+            ("docs/.gitignore", "build/\n!keep.log\n"),
+            ("docs/.ignore", "draft.md\n"),
+            ("src/main.rs", "// needle\n"),
+            ("target/debug/out.txt", "needle\n"),
+            ("logs/run.log", "needle\n"),
+            ("docs/guide.md", "# Guide\n\nneedle\n"),
+            ("docs/keep.log", "needle\n"),
+            ("docs/draft.md", "# Draft\n\nneedle\n"),
+            ("docs/build/page.md", "# Page\n\nneedle\n"),
+            ("target/.env", "needle=sk-secret\n"),
+        ] {
+            fs::write(dir.path().join(file), text).unwrap();
+        }
+        dir
+    }
+
+    fn listed(out: &Value) -> Vec<String> {
+        let entries = out["entries"].as_array().unwrap();
+        entries
+            .iter()
+            .map(|e| e["path"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn searched(out: &Value) -> Vec<String> {
+        let hits = out["hits"].as_array().unwrap();
+        hits.iter()
+            .map(|h| h["path"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn analyzed(out: &Value) -> Vec<String> {
+        let documents = out["documents"].as_array().unwrap();
+        documents
+            .iter()
+            .map(|d| d["path"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// What list (depth 3), search and analyze show of the whole project.
+    async fn everything(plugin: &super::super::FilesPlugin, extra: Value) -> [Vec<String>; 3] {
+        let with = |mut args: Value| {
+            for (key, value) in extra.as_object().unwrap() {
+                args[key] = value.clone();
+            }
+            args
+        };
+        let list = call_ok(plugin, "list", with(json!({"depth": 3}))).await;
+        let search = call_ok(plugin, "search", with(json!({"pattern": "needle"}))).await;
+        let analyze = call_ok(plugin, "analyze", with(json!({"path": "."}))).await;
+        [listed(&list), searched(&search), analyzed(&analyze)]
+    }
+
+    const SHOWN: [&str; 11] = [
+        ".gitignore",
+        "docs",
+        "docs/.gitignore",
+        "docs/.ignore",
+        "docs/guide.md",
+        "docs/keep.log",
+        "logs",
+        "src",
+        "src/main.rs",
+        "target",
+        "target/debug",
+    ];
+
+    #[tokio::test]
+    async fn ignore_files_leave_out_build_output_and_logs() {
+        let dir = project();
+        let plugin = plugin(dir.path(), FilesSettings::default());
+        let [list, search, analyze] = everything(&plugin, json!({})).await;
+        let shown: Vec<&str> = SHOWN
+            .into_iter()
+            .filter(|p| !p.starts_with("target"))
+            .collect();
+        assert_eq!(list, shown);
+        assert_eq!(search, ["docs/guide.md", "docs/keep.log", "src/main.rs"]);
+        // `.log` files are not documents to `analyze`.
+        assert_eq!(analyze, ["docs/guide.md", "src/main.rs"]);
+    }
+
+    #[tokio::test]
+    async fn include_ignored_or_the_setting_shows_everything_but_secrets() {
+        let dir = project();
+        let all = [
+            ".gitignore",
+            "docs",
+            "docs/.gitignore",
+            "docs/.ignore",
+            "docs/build",
+            "docs/build/page.md",
+            "docs/draft.md",
+            "docs/guide.md",
+            "docs/keep.log",
+            "logs",
+            "logs/run.log",
+            "src",
+            "src/main.rs",
+            "target",
+            "target/debug",
+            "target/debug/out.txt",
+        ];
+        let hits = [
+            "docs/build/page.md",
+            "docs/draft.md",
+            "docs/guide.md",
+            "docs/keep.log",
+            "logs/run.log",
+            "src/main.rs",
+            "target/debug/out.txt",
+        ];
+        let plugin_default = plugin(dir.path(), FilesSettings::default());
+        let off = plugin(
+            dir.path(),
+            FilesSettings {
+                respect_ignore_files: false,
+                ..FilesSettings::default()
+            },
+        );
+        for (plugin, extra) in [
+            (&plugin_default, json!({"include_ignored": true})),
+            (&off, json!({})),
+            (&off, json!({"include_ignored": false})),
+        ] {
+            let [list, search, analyze] = everything(plugin, extra).await;
+            assert_eq!(list, all);
+            assert_eq!(search, hits);
+            assert_eq!(
+                analyze,
+                [
+                    "docs/build/page.md",
+                    "docs/draft.md",
+                    "docs/guide.md",
+                    "src/main.rs",
+                    "target/debug/out.txt"
+                ]
+            );
+        }
+        let secret = call_ok(
+            &plugin_default,
+            "search",
+            json!({"pattern": "sk-secret", "include_ignored": true}),
+        )
+        .await;
+        assert_eq!(secret["hits"], json!([]));
+    }
+
+    #[tokio::test]
+    async fn a_subfolder_walk_keeps_the_rules_of_the_folders_above_it() {
+        let dir = project();
+        fs::create_dir_all(dir.path().join("src/target")).unwrap();
+        fs::write(dir.path().join("src/target/gen.rs"), "needle\n").unwrap();
+        fs::write(dir.path().join("src/trace.log"), "needle\n").unwrap();
+        let plugin = plugin(dir.path(), FilesSettings::default());
+        let list = call_ok(&plugin, "list", json!({"path": "src", "depth": 3})).await;
+        assert_eq!(listed(&list), ["src/main.rs"]);
+        let search = call_ok(
+            &plugin,
+            "search",
+            json!({"pattern": "needle", "path": "docs"}),
+        )
+        .await;
+        assert_eq!(searched(&search), ["docs/guide.md", "docs/keep.log"]);
+    }
+
+    #[tokio::test]
+    async fn an_ignored_path_asked_for_by_name_is_walked_and_read() {
+        let dir = project();
+        let plugin = plugin(dir.path(), FilesSettings::default());
+        let list = call_ok(&plugin, "list", json!({"path": "target", "depth": 3})).await;
+        assert_eq!(listed(&list), ["target/debug", "target/debug/out.txt"]);
+        let search = call_ok(
+            &plugin,
+            "search",
+            json!({"pattern": "needle", "path": "logs/run.log"}),
+        )
+        .await;
+        assert_eq!(searched(&search), ["logs/run.log"]);
+        let read = call_ok(&plugin, "read", json!({"path": "target/debug/out.txt"})).await;
+        assert_eq!(read["text"], "needle\n");
+    }
+
+    #[tokio::test]
+    async fn pages_skip_ignored_entries_and_keep_include_ignored() {
+        let dir = project();
+        let plugin = plugin(dir.path(), FilesSettings::default());
+        let mut seen = Vec::new();
+        let mut args = json!({"depth": 3, "limit": 2});
+        loop {
+            let out = call_ok(&plugin, "list", args.clone()).await;
+            seen.extend(listed(&out));
+            let Some(cursor) = out["next_cursor"].as_str() else {
+                break;
+            };
+            args["cursor"] = json!(cursor);
+        }
+        let shown: Vec<&str> = SHOWN
+            .into_iter()
+            .filter(|p| !p.starts_with("target"))
+            .collect();
+        assert_eq!(seen, shown);
+        args["include_ignored"] = json!(true);
+        let other = call(&plugin, "list", args).await;
+        assert!(matches!(other, Err(ToolError::InvalidArguments(_))));
+    }
 
     #[test]
     fn globs_keep_star_within_one_folder() {
