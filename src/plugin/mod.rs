@@ -5,6 +5,7 @@
 //! against the tool's schema, runs it with a timeout in its own task (so a panic stays inside
 //! the call), and turns every failure into a tool result the client can act on.
 
+mod call;
 mod context;
 mod error;
 pub mod manager;
