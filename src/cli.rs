@@ -150,13 +150,16 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("plugboard: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // A read on a terminal's stdin cannot be cancelled; don't let it hold the exit.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    code
 }
 
 fn env_file_from_args() -> Option<PathBuf> {
@@ -261,7 +264,10 @@ async fn serve(manager: Arc<Manager>, args: ServeArgs) -> anyhow::Result<()> {
     match args.http {
         None => {
             tracing::info!(tools = manager.tools().len(), "serving MCP on stdio");
-            server::serve_stdio(manager).await
+            tokio::select! {
+                served = server::serve_stdio(manager) => served,
+                _ = ct.cancelled() => Ok(()),
+            }
         }
         Some(addr) => {
             let options = server::HttpOptions {

@@ -10,7 +10,7 @@ mod sse;
 
 use std::sync::Arc;
 
-use rmcp::{ServiceExt, transport::async_rw::AsyncRwTransport};
+use rmcp::{ServiceExt, service::ServerInitializeError, transport::async_rw::AsyncRwTransport};
 
 pub use handler::McpHandler;
 pub use http::{HttpOptions, serve_http};
@@ -21,7 +21,15 @@ use crate::plugin::Manager;
 pub async fn serve_stdio(manager: Arc<Manager>) -> anyhow::Result<()> {
     let (stdin, stdout) = rmcp::transport::stdio_pipes();
     let transport = gate::MethodGate::new(AsyncRwTransport::new_server(stdin, stdout));
-    let service = McpHandler::new(manager).serve(transport).await?;
+    let service = match McpHandler::new(manager).serve(transport).await {
+        Ok(service) => service,
+        // The client went away before initializing: nothing to serve, not a failure.
+        Err(ServerInitializeError::ConnectionClosed(_)) => {
+            tracing::debug!("stdin closed before initialize");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let reason = service.waiting().await?;
     tracing::debug!(?reason, "stdio session ended");
     Ok(())

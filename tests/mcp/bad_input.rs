@@ -327,3 +327,34 @@ async fn off_loopback_needs_a_token() {
         401
     );
 }
+
+/// SIGTERM ends a stdio server promptly (clients stop servers this way), and cleanly.
+#[tokio::test]
+async fn sigterm_stops_a_stdio_server() {
+    let fx = Fixture::new();
+    let mut child = fx
+        .command(&["serve"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Held open: only the signal may end the server (`wait` would otherwise close stdin).
+    let _stdin = child.stdin.take().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("exits within 5 s of SIGTERM")
+        .unwrap();
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr)
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+}
