@@ -83,7 +83,7 @@ pub async fn exercise(client: &Client, logs_expected: bool) {
         panic!("not a tool result")
     };
     assert_eq!(text(&done), "completed 3 steps");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let progress: Vec<f64> = {
         let all = client.service().progress.lock().unwrap();
         all.iter()
@@ -126,7 +126,7 @@ pub async fn exercise(client: &Client, logs_expected: bool) {
             .filter(|p| p.progress_token == token)
             .count()
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let after_cancel = count();
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(after_cancel > 0, "the slow tool never started");
