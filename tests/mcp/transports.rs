@@ -17,9 +17,8 @@ use crate::{
 
 const EXTRA: &str = "name = \"extra\"\nkind = \"builtin\"\nbuiltin = \"testkit\"\n";
 
-/// Add a plugin, SIGHUP, and wait for the session to hear about it.
-async fn expect_list_changed(fx: &Fixture, client: &Client, pid: u32) {
-    fx.manifest("extra", EXTRA);
+/// SIGHUP, and wait for the session to hear that the tool list changed.
+async fn reload_and_wait(client: &Client, pid: u32) {
     sighup(pid);
     tokio::time::timeout(
         Duration::from_secs(10),
@@ -27,6 +26,12 @@ async fn expect_list_changed(fx: &Fixture, client: &Client, pid: u32) {
     )
     .await
     .expect("tools/list_changed within 10 s of SIGHUP");
+}
+
+/// Add a plugin, SIGHUP, and wait for the session to hear about it.
+async fn expect_list_changed(fx: &Fixture, client: &Client, pid: u32) {
+    fx.manifest("extra", EXTRA);
+    reload_and_wait(client, pid).await;
     let tools = client.list_all_tools().await.unwrap();
     assert!(tools.iter().any(|t| t.name == "extra_echo"));
 }
@@ -42,13 +47,7 @@ async fn stdio_serves_the_whole_scenario() {
 
     // Removing a plugin withdraws its tools; the session stays up.
     fx.remove_manifest("extra");
-    sighup(pid);
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        client.service().list_changed.notified(),
-    )
-    .await
-    .expect("tools/list_changed after removing a plugin");
+    reload_and_wait(&client, pid).await;
     let tools = client.list_all_tools().await.unwrap();
     assert!(!tools.iter().any(|t| t.name.starts_with("extra_")));
     assert!(tools.iter().any(|t| t.name == "files_read"));
