@@ -106,6 +106,8 @@ fn unknown_method(body: &[u8]) -> Option<(rmcp::model::RequestId, String)> {
     if probe.id.is_none() || probe.method.is_none() {
         return None;
     }
+    // rmcp recognises a request as unknown only by failing every known shape (params included),
+    // so this second parse is of the whole body; the benchmark's HTTP figure includes it.
     match serde_json::from_slice::<rmcp::model::ClientJsonRpcMessage>(body).ok()? {
         JsonRpcMessage::Request(request) => match request.request {
             ClientRequest::CustomRequest(custom) => Some((request.id, custom.method)),

@@ -191,21 +191,12 @@ mod tests {
         let dir = project();
         let plugin = plugin(dir.path(), FilesSettings::default());
         let listed = call_ok(&plugin, "list", json!({"depth": 5})).await;
-        let paths: Vec<&str> = listed["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["path"].as_str().unwrap())
-            .collect();
-        assert_eq!(paths, [".env.example", "notes.md", "sub"]);
+        assert_eq!(
+            paths_in(&listed, "entries"),
+            [".env.example", "notes.md", "sub"]
+        );
         let found = call_ok(&plugin, "search", json!({"pattern": "API_KEY"})).await;
-        let hits: Vec<&str> = found["hits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["path"].as_str().unwrap())
-            .collect();
-        assert_eq!(hits, [".env.example", "notes.md"]);
+        assert_eq!(paths_in(&found, "hits"), [".env.example", "notes.md"]);
         assert!(!found.to_string().contains("sk-secret"));
         let analyzed = call_ok(&plugin, "analyze", json!({"path": "."})).await;
         assert_eq!(analyzed["documents"][0]["path"], "notes.md");

@@ -320,12 +320,7 @@ mod tests {
     }
 
     fn paths(output: &serde_json::Value) -> Vec<String> {
-        output["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["path"].as_str().unwrap().to_owned())
-            .collect()
+        paths_in(output, "entries")
     }
 
     #[tokio::test]

@@ -254,6 +254,16 @@ mod tests {
         (def.handler)(args as JsonObject, ToolContext::detached()).await
     }
 
+    /// The `path` of every item under `key` (`entries`, `hits`, `documents`) of an output.
+    pub(super) fn paths_in(output: &serde_json::Value, key: &str) -> Vec<String> {
+        output[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["path"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// The structured content of a successful call.
     pub(super) async fn call_ok(
         plugin: &FilesPlugin,

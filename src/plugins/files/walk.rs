@@ -375,26 +375,15 @@ mod tests {
     }
 
     fn listed(out: &Value) -> Vec<String> {
-        let entries = out["entries"].as_array().unwrap();
-        entries
-            .iter()
-            .map(|e| e["path"].as_str().unwrap().to_owned())
-            .collect()
+        paths_in(out, "entries")
     }
 
     fn searched(out: &Value) -> Vec<String> {
-        let hits = out["hits"].as_array().unwrap();
-        hits.iter()
-            .map(|h| h["path"].as_str().unwrap().to_owned())
-            .collect()
+        paths_in(out, "hits")
     }
 
     fn analyzed(out: &Value) -> Vec<String> {
-        let documents = out["documents"].as_array().unwrap();
-        documents
-            .iter()
-            .map(|d| d["path"].as_str().unwrap().to_owned())
-            .collect()
+        paths_in(out, "documents")
     }
 
     /// What list (depth 3), search and analyze show of the whole project.
