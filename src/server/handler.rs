@@ -13,7 +13,7 @@ use rmcp::{
     },
     service::{NotificationContext, RequestContext, SubscriptionContext},
 };
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 
 use crate::plugin::{Manager, ToolContext};
 
@@ -24,14 +24,28 @@ pub struct McpHandler {
     /// The level a 2025-11-25 client chose with `logging/setLevel`; 2026-07-28 clients send
     /// theirs with each request instead.
     session_log_level: Arc<Mutex<LoggingLevel>>,
+    /// Subscribed to registry changes when the handler is made, i.e. before rmcp acknowledges
+    /// a `subscriptions/listen` or answers `initialize`: a reload right after the ack is not
+    /// missed. Taken by the first listener; later ones subscribe afresh.
+    changes: Arc<Mutex<Option<broadcast::Receiver<()>>>>,
 }
 
 impl McpHandler {
     pub fn new(manager: Arc<Manager>) -> Self {
+        let changes = Arc::new(Mutex::new(Some(manager.subscribe())));
         Self {
             manager,
             session_log_level: Arc::new(Mutex::new(LoggingLevel::Info)),
+            changes,
         }
+    }
+
+    fn changes(&self) -> broadcast::Receiver<()> {
+        self.changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_else(|| self.manager.subscribe())
     }
 
     fn log_level(&self, cx: &RequestContext<RoleServer>) -> Option<LoggingLevel> {
@@ -115,7 +129,7 @@ impl ServerHandler for McpHandler {
 
     // 2025-11-25 and older: push `tools/list_changed` on the session for as long as it lives.
     async fn on_initialized(&self, cx: NotificationContext<RoleServer>) {
-        let mut changes = self.manager.subscribe();
+        let mut changes = self.changes();
         let peer = cx.peer.clone();
         tokio::spawn(async move {
             // Ends when the manager is dropped or the client goes away.
@@ -136,7 +150,7 @@ impl ServerHandler for McpHandler {
     }
 
     async fn listen(&self, cx: SubscriptionContext) -> Result<(), ErrorData> {
-        let mut changes = self.manager.subscribe();
+        let mut changes = self.changes();
         loop {
             tokio::select! {
                 _ = cx.cancelled() => return Ok(()),
