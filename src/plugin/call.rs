@@ -1,28 +1,185 @@
 //! Running one tool call: schema check, its own task (a panic stays inside), timeout,
 //! cancellation, and an error result that says what to fix for every failure.
+//!
+//! On 2026-07-28 a server may not send requests to the client. When a handler asks for
+//! sampling or elicitation there, its task is parked here and the client gets an
+//! `input_required` result naming what is needed and an opaque `requestState`. The client
+//! answers and calls again with that state; the parked handler continues from where it was.
+//! The state is only a handle (an unguessable id): nothing the client sends back is trusted.
 
-use std::time::Instant;
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
-use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, InputRequiredResult,
+    JsonObject,
+};
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
+use tokio_util::sync::CancellationToken;
 
-use super::{Manager, Registry, ToolContext, manager::panic_message};
+use super::{Manager, Registry, ToolContext, ToolOutcome, context::Ask, manager::panic_message};
+
+/// How long a parked call waits for the client to come back with its answer.
+const INPUT_WAIT: Duration = Duration::from_secs(600);
+/// At most this many parked calls; beyond it the oldest is stopped.
+const MAX_SUSPENDED: usize = 256;
+
+/// Parked 2026-07-28 calls by their `requestState`.
+#[derive(Default)]
+pub(crate) struct Suspended(Mutex<HashMap<String, Parked>>);
+
+struct Parked {
+    running: Running,
+    /// The key of the input request in `inputRequests`, and where its answer goes.
+    key: String,
+    reply: oneshot::Sender<serde_json::Value>,
+    since: Instant,
+}
+
+/// A handler in flight.
+struct Running {
+    name: String,
+    plugin: Arc<str>,
+    task: JoinHandle<ToolOutcome>,
+    asks: mpsc::Receiver<Ask>,
+    cx: ToolContext,
+    started: Instant,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Whoever drops a call without its result stops it.
+        self.task.abort();
+    }
+}
+
+/// Where a call stands after a round.
+enum Step {
+    Done(CallToolResult),
+    Ask(Box<Running>, Ask),
+}
 
 impl Manager {
-    /// Run one tool call. Always answers with a result: failures are `isError: true` results
-    /// whose text says what to fix.
+    /// Run one tool call and answer with its result. Failures are `isError: true` results
+    /// whose text says what to fix. Used on sessions (stdio, SSE, HTTP 2025-11-25) and by the
+    /// CLI, where the handler reaches the client directly.
     pub async fn call(
         &self,
         name: &str,
         args: Option<JsonObject>,
         cx: ToolContext,
     ) -> CallToolResult {
+        let round = cx.cancellation().clone();
+        let running = match self.begin(name, args, cx) {
+            Ok(running) => running,
+            Err(result) => return result,
+        };
+        match self.drive(running, &round).await {
+            Step::Done(result) => result,
+            Step::Ask(running, _) => finish(
+                &running,
+                Err(
+                    "the tool asked the client for input on a connection that cannot carry it"
+                        .into(),
+                ),
+            ),
+        }
+    }
+
+    /// Run or resume a 2026-07-28 tool call. `link` reaches the client of this request;
+    /// `round` is this request's cancellation.
+    pub async fn call_stateless(
+        &self,
+        request: CallToolRequestParams,
+        link: ToolContext,
+        round: CancellationToken,
+    ) -> CallToolResponse {
+        let name = request.name.to_string();
+        let running = match request.request_state {
+            Some(state) => {
+                let Some(parked) = self.suspended.take(&state) else {
+                    return error_result(format!(
+                        "this call of `{name}` is no longer waiting for input (it finished, \
+                         expired after {} s, or the server restarted); call the tool again",
+                        INPUT_WAIT.as_secs()
+                    ))
+                    .into();
+                };
+                if parked.running.name != name {
+                    let result = error_result(format!(
+                        "the requestState belongs to a call of `{}`, not `{name}`",
+                        parked.running.name
+                    ));
+                    return result.into();
+                }
+                let answer = request
+                    .input_responses
+                    .and_then(|mut answers| answers.remove(&parked.key));
+                let Some(answer) = answer else {
+                    let running = parked.running;
+                    return finish(
+                        &running,
+                        Err(format!(
+                            "the client called again without answering input request `{}`",
+                            parked.key
+                        )),
+                    )
+                    .into();
+                };
+                parked.running.cx.relink(link.link());
+                parked.running.cx.pause(false);
+                let _ = parked.reply.send(answer);
+                parked.running
+            }
+            None => {
+                // Our own token: the call may outlive this request (when it is parked).
+                let cx = link.fresh_cancellation().deferred();
+                match self.begin(&name, request.arguments, cx) {
+                    Ok(running) => running,
+                    Err(result) => return result.into(),
+                }
+            }
+        };
+        match self.drive(running, &round).await {
+            Step::Done(result) => result.into(),
+            Step::Ask(running, ask) => {
+                running.cx.pause(true);
+                let state = uuid::Uuid::new_v4().simple().to_string();
+                let key = format!("input-{}", &state[..8]);
+                let requests = BTreeMap::from([(key.clone(), ask.request)]);
+                self.suspended.park(
+                    state.clone(),
+                    Parked {
+                        running: *running,
+                        key,
+                        reply: ask.reply,
+                        since: Instant::now(),
+                    },
+                );
+                InputRequiredResult::new(Some(requests), Some(state)).into()
+            }
+        }
+    }
+
+    /// Check the arguments and start the handler in its own task.
+    fn begin(
+        &self,
+        name: &str,
+        args: Option<JsonObject>,
+        cx: ToolContext,
+    ) -> Result<Running, CallToolResult> {
         let registry = self.registry();
         let Some(entry) = registry.entries.get(name) else {
             tracing::info!(tool = %name, ok = false, "tool call to an unknown tool");
-            return error_result(unknown_tool(name, &registry));
+            return Err(error_result(unknown_tool(name, &registry)));
         };
-        let args = args.unwrap_or_default();
-        let instance = serde_json::Value::Object(args);
+        let instance = serde_json::Value::Object(args.unwrap_or_default());
         let problems: Vec<String> = entry
             .validator
             .iter_errors(&instance)
@@ -37,52 +194,112 @@ impl Manager {
             .collect();
         if !problems.is_empty() {
             tracing::info!(plugin = %entry.plugin, tool = %name, ok = false, "tool call with invalid arguments");
-            return error_result(format!(
+            return Err(error_result(format!(
                 "invalid arguments for `{name}`: {}. Call tools/list for the input schema.",
                 problems.join("; ")
-            ));
+            )));
         }
         let serde_json::Value::Object(args) = instance else {
             unreachable!("built from an object")
         };
+        let (asks_tx, asks) = mpsc::channel(1);
+        let cx = cx.for_plugin(entry.plugin.clone()).rerouted(asks_tx);
+        let task = tokio::spawn((entry.handler)(args, cx.clone()));
+        Ok(Running {
+            name: name.to_owned(),
+            plugin: entry.plugin.clone(),
+            task,
+            asks,
+            cx,
+            started: Instant::now(),
+        })
+    }
 
-        let started = Instant::now();
-        let plugin = entry.plugin.clone();
-        let ct = cx.cancellation().clone();
-        let task = tokio::spawn((entry.handler)(args, cx.for_plugin(plugin.clone())));
-        let abort = task.abort_handle();
+    /// Wait for the handler to finish, ask the client something, time out, or be cancelled
+    /// (`round` is the current request's token).
+    async fn drive(&self, mut running: Running, round: &CancellationToken) -> Step {
         let timeout = self.config().call_timeout;
-        let outcome = tokio::select! {
-            joined = tokio::time::timeout(timeout, task) => match joined {
-                Ok(Ok(Ok(result))) => Ok(result),
-                Ok(Ok(Err(e))) => Err(e.to_string()),
-                Ok(Err(join)) if join.is_panic() => {
-                    let message = panic_message(join);
-                    tracing::error!(plugin = %plugin, tool = %name, panic = %message, "tool handler panicked");
-                    Err(format!("the `{plugin}` plugin failed inside `{name}` ({message}); nothing else was affected, and the call can be retried or reported"))
+        loop {
+            // Time spent waiting for the client does not count.
+            let (waited, waiting) = running.cx.waited();
+            let active = running.started.elapsed().saturating_sub(waited);
+            let left = if waiting {
+                Duration::from_secs(1)
+            } else {
+                timeout.saturating_sub(active)
+            };
+            if left.is_zero() && !waiting {
+                running.cx.cancellation().cancel();
+                let message = format!(
+                    "`{}` did not finish within {} s and was stopped; try a smaller request",
+                    running.name,
+                    timeout.as_secs_f64()
+                );
+                return Step::Done(finish(&running, Err(message)));
+            }
+            tokio::select! {
+                joined = &mut running.task => {
+                    let outcome = match joined {
+                        Ok(Ok(result)) => Ok(result),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(join) if join.is_panic() => {
+                            let message = panic_message(join);
+                            tracing::error!(plugin = %running.plugin, tool = %running.name, panic = %message, "tool handler panicked");
+                            Err(format!(
+                                "the `{}` plugin failed inside `{}` ({message}); nothing else was affected, and the call can be retried or reported",
+                                running.plugin, running.name
+                            ))
+                        }
+                        Err(_) => Err(format!("`{}` was stopped before it finished", running.name)),
+                    };
+                    return Step::Done(finish(&running, outcome));
                 }
-                Ok(Err(_)) => Err(format!("`{name}` was stopped before it finished")),
-                Err(_) => {
-                    ct.cancel();
-                    abort.abort();
-                    Err(format!("`{name}` did not finish within {} s and was stopped; try a smaller request", timeout.as_secs_f64()))
+                Some(ask) = running.asks.recv() => return Step::Ask(Box::new(running), ask),
+                _ = tokio::time::sleep(left) => continue,
+                _ = round.cancelled() => {
+                    running.cx.cancellation().cancel();
+                    let message = format!("`{}` was cancelled by the client", running.name);
+                    return Step::Done(finish(&running, Err(message)));
                 }
-            },
-            _ = ct.cancelled() => {
-                abort.abort();
-                Err(format!("`{name}` was cancelled by the client"))
             }
-        };
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        match outcome {
-            Ok(result) => {
-                tracing::info!(plugin = %plugin, tool = %name, ms, ok = result.is_error != Some(true), "tool call");
-                result
-            }
-            Err(message) => {
-                tracing::info!(plugin = %plugin, tool = %name, ms, ok = false, error = %message, "tool call");
-                error_result(message)
-            }
+        }
+    }
+}
+
+impl Suspended {
+    fn park(&self, state: String, parked: Parked) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, p| p.since.elapsed() < INPUT_WAIT);
+        if map.len() >= MAX_SUSPENDED
+            && let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, p)| p.since)
+                .map(|(k, _)| k.clone())
+        {
+            map.remove(&oldest);
+        }
+        map.insert(state, parked);
+    }
+
+    fn take(&self, state: &str) -> Option<Parked> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, p| p.since.elapsed() < INPUT_WAIT);
+        map.remove(state)
+    }
+}
+
+/// Log the call and turn its outcome into the result the client sees.
+fn finish(running: &Running, outcome: Result<CallToolResult, String>) -> CallToolResult {
+    let ms = running.started.elapsed().as_secs_f64() * 1000.0;
+    let (plugin, tool) = (&running.plugin, &running.name);
+    match outcome {
+        Ok(result) => {
+            tracing::info!(plugin = %plugin, tool = %tool, ms, ok = result.is_error != Some(true), "tool call");
+            result
+        }
+        Err(message) => {
+            tracing::info!(plugin = %plugin, tool = %tool, ms, ok = false, error = %message, "tool call");
+            error_result(message)
         }
     }
 }

@@ -1,44 +1,112 @@
-//! What a tool handler can reach while it runs: progress, client logging, cancellation.
-#![allow(deprecated)] // rmcp marks MCP logging deprecated (SEP-2577); clients still use it.
+//! What a handler can reach while it runs: progress, client logging, cancellation, and the
+//! client itself — sampling (ask the client's model) and elicitation (ask the user).
+//!
+//! The same calls work on both protocol generations. On 2025-11-25 sessions a sampling or
+//! elicitation request goes to the client at once. On 2026-07-28, where a server may not send
+//! requests, the call is suspended: the client receives an `input_required` result, answers,
+//! and retries with the answers; the handler then continues where it stopped (see `call.rs`).
+#![allow(deprecated)] // rmcp marks logging and sampling deprecated (SEP-2577); clients use them.
 
-use std::sync::Arc;
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
+use futures::future::BoxFuture;
 use rmcp::{
     Peer, RoleServer,
     model::{
+        ClientCapabilities, CreateMessageRequest, CreateMessageRequestParams, CreateMessageResult,
+        ElicitRequest, ElicitRequestParams, ElicitResult, ElicitationSchema, InputRequest,
         LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam, ProgressToken,
     },
 };
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-/// Handed to every tool call. Cheap to clone. Outside an MCP session (the CLI's `call`) it has
-/// no peer, and progress and logs go to the tracing log instead.
+use super::ToolError;
+
+/// Handed to every tool call, resource read and prompt. Cheap to clone. Outside an MCP session
+/// (the CLI's `call`) it has no client: progress and logs go to the tracing log, and sampling
+/// or elicitation fail with a message saying so.
 #[derive(Clone)]
 pub struct ToolContext {
     /// Fires when the client cancels the request or the call times out.
     ct: CancellationToken,
-    /// Present only when the client asked for progress on this request.
-    progress_token: Option<ProgressToken>,
-    peer: Option<Peer<RoleServer>>,
-    /// The least severe level the client wants; `None` means it wants no log messages.
-    log_level: Option<LoggingLevel>,
+    /// Who to talk to. Replaced when a suspended 2026-07-28 call resumes on a new request.
+    link: Arc<Mutex<Link>>,
+    /// How requests to the client travel.
+    route: Route,
+    /// Time spent waiting for the client or the user; it does not count against the timeout.
+    waiting: Arc<Mutex<Waiting>>,
     /// The plugin's name, used as the logger name in client log messages.
     plugin: Arc<str>,
+    stream: Option<StreamRelease>,
+}
+
+/// The request's side of the conversation.
+#[derive(Clone, Default)]
+pub(crate) struct Link {
+    pub peer: Option<Peer<RoleServer>>,
+    /// Present only when the client asked for progress on this request.
+    pub progress_token: Option<ProgressToken>,
+    /// The least severe level the client wants; `None` means it wants no log messages.
+    pub log_level: Option<LoggingLevel>,
+    /// What the client said it can do (sampling, elicitation, ...).
+    pub capabilities: Option<ClientCapabilities>,
+}
+
+#[derive(Clone)]
+enum Route {
+    /// No client (CLI, benchmarks).
+    None,
+    /// A 2025-11-25 session: send requests on the peer.
+    Peer,
+    /// 2026-07-28: hand the request to the call driver, which returns `input_required`.
+    /// The channel is set when the call starts.
+    Deferred(Option<mpsc::Sender<Ask>>),
+}
+
+/// A request for the client that has to travel as an `input_required` result.
+pub(crate) struct Ask {
+    pub request: InputRequest,
+    pub reply: oneshot::Sender<serde_json::Value>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    total: Duration,
+    since: Option<Instant>,
 }
 
 impl ToolContext {
+    /// A context for a request from a client session.
     pub fn new(
         ct: CancellationToken,
         peer: Option<Peer<RoleServer>>,
         progress_token: Option<ProgressToken>,
         log_level: Option<LoggingLevel>,
     ) -> Self {
+        let route = if peer.is_some() {
+            Route::Peer
+        } else {
+            Route::None
+        };
+        let capabilities = peer
+            .as_ref()
+            .and_then(|p| p.peer_info().map(|i| i.capabilities.clone()));
         Self {
             ct,
-            progress_token,
-            peer,
-            log_level,
+            link: Arc::new(Mutex::new(Link {
+                peer,
+                progress_token,
+                log_level,
+                capabilities,
+            })),
+            route,
+            waiting: Arc::default(),
             plugin: Arc::from(""),
+            stream: None,
         }
     }
 
@@ -47,9 +115,58 @@ impl ToolContext {
         Self::new(CancellationToken::new(), None, None, None)
     }
 
+    /// What the client declared it supports, when the transport tells (2026-07-28 requests
+    /// carry it; sessions have it from `initialize`).
+    pub fn with_capabilities(self, capabilities: Option<ClientCapabilities>) -> Self {
+        if capabilities.is_some() {
+            self.lock().capabilities = capabilities;
+        }
+        self
+    }
+
+    /// Lets a long-running handler release the client's HTTP stream (see [`Self::release_stream`]).
+    pub(crate) fn with_stream(mut self, stream: Option<StreamRelease>) -> Self {
+        self.stream = stream;
+        self
+    }
+
+    /// Send client requests to the call driver (2026-07-28) instead of the peer.
+    pub(crate) fn deferred(mut self) -> Self {
+        self.route = Route::Deferred(None);
+        self
+    }
+
+    /// Give a deferred context the channel of the call it belongs to.
+    pub(crate) fn rerouted(mut self, asks: mpsc::Sender<Ask>) -> Self {
+        if let Route::Deferred(_) = self.route {
+            self.route = Route::Deferred(Some(asks));
+        }
+        self
+    }
+
+    /// The same context with its own cancellation token, for a call that may outlive the
+    /// request that started it.
+    pub(crate) fn fresh_cancellation(mut self) -> Self {
+        self.ct = CancellationToken::new();
+        self
+    }
+
     pub(crate) fn for_plugin(mut self, plugin: Arc<str>) -> Self {
         self.plugin = plugin;
         self
+    }
+
+    /// Point a suspended call at the request that resumes it.
+    pub(crate) fn relink(&self, link: Link) {
+        *self.lock() = link;
+    }
+
+    pub(crate) fn link(&self) -> Link {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Link> {
+        self.link.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn cancellation(&self) -> &CancellationToken {
@@ -62,11 +179,15 @@ impl ToolContext {
 
     /// Report progress, if the client asked for it. Never fails the call.
     pub async fn progress(&self, progress: f64, total: Option<f64>, message: impl Into<String>) {
-        let (Some(peer), Some(token)) = (&self.peer, &self.progress_token) else {
+        let Link {
+            peer: Some(peer),
+            progress_token: Some(token),
+            ..
+        } = self.link()
+        else {
             return;
         };
-        let mut param =
-            ProgressNotificationParam::new(token.clone(), progress).with_message(message);
+        let mut param = ProgressNotificationParam::new(token, progress).with_message(message);
         if let Some(total) = total {
             param = param.with_total(total);
         }
@@ -77,10 +198,11 @@ impl ToolContext {
 
     /// Send a log message to the client, if it asked for messages at this level.
     pub async fn log(&self, level: LoggingLevel, data: serde_json::Value) {
-        let wanted = self
+        let link = self.link();
+        let wanted = link
             .log_level
             .is_some_and(|min| severity(level) >= severity(min));
-        match (&self.peer, wanted) {
+        match (&link.peer, wanted) {
             (Some(peer), true) => {
                 let param = LoggingMessageNotificationParam::new(level, data)
                     .with_logger(self.plugin.to_string());
@@ -92,6 +214,174 @@ impl ToolContext {
             _ => {}
         }
     }
+
+    /// Ask the client's model for a completion (`sampling/createMessage`). The client shows
+    /// the request to its user and may refuse; that comes back as an error.
+    pub async fn sample(
+        &self,
+        params: CreateMessageRequestParams,
+    ) -> Result<CreateMessageResult, ToolError> {
+        if self.capabilities().is_some_and(|c| c.sampling.is_none()) {
+            return Err(ToolError::Failed(
+                "this client does not support sampling (it did not declare the `sampling` \
+                 capability), so the tool cannot ask its model"
+                    .into(),
+            ));
+        }
+        match &self.route {
+            Route::None | Route::Deferred(None) => Err(no_client("sampling")),
+            Route::Peer => {
+                let peer = self.link().peer.ok_or_else(|| no_client("sampling"))?;
+                self.waiting_for_client(peer.create_message(params))
+                    .await
+                    .map_err(|e| ToolError::Failed(format!("the client refused sampling: {e}")))
+            }
+            Route::Deferred(Some(asks)) => {
+                let request = InputRequest::CreateMessage(CreateMessageRequest::new(params));
+                let answer = self.defer(asks, request).await?;
+                serde_json::from_value(answer).map_err(|e| {
+                    ToolError::Failed(format!("the client's sampling answer is malformed: {e}"))
+                })
+            }
+        }
+    }
+
+    /// Ask the user for structured input (`elicitation/create`, form mode). `schema` is the
+    /// requested schema: an object of primitive properties, as the MCP spec restricts it.
+    /// The result says whether the user accepted, declined or cancelled.
+    pub async fn elicit(
+        &self,
+        message: impl Into<String>,
+        schema: serde_json::Value,
+    ) -> Result<ElicitResult, ToolError> {
+        if self.capabilities().is_some_and(|c| c.elicitation.is_none()) {
+            return Err(ToolError::Failed(
+                "this client does not support elicitation (it did not declare the \
+                 `elicitation` capability), so the tool cannot ask the user"
+                    .into(),
+            ));
+        }
+        let requested_schema: ElicitationSchema = serde_json::from_value(schema).map_err(|e| {
+            ToolError::Failed(format!(
+                "the plugin's elicitation schema is not one MCP allows: {e}"
+            ))
+        })?;
+        let params = ElicitRequestParams::FormElicitationParams {
+            meta: None,
+            message: message.into(),
+            requested_schema,
+        };
+        match &self.route {
+            Route::None | Route::Deferred(None) => Err(no_client("elicitation")),
+            Route::Peer => {
+                let peer = self.link().peer.ok_or_else(|| no_client("elicitation"))?;
+                self.waiting_for_client(peer.create_elicitation(params))
+                    .await
+                    .map_err(|e| ToolError::Failed(format!("the client refused elicitation: {e}")))
+            }
+            Route::Deferred(Some(asks)) => {
+                let request = InputRequest::Elicitation(ElicitRequest::new(params));
+                let answer = self.defer(asks, request).await?;
+                serde_json::from_value(answer).map_err(|e| {
+                    ToolError::Failed(format!("the client's elicitation answer is malformed: {e}"))
+                })
+            }
+        }
+    }
+
+    /// End the client's HTTP response stream now; the call keeps running, and the client
+    /// reconnects (`GET` with `Last-Event-ID`, after the `retry` the server announced) to
+    /// receive what follows, the result included. For long-running work over Streamable
+    /// HTTP sessions (SEP-1699 polling). Returns false where there is no such stream (stdio,
+    /// legacy SSE, stateless requests, plain JSON responses): then nothing changes.
+    pub async fn release_stream(&self) -> bool {
+        match &self.stream {
+            Some(stream) => stream.release().await,
+            None => false,
+        }
+    }
+
+    pub(crate) fn stream(&self) -> Option<&StreamRelease> {
+        self.stream.as_ref()
+    }
+
+    fn capabilities(&self) -> Option<ClientCapabilities> {
+        self.lock().capabilities.clone()
+    }
+
+    async fn defer(
+        &self,
+        asks: &mpsc::Sender<Ask>,
+        request: InputRequest,
+    ) -> Result<serde_json::Value, ToolError> {
+        let (reply, answer) = oneshot::channel();
+        asks.send(Ask { request, reply })
+            .await
+            .map_err(|_| ToolError::Failed("the call ended while asking the client".into()))?;
+        self.waiting_for_client(answer)
+            .await
+            .map_err(|_| ToolError::Failed("the client did not answer".into()))
+    }
+
+    /// Run `wait` with the timeout clock stopped: a person answering a form is not a slow tool.
+    async fn waiting_for_client<T>(&self, wait: impl Future<Output = T>) -> T {
+        self.pause(true);
+        let out = wait.await;
+        self.pause(false);
+        out
+    }
+
+    pub(crate) fn pause(&self, on: bool) {
+        let mut w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        match (on, w.since) {
+            (true, None) => w.since = Some(Instant::now()),
+            (false, Some(since)) => {
+                w.total += since.elapsed();
+                w.since = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// How long the call has waited for the client so far, and whether it is waiting now.
+    pub(crate) fn waited(&self) -> (Duration, bool) {
+        let w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let now = w.since.map(|s| s.elapsed()).unwrap_or_default();
+        (w.total + now, w.since.is_some())
+    }
+}
+
+/// The HTTP response stream a request is answered on, for handlers that release it early.
+/// Made by the HTTP layer, which owns the stream.
+pub trait StreamControl: Send + Sync {
+    /// End the stream now, keeping the request running; false if this stream cannot be
+    /// resumed (then nothing changes).
+    fn release(&self) -> BoxFuture<'static, bool>;
+    /// Whether [`StreamControl::release`] ended the stream.
+    fn released(&self) -> bool;
+    /// Completes when the client has reconnected to a released stream (or after `max`).
+    fn resumed(&self, max: Duration) -> BoxFuture<'static, bool>;
+}
+
+#[derive(Clone)]
+pub struct StreamRelease(pub Arc<dyn StreamControl>);
+
+impl StreamRelease {
+    pub async fn release(&self) -> bool {
+        self.0.release().await
+    }
+
+    /// If the stream was released, wait (at most `max`) for the client to come back, so
+    /// that the result is not sent while nobody listens. True when it is safe to answer.
+    pub async fn settle(&self, max: Duration) -> bool {
+        !self.0.released() || self.0.resumed(max).await
+    }
+}
+
+fn no_client(what: &str) -> ToolError {
+    ToolError::Failed(format!(
+        "{what} needs an MCP client; this call was made without one (e.g. from the command line)"
+    ))
 }
 
 /// RFC 5424 order, least severe first.

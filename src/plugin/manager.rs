@@ -17,9 +17,10 @@ use rmcp::model::Tool;
 use tokio::sync::broadcast;
 
 use super::{
-    Plugin, PluginError, PluginSetup, ToolDef,
+    Change, Plugin, PluginError, PluginEvents, PluginSetup, PromptDef, ResourceDef, TemplateDef,
+    ToolDef, UriTemplate, check_tool_name,
     manifest::{self, Kind, Manifest},
-    registry::{self, Registry},
+    registry::{self, PromptEntry, Registry, ResourceEntry, TemplateEntry},
 };
 
 /// What the manager is started with.
@@ -128,7 +129,27 @@ struct Slot {
     fingerprint: u64,
     status: Status,
     instance: Option<Arc<dyn Plugin>>,
+    offer: Offer,
+}
+
+/// Everything a plugin offers, as it last said.
+#[derive(Default, Clone)]
+struct Offer {
     tools: Vec<ToolDef>,
+    resources: Vec<ResourceDef>,
+    templates: Vec<TemplateDef>,
+    prompts: Vec<PromptDef>,
+}
+
+impl Offer {
+    fn of(plugin: &dyn Plugin) -> Self {
+        Self {
+            tools: plugin.tools(),
+            resources: plugin.resources(),
+            templates: plugin.resource_templates(),
+            prompts: plugin.prompts(),
+        }
+    }
 }
 
 pub struct Manager {
@@ -136,11 +157,15 @@ pub struct Manager {
     slots: RwLock<BTreeMap<String, Slot>>,
     /// The published snapshot; replaced whole on every change.
     registry: RwLock<Arc<Registry>>,
-    /// Fires whenever the published tool list changes (for `tools/list_changed`).
-    changed: broadcast::Sender<()>,
+    /// Fires whenever something clients see changes (`list_changed`, resource updates).
+    changed: broadcast::Sender<Change>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
     env: Box<dyn Fn() -> HashMap<String, String> + Send + Sync>,
+    /// For the plugins' [`PluginEvents`].
+    me: std::sync::Weak<Manager>,
+    /// 2026-07-28 tool calls waiting for the client's input (see `call.rs`).
+    pub(super) suspended: super::call::Suspended,
 }
 
 impl Manager {
@@ -154,13 +179,15 @@ impl Manager {
         config: ManagerConfig,
         env: Box<dyn Fn() -> HashMap<String, String> + Send + Sync>,
     ) -> Arc<Self> {
-        let manager = Arc::new(Self {
+        let manager = Arc::new_cyclic(|me| Self {
             config,
             slots: RwLock::new(BTreeMap::new()),
             registry: RwLock::new(Arc::default()),
-            changed: broadcast::channel(16).0,
+            changed: broadcast::channel(64).0,
             reloading: tokio::sync::Mutex::new(()),
             env,
+            me: me.clone(),
+            suspended: Default::default(),
         });
         manager.reload().await;
         manager
@@ -182,7 +209,7 @@ impl Manager {
         self.registry().tools()
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<()> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changed.subscribe()
     }
 
@@ -228,7 +255,7 @@ impl Manager {
                 fingerprint,
                 status,
                 instance: None,
-                tools: Vec::new(),
+                offer: Offer::default(),
             });
         }
         let mut waiting: Vec<Slot> = Vec::new();
@@ -278,13 +305,67 @@ impl Manager {
 
         let registry = self.build_registry(&mut kept);
         *self.slots.write().unwrap_or_else(|e| e.into_inner()) = kept;
+        self.swap(registry);
+    }
+
+    /// Ask every running plugin for its offer again and publish it (a plugin called
+    /// [`PluginEvents::list_changed`]).
+    pub(crate) async fn republish(&self) {
+        let _guard = self.reloading.lock().await;
+        let instances: Vec<(String, Arc<dyn Plugin>)> = self
+            .slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(|(n, s)| s.instance.clone().map(|i| (n.clone(), i)))
+            .collect();
+        let mut offers = HashMap::new();
+        for (name, plugin) in instances {
+            // Its own task: a panic while listing fails this plugin only.
+            match tokio::spawn(async move { Offer::of(&*plugin) }).await {
+                Ok(offer) => {
+                    offers.insert(name, Ok(offer));
+                }
+                Err(join) => {
+                    offers.insert(name, Err(panic_message(join)));
+                }
+            }
+        }
+        let mut slots = std::mem::take(&mut *self.slots.write().unwrap_or_else(|e| e.into_inner()));
+        for (name, offer) in offers {
+            if let Some(slot) = slots.get_mut(&name) {
+                match offer {
+                    Ok(offer) => slot.offer = offer,
+                    Err(panic) => {
+                        slot.instance = None;
+                        slot.offer = Offer::default();
+                        slot.status = Status::Failed(format!("panicked while listing: {panic}"));
+                    }
+                }
+            }
+        }
+        let registry = self.build_registry(&mut slots);
+        *self.slots.write().unwrap_or_else(|e| e.into_inner()) = slots;
+        self.swap(registry);
+    }
+
+    /// Publish `registry` and tell clients what changed.
+    fn swap(&self, registry: Registry) {
+        let registry = Arc::new(registry);
         let previous = std::mem::replace(
             &mut *self.registry.write().unwrap_or_else(|e| e.into_inner()),
-            Arc::new(registry),
+            registry.clone(),
         );
-        if *previous.tools != *self.tools() {
-            // No receivers is fine: nobody is connected yet.
-            let _ = self.changed.send(());
+        let (tools, resources, prompts) = registry.differs(&previous);
+        // No receivers is fine: nobody is connected yet.
+        for (changed, change) in [
+            (tools, Change::Tools),
+            (resources, Change::Resources),
+            (prompts, Change::Prompts),
+        ] {
+            if changed {
+                let _ = self.changed.send(change);
+            }
         }
     }
 
@@ -363,19 +444,20 @@ impl Manager {
                 .keys()
                 .filter_map(|k| env.get(k).map(|v| (k.clone(), v.clone())))
                 .collect(),
+            events: PluginEvents::new(self.changed.clone(), self.me.clone()),
         };
         // Its own task: a panic during init fails this plugin only.
         let task = tokio::spawn(async move {
             let plugin = init(setup).await?;
-            let tools = plugin.tools();
-            Ok::<_, PluginError>((plugin, tools))
+            let offer = Offer::of(&*plugin);
+            Ok::<_, PluginError>((plugin, offer))
         });
         let started = Instant::now();
         match tokio::time::timeout(self.config.init_timeout, task).await {
-            Ok(Ok(Ok((plugin, tools)))) => {
+            Ok(Ok(Ok((plugin, offer)))) => {
                 tracing::debug!(plugin = %manifest.name, ms = started.elapsed().as_millis() as u64, "plugin initialised");
                 slot.instance = Some(plugin);
-                slot.tools = tools;
+                slot.offer = offer;
                 slot.status = Status::Ready;
             }
             Ok(Ok(Err(e))) => slot.status = Status::Failed(e.to_string()),
@@ -392,11 +474,15 @@ impl Manager {
         slot
     }
 
-    /// Publish the tools of every ready plugin, in plugin-name order. A plugin with an invalid
-    /// or already-taken tool name fails whole, with the reason.
+    /// Publish what every ready plugin offers, in plugin-name order. A plugin with an invalid
+    /// or already-taken tool name, prompt name, resource URI or template fails whole, with the
+    /// reason; the others are unaffected.
     fn build_registry(&self, slots: &mut BTreeMap<String, Slot>) -> Registry {
+        let mut registry = Registry::default();
         let mut tools = Vec::new();
-        let mut entries = HashMap::new();
+        let mut resources = Vec::new();
+        let mut prompts = Vec::new();
+        // Which plugin holds each name, URI and template.
         let mut owner: HashMap<String, String> = HashMap::new();
         for (name, slot) in slots.iter_mut() {
             let Some(manifest) = &slot.manifest else {
@@ -406,48 +492,48 @@ impl Manager {
                 continue;
             }
             let plugin: Arc<str> = Arc::from(name.as_str());
-            let mut published = Vec::new();
-            let mut problem = None;
-            for def in &slot.tools {
-                match registry::publish(def, manifest.prefix(), &plugin) {
-                    Ok(entry) => {
-                        let tool_name = entry.tool.name.to_string();
-                        if let Some(other) = owner.get(&tool_name) {
-                            problem = Some(format!(
-                                "tool `{tool_name}` is already published by plugin `{other}`; give this plugin another prefix"
-                            ));
-                            break;
-                        }
-                        if published.iter().any(|(n, _): &(String, _)| *n == tool_name) {
-                            problem = Some(format!("tool `{tool_name}` is defined twice"));
-                            break;
-                        }
-                        published.push((tool_name, entry));
+            match publish_offer(&slot.offer, manifest.prefix(), &plugin, &owner) {
+                Err(reason) => {
+                    slot.status = Status::Failed(reason);
+                    log_status(name, &slot.status);
+                }
+                Ok(published) => {
+                    slot.status = Status::Ready;
+                    // Resources and prompts follow the plugin filter (--toolsets); tools
+                    // follow every filter.
+                    let plugin_shown = self.config.filters.toolsets.is_empty()
+                        || self.config.filters.toolsets.iter().any(|t| t == name);
+                    for key in published.keys {
+                        owner.insert(key, name.clone());
                     }
-                    Err(reason) => {
-                        problem = Some(reason);
-                        break;
+                    for (tool_name, entry) in published.tools {
+                        if self.config.filters.allows(name, &entry.tool) {
+                            tools.push(entry.tool.clone());
+                            registry.entries.insert(tool_name, entry);
+                        }
+                    }
+                    if plugin_shown {
+                        for (resource, entry) in published.resources {
+                            registry
+                                .resource_entries
+                                .insert(resource.uri.clone(), entry);
+                            resources.push(resource);
+                        }
+                        registry.templates.extend(published.templates);
+                        for entry in published.prompts {
+                            prompts.push(entry.prompt.clone());
+                            registry
+                                .prompt_entries
+                                .insert(entry.prompt.name.clone(), entry);
+                        }
                     }
                 }
             }
-            if let Some(reason) = problem {
-                slot.status = Status::Failed(reason);
-                log_status(name, &slot.status);
-                continue;
-            }
-            slot.status = Status::Ready;
-            for (tool_name, entry) in published {
-                owner.insert(tool_name.clone(), name.clone());
-                if self.config.filters.allows(name, &entry.tool) {
-                    tools.push(entry.tool.clone());
-                    entries.insert(tool_name, entry);
-                }
-            }
         }
-        Registry {
-            tools: Arc::new(tools),
-            entries,
-        }
+        registry.tools = Arc::new(tools);
+        registry.resources = Arc::new(resources);
+        registry.prompts = Arc::new(prompts);
+        registry
     }
 
     /// Every plugin's status, for `plugboard plugins` and `plugboard check`.
@@ -501,6 +587,103 @@ impl Manager {
             stop(&name, slot).await;
         }
     }
+}
+
+/// One plugin's offer in published form, checked against what others already publish.
+struct Published {
+    tools: Vec<(String, registry::Entry)>,
+    resources: Vec<(rmcp::model::Resource, ResourceEntry)>,
+    templates: Vec<TemplateEntry>,
+    prompts: Vec<PromptEntry>,
+    /// The owner keys this plugin takes (`tool:…`, `prompt:…`, `resource:…`, `template:…`).
+    keys: Vec<String>,
+}
+
+fn publish_offer(
+    offer: &Offer,
+    prefix: &str,
+    plugin: &Arc<str>,
+    owner: &HashMap<String, String>,
+) -> Result<Published, String> {
+    let mut out = Published {
+        tools: Vec::new(),
+        resources: Vec::new(),
+        templates: Vec::new(),
+        prompts: Vec::new(),
+        keys: Vec::new(),
+    };
+    let mut claim = |kind: &str, what: &str, hint: &str| -> Result<(), String> {
+        let key = format!("{kind}:{what}");
+        if let Some(other) = owner.get(&key) {
+            return Err(format!(
+                "{kind} `{what}` is already published by plugin `{other}`; {hint}"
+            ));
+        }
+        if out.keys.contains(&key) {
+            return Err(format!("{kind} `{what}` is defined twice"));
+        }
+        out.keys.push(key);
+        Ok(())
+    };
+    let prefixed = |name: &str| {
+        if prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{prefix}_{name}")
+        }
+    };
+    for def in &offer.tools {
+        let entry = registry::publish(def, prefix, plugin)?;
+        let tool_name = entry.tool.name.to_string();
+        claim("tool", &tool_name, "give this plugin another prefix")?;
+        out.tools.push((tool_name, entry));
+    }
+    for def in &offer.resources {
+        let uri = def.resource.uri.clone();
+        if !uri.contains(':') {
+            return Err(format!(
+                "resource URI `{uri}` has no scheme (e.g. `myplugin://…`)"
+            ));
+        }
+        claim("resource", &uri, "two plugins cannot serve the same URI")?;
+        out.resources.push((
+            def.resource.clone(),
+            ResourceEntry {
+                plugin: plugin.clone(),
+                reader: def.reader.clone(),
+            },
+        ));
+    }
+    for def in &offer.templates {
+        let text = def.template.uri_template.clone();
+        let pattern = UriTemplate::parse(&text)?;
+        claim(
+            "resource template",
+            &text,
+            "two plugins cannot serve the same URIs",
+        )?;
+        out.templates.push(TemplateEntry {
+            template: def.template.clone(),
+            pattern,
+            plugin: plugin.clone(),
+            reader: def.reader.clone(),
+            completer: def.completer.clone(),
+        });
+    }
+    for def in &offer.prompts {
+        let name = prefixed(&def.prompt.name);
+        check_tool_name(&name).map_err(|e| e.replace("tool name", "prompt name"))?;
+        claim("prompt", &name, "give this plugin another prefix")?;
+        let mut prompt = def.prompt.clone();
+        prompt.name = name;
+        out.prompts.push(PromptEntry {
+            prompt,
+            plugin: plugin.clone(),
+            handler: def.handler.clone(),
+            completer: def.completer.clone(),
+        });
+    }
+    Ok(out)
 }
 
 /// Why a plugin cannot start, before starting it; `Ready` means "go ahead".

@@ -1,9 +1,13 @@
 //! The plugin contract: what a plugin gives the manager, and what the manager gives back.
 //!
-//! A plugin is initialised from its manifest ([`PluginSetup`]) and hands over its tools
-//! ([`ToolDef`]). The manager publishes them under the plugin's prefix, validates every call
+//! A plugin is initialised from its manifest ([`PluginSetup`]) and hands over what it offers:
+//! tools ([`ToolDef`]), resources and resource templates ([`ResourceDef`], [`TemplateDef`]),
+//! and prompts ([`PromptDef`]), each optionally with argument completions. The manager
+//! publishes them (tool and prompt names under the plugin's prefix), validates every call
 //! against the tool's schema, runs it with a timeout in its own task (so a panic stays inside
-//! the call), and turns every failure into a tool result the client can act on.
+//! the call), and turns every failure into a result the client can act on. While it runs, a
+//! handler reaches the client through its [`ToolContext`]: progress, log messages, sampling,
+//! elicitation. A plugin tells clients about changes through [`PluginEvents`].
 
 mod call;
 mod context;
@@ -11,6 +15,8 @@ mod error;
 pub mod manager;
 pub mod manifest;
 mod registry;
+mod requests;
+pub mod resource;
 pub mod schema;
 mod tool;
 
@@ -19,17 +25,34 @@ use std::{collections::BTreeMap, fmt, path::PathBuf, sync::Arc};
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
-pub use context::{ToolContext, severity};
+pub use context::{StreamControl, StreamRelease, ToolContext, severity};
 pub use error::{PluginError, ToolError};
 pub use manager::{Filters, Manager, ManagerConfig, PluginStatus, Status};
 pub use manifest::Manifest;
 pub use registry::{Registry, check_tool_name};
+pub use resource::{Completion, PromptDef, ResourceDef, TemplateDef, UriTemplate};
 pub use tool::{Handler, Hints, ToolDef, ToolOutcome};
 
-/// A loaded plugin.
+/// A loaded plugin. The manager asks for its offer after init and again whenever the plugin
+/// calls [`PluginEvents::list_changed`].
 pub trait Plugin: Send + Sync + 'static {
-    /// The tools this plugin offers, unprefixed. Called once after init.
+    /// The tools this plugin offers, unprefixed.
     fn tools(&self) -> Vec<ToolDef>;
+
+    /// Resources with fixed URIs.
+    fn resources(&self) -> Vec<ResourceDef> {
+        Vec::new()
+    }
+
+    /// Families of resources named by URI templates.
+    fn resource_templates(&self) -> Vec<TemplateDef> {
+        Vec::new()
+    }
+
+    /// Prompt templates, unprefixed.
+    fn prompts(&self) -> Vec<PromptDef> {
+        Vec::new()
+    }
 
     /// Release what the plugin holds (connections, children). Called when it is unloaded.
     fn shutdown(&self) -> BoxFuture<'static, ()> {
@@ -50,6 +73,55 @@ pub struct PluginSetup {
     pub manifest_source: String,
     /// The values of the variables the manifest declares, as far as they are set.
     pub env: BTreeMap<String, String>,
+    /// For telling clients that something the plugin offers changed.
+    pub events: PluginEvents,
+}
+
+/// What connected clients are told about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Tools,
+    Resources,
+    Prompts,
+    /// The contents of this resource changed (sent to clients subscribed to it).
+    ResourceUpdated(String),
+}
+
+/// A plugin's way to tell clients that what it offers changed. Cheap to clone; keeps working
+/// (doing nothing) after the server has gone.
+#[derive(Clone)]
+pub struct PluginEvents {
+    changes: tokio::sync::broadcast::Sender<Change>,
+    manager: std::sync::Weak<Manager>,
+}
+
+impl PluginEvents {
+    pub(crate) fn new(
+        changes: tokio::sync::broadcast::Sender<Change>,
+        manager: std::sync::Weak<Manager>,
+    ) -> Self {
+        Self { changes, manager }
+    }
+
+    /// A plugin set up outside a manager (unit tests): events go nowhere.
+    pub fn detached() -> Self {
+        Self::new(tokio::sync::broadcast::channel(1).0, std::sync::Weak::new())
+    }
+
+    /// The contents of `uri` changed: clients subscribed to it get
+    /// `notifications/resources/updated`.
+    pub fn resource_updated(&self, uri: impl Into<String>) {
+        // No receivers just means nobody is connected.
+        let _ = self.changes.send(Change::ResourceUpdated(uri.into()));
+    }
+
+    /// The plugin's tools, resources or prompts changed: the manager asks for them again and
+    /// clients get the matching `list_changed` notifications.
+    pub fn list_changed(&self) {
+        if let Some(manager) = self.manager.upgrade() {
+            tokio::spawn(async move { manager.republish().await });
+        }
+    }
 }
 
 impl PluginSetup {

@@ -1,11 +1,14 @@
-//! The published tool set: an immutable snapshot, swapped whole when plugins change, so a
-//! `tools/list` or a call never waits on a reload.
+//! What is published: tools, resources, resource templates and prompts. An immutable
+//! snapshot, swapped whole when plugins change, so a list or a call never waits on a reload.
 
 use std::{collections::HashMap, sync::Arc};
 
-use rmcp::model::Tool;
+use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 
-use super::{Handler, ToolDef};
+use super::{
+    Handler, ToolDef,
+    resource::{Completer, PromptHandler, Reader, UriTemplate},
+};
 
 /// One published tool.
 pub(crate) struct Entry {
@@ -17,11 +20,40 @@ pub(crate) struct Entry {
     pub validator: Arc<jsonschema::Validator>,
 }
 
+/// One published resource.
+pub(crate) struct ResourceEntry {
+    pub plugin: Arc<str>,
+    pub reader: Reader,
+}
+
+/// One published resource template.
+pub(crate) struct TemplateEntry {
+    pub template: ResourceTemplate,
+    pub pattern: UriTemplate,
+    pub plugin: Arc<str>,
+    pub reader: Reader,
+    pub completer: Option<Completer>,
+}
+
+/// One published prompt.
+pub(crate) struct PromptEntry {
+    pub prompt: Prompt,
+    pub plugin: Arc<str>,
+    pub handler: PromptHandler,
+    pub completer: Option<Completer>,
+}
+
 #[derive(Default)]
 pub struct Registry {
     /// In publication order (plugin name, then the plugin's own order).
     pub(crate) tools: Arc<Vec<Tool>>,
     pub(crate) entries: HashMap<String, Entry>,
+    pub(crate) resources: Arc<Vec<Resource>>,
+    pub(crate) resource_entries: HashMap<String, ResourceEntry>,
+    /// In publication order; the first that matches a URI answers it.
+    pub(crate) templates: Vec<TemplateEntry>,
+    pub(crate) prompts: Arc<Vec<Prompt>>,
+    pub(crate) prompt_entries: HashMap<String, PromptEntry>,
 }
 
 impl Registry {
@@ -39,6 +71,45 @@ impl Registry {
 
     pub fn is_empty(&self) -> bool {
         self.tools.is_empty()
+    }
+
+    pub fn resources(&self) -> Arc<Vec<Resource>> {
+        self.resources.clone()
+    }
+
+    pub fn resource_templates(&self) -> Vec<ResourceTemplate> {
+        self.templates.iter().map(|t| t.template.clone()).collect()
+    }
+
+    pub fn prompts(&self) -> Arc<Vec<Prompt>> {
+        self.prompts.clone()
+    }
+
+    /// Who answers `uri`: a resource with exactly that URI, else the first template it fits,
+    /// with the template's variables.
+    pub(crate) fn resolve(
+        &self,
+        uri: &str,
+    ) -> Option<(Arc<str>, Reader, std::collections::BTreeMap<String, String>)> {
+        if let Some(e) = self.resource_entries.get(uri) {
+            return Some((e.plugin.clone(), e.reader.clone(), Default::default()));
+        }
+        self.templates.iter().find_map(|t| {
+            t.pattern
+                .matches(uri)
+                .map(|vars| (t.plugin.clone(), t.reader.clone(), vars))
+        })
+    }
+
+    /// Whether anything is published that changes what `resources/list`, templates or
+    /// `prompts/list` show, compared with `other`.
+    pub(crate) fn differs(&self, other: &Registry) -> (bool, bool, bool) {
+        let templates = |r: &Registry| r.resource_templates();
+        (
+            *self.tools != *other.tools,
+            *self.resources != *other.resources || templates(self) != templates(other),
+            *self.prompts != *other.prompts,
+        )
     }
 }
 
@@ -66,6 +137,11 @@ pub(crate) fn publish(def: &ToolDef, prefix: &str, plugin: &Arc<str>) -> Result<
         format!("{prefix}_{}", def.name)
     };
     check_tool_name(&name)?;
+    if def.input_schema.get("type").and_then(|t| t.as_str()) != Some("object") {
+        return Err(format!(
+            "tool `{name}` has an input schema whose root is not `type: object`"
+        ));
+    }
     let schema = serde_json::Value::Object((*def.input_schema).clone());
     let validator = jsonschema::validator_for(&schema)
         .map_err(|e| format!("tool `{name}` has an invalid input schema: {e}"))?;

@@ -64,6 +64,35 @@ impl ToolDef {
         }
     }
 
+    /// A tool whose input schema is written out as JSON and published exactly so (`$schema`,
+    /// `$defs`, `additionalProperties` and all); the root must be `type: object`. The handler
+    /// receives the arguments as a JSON object, already validated against the schema.
+    pub fn with_schema<F, Fut>(
+        name: &str,
+        description: &str,
+        input_schema: JsonObject,
+        hints: Hints,
+        handler: F,
+    ) -> Self
+    where
+        F: Fn(JsonObject, ToolContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ToolOutcome> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        Self {
+            name: name.to_owned(),
+            title: None,
+            description: description.to_owned(),
+            input_schema: Arc::new(input_schema),
+            output_schema: None,
+            annotations: hints.into(),
+            handler: Arc::new(move |args, cx| {
+                let handler = handler.clone();
+                Box::pin(async move { handler(args, cx).await })
+            }),
+        }
+    }
+
     pub fn with_title(mut self, title: &str) -> Self {
         self.title = Some(title.to_owned());
         self

@@ -3,11 +3,16 @@
 
 use crate::plugin::Init;
 
+pub mod conformance;
 pub mod files;
 pub mod testkit;
 
 /// Every built-in, by the name a manifest's `builtin` (or `name`) selects it with.
-pub const BUILTINS: &[(&str, Init)] = &[("files", files::init), ("testkit", testkit::init)];
+pub const BUILTINS: &[(&str, Init)] = &[
+    ("conformance", conformance::init),
+    ("files", files::init),
+    ("testkit", testkit::init),
+];
 
 pub fn builtin(name: &str) -> Option<Init> {
     BUILTINS

@@ -2,20 +2,26 @@
 
 #![allow(deprecated)] // rmcp marks MCP logging deprecated (SEP-2577); clients still use it.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+};
 
 use rmcp::{
-    ErrorData, RoleServer, ServerHandler,
+    ErrorData, Peer, RoleServer, ServerHandler,
     model::{
-        CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult, LoggingLevel,
-        PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig,
-        SetLevelRequestParams, SubscriptionFilter, Tool,
+        CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
+        GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+        ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, LoggingLevel,
+        PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse,
+        ResourceUpdatedNotificationParam, ServerCapabilities, ServerConfig, SetLevelRequestParams,
+        SubscribeRequestParams, SubscriptionFilter, Tool, UnsubscribeRequestParams,
     },
     service::{NotificationContext, RequestContext, SubscriptionContext},
 };
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use crate::plugin::{Manager, ToolContext};
+use crate::plugin::{Change, Manager, StreamRelease, ToolContext};
 
 /// One per connection (stdio, SSE session, HTTP session or stateless request); cheap to make.
 #[derive(Clone)]
@@ -27,7 +33,9 @@ pub struct McpHandler {
     /// Subscribed to registry changes when the handler is made, i.e. before rmcp acknowledges
     /// a `subscriptions/listen` or answers `initialize`: a reload right after the ack is not
     /// missed. Taken by the first listener; later ones subscribe afresh.
-    changes: Arc<Mutex<Option<broadcast::Receiver<()>>>>,
+    changes: Arc<Mutex<Option<broadcast::Receiver<Change>>>>,
+    /// Resource URIs this session subscribed to (2025-11-25 `resources/subscribe`).
+    subscriptions: Arc<Mutex<HashSet<String>>>,
 }
 
 impl McpHandler {
@@ -37,10 +45,11 @@ impl McpHandler {
             manager,
             session_log_level: Arc::new(Mutex::new(LoggingLevel::Info)),
             changes,
+            subscriptions: Arc::default(),
         }
     }
 
-    fn changes(&self) -> broadcast::Receiver<()> {
+    fn changes(&self) -> broadcast::Receiver<Change> {
         self.changes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -52,17 +61,82 @@ impl McpHandler {
         if let Some(level) = cx.meta.log_level() {
             return Some(level);
         }
-        let stateless = cx
-            .protocol_version()
-            .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str());
         // On 2026-07-28 a client that names no level wants no log messages.
-        (!stateless).then(|| {
+        (!stateless(cx)).then(|| {
             *self
                 .session_log_level
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
         })
     }
+
+    /// What a handler gets to reach the client of this request.
+    fn context(&self, cx: &RequestContext<RoleServer>) -> ToolContext {
+        let stream = cx
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<StreamRelease>())
+            .cloned();
+        ToolContext::new(
+            cx.ct.clone(),
+            Some(cx.peer.clone()),
+            cx.meta.get_progress_token(),
+            self.log_level(cx),
+        )
+        .with_capabilities(cx.client_capabilities())
+        .with_stream(stream)
+    }
+
+    fn subscribed(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.subscriptions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Subscribing to something nobody serves is a mistake worth reporting.
+    fn check_known(&self, uri: &str) -> Result<(), ErrorData> {
+        match self.manager.registry().resolve(uri) {
+            Some(_) => Ok(()),
+            None => Err(ErrorData::resource_not_found(
+                format!(
+                    "unknown resource `{uri}`; see resources/list and resources/templates/list"
+                ),
+                Some(serde_json::json!({ "uri": uri })),
+            )),
+        }
+    }
+}
+
+/// How long a result waits for a client to reconnect to a released stream.
+const RESUME_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A 2026-07-28 request: no session, no server-to-client requests.
+fn stateless(cx: &RequestContext<RoleServer>) -> bool {
+    cx.protocol_version()
+        .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
+}
+
+/// Forward one change to a 2025-11-25 session. False when the client has gone.
+async fn push(
+    peer: &Peer<RoleServer>,
+    change: Change,
+    subscribed: &Mutex<HashSet<String>>,
+) -> bool {
+    let sent = match change {
+        Change::Tools => peer.notify_tool_list_changed().await,
+        Change::Resources => peer.notify_resource_list_changed().await,
+        Change::Prompts => peer.notify_prompt_list_changed().await,
+        Change::ResourceUpdated(uri) => {
+            let wanted = subscribed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&uri);
+            if !wanted {
+                return true;
+            }
+            peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
+                .await
+        }
+    };
+    sent.is_ok()
 }
 
 impl ServerHandler for McpHandler {
@@ -70,6 +144,12 @@ impl ServerHandler for McpHandler {
         ServerConfig::new(
             ServerCapabilities::builder()
                 .enable_logging()
+                .enable_completions()
+                .enable_prompts()
+                .enable_prompts_list_changed()
+                .enable_resources()
+                .enable_resources_subscribe()
+                .enable_resources_list_changed()
                 .enable_tools()
                 .enable_tool_list_changed()
                 .build(),
@@ -78,8 +158,9 @@ impl ServerHandler for McpHandler {
             Implementation::new("plugboard", env!("CARGO_PKG_VERSION")).with_title("plugboard"),
         )
         .with_instructions(
-            "plugboard publishes the tools of its plugins as <plugin>_<tool>. Tool failures come back \
-             as results with isError: true and say what to change.",
+            "plugboard publishes the tools and prompts of its plugins as <plugin>_<name>, and their \
+             resources under the plugins' own URIs. Tool failures come back as results with \
+             isError: true and say what to change.",
         )
     }
 
@@ -102,17 +183,101 @@ impl ServerHandler for McpHandler {
         request: CallToolRequestParams,
         cx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let tool_cx = ToolContext::new(
-            cx.ct.clone(),
-            Some(cx.peer.clone()),
-            cx.meta.get_progress_token(),
-            self.log_level(&cx),
-        );
-        Ok(self
+        let tool_cx = self.context(&cx);
+        if stateless(&cx) {
+            return Ok(self
+                .manager
+                .call_stateless(request, tool_cx, cx.ct.clone())
+                .await);
+        }
+        let stream = tool_cx.stream().cloned();
+        let result = self
             .manager
             .call(&request.name, request.arguments, tool_cx)
-            .await
-            .into())
+            .await;
+        // A handler that released its HTTP stream: answer once the client is back.
+        if let Some(stream) = stream
+            && !stream.settle(RESUME_WAIT).await
+        {
+            tracing::warn!(tool = %request.name, "the client did not reconnect to its released stream within {} s; the result may be lost", RESUME_WAIT.as_secs());
+        }
+        Ok(result.into())
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(
+            (*self.manager.registry().resources()).clone(),
+        ))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(
+            self.manager.registry().resource_templates(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let read = self.manager.read_resource(&request.uri, self.context(&cx));
+        Ok(read.await?.into())
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.check_known(&request.uri)?;
+        self.subscribed().insert(request.uri);
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        // Unsubscribing from something not subscribed is harmless.
+        self.subscribed().remove(&request.uri);
+        Ok(())
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _cx: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        Ok(ListPromptsResult::with_all_items(
+            (*self.manager.registry().prompts()).clone(),
+        ))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let prompt = self.manager.get_prompt(request, self.context(&cx));
+        Ok(prompt.await?.into())
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        cx: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        self.manager.complete(request, self.context(&cx)).await
     }
 
     async fn set_level(
@@ -127,14 +292,22 @@ impl ServerHandler for McpHandler {
         Ok(())
     }
 
-    // 2025-11-25 and older: push `tools/list_changed` on the session for as long as it lives.
+    // 2025-11-25 and older: push list changes and subscribed resource updates on the
+    // session for as long as it lives.
     async fn on_initialized(&self, cx: NotificationContext<RoleServer>) {
         let mut changes = self.changes();
         let peer = cx.peer.clone();
+        let subscribed = self.subscriptions.clone();
         tokio::spawn(async move {
             // Ends when the manager is dropped or the client goes away.
-            while let Ok(()) | Err(RecvError::Lagged(_)) = changes.recv().await {
-                if peer.notify_tool_list_changed().await.is_err() {
+            loop {
+                let change = match changes.recv().await {
+                    Ok(change) => change,
+                    // Missed some: say everything may have changed.
+                    Err(RecvError::Lagged(_)) => Change::Tools,
+                    Err(RecvError::Closed) => break,
+                };
+                if !push(&peer, change, &subscribed).await {
                     break;
                 }
             }
@@ -154,17 +327,36 @@ impl ServerHandler for McpHandler {
         loop {
             tokio::select! {
                 _ = cx.cancelled() => return Ok(()),
-                change = changes.recv() => match change {
-                    Ok(()) | Err(RecvError::Lagged(_)) => {
-                        if cx.accepted().tools_list_changed == Some(true) {
-                            cx.sink()
-                                .notify_tool_list_changed()
-                                .await
-                                .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+                change = changes.recv() => {
+                    let change = match change {
+                        Ok(change) => change,
+                        Err(RecvError::Lagged(_)) => Change::Tools,
+                        Err(RecvError::Closed) => return Ok(()),
+                    };
+                    let accepted = cx.accepted();
+                    let sink = cx.sink();
+                    let sent = match change {
+                        Change::Tools if accepted.tools_list_changed == Some(true) => {
+                            sink.notify_tool_list_changed().await
                         }
-                    }
-                    Err(RecvError::Closed) => return Ok(()),
-                },
+                        Change::Resources if accepted.resources_list_changed == Some(true) => {
+                            sink.notify_resource_list_changed().await
+                        }
+                        Change::Prompts if accepted.prompts_list_changed == Some(true) => {
+                            sink.notify_prompt_list_changed().await
+                        }
+                        Change::ResourceUpdated(uri)
+                            if accepted
+                                .resource_subscriptions
+                                .as_ref()
+                                .is_some_and(|uris| uris.contains(&uri)) =>
+                        {
+                            sink.notify_resource_updated(uri).await
+                        }
+                        _ => Ok(()),
+                    };
+                    sent.map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+                }
             }
         }
     }

@@ -56,7 +56,10 @@ pub fn router(manager: Arc<Manager>, options: &HttpOptions, ct: CancellationToke
         .with_state(sse::SseState::new(manager, ct));
     let mcp = Router::new()
         .fallback_service(mcp)
-        .layer(middleware::from_fn(json_first::prefer_json))
+        .layer(middleware::from_fn_with_state(
+            json_first::Streams::default(),
+            json_first::prefer_json,
+        ))
         .layer(middleware::from_fn_with_state(
             options.max_body_bytes,
             gate::refuse_unknown_methods,
