@@ -330,12 +330,21 @@ fn plugins(manager: &Manager, json: bool) -> anyhow::Result<ExitCode> {
     }
     let width = statuses.iter().map(|s| s.name.len()).max().unwrap_or(0);
     for s in &statuses {
-        let tools = match s.tools.len() {
-            0 => String::new(),
-            1 => "  (1 tool)".into(),
-            n => format!("  ({n} tools)"),
+        let counts: Vec<String> = [
+            (s.tools.len(), "tool"),
+            (s.resources.len(), "resource"),
+            (s.prompts.len(), "prompt"),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}{}", if n == 1 { "" } else { "s" }))
+        .collect();
+        let offer = if counts.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", counts.join(", "))
         };
-        println!("{:width$}  {}{tools}", s.name, s.status);
+        println!("{:width$}  {}{offer}", s.name, s.status);
     }
     Ok(ExitCode::SUCCESS)
 }

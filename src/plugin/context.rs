@@ -229,7 +229,8 @@ impl ToolContext {
             ));
         }
         match &self.route {
-            Route::None | Route::Deferred(None) => Err(no_client("sampling")),
+            Route::None => Err(no_client("sampling")),
+            Route::Deferred(None) => Err(only_tools("sampling")),
             Route::Peer => {
                 let peer = self.link().peer.ok_or_else(|| no_client("sampling"))?;
                 self.waiting_for_client(peer.create_message(params))
@@ -272,7 +273,8 @@ impl ToolContext {
             requested_schema,
         };
         match &self.route {
-            Route::None | Route::Deferred(None) => Err(no_client("elicitation")),
+            Route::None => Err(no_client("elicitation")),
+            Route::Deferred(None) => Err(only_tools("elicitation")),
             Route::Peer => {
                 let peer = self.link().peer.ok_or_else(|| no_client("elicitation"))?;
                 self.waiting_for_client(peer.create_elicitation(params))
@@ -376,6 +378,13 @@ impl StreamRelease {
     pub async fn settle(&self, max: Duration) -> bool {
         !self.0.released() || self.0.resumed(max).await
     }
+}
+
+fn only_tools(what: &str) -> ToolError {
+    ToolError::Failed(format!(
+        "{what} is available to tools only on protocol 2026-07-28 (through input_required); \
+         this request cannot ask the client"
+    ))
 }
 
 fn no_client(what: &str) -> ToolError {

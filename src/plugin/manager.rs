@@ -107,6 +107,10 @@ pub struct PluginStatus {
     pub manifest: PathBuf,
     /// Published tool names (after filters).
     pub tools: Vec<String>,
+    /// Published resource URIs and URI templates.
+    pub resources: Vec<String>,
+    /// Published prompt names.
+    pub prompts: Vec<String>,
     /// The variables the manifest declares: name, whether set, required, secret. Never values.
     pub env: Vec<EnvReport>,
 }
@@ -563,6 +567,35 @@ impl Manager {
                             .is_some_and(|e| *e.plugin == **name)
                     })
                     .map(|t| t.name.to_string())
+                    .collect(),
+                resources: registry
+                    .resources
+                    .iter()
+                    .filter(|r| {
+                        registry
+                            .resource_entries
+                            .get(&r.uri)
+                            .is_some_and(|e| *e.plugin == **name)
+                    })
+                    .map(|r| r.uri.clone())
+                    .chain(
+                        registry
+                            .templates
+                            .iter()
+                            .filter(|t| *t.plugin == **name)
+                            .map(|t| t.template.uri_template.clone()),
+                    )
+                    .collect(),
+                prompts: registry
+                    .prompts
+                    .iter()
+                    .filter(|p| {
+                        registry
+                            .prompt_entries
+                            .get(&p.name)
+                            .is_some_and(|e| *e.plugin == **name)
+                    })
+                    .map(|p| p.name.clone())
                     .collect(),
                 env: slot
                     .manifest

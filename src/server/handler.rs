@@ -77,14 +77,20 @@ impl McpHandler {
             .get::<axum::http::request::Parts>()
             .and_then(|parts| parts.extensions.get::<StreamRelease>())
             .cloned();
-        ToolContext::new(
+        let context = ToolContext::new(
             cx.ct.clone(),
             Some(cx.peer.clone()),
             cx.meta.get_progress_token(),
             self.log_level(cx),
         )
         .with_capabilities(cx.client_capabilities())
-        .with_stream(stream)
+        .with_stream(stream);
+        // 2026-07-28 forbids requests to the client; tool calls ask through input_required.
+        if stateless(cx) {
+            context.deferred()
+        } else {
+            context
+        }
     }
 
     fn subscribed(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
