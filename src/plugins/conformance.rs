@@ -126,18 +126,20 @@ async fn pause(ms: u64) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
-async fn elicited(cx: &ToolContext, message: &str, schema: serde_json::Value) -> String {
-    match cx.elicit(message, schema).await {
-        Ok(answer) => format!(
-            "action={}, content={}",
-            serde_json::to_value(&answer.action)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-            answer.content.unwrap_or(json!({}))
-        ),
-        Err(e) => format!("error={e}"),
-    }
+async fn elicited(
+    cx: &ToolContext,
+    message: &str,
+    schema: serde_json::Value,
+) -> Result<String, ToolError> {
+    let answer = cx.elicit(message, schema).await?;
+    let action = serde_json::to_value(&answer.action)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    Ok(format!(
+        "action={action}, content={}",
+        answer.content.unwrap_or(json!({}))
+    ))
 }
 
 impl Plugin for Conformance {
@@ -280,7 +282,7 @@ impl Plugin for Conformance {
                     });
                     text(format!(
                         "User response: {}",
-                        elicited(&cx, &args.message, schema).await
+                        elicited(&cx, &args.message, schema).await?
                     ))
                 },
             ),
@@ -309,7 +311,7 @@ impl Plugin for Conformance {
                         "Test client default value handling - please accept with defaults";
                     text(format!(
                         "Elicitation completed: {}",
-                        elicited(&cx, message, schema).await
+                        elicited(&cx, message, schema).await?
                     ))
                 },
             ),
@@ -363,7 +365,7 @@ impl Plugin for Conformance {
                     let message = "Test client enum handling - please choose";
                     text(format!(
                         "Elicitation completed: {}",
-                        elicited(&cx, message, schema).await
+                        elicited(&cx, message, schema).await?
                     ))
                 },
             ),
@@ -442,7 +444,7 @@ impl Plugin for Conformance {
                 Resource::new(WATCHED, "watched-resource")
                     .with_title("Watched resource")
                     .with_description(
-                        "A resource that changes every second; subscribe to hear of it",
+                        "A resource that changes on a timer (setting watched_interval_ms); subscribe to hear of it",
                     )
                     .with_mime_type("text/plain"),
                 move |_| {

@@ -325,7 +325,16 @@ impl ServerHandler for McpHandler {
         &self,
         requested: &SubscriptionFilter,
     ) -> Option<SubscriptionFilter> {
-        Some(requested.supported_by(&self.get_info().capabilities))
+        let mut accepted = requested.supported_by(&self.get_info().capabilities);
+        // Only resources someone serves; the acknowledgement tells the client which.
+        let registry = self.manager.registry();
+        if let Some(uris) = accepted.resource_subscriptions.as_mut() {
+            uris.retain(|uri| registry.resolve(uri).is_some());
+            if uris.is_empty() {
+                accepted.resource_subscriptions = None;
+            }
+        }
+        Some(accepted)
     }
 
     async fn listen(&self, cx: SubscriptionContext) -> Result<(), ErrorData> {

@@ -37,6 +37,8 @@ pub fn router(manager: Arc<Manager>, options: &HttpOptions, ct: CancellationToke
         .disable_allowed_hosts()
         .disable_allowed_origins()
         .with_max_request_body_bytes(options.max_body_bytes)
+        // How soon a client reconnects to a stream that ended early (SEP-1699).
+        .with_sse_retry(Some(std::time::Duration::from_secs(1)))
         .with_cancellation_token(ct.child_token());
     let factory_manager = manager.clone();
     let mcp = StreamableHttpService::new(
