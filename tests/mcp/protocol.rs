@@ -834,3 +834,89 @@ async fn enabling_the_plugin_announces_its_resources_and_prompts() {
     assert_eq!(client.list_all_resource_templates().await.unwrap().len(), 1);
     client.cancel().await.unwrap();
 }
+
+/// 2026-07-28 over Streamable HTTP: resources, prompts and completions answer as on sessions,
+/// and `subscriptions/listen` carries resource updates for the URIs the server acknowledged.
+#[tokio::test]
+async fn stateless_generation_reads_resources_and_hears_updates() {
+    use futures::StreamExt;
+    use rmcp::{
+        ClientLifecycleMode, ClientServiceExt,
+        model::{
+            ArgumentInfo, CompleteRequestParams, ProtocolVersion, Reference, ServerNotification,
+            SubscriptionFilter,
+        },
+        transport::StreamableHttpClientTransport,
+    };
+
+    let fx = fixture("watched_interval_ms = 100");
+    let (_child, url) = fx.http(&[]).await;
+    let client = Probe::default()
+        .serve_with_lifecycle(
+            StreamableHttpClientTransport::from_uri(format!("{url}/mcp")),
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await
+        .expect("discover over HTTP");
+
+    let read = client
+        .read_resource(ReadResourceRequestParams::new("test://template/42/data"))
+        .await
+        .unwrap();
+    let ResourceContents::TextResourceContents { text, .. } = &read.contents[0] else {
+        panic!("{read:?}")
+    };
+    assert_eq!(
+        serde_json::from_str::<Value>(text.as_str()).unwrap(),
+        json!({"id": "42", "templateTest": true, "data": "Data for ID: 42"})
+    );
+    let prompt = client
+        .get_prompt(
+            GetPromptRequestParams::new("test_prompt_with_arguments")
+                .with_arguments(args(json!({"arg1": "a", "arg2": "b"}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&prompt.messages[0].content).unwrap()["text"],
+        "Prompt with arguments: arg1='a', arg2='b'"
+    );
+    let completion = client
+        .complete(CompleteRequestParams::new(
+            Reference::for_prompt("test_prompt_with_arguments"),
+            ArgumentInfo::new("arg1", "pa"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(completion.completion.values, ["paris", "park", "party"]);
+
+    let mut subscription = client
+        .peer()
+        .listen(
+            SubscriptionFilter::builder()
+                .resources_list_changed()
+                .prompts_list_changed()
+                .resource_subscriptions([WATCHED.to_owned(), "test://nope".to_owned()])
+                .build(),
+        )
+        .await
+        .expect("listen");
+    // Only the resource somebody serves is acknowledged.
+    assert_eq!(
+        subscription.acknowledged().resource_subscriptions,
+        Some(vec![WATCHED.to_owned()])
+    );
+    let note = tokio::time::timeout(Duration::from_secs(10), subscription.next())
+        .await
+        .expect("an update within 10 s")
+        .expect("subscription alive")
+        .expect("a notification");
+    let ServerNotification::ResourceUpdatedNotification(updated) = note else {
+        panic!("{note:?}")
+    };
+    assert_eq!(updated.params.uri, WATCHED);
+    drop(subscription);
+    client.cancel().await.unwrap();
+}
