@@ -839,7 +839,6 @@ async fn enabling_the_plugin_announces_its_resources_and_prompts() {
 /// and `subscriptions/listen` carries resource updates for the URIs the server acknowledged.
 #[tokio::test]
 async fn stateless_generation_reads_resources_and_hears_updates() {
-    use futures::StreamExt;
     use rmcp::{
         ClientLifecycleMode, ClientServiceExt,
         model::{
