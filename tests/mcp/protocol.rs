@@ -919,3 +919,41 @@ async fn stateless_generation_reads_resources_and_hears_updates() {
     drop(subscription);
     client.cancel().await.unwrap();
 }
+
+/// The legacy HTTP+SSE transport carries the same: a resource, a prompt, and a tool that asks
+/// the client's model (the request travels on the SSE stream, the answer on `POST /message`).
+#[tokio::test]
+async fn legacy_sse_carries_resources_prompts_and_sampling() {
+    let fx = fixture("");
+    let (_child, url) = fx.http(&[]).await;
+    let probe = Probe::sampling("over SSE");
+    let client = probe
+        .clone()
+        .serve(crate::sse_client::connect(&url).await)
+        .await
+        .expect("initialize over legacy SSE");
+    let read = client
+        .read_resource(ReadResourceRequestParams::new("test://static-text"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&read.contents[0], ResourceContents::TextResourceContents { text, .. }
+            if text == "This is the content of the static text resource."),
+        "{read:?}"
+    );
+    let prompt = client
+        .get_prompt(GetPromptRequestParams::new("test_simple_prompt"))
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&prompt.messages[0].content).unwrap()["text"],
+        "This is a simple prompt for testing."
+    );
+    let sampled = client
+        .call_tool(call("test_sampling", json!({"prompt": "Hi"})))
+        .await
+        .unwrap();
+    assert_eq!(text(&sampled), "LLM response: over SSE");
+    assert_eq!(probe.seen().sampling.len(), 1);
+    client.cancel().await.unwrap();
+}
