@@ -3,12 +3,14 @@
 
 use crate::plugin::Init;
 
+pub mod airtable;
 pub mod conformance;
 pub mod files;
 pub mod testkit;
 
 /// Every built-in, by the name a manifest's `builtin` (or `name`) selects it with.
 pub const BUILTINS: &[(&str, Init)] = &[
+    ("airtable", airtable::init),
     ("conformance", conformance::init),
     ("files", files::init),
     ("testkit", testkit::init),
@@ -25,6 +27,10 @@ pub fn builtin(name: &str) -> Option<Init> {
 /// plugins folder was not given and `./plugins` does not exist (a client launching the binary
 /// from an arbitrary folder).
 pub const SHIPPED_MANIFESTS: &[(&str, &str)] = &[
+    (
+        "airtable",
+        include_str!("../../plugins/airtable/plugin.toml"),
+    ),
     ("files", include_str!("../../plugins/files/plugin.toml")),
     ("testkit", include_str!("../../plugins/testkit/plugin.toml")),
 ];

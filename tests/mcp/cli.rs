@@ -261,8 +261,20 @@ async fn shipped_manifests_when_there_is_no_plugins_folder() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    assert!(stdout.contains("files    ready  (4 tools)"), "{stdout}");
-    assert!(stdout.contains("testkit  disabled"), "{stdout}");
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    assert_eq!(line("files"), "ready (4 tools)", "{stdout}");
+    assert_eq!(line("testkit"), "disabled", "{stdout}");
+    assert_eq!(
+        line("airtable"),
+        "unconfigured (set AIRTABLE_API_KEY)",
+        "{stdout}"
+    );
 
     // An explicit folder that does not exist is not silently replaced.
     let (_, stdout, _) = run(&fx, &["--plugins-dir", "nowhere", "plugins"]).await;

@@ -1,0 +1,397 @@
+//! The Airtable Web API client: one shared reqwest client, pacing under Airtable's limits,
+//! retries that never repeat an unsafe write, and errors that say what to fix.
+//!
+//! Limits (api-facts §1): 5 requests/s per base and 50/s per token; going over earns a 429
+//! and a 30-second lockout, with no `Retry-After`. Requests are paced with governor so that no
+//! rolling second ever holds more than five requests to a base: one request per
+//! `base_interval` (a little over 200 ms), per base, shared by every tool and every concurrent
+//! call. A 429 anyway locks the base for `lockout` and the request waits it out and retries.
+
+use std::{
+    collections::HashMap,
+    num::NonZeroU32,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use url::Url;
+
+use crate::plugin::ToolError;
+
+/// How the client paces and retries.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Minimum spacing of requests to one base (5/s ceiling → a bit over 200 ms).
+    pub base_interval: Duration,
+    /// Minimum spacing of all requests with this token (50/s ceiling).
+    pub token_interval: Duration,
+    /// How long Airtable refuses a base after a 429.
+    pub lockout: Duration,
+    /// Attempts for one request (429s waited out, 5xx and resets backed off).
+    pub attempts: u32,
+    /// First backoff after a 5xx or a reset; doubles each time.
+    pub backoff: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            base_interval: Duration::from_millis(205),
+            token_interval: Duration::from_millis(21),
+            lockout: Duration::from_secs(30),
+            attempts: 6,
+            backoff: Duration::from_millis(500),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Whether a request may be sent again when its outcome is unknown (a 500, a reset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeat {
+    /// Reads, deletes, updates by id, upserts on a key: repeating gives the same result.
+    Safe,
+    /// Creates: a repeat could add the records twice. Retried only when Airtable surely did
+    /// not apply it (429, 502, 503, a failed connect).
+    Unsafe,
+}
+
+/// An error Airtable answered with.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// `UNKNOWN_FIELD_NAME`, `NOT_FOUND`, ... (both envelope forms).
+    pub kind: String,
+    pub message: String,
+}
+
+#[derive(Debug)]
+pub enum Failure {
+    Api(ApiError),
+    /// The request may or may not have been applied (an unsafe write that failed midway).
+    Unknown(String),
+    /// Never reached Airtable, or gave up.
+    Transport(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Api(e) => write!(
+                f,
+                "Airtable answered {} {}: {}",
+                e.status.as_u16(),
+                e.kind,
+                e.message
+            ),
+            Failure::Unknown(m) | Failure::Transport(m) => f.write_str(m),
+        }
+    }
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    /// `https://api.airtable.com`, without `/v0`.
+    base_url: Url,
+    token: String,
+    limits: Limits,
+    per_base: DefaultKeyedRateLimiter<String>,
+    per_token: DefaultDirectRateLimiter,
+    /// Bases refusing requests after a 429, until when.
+    locked: Mutex<HashMap<String, Instant>>,
+    /// Counters for reports and benchmarks.
+    pub stats: Stats,
+}
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: std::sync::atomic::AtomicU64,
+    pub rate_limited: std::sync::atomic::AtomicU64,
+    pub retries: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for Client {
+    // The token is a secret: never shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.base_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+fn quota(interval: Duration) -> Quota {
+    Quota::with_period(interval)
+        .expect("a non-zero interval")
+        .allow_burst(NonZeroU32::MIN)
+}
+
+impl Client {
+    pub fn new(base_url: &str, token: &str, limits: Limits) -> Result<Arc<Self>, String> {
+        let mut base_url = Url::parse(base_url.trim_end_matches('/'))
+            .map_err(|e| format!("AIRTABLE_BASE_URL `{base_url}` is not a URL: {e}"))?;
+        if !matches!(base_url.scheme(), "http" | "https") {
+            return Err(format!("AIRTABLE_BASE_URL `{base_url}` must be http(s)"));
+        }
+        // Accept a base URL given with /v0 too; the client adds it itself.
+        if base_url.path().trim_end_matches('/').ends_with("/v0") {
+            let path = base_url
+                .path()
+                .trim_end_matches('/')
+                .trim_end_matches("/v0")
+                .to_owned();
+            base_url.set_path(&path);
+        }
+        let http = reqwest::Client::builder()
+            .timeout(limits.timeout)
+            .user_agent(concat!("plugboard/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Arc::new(Self {
+            http,
+            base_url,
+            token: token.to_owned(),
+            per_base: RateLimiter::keyed(quota(limits.base_interval)),
+            per_token: RateLimiter::direct(quota(limits.token_interval)),
+            locked: Mutex::default(),
+            limits,
+            stats: Stats::default(),
+        }))
+    }
+
+    /// `…/v0/<segments>` with each segment percent-encoded (table names may hold spaces).
+    pub fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base_url.clone();
+        {
+            let mut path = url.path_segments_mut().expect("http(s) URLs have paths");
+            path.pop_if_empty().push("v0");
+            for s in segments {
+                path.push(s);
+            }
+        }
+        url
+    }
+
+    /// Send one request, paced and retried; `base` selects the per-base limit (meta requests
+    /// about no base pass `None`).
+    pub async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        base: Option<&str>,
+        body: Option<&Value>,
+        repeat: Repeat,
+    ) -> Result<Value, Failure> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut backoff = self.limits.backoff;
+        let mut last = String::new();
+        for attempt in 1..=self.limits.attempts {
+            if attempt > 1 {
+                self.stats.retries.fetch_add(1, Relaxed);
+            }
+            self.pace(base).await;
+            self.stats.requests.fetch_add(1, Relaxed);
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .bearer_auth(&self.token);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let response = match request.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    // Refused before sending: nothing was applied.
+                    let applied_maybe = !e.is_connect();
+                    last = format!("could not reach Airtable ({})", describe(&e));
+                    if applied_maybe && repeat == Repeat::Unsafe {
+                        return Err(Failure::Unknown(format!(
+                            "{last}; the write may or may not have been applied — check before repeating it"
+                        )));
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    continue;
+                }
+            };
+            let status = response.status();
+            let bytes = match response.bytes().await {
+                Ok(b) => b,
+                Err(e) => {
+                    last = format!(
+                        "the connection broke while reading Airtable's answer ({})",
+                        describe(&e)
+                    );
+                    if repeat == Repeat::Unsafe {
+                        return Err(Failure::Unknown(format!(
+                            "{last}; the write may or may not have been applied — check before repeating it"
+                        )));
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    continue;
+                }
+            };
+            if status.is_success() {
+                return serde_json::from_slice(&bytes).map_err(|e| {
+                    Failure::Transport(format!("Airtable's answer is not JSON: {e}"))
+                });
+            }
+            let error = parse_error(status, &bytes);
+            match status.as_u16() {
+                429 => {
+                    self.stats.rate_limited.fetch_add(1, Relaxed);
+                    let key = base.unwrap_or("").to_owned();
+                    tracing::warn!(base = %key, lockout_s = self.limits.lockout.as_secs_f64(), "Airtable rate limit hit; waiting out the lockout");
+                    self.locked
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(key, Instant::now() + self.limits.lockout);
+                    last = "Airtable kept refusing requests (rate limit)".into();
+                }
+                // Refused before doing anything: safe to send again.
+                502 | 503 => {
+                    last = format!("Airtable is unavailable ({})", status.as_u16());
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                500 | 504 if repeat == Repeat::Safe => {
+                    last = format!("Airtable failed ({})", status.as_u16());
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                500 | 504 => {
+                    return Err(Failure::Unknown(format!(
+                        "Airtable failed ({}) during a write; it may or may not have been applied — check before repeating it",
+                        status.as_u16()
+                    )));
+                }
+                _ => return Err(Failure::Api(error)),
+            }
+        }
+        Err(Failure::Transport(format!(
+            "{last}; gave up after {} attempts",
+            self.limits.attempts
+        )))
+    }
+
+    /// Wait for this base's lockout (after a 429), then for a slot under both limits.
+    async fn pace(&self, base: Option<&str>) {
+        let key = base.unwrap_or("").to_owned();
+        loop {
+            let until = self
+                .locked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .copied();
+            match until {
+                Some(t) if t > Instant::now() => tokio::time::sleep_until(t.into()).await,
+                _ => break,
+            }
+        }
+        if base.is_some() {
+            self.per_base.until_key_ready(&key).await;
+        }
+        self.per_token.until_ready().await;
+    }
+
+    pub async fn get(&self, url: Url, base: Option<&str>) -> Result<Value, Failure> {
+        self.send(Method::GET, url, base, None, Repeat::Safe).await
+    }
+}
+
+/// Both envelope forms: `{"error":{"type":…,"message":…}}` and `{"error":"NOT_FOUND"}`.
+pub fn parse_error(status: StatusCode, body: &[u8]) -> ApiError {
+    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let (kind, message) = match &value["error"] {
+        Value::String(kind) => (kind.clone(), String::new()),
+        Value::Object(e) => (
+            e.get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            e.get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+        ),
+        _ => (
+            String::new(),
+            String::from_utf8_lossy(body).chars().take(300).collect(),
+        ),
+    };
+    let kind = if kind.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("ERROR")
+            .to_uppercase()
+            .replace(' ', "_")
+    } else {
+        kind
+    };
+    ApiError {
+        status,
+        kind,
+        message,
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection refused or failed".into()
+    } else {
+        // Never the URL's query or headers: just the kind.
+        let mut text = e.to_string();
+        if let Some(url) = e.url() {
+            text = text.replace(url.as_str(), url.path());
+        }
+        text
+    }
+}
+
+/// What the model should do about an Airtable error.
+pub fn advice(failure: Failure, what: &str) -> ToolError {
+    let e = match failure {
+        Failure::Api(e) => e,
+        other => return ToolError::Upstream(format!("{what}: {other}")),
+    };
+    let said = if e.message.is_empty() {
+        e.kind.clone()
+    } else {
+        format!("{} ({})", e.message, e.kind)
+    };
+    match (e.status.as_u16(), e.kind.as_str()) {
+        (401, _) => ToolError::Forbidden(format!(
+            "{what}: Airtable rejected the token: {said}. Set AIRTABLE_API_KEY to a valid personal access token (pat…)."
+        )),
+        (403, _) => ToolError::Forbidden(format!(
+            "{what}: {said}. Either the base or table does not exist, or the token lacks access: \
+             add the base to the token and give it the scopes needed (data.records:read, \
+             data.records:write, schema.bases:read, schema.bases:write). airtable_list_bases shows \
+             the bases the token can see."
+        )),
+        (404, "MODEL_ID_NOT_FOUND") => ToolError::NotFound(format!("{what}: {said}")),
+        (404, _) => ToolError::NotFound(format!(
+            "{what}: {said}. Check the base id (app…), the table name or id and the record id."
+        )),
+        (413, _) => ToolError::InvalidArguments(format!(
+            "{what}: the request is too large for Airtable; send fewer or smaller records"
+        )),
+        (422, "INVALID_FILTER_BY_FORMULA") => ToolError::InvalidArguments(format!(
+            "{what}: the filterByFormula is invalid: {said}. Field names go in braces and text in \
+             quotes, e.g. AND({{Status}} = 'Done', FIND('x', LOWER({{Name}})))."
+        )),
+        (422, "INVALID_MULTIPLE_CHOICE_OPTIONS") => ToolError::InvalidArguments(format!(
+            "{what}: {said}. Use one of the field's existing options (airtable_describe_base shows \
+             them) or pass typecast: true to add new ones."
+        )),
+        (422, _) => ToolError::InvalidArguments(format!("{what}: {said}")),
+        _ => ToolError::Upstream(format!("{what}: {said}")),
+    }
+}
