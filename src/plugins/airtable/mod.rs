@@ -3,14 +3,16 @@
 //! exactly-once bulk import. Every request goes through one paced client (see `client.rs`).
 
 mod client;
+mod import;
 mod tools;
 
-use std::{sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
 pub use client::{Client, Limits};
+pub use import::{BulkImport, Report};
 
 use crate::plugin::{Plugin, PluginError, PluginSetup, ToolDef};
 
@@ -23,6 +25,12 @@ struct Settings {
     request_timeout_secs: f64,
     /// Most records one `list_records` / `search_records` call returns.
     max_records_per_call: usize,
+    /// Folders `bulk_import` may read files from (`~` is the home folder). Default: the files
+    /// plugin's `PLUGBOARD_FILES_ROOTS`, else the current folder.
+    import_roots: Vec<PathBuf>,
+    /// Where interrupted imports keep their checkpoints. Default:
+    /// `$XDG_STATE_HOME/plugboard/imports` (`~/.local/state/plugboard/imports`).
+    checkpoint_dir: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -31,6 +39,8 @@ impl Default for Settings {
             lockout_secs: 30.0,
             request_timeout_secs: 30.0,
             max_records_per_call: 100,
+            import_roots: Vec::new(),
+            checkpoint_dir: None,
         }
     }
 }
@@ -59,23 +69,52 @@ pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, Pl
             ..Limits::default()
         };
         let client = Client::new(&base_url, &token, limits).map_err(PluginError::Init)?;
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let expand = |p: PathBuf| match (&home, p.strip_prefix("~")) {
+            (Some(home), Ok(rest)) => home.join(rest),
+            _ => p,
+        };
+        let mut roots: Vec<PathBuf> = if !settings.import_roots.is_empty() {
+            settings.import_roots.clone()
+        } else if let Some(list) = setup.env("PLUGBOARD_FILES_ROOTS") {
+            std::env::split_paths(list)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        } else {
+            vec![PathBuf::from(".")]
+        };
+        roots = roots
+            .into_iter()
+            .map(expand)
+            .filter_map(|p| std::fs::canonicalize(&p).ok())
+            .collect();
+        let checkpoint_dir = settings.checkpoint_dir.map(expand).unwrap_or_else(|| {
+            std::env::var_os("XDG_STATE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| home.as_ref().map(|h| h.join(".local/state")))
+                .unwrap_or_else(std::env::temp_dir)
+                .join("plugboard/imports")
+        });
         Ok(Arc::new(Airtable {
             client,
             max_records: settings.max_records_per_call.clamp(1, 1000),
+            import_roots: roots,
+            checkpoint_dir,
         }) as Arc<dyn Plugin>)
     })
 }
 
+#[derive(Clone)]
 pub(crate) struct Airtable {
     pub client: Arc<Client>,
     pub max_records: usize,
+    /// Canonical folders `bulk_import` may read.
+    pub import_roots: Vec<PathBuf>,
+    pub checkpoint_dir: PathBuf,
 }
 
 impl Plugin for Airtable {
     fn tools(&self) -> Vec<ToolDef> {
-        tools::all(Arc::new(Airtable {
-            client: self.client.clone(),
-            max_records: self.max_records,
-        }))
+        tools::all(Arc::new(self.clone()))
     }
 }

@@ -32,6 +32,7 @@ pub fn all(at: Arc<Airtable>) -> Vec<ToolDef> {
     let j = at.clone();
     let k = at.clone();
     let l = at.clone();
+    let m = at.clone();
     vec![
         ToolDef::new(
             "list_bases",
@@ -147,6 +148,19 @@ pub fn all(at: Arc<Airtable>) -> Vec<ToolDef> {
             move |args: CreateField, _| {
                 let at = l.clone();
                 async move { at.create_field(args).await }
+            },
+        ),
+        ToolDef::new(
+            "bulk_import",
+            "Import rows from a CSV/TSV/JSON/JSONL file (inside the import folders) or inline \
+             `rows` into a table, upserting on `key_fields` so a re-run never duplicates. Columns \
+             go to the fields of the same name unless `mapping` says otherwise. Reports progress; \
+             an interrupted import continues from its checkpoint when run again. Answers with \
+             created, updated, skipped and failed rows (with reasons).",
+            Hints::destructive(true).open_world(),
+            move |args: super::BulkImport, cx| {
+                let at = m.clone();
+                async move { at.bulk_import(args, cx).await }
             },
         ),
         ToolDef::new(
