@@ -108,6 +108,41 @@ enum Command {
     },
     /// Report the configuration: which plugins are ready and which variables are missing.
     Check,
+    /// Import rows into a service, with a progress bar.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportCommand {
+    /// Upsert the rows of a CSV/TSV/JSON/JSONL file into an Airtable table on key fields:
+    /// re-running never duplicates, and an interrupted import continues where it stopped.
+    Airtable {
+        /// Base id (app…).
+        #[arg(long)]
+        base: String,
+        /// Table name or id.
+        #[arg(long)]
+        table: String,
+        /// The file to import (inside the import folders: PLUGBOARD_FILES_ROOTS or the
+        /// current folder, unless the airtable plugin's `import_roots` says otherwise).
+        file: String,
+        /// A key field (1 to 3 times): rows whose keys match a record update it.
+        #[arg(long = "key", required = true)]
+        keys: Vec<String>,
+        /// COLUMN=FIELD (repeatable); with any, only mapped columns are imported.
+        #[arg(long = "map", value_name = "COLUMN=FIELD")]
+        mapping: Vec<String>,
+        /// Let Airtable convert values and add select options.
+        #[arg(long)]
+        typecast: bool,
+        /// Ignore a checkpoint of this import and start over.
+        #[arg(long)]
+        restart: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -239,6 +274,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tools { json } => tools(&manager, json),
         Command::Call { tool, args, json } => call(&manager, &tool, &args, json).await,
         Command::Check => Ok(check(&manager)),
+        Command::Import(what) => import(&manager, what).await,
     };
     manager.shutdown().await;
     code
@@ -400,6 +436,101 @@ async fn call(manager: &Manager, tool: &str, args: &str, json: bool) -> anyhow::
     } else {
         ExitCode::SUCCESS
     })
+}
+
+async fn import(manager: &Manager, what: ImportCommand) -> anyhow::Result<ExitCode> {
+    let ImportCommand::Airtable {
+        base,
+        table,
+        file,
+        keys,
+        mapping,
+        typecast,
+        restart,
+        json,
+    } = what;
+    let mut map = serde_json::Map::new();
+    for pair in &mapping {
+        let (column, field) = pair
+            .split_once('=')
+            .with_context(|| format!("--map `{pair}` must be COLUMN=FIELD"))?;
+        map.insert(column.to_owned(), field.into());
+    }
+    // A relative path means the current folder, as users expect on a command line.
+    let path = std::path::absolute(&file).unwrap_or_else(|_| PathBuf::from(&file));
+    let mut args = serde_json::json!({
+        "base": base, "table": table, "path": path, "key_fields": keys,
+        "typecast": typecast, "restart": restart,
+    });
+    if !map.is_empty() {
+        args["mapping"] = map.into();
+    }
+    let serde_json::Value::Object(args) = args else {
+        unreachable!("built as an object")
+    };
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{bar:40}] {pos}/{len} rows  {per_sec}  eta {eta}  {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let sink_bar = bar.clone();
+    let cx = ToolContext::detached().with_progress_sink(Arc::new(move |done, total, _| {
+        if let Some(total) = total {
+            sink_bar.set_length(total as u64);
+        }
+        sink_bar.set_position(done as u64);
+    }));
+    let result = manager.call("airtable_bulk_import", Some(args), cx).await;
+    bar.finish_and_clear();
+    let failed = result.is_error == Some(true);
+    match (&result.structured_content, json) {
+        (Some(report), true) => println!("{}", serde_json::to_string_pretty(report)?),
+        (Some(report), false) => print_import_report(report),
+        (None, _) => {
+            for block in &result.content {
+                if let Some(text) = block.as_text() {
+                    eprintln!("{}", text.text);
+                }
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_import_report(report: &serde_json::Value) {
+    let n = |k: &str| report[k].as_u64().unwrap_or(0);
+    let list = |k: &str| report[k].as_array().cloned().unwrap_or_default();
+    println!(
+        "{} rows: {} created, {} updated, {} skipped, {} failed ({} batches{}, {:.1} s, {:.1} records/s)",
+        n("rows"),
+        n("created"),
+        n("updated"),
+        list("skipped").len(),
+        list("failed").len(),
+        n("batches"),
+        match n("resumed_batches") {
+            0 => String::new(),
+            r => format!(", {r} done before this run"),
+        },
+        report["seconds"].as_f64().unwrap_or(0.0),
+        report["records_per_second"].as_f64().unwrap_or(0.0),
+    );
+    for (label, key) in [("skipped", "skipped"), ("failed", "failed")] {
+        for p in list(key) {
+            println!(
+                "  row {} {label}: {}",
+                p["row"],
+                p["reason"].as_str().unwrap_or("")
+            );
+        }
+    }
 }
 
 fn check(manager: &Manager) -> ExitCode {

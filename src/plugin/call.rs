@@ -50,6 +50,7 @@ struct Running {
     asks: mpsc::Receiver<Ask>,
     cx: ToolContext,
     started: Instant,
+    timeout: Duration,
 }
 
 impl Drop for Running {
@@ -212,13 +213,14 @@ impl Manager {
             asks,
             cx,
             started: Instant::now(),
+            timeout: entry.timeout.unwrap_or(self.config().call_timeout),
         })
     }
 
     /// Wait for the handler to finish, ask the client something, time out, or be cancelled
     /// (`round` is the current request's token).
     async fn drive(&self, mut running: Running, round: &CancellationToken) -> Step {
-        let timeout = self.config().call_timeout;
+        let timeout = running.timeout;
         loop {
             // Time spent waiting for the client does not count.
             let (waited, waiting) = running.cx.waited();

@@ -42,7 +42,12 @@ pub struct ToolContext {
     /// The plugin's name, used as the logger name in client log messages.
     plugin: Arc<str>,
     stream: Option<StreamRelease>,
+    /// Where progress goes when there is no client (the CLI's progress bar).
+    sink: Option<ProgressSink>,
 }
+
+/// Receives progress reports outside a client session: (progress, total, message).
+pub type ProgressSink = Arc<dyn Fn(f64, Option<f64>, &str) + Send + Sync>;
 
 /// The request's side of the conversation.
 #[derive(Clone, Default)]
@@ -107,7 +112,14 @@ impl ToolContext {
             waiting: Arc::default(),
             plugin: Arc::from(""),
             stream: None,
+            sink: None,
         }
+    }
+
+    /// Send progress to `sink` (for calls without a client, like the CLI's).
+    pub fn with_progress_sink(mut self, sink: ProgressSink) -> Self {
+        self.sink = Some(sink);
+        self
     }
 
     /// A context for calls made outside a client session (CLI, benchmarks).
@@ -179,6 +191,10 @@ impl ToolContext {
 
     /// Report progress, if the client asked for it. Never fails the call.
     pub async fn progress(&self, progress: f64, total: Option<f64>, message: impl Into<String>) {
+        if let Some(sink) = &self.sink {
+            sink(progress, total, &message.into());
+            return;
+        }
         let Link {
             peer: Some(peer),
             progress_token: Some(token),

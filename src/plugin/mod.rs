@@ -25,7 +25,7 @@ use std::{collections::BTreeMap, fmt, path::PathBuf, sync::Arc};
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
-pub use context::{StreamControl, StreamRelease, ToolContext, severity};
+pub use context::{ProgressSink, StreamControl, StreamRelease, ToolContext, severity};
 pub use error::{PluginError, ToolError};
 pub use manager::{Filters, Manager, ManagerConfig, PluginStatus, Status};
 pub use manifest::Manifest;

@@ -18,6 +18,8 @@ pub(crate) struct Entry {
     pub handler: Handler,
     /// Compiled once, at load, from the tool's input schema.
     pub validator: Arc<jsonschema::Validator>,
+    /// The tool's own timeout, if it has one.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// One published resource.
@@ -158,6 +160,7 @@ pub(crate) fn publish(def: &ToolDef, prefix: &str, plugin: &Arc<str>) -> Result<
         plugin: plugin.clone(),
         handler: def.handler.clone(),
         validator: Arc::new(validator),
+        timeout: def.timeout,
     })
 }
 

@@ -32,6 +32,8 @@ pub struct ToolDef {
     /// clients use these to decide what needs the user's confirmation.
     pub annotations: ToolAnnotations,
     pub handler: Handler,
+    /// Overrides the server's `--call-timeout` for this tool (long imports).
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl ToolDef {
@@ -61,6 +63,7 @@ impl ToolDef {
             output_schema: None,
             annotations: hints.into(),
             handler: erased,
+            timeout: None,
         }
     }
 
@@ -90,7 +93,14 @@ impl ToolDef {
                 let handler = handler.clone();
                 Box::pin(async move { handler(args, cx).await })
             }),
+            timeout: None,
         }
+    }
+
+    /// Let this tool run longer (or shorter) than the server's call timeout.
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
     }
 
     pub fn with_title(mut self, title: &str) -> Self {

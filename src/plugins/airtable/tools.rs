@@ -162,7 +162,9 @@ pub fn all(at: Arc<Airtable>) -> Vec<ToolDef> {
                 let at = m.clone();
                 async move { at.bulk_import(args, cx).await }
             },
-        ),
+        )
+        // Large imports run for as long as they need (50 records/s at best); cancel to stop.
+        .with_timeout(std::time::Duration::from_secs(24 * 3600)),
         ToolDef::new(
             "update_field",
             "Rename a field or change its description (Airtable does not allow changing a \
