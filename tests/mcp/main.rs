@@ -3,6 +3,11 @@
 mod sse_client;
 mod support;
 
+#[path = "../support/airtable.rs"]
+mod fake_airtable;
+
+mod airtable;
+mod airtable_tools;
 mod bad_input;
 mod cli;
 mod files;

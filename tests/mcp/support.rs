@@ -123,6 +123,8 @@ impl Fixture {
             .env_remove("PLUGBOARD_FILES_ROOTS")
             .env_remove("PLUGBOARD_TEST_API_KEY")
             .env_remove("PLUGBOARD_HTTP_TOKEN")
+            .env_remove("AIRTABLE_API_KEY")
+            .env_remove("AIRTABLE_BASE_URL")
             .env_remove("RUST_LOG")
             .env("PLUGBOARD_LOG", "info")
             .kill_on_drop(true);
@@ -136,6 +138,35 @@ impl Fixture {
             cmd.arg("serve").args(extra);
         }))
         .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+        .0;
+        let pid = transport.id().unwrap();
+        let client = recorder
+            .serve(transport)
+            .await
+            .expect("initialize over stdio");
+        (client, pid)
+    }
+
+    /// Like [`Fixture::stdio`], with extra environment variables for the server, and its
+    /// stderr written to `stderr` (a file) instead of discarded.
+    pub async fn stdio_env(
+        &self,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        stderr: Option<&Path>,
+    ) -> (RunningService<RoleClient, Recorder>, u32) {
+        let recorder = Recorder::default();
+        let stderr = match stderr {
+            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            None => Stdio::null(),
+        };
+        let transport = TokioChildProcess::builder(Command::new(BIN).configure(|cmd| {
+            self.configure(cmd);
+            cmd.envs(env.iter().copied()).arg("serve").args(extra);
+        }))
+        .stderr(stderr)
         .spawn()
         .unwrap()
         .0;

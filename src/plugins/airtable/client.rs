@@ -191,6 +191,8 @@ impl Client {
         for attempt in 1..=self.limits.attempts {
             if attempt > 1 {
                 self.stats.retries.fetch_add(1, Relaxed);
+                // The path only: a query string could hold record data.
+                tracing::info!(attempt, method = %method, path = %url.path(), reason = %last, "retrying an Airtable request");
             }
             self.pace(base).await;
             self.stats.requests.fetch_add(1, Relaxed);
