@@ -11,6 +11,7 @@
 //! - [`server`]: the MCP handler and its transports: stdio, Streamable HTTP (`/mcp`) and
 //!   legacy SSE (`/sse` + `/message`) on one axum port, behind the Host/Origin/token guard.
 
+pub mod agents;
 pub mod cli;
 pub mod config;
 pub mod plugin;

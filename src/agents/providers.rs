@@ -1,0 +1,353 @@
+//! Which providers exist and which are available: configuration (model, base URL, key) from
+//! the agents plugin's settings and the environment. A provider without its key, or without
+//! a model name, is simply not available, and says why.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Agent, Stats, anthropic::Anthropic, gemini::Gemini, http::RetryPolicy, openai::OpenAi,
+};
+
+/// A wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// OpenAI Chat Completions and every compatible server (Ollama, vLLM, OpenRouter).
+    Openai,
+    Anthropic,
+    Gemini,
+    /// OpenAI-compatible, with `reasoning_content` carried back on tool-call turns.
+    Deepseek,
+}
+
+/// One provider as configured (`[settings.providers.<name>]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Default: the provider's name, when it is one of the four.
+    pub format: Option<Format>,
+    /// The model to ask. `<NAME>_MODEL` in the environment wins.
+    pub model: Option<String>,
+    /// Default: `<NAME>_BASE_URL`, else the provider's real API.
+    pub base_url: Option<String>,
+    /// The variable holding the key. Default: `<NAME>_API_KEY` (Gemini also `GOOGLE_API_KEY`).
+    /// Empty for servers that need no key (a local Ollama).
+    pub api_key_env: Option<String>,
+    /// Whether the model may be given tools (default true).
+    #[serde(default = "yes")]
+    pub tools: bool,
+    /// Seconds one answer may take before it is given up (default: the plugin's).
+    pub timeout_secs: Option<f64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Where each of the four providers is reached by default, following its official SDK.
+struct Known {
+    name: &'static str,
+    format: Format,
+    keys: &'static [&'static str],
+    base_url: &'static str,
+}
+
+const KNOWN: &[Known] = &[
+    Known {
+        name: "openai",
+        format: Format::Openai,
+        keys: &["OPENAI_API_KEY"],
+        base_url: "https://api.openai.com/v1",
+    },
+    Known {
+        name: "anthropic",
+        format: Format::Anthropic,
+        keys: &["ANTHROPIC_API_KEY"],
+        base_url: "https://api.anthropic.com",
+    },
+    Known {
+        name: "gemini",
+        format: Format::Gemini,
+        keys: &["GEMINI_API_KEY", "GOOGLE_API_KEY"],
+        base_url: "https://generativelanguage.googleapis.com",
+    },
+    Known {
+        name: "deepseek",
+        format: Format::Deepseek,
+        keys: &["DEEPSEEK_API_KEY"],
+        base_url: "https://api.deepseek.com/v1",
+    },
+];
+
+/// The variable a user sets to give `provider` its key (for error advice).
+pub fn key_variable(provider: &str) -> String {
+    match KNOWN.iter().find(|k| k.name == provider) {
+        Some(known) => known.keys.join(" or "),
+        None => format!("the API key of provider `{provider}`"),
+    }
+}
+
+/// A provider's state, as `plugboard check` and the stats resource show it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ProviderStatus {
+    pub name: String,
+    pub format: Format,
+    pub model: Option<String>,
+    pub available: bool,
+    /// Why it is not available (what to set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The configured providers and the agents of the available ones.
+pub struct Agents {
+    agents: BTreeMap<String, Arc<dyn Agent>>,
+    statuses: Vec<ProviderStatus>,
+    timeouts: BTreeMap<String, Duration>,
+    pub stats: Stats,
+}
+
+impl Agents {
+    /// Build every configured provider. `env` reads a variable (empty counts as unset).
+    /// The four known providers are always considered, configured or not.
+    pub fn build(
+        configs: &BTreeMap<String, ProviderConfig>,
+        env: impl Fn(&str) -> Option<String>,
+        retry: RetryPolicy,
+        default_timeout: Duration,
+    ) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        let mut names: Vec<String> = KNOWN.iter().map(|k| k.name.to_owned()).collect();
+        for name in configs.keys() {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        let mut agents = BTreeMap::new();
+        let mut statuses = Vec::new();
+        let mut timeouts = BTreeMap::new();
+        for name in names {
+            let config = configs.get(&name);
+            let known = KNOWN.iter().find(|k| k.name == name);
+            let format = config
+                .and_then(|c| c.format)
+                .or(known.map(|k| k.format))
+                .ok_or_else(|| {
+                    format!(
+                        "provider `{name}` needs a format (openai, anthropic, gemini, deepseek)"
+                    )
+                })?;
+            let upper = name.to_uppercase().replace('-', "_");
+            let model = env(&format!("{upper}_MODEL"))
+                .or_else(|| config.and_then(|c| c.model.clone()))
+                .filter(|m| !m.trim().is_empty());
+            let base_url = env(&format!("{upper}_BASE_URL"))
+                .or_else(|| config.and_then(|c| c.base_url.clone()))
+                .or_else(|| known.map(|k| k.base_url.to_owned()));
+            let key_vars: Vec<String> = match config.and_then(|c| c.api_key_env.clone()) {
+                Some(var) if var.is_empty() => Vec::new(),
+                Some(var) => vec![var],
+                None => match known {
+                    Some(k) => k.keys.iter().map(|s| s.to_string()).collect(),
+                    None => vec![format!("{upper}_API_KEY")],
+                },
+            };
+            let key = key_vars.iter().find_map(|v| env(v));
+            let reason = if !key_vars.is_empty() && key.is_none() {
+                Some(format!("no key: set {}", key_vars.join(" or ")))
+            } else if model.is_none() {
+                Some(format!(
+                    "no model: set {upper}_MODEL or settings.providers.{name}.model"
+                ))
+            } else if base_url.is_none() {
+                Some(format!(
+                    "no base URL: set {upper}_BASE_URL or settings.providers.{name}.base_url"
+                ))
+            } else {
+                None
+            };
+            statuses.push(ProviderStatus {
+                name: name.clone(),
+                format,
+                model: model.clone(),
+                available: reason.is_none(),
+                reason: reason.clone(),
+            });
+            let (Some(model), Some(base_url), None) = (model, base_url, reason) else {
+                continue;
+            };
+            let tools = config.is_none_or(|c| c.tools);
+            let agent: Arc<dyn Agent> = match format {
+                Format::Openai => Arc::new(
+                    OpenAi::new(&name, &model, &base_url, key, client.clone(), retry)
+                        .with_tools(tools),
+                ),
+                Format::Deepseek => Arc::new(
+                    OpenAi::new(&name, &model, &base_url, key, client.clone(), retry)
+                        .deepseek()
+                        .with_tools(tools),
+                ),
+                Format::Anthropic => Arc::new(Anthropic::new(
+                    &name,
+                    &model,
+                    &base_url,
+                    key,
+                    client.clone(),
+                    retry,
+                )),
+                Format::Gemini => Arc::new(Gemini::new(
+                    &name,
+                    &model,
+                    &base_url,
+                    key,
+                    client.clone(),
+                    retry,
+                )),
+            };
+            let timeout = config
+                .and_then(|c| c.timeout_secs)
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .map(Duration::from_secs_f64)
+                .unwrap_or(default_timeout);
+            timeouts.insert(name.clone(), timeout);
+            agents.insert(name, agent);
+        }
+        Ok(Self {
+            agents,
+            statuses,
+            timeouts,
+            stats: Stats::default(),
+        })
+    }
+
+    /// A set of ready-made agents (tests, benchmarks).
+    pub fn from_agents(list: Vec<Arc<dyn Agent>>, timeout: Duration) -> Self {
+        let mut agents = BTreeMap::new();
+        let mut statuses = Vec::new();
+        let mut timeouts = BTreeMap::new();
+        for agent in list {
+            let name = agent.provider().to_owned();
+            statuses.push(ProviderStatus {
+                name: name.clone(),
+                format: Format::Openai,
+                model: Some(agent.model().to_owned()),
+                available: true,
+                reason: None,
+            });
+            timeouts.insert(name.clone(), timeout);
+            agents.insert(name, agent);
+        }
+        Self {
+            agents,
+            statuses,
+            timeouts,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Agent>> {
+        self.agents.get(name)
+    }
+
+    /// The names of the available providers, in configuration order.
+    pub fn available(&self) -> Vec<String> {
+        self.agents.keys().cloned().collect()
+    }
+
+    pub fn statuses(&self) -> &[ProviderStatus] {
+        &self.statuses
+    }
+
+    /// How long `provider` may take to answer.
+    pub fn timeout(&self, provider: &str) -> Duration {
+        self.timeouts
+            .get(provider)
+            .copied()
+            .unwrap_or(Duration::from_secs(120))
+    }
+
+    /// Why `provider` cannot be used, in words a user can act on.
+    pub fn why_unavailable(&self, provider: &str) -> String {
+        match self.statuses.iter().find(|s| s.name == provider) {
+            Some(ProviderStatus {
+                reason: Some(reason),
+                ..
+            }) => format!("provider `{provider}` is not available ({reason})"),
+            _ => format!(
+                "there is no provider `{provider}`; configured: {}",
+                self.statuses
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(env: &[(&str, &str)], configs: &str) -> Agents {
+        let configs: BTreeMap<String, ProviderConfig> = toml::from_str(configs).unwrap();
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Agents::build(
+            &configs,
+            |k| env.get(k).cloned(),
+            RetryPolicy::default(),
+            Duration::from_secs(60),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_provider_needs_a_key_and_a_model() {
+        let agents = build(
+            &[
+                ("OPENAI_API_KEY", "k"),
+                ("GOOGLE_API_KEY", "g"),
+                ("GEMINI_MODEL", "gemini-x"),
+                ("ANTHROPIC_API_KEY", "  "),
+            ],
+            r#"
+            openai = { model = "gpt-x" }
+            anthropic = { model = "claude-x" }
+            ollama = { format = "openai", model = "llama", base_url = "http://127.0.0.1:11434/v1", api_key_env = "" }
+            "#,
+        );
+        assert_eq!(agents.available(), ["gemini", "ollama", "openai"]);
+        let reason = |n: &str| {
+            agents
+                .statuses()
+                .iter()
+                .find(|s| s.name == n)
+                .unwrap()
+                .reason
+                .clone()
+        };
+        assert_eq!(
+            reason("anthropic").as_deref(),
+            Some("no key: set ANTHROPIC_API_KEY")
+        );
+        assert_eq!(
+            reason("deepseek").as_deref(),
+            Some("no key: set DEEPSEEK_API_KEY")
+        );
+        assert_eq!(agents.get("gemini").unwrap().model(), "gemini-x");
+        let no_model = build(&[("OPENAI_API_KEY", "k")], "");
+        assert_eq!(
+            no_model.statuses()[0].reason.as_deref(),
+            Some("no model: set OPENAI_MODEL or settings.providers.openai.model")
+        );
+    }
+}
