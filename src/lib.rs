@@ -14,6 +14,7 @@
 pub mod agents;
 pub mod cli;
 pub mod config;
+pub mod orchestrator;
 pub mod plugin;
 pub mod plugins;
 pub mod server;

@@ -17,7 +17,7 @@ pub mod http;
 pub mod openai;
 mod providers;
 mod sse;
-mod stats;
+pub mod stats;
 
 use std::{fmt, time::Duration};
 

@@ -44,7 +44,13 @@ pub struct ToolContext {
     stream: Option<StreamRelease>,
     /// Where progress goes when there is no client (the CLI's progress bar).
     sink: Option<ProgressSink>,
+    /// Where an answer being written goes, piece by piece, when someone shows it live (the
+    /// CLI's `ask`). MCP has no partial tool results, so sessions have none.
+    text: Option<TextSink>,
 }
+
+/// Receives an answer as it is written.
+pub type TextSink = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Receives progress reports outside a client session: (progress, total, message).
 pub type ProgressSink = Arc<dyn Fn(f64, Option<f64>, &str) + Send + Sync>;
@@ -113,6 +119,7 @@ impl ToolContext {
             plugin: Arc::from(""),
             stream: None,
             sink: None,
+            text: None,
         }
     }
 
@@ -120,6 +127,17 @@ impl ToolContext {
     pub fn with_progress_sink(mut self, sink: ProgressSink) -> Self {
         self.sink = Some(sink);
         self
+    }
+
+    /// Show answers as they are written (see [`TextSink`]).
+    pub fn with_text_sink(mut self, sink: TextSink) -> Self {
+        self.text = Some(sink);
+        self
+    }
+
+    /// Where to write an answer as it arrives, if anyone is watching.
+    pub fn text_sink(&self) -> Option<&TextSink> {
+        self.text.as_ref()
     }
 
     /// A context for calls made outside a client session (CLI, benchmarks).
@@ -325,6 +343,12 @@ impl ToolContext {
 
     fn capabilities(&self) -> Option<ClientCapabilities> {
         self.lock().capabilities.clone()
+    }
+
+    /// Whether a client is there that said it can sample (answer `sampling/createMessage`).
+    pub fn client_can_sample(&self) -> bool {
+        !matches!(self.route, Route::None)
+            && self.capabilities().is_some_and(|c| c.sampling.is_some())
     }
 
     async fn defer(

@@ -19,19 +19,21 @@ mod requests;
 pub mod resource;
 pub mod schema;
 mod tool;
+mod toolbox;
 
 use std::{collections::BTreeMap, fmt, path::PathBuf, sync::Arc};
 
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
-pub use context::{ProgressSink, StreamControl, StreamRelease, ToolContext, severity};
+pub use context::{ProgressSink, StreamControl, StreamRelease, TextSink, ToolContext, severity};
 pub use error::{PluginError, ToolError};
 pub use manager::{Filters, Manager, ManagerConfig, PluginStatus, Status};
 pub use manifest::Manifest;
 pub use registry::{Registry, check_tool_name};
 pub use resource::{Completion, PromptDef, ResourceDef, TemplateDef, UriTemplate};
 pub use tool::{Handler, Hints, ToolDef, ToolOutcome};
+pub use toolbox::Toolbox;
 
 /// A loaded plugin. The manager asks for its offer after init and again whenever the plugin
 /// calls [`PluginEvents::list_changed`].
@@ -145,6 +147,11 @@ impl PluginSetup {
                 .map_err(|e: toml::de::Error| error(e.message().to_owned())),
             Err(e) => Err(error(manifest::located(&self.manifest_source, &e))),
         }
+    }
+
+    /// The other plugins' tools, for a plugin that lets a model use them.
+    pub fn toolbox(&self) -> Toolbox {
+        Toolbox::new(self.events.manager.clone(), &self.name)
     }
 
     pub fn env(&self, key: &str) -> Option<&str> {

@@ -20,6 +20,8 @@ pub(crate) struct Entry {
     pub validator: Arc<jsonschema::Validator>,
     /// The tool's own timeout, if it has one.
     pub timeout: Option<std::time::Duration>,
+    /// Listed only to clients that can sample.
+    pub sampling_only: bool,
 }
 
 /// One published resource.
@@ -61,6 +63,25 @@ pub struct Registry {
 impl Registry {
     pub fn tools(&self) -> Arc<Vec<Tool>> {
         self.tools.clone()
+    }
+
+    /// The tools a client is shown: all of them, less those that need sampling when the
+    /// client cannot sample.
+    pub fn tools_for(&self, can_sample: bool) -> Arc<Vec<Tool>> {
+        if can_sample || !self.entries.values().any(|e| e.sampling_only) {
+            return self.tools.clone();
+        }
+        Arc::new(
+            self.tools
+                .iter()
+                .filter(|t| {
+                    self.entries
+                        .get(t.name.as_ref())
+                        .is_none_or(|e| !e.sampling_only)
+                })
+                .cloned()
+                .collect(),
+        )
     }
 
     pub fn get(&self, name: &str) -> Option<&Tool> {
@@ -161,6 +182,7 @@ pub(crate) fn publish(def: &ToolDef, prefix: &str, plugin: &Arc<str>) -> Result<
         handler: def.handler.clone(),
         validator: Arc::new(validator),
         timeout: def.timeout,
+        sampling_only: def.sampling_clients_only,
     })
 }
 

@@ -34,6 +34,8 @@ pub struct ToolDef {
     pub handler: Handler,
     /// Overrides the server's `--call-timeout` for this tool (long imports).
     pub timeout: Option<std::time::Duration>,
+    /// Listed only to clients that support sampling (the tool needs the client's model).
+    pub sampling_clients_only: bool,
 }
 
 impl ToolDef {
@@ -64,6 +66,7 @@ impl ToolDef {
             annotations: hints.into(),
             handler: erased,
             timeout: None,
+            sampling_clients_only: false,
         }
     }
 
@@ -94,12 +97,20 @@ impl ToolDef {
                 Box::pin(async move { handler(args, cx).await })
             }),
             timeout: None,
+            sampling_clients_only: false,
         }
     }
 
     /// Let this tool run longer (or shorter) than the server's call timeout.
     pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// List this tool only to clients that declared the sampling capability. It stays
+    /// callable by name (the CLI), where it should explain what it lacks.
+    pub fn for_sampling_clients_only(mut self) -> Self {
+        self.sampling_clients_only = true;
         self
     }
 

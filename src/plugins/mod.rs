@@ -3,6 +3,7 @@
 
 use crate::plugin::Init;
 
+pub mod agents;
 pub mod airtable;
 pub mod conformance;
 pub mod files;
@@ -10,6 +11,7 @@ pub mod testkit;
 
 /// Every built-in, by the name a manifest's `builtin` (or `name`) selects it with.
 pub const BUILTINS: &[(&str, Init)] = &[
+    ("agents", agents::init),
     ("airtable", airtable::init),
     ("conformance", conformance::init),
     ("files", files::init),
@@ -27,6 +29,7 @@ pub fn builtin(name: &str) -> Option<Init> {
 /// plugins folder was not given and `./plugins` does not exist (a client launching the binary
 /// from an arbitrary folder).
 pub const SHIPPED_MANIFESTS: &[(&str, &str)] = &[
+    ("agents", include_str!("../../plugins/agents/plugin.toml")),
     (
         "airtable",
         include_str!("../../plugins/airtable/plugin.toml"),

@@ -173,11 +173,13 @@ impl ServerHandler for McpHandler {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _cx: RequestContext<RoleServer>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(
-            (*self.manager.tools()).clone(),
-        ))
+        let can_sample = cx
+            .client_capabilities()
+            .is_some_and(|c| c.sampling.is_some());
+        let tools = self.manager.registry().tools_for(can_sample);
+        Ok(ListToolsResult::with_all_items((*tools).clone()))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
