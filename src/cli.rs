@@ -1,4 +1,5 @@
-//! The command line: `serve`, `plugins`, `tools`, `call`, `check`.
+//! The command line: `serve`, `plugins`, `tools`, `call`, `check`, `import`, `ask`,
+//! `consensus`.
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
@@ -111,6 +112,40 @@ enum Command {
     /// Import rows into a service, with a progress bar.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Ask an AI model; the answer is written out as it arrives.
+    Ask {
+        /// What to ask.
+        prompt: String,
+        /// A provider's name, or `auto` to let the routing rules pick.
+        #[arg(long, short, default_value = "auto")]
+        provider: String,
+        /// Let the model call plugboard's tools (read-only ones unless configured).
+        #[arg(long)]
+        use_tools: bool,
+        /// A system prompt.
+        #[arg(long)]
+        system: Option<String>,
+        /// Print the whole result as JSON at the end instead of streaming.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask several AI models at once; each answer is shown as it arrives, then the synthesis.
+    Consensus {
+        /// The question every model answers.
+        prompt: String,
+        /// Which providers to ask (comma-separated; default: every available one).
+        #[arg(long, value_delimiter = ',')]
+        providers: Vec<String>,
+        /// PROVIDER=for|against|neutral (repeatable).
+        #[arg(long = "stance", value_name = "PROVIDER=STANCE")]
+        stances: Vec<String>,
+        /// Seconds each provider may take.
+        #[arg(long)]
+        timeout: Option<f64>,
+        /// Print the whole result as JSON at the end instead of streaming.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -273,8 +308,44 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugins { json } => plugins(&manager, json),
         Command::Tools { json } => tools(&manager, json),
         Command::Call { tool, args, json } => call(&manager, &tool, &args, json).await,
-        Command::Check => Ok(check(&manager)),
+        Command::Check => Ok(check(&manager).await),
         Command::Import(what) => import(&manager, what).await,
+        Command::Ask {
+            prompt,
+            provider,
+            use_tools,
+            system,
+            json,
+        } => {
+            let mut args = serde_json::json!({
+                "prompt": prompt, "provider": provider, "use_tools": use_tools,
+            });
+            if let Some(system) = system {
+                args["system"] = system.into();
+            }
+            run_agent_tool(&manager, "ask", args, json).await
+        }
+        Command::Consensus {
+            prompt,
+            providers,
+            stances,
+            timeout,
+            json,
+        } => {
+            let mut args = serde_json::json!({"prompt": prompt, "providers": clean(&providers)});
+            let mut by_provider = serde_json::Map::new();
+            for pair in &stances {
+                let (provider, stance) = pair
+                    .split_once('=')
+                    .with_context(|| format!("--stance `{pair}` must be PROVIDER=STANCE"))?;
+                by_provider.insert(provider.trim().to_owned(), stance.trim().into());
+            }
+            args["stances"] = by_provider.into();
+            if let Some(timeout) = timeout {
+                args["timeout_secs"] = timeout.into();
+            }
+            run_agent_tool(&manager, "consensus", args, json).await
+        }
     };
     manager.shutdown().await;
     code
@@ -504,6 +575,88 @@ async fn import(manager: &Manager, what: ImportCommand) -> anyhow::Result<ExitCo
     })
 }
 
+/// Run `ask` or `consensus` through the manager, writing the answer as it arrives.
+async fn run_agent_tool(
+    manager: &Manager,
+    tool: &str,
+    args: serde_json::Value,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let serde_json::Value::Object(args) = args else {
+        unreachable!("built as an object")
+    };
+    let mut cx = ToolContext::detached();
+    if !json {
+        cx = cx
+            .with_text_sink(Arc::new(|text: &str| {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(text.as_bytes());
+                let _ = out.flush();
+            }))
+            .with_progress_sink(Arc::new(|_, _, message: &str| {
+                if !message.is_empty() {
+                    eprintln!("· {message}");
+                }
+            }));
+    }
+    let result = manager.call(tool, Some(args), cx).await;
+    let failed = result.is_error == Some(true);
+    let report = result.structured_content.as_ref();
+    if json {
+        match report {
+            Some(report) => println!("{}", serde_json::to_string_pretty(report)?),
+            None => println!("{}", serde_json::to_string_pretty(&result)?),
+        }
+    } else if failed && report.is_none() {
+        for block in &result.content {
+            if let Some(text) = block.as_text() {
+                eprintln!("plugboard: {}", text.text);
+            }
+        }
+    } else if let Some(report) = report {
+        // The answers were written as they arrived; what is left is the summary.
+        if tool == "ask" {
+            println!();
+            if let Some(stopped) = report["stopped"].as_str() {
+                eprintln!("[{stopped}]");
+            }
+            eprintln!(
+                "[{} · {} · {} ms · {} tokens in, {} out]",
+                report["provider"].as_str().unwrap_or("?"),
+                report["model"].as_str().unwrap_or("?"),
+                report["latency_ms"],
+                report["input_tokens"],
+                report["output_tokens"]
+            );
+        } else {
+            if let Some(e) = report["synthesis_error"].as_str() {
+                println!("── no synthesis ──\n{e}\n");
+            }
+            let agreed: Vec<&str> = report["agreed"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            println!(
+                "{} of {} answered; agreed: {}; {} ms",
+                report["answered"],
+                report["opinions"].as_array().map_or(0, Vec::len),
+                if agreed.is_empty() {
+                    "none".to_owned()
+                } else {
+                    agreed.join(", ")
+                },
+                report["wall_ms"]
+            );
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn print_import_report(report: &serde_json::Value) {
     let n = |k: &str| report[k].as_u64().unwrap_or(0);
     let list = |k: &str| report[k].as_array().cloned().unwrap_or_default();
@@ -533,7 +686,35 @@ fn print_import_report(report: &serde_json::Value) {
     }
 }
 
-fn check(manager: &Manager) -> ExitCode {
+/// The AI providers, as the agents plugin reports them.
+async fn print_providers(manager: &Manager) {
+    let uri = crate::plugins::agents::PROVIDERS_URI;
+    let Ok(read) = manager.read_resource(uri, ToolContext::detached()).await else {
+        return;
+    };
+    let Some(text) = read.contents.first().and_then(|c| match c {
+        rmcp::model::ResourceContents::TextResourceContents { text, .. } => Some(text.clone()),
+        _ => None,
+    }) else {
+        return;
+    };
+    let Ok(report) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return;
+    };
+    println!("AI providers:");
+    for p in report["providers"].as_array().into_iter().flatten() {
+        let name = p["name"].as_str().unwrap_or("?");
+        match p["reason"].as_str() {
+            None => println!(
+                "  {name:10} available ({})",
+                p["model"].as_str().unwrap_or("?")
+            ),
+            Some(reason) => println!("  {name:10} not available: {reason}"),
+        }
+    }
+}
+
+async fn check(manager: &Manager) -> ExitCode {
     let statuses = manager.statuses();
     let mut healthy = true;
     for s in &statuses {
@@ -553,6 +734,7 @@ fn check(manager: &Manager) -> ExitCode {
             healthy = false;
         }
     }
+    print_providers(manager).await;
     println!("{} tools published", manager.tools().len());
     if healthy {
         ExitCode::SUCCESS

@@ -5,7 +5,10 @@ mod support;
 
 #[path = "../support/airtable.rs"]
 mod fake_airtable;
+#[path = "../support/llm.rs"]
+mod fake_llm;
 
+mod agents;
 mod airtable;
 mod airtable_tools;
 mod bad_input;

@@ -125,7 +125,14 @@ impl Fixture {
             .env_remove("PLUGBOARD_HTTP_TOKEN")
             .env_remove("AIRTABLE_API_KEY")
             .env_remove("AIRTABLE_BASE_URL")
-            .env_remove("RUST_LOG")
+            .env_remove("PLUGBOARD_ENV_FILE");
+        // A developer's real provider keys must not reach the tests.
+        for provider in ["OPENAI", "ANTHROPIC", "GEMINI", "GOOGLE", "DEEPSEEK"] {
+            for what in ["API_KEY", "BASE_URL", "MODEL"] {
+                cmd.env_remove(format!("{provider}_{what}"));
+            }
+        }
+        cmd.env_remove("RUST_LOG")
             .env("PLUGBOARD_LOG", "info")
             .kill_on_drop(true);
     }

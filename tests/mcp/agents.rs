@@ -1,0 +1,723 @@
+//! The agents plugin through an MCP client and the CLI, against fakes of the four providers'
+//! wire formats: consensus (all answering, one hanging past its deadline, one failing, none
+//! available, synthesis by the client's model), the tool-calling loop (a model that calls
+//! `files_read` and then answers), retries that honour each provider's hint, auto-routing
+//! with fallback, malformed and broken answers, streaming on the CLI, and the counters.
+
+use std::time::Duration;
+
+use rmcp::{
+    model::{ClientRequest, ReadResourceRequestParams, Request, ServerResult},
+    service::PeerRequestOptions,
+};
+use serde_json::{Value, json};
+
+use crate::{
+    fake_llm::{Behaviour, FakeLlm, KEY, Provider},
+    protocol::{Probe, ProbeClient},
+    scenario::call,
+    support::{Fixture, text},
+};
+
+type Peer = rmcp::Peer<rmcp::RoleClient>;
+
+async fn call_tool(client: &Peer, tool: &str, arguments: Value) -> rmcp::model::CallToolResult {
+    client
+        .call_tool(call(tool, arguments))
+        .await
+        .unwrap_or_else(|e| panic!("{tool}: {e}"))
+}
+
+/// Call a tool that must succeed; its structured result.
+async fn ok(client: &Peer, tool: &str, arguments: Value) -> Value {
+    let result = call_tool(client, tool, arguments).await;
+    assert_ne!(
+        result.is_error,
+        Some(true),
+        "{tool} failed: {}",
+        text(&result)
+    );
+    result.structured_content.expect("structured content")
+}
+
+/// Call a tool that must fail; the error text.
+async fn fails(client: &Peer, tool: &str, arguments: Value) -> String {
+    let result = call_tool(client, tool, arguments).await;
+    assert_eq!(
+        result.is_error,
+        Some(true),
+        "{tool} succeeded: {}",
+        text(&result)
+    );
+    text(&result)
+}
+
+const ALL: [(Provider, &str, &str); 4] = [
+    (Provider::Anthropic, "anthropic", "claude-test"),
+    (Provider::DeepSeek, "deepseek", "deepseek-test"),
+    (Provider::Gemini, "gemini", "gemini-test"),
+    (Provider::OpenAi, "openai", "gpt-test"),
+];
+
+/// The shipped manifest's variables with test settings: every provider on a test model,
+/// anthropic as synthesizer, short waits.
+fn manifest(extra: &str) -> String {
+    let shipped = include_str!("../../plugins/agents/plugin.toml");
+    let head = shipped.split("\n[settings]").next().unwrap();
+    assert!(head.contains("[env.OPENAI_API_KEY]"));
+    format!(
+        "{head}\n[settings]\ntimeout_secs = 10\nmax_retries = 2\nmax_retry_wait_secs = 5\n{extra}\n\
+         [settings.providers.openai]\nmodel = \"gpt-test\"\n\
+         [settings.providers.anthropic]\nmodel = \"claude-test\"\n\
+         [settings.providers.gemini]\nmodel = \"gemini-test\"\n\
+         [settings.providers.deepseek]\nmodel = \"deepseek-test\"\n\
+         [settings.routing]\norder = [\"anthropic\", \"openai\", \"gemini\", \"deepseek\"]\n\
+         [[settings.routing.rules]]\nprovider = \"deepseek\"\nkeywords = [\"rust\"]\n"
+    )
+}
+
+struct Setup {
+    fx: Fixture,
+    fake: FakeLlm,
+    env: Vec<(String, String)>,
+}
+
+impl Setup {
+    /// The files fixture plus the agents plugin, with keys for `providers`.
+    fn new(providers: &[&str], settings: &str) -> Self {
+        let fake = FakeLlm::start_in_thread();
+        let fx = Fixture::new();
+        fx.manifest("agents", &manifest(settings));
+        let mut env = Vec::new();
+        for name in providers {
+            let base = match *name {
+                "openai" => fake.openai_base(),
+                "anthropic" => fake.anthropic_base(),
+                "gemini" => fake.gemini_base(),
+                "deepseek" => fake.deepseek_base(),
+                other => panic!("{other}"),
+            };
+            let upper = name.to_uppercase();
+            env.push((format!("{upper}_API_KEY"), KEY.to_owned()));
+            env.push((format!("{upper}_BASE_URL"), base));
+        }
+        Self { fx, fake, env }
+    }
+
+    fn all() -> Self {
+        Self::new(
+            &["openai", "anthropic", "gemini", "deepseek"],
+            "synthesizer = \"anthropic\"",
+        )
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = self.fx.command(args);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    async fn client(&self, probe: Probe) -> ProbeClient {
+        use rmcp::{ServiceExt, transport::TokioChildProcess};
+        let transport = TokioChildProcess::builder(self.command(&["serve"]))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+            .0;
+        probe.serve(transport).await.expect("initialize over stdio")
+    }
+}
+
+/// Consensus answered by all four; the synthesizer (anthropic) names who agreed.
+#[tokio::test]
+async fn consensus_asks_four_providers_at_once() {
+    let s = Setup::all();
+    for (provider, ..) in ALL {
+        s.fake.set_latency(provider, Duration::from_millis(300));
+    }
+    s.fake.push_once(Provider::Anthropic, Behaviour::Echo);
+    s.fake.push_once(
+        Provider::Anthropic,
+        Behaviour::Answer("All four say 4.\nAGREED: openai, anthropic, gemini, deepseek".into()),
+    );
+    let probe = Probe::default();
+    let client = s.client(probe.clone()).await;
+    let tools: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(
+        tools.contains(&"consensus".into()) && tools.contains(&"ask".into()),
+        "{tools:?}"
+    );
+
+    let handle = client
+        .send_cancellable_request(
+            ClientRequest::CallToolRequest(Request::new(call(
+                "consensus",
+                json!({"prompt": "What is 2+2?", "stances": {"openai": "for"}}),
+            ))),
+            PeerRequestOptions::no_options(),
+        )
+        .await
+        .unwrap();
+    let ServerResult::CallToolResult(result) = handle.await_response().await.unwrap() else {
+        panic!("not a tool result")
+    };
+    assert_ne!(result.is_error, Some(true), "{}", text(&result));
+    let c = result.structured_content.clone().unwrap();
+    assert_eq!(c["answered"], 4);
+    let answers: Vec<(String, String, String, String)> = c["opinions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["provider"].as_str().unwrap().to_owned(),
+                o["model"].as_str().unwrap().to_owned(),
+                o["stance"].as_str().unwrap().to_owned(),
+                o["answer"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, String, String)> = ALL
+        .iter()
+        .map(|(_, name, model)| {
+            (
+                name.to_string(),
+                model.to_string(),
+                if *name == "openai" { "for" } else { "neutral" }.to_owned(),
+                format!("{name} ({model}) says: What is 2+2?"),
+            )
+        })
+        .collect();
+    assert_eq!(answers, expected);
+    for o in c["opinions"].as_array().unwrap() {
+        assert_eq!(o["timed_out"], false);
+        assert!(o["input_tokens"].as_u64().unwrap() > 0, "{o}");
+        assert!(o["output_tokens"].as_u64().unwrap() > 0, "{o}");
+        assert!(o["latency_ms"].as_u64().unwrap() >= 300, "{o}");
+    }
+    assert_eq!(
+        c["synthesis"],
+        json!({"by": "anthropic", "model": "claude-test", "text": "All four say 4."})
+    );
+    assert_eq!(
+        c["agreed"],
+        json!(["openai", "anthropic", "gemini", "deepseek"])
+    );
+    // The text content shows every answer and the synthesis.
+    let shown = text(&result);
+    for (_, _, _, answer) in &expected {
+        assert!(shown.contains(answer.as_str()), "{shown}");
+    }
+    assert!(
+        shown.contains("── synthesis by anthropic ──\nAll four say 4."),
+        "{shown}"
+    );
+
+    // One progress notification per answer, then one for the synthesis.
+    probe
+        .until("5 progress notifications", |s| s.progress.len() >= 5)
+        .await;
+    let progress: Vec<(f64, Option<f64>)> = probe
+        .seen()
+        .progress
+        .iter()
+        .map(|p| (p.progress, p.total))
+        .collect();
+    assert_eq!(
+        progress,
+        [1.0, 2.0, 3.0, 4.0, 4.0].map(|p| (p, Some(5.0))).to_vec()
+    );
+
+    // Fanned out at once: all four requests were in before the first answer could be back.
+    let arrivals: Vec<_> = ALL
+        .iter()
+        .map(|(p, ..)| s.fake.requests(*p)[0].at)
+        .collect();
+    let first = *arrivals.iter().min().unwrap();
+    let last = *arrivals.iter().max().unwrap();
+    assert!(
+        last - first < Duration::from_millis(250),
+        "{:?}",
+        last - first
+    );
+    // Each provider got its key the way its API wants it, and the stance as system prompt.
+    let openai = &s.fake.requests(Provider::OpenAi)[0];
+    assert_eq!(openai.headers["authorization"], "Bearer <key>");
+    assert!(
+        openai.body["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("Argue in favour"),
+        "{}",
+        openai.body
+    );
+    assert_eq!(
+        s.fake.requests(Provider::Anthropic)[0].headers["x-api-key"],
+        "<key>"
+    );
+    assert_eq!(
+        s.fake.requests(Provider::Gemini)[0].headers["x-goog-api-key"],
+        "<key>"
+    );
+    // The synthesizer saw every answer.
+    let synthesis_request = &s.fake.requests(Provider::Anthropic)[1];
+    let asked = synthesis_request.body["messages"][0]["content"].to_string();
+    for (_, _, _, answer) in &expected {
+        assert!(asked.contains(answer.as_str()), "{asked}");
+    }
+    client.cancel().await.unwrap();
+}
+
+/// A provider that hangs past its deadline is reported; the others' answers are kept.
+/// A provider that fails is reported with what to do; 5xx are retried, 402 is not.
+#[tokio::test]
+async fn late_and_failing_providers_lose_nothing() {
+    let s = Setup::all();
+    s.fake.set(Provider::Gemini, Behaviour::Hang);
+    s.fake.set(Provider::OpenAi, Behaviour::Status(500));
+    s.fake.set(Provider::DeepSeek, Behaviour::Status(402));
+    s.fake.push_once(Provider::Anthropic, Behaviour::Echo);
+    s.fake.push_once(
+        Provider::Anthropic,
+        Behaviour::Answer("Only one answer.\nAGREED: anthropic".into()),
+    );
+    let client = s.client(Probe::default()).await;
+    let started = std::time::Instant::now();
+    let c = ok(
+        &client,
+        "consensus",
+        json!({"prompt": "Is water wet?", "timeout_secs": 1.5}),
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "waited for the hanging provider: {took:?}"
+    );
+    let by = |name: &str| {
+        c["opinions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["provider"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(c["answered"], 1);
+    assert_eq!(
+        by("anthropic")["answer"],
+        "anthropic (claude-test) says: Is water wet?"
+    );
+    let gemini = by("gemini");
+    assert_eq!(gemini["timed_out"], true);
+    assert_eq!(gemini["error"], "gemini did not answer within 1.5 s");
+    assert!(gemini.get("answer").is_none());
+    let openai = by("openai");
+    assert_eq!(openai["timed_out"], false);
+    let e = openai["error"].as_str().unwrap();
+    assert!(
+        e.starts_with("openai answered HTTP 500 (server_error): ")
+            && e.ends_with("— a problem on the provider's side; try again later"),
+        "{e}"
+    );
+    let e = by("deepseek")["error"].as_str().unwrap().to_owned();
+    assert!(
+        e.starts_with("deepseek answered HTTP 402")
+            && e.ends_with("— the account is out of credit; add funds or use another provider"),
+        "{e}"
+    );
+    assert_eq!(c["synthesis"]["text"], "Only one answer.");
+    assert_eq!(c["agreed"], json!(["anthropic"]));
+    // 500 is retried (1 + 2 retries); 402 is not worth a retry.
+    assert_eq!(s.fake.request_count(Provider::OpenAi), 3);
+    assert_eq!(s.fake.request_count(Provider::DeepSeek), 1);
+    // The server is still serving, and the counters saw it all.
+    let read = client
+        .read_resource(ReadResourceRequestParams::new(
+            "plugboard://agents/providers",
+        ))
+        .await
+        .unwrap();
+    let rmcp::model::ResourceContents::TextResourceContents { text: body, .. } = &read.contents[0]
+    else {
+        panic!("not text")
+    };
+    let report: Value = serde_json::from_str(body).unwrap();
+    let stats = |name: &str| {
+        report["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["stats"]
+            .clone()
+    };
+    assert_eq!(stats("gemini")["timeouts"], 1);
+    assert_eq!(stats("gemini")["errors"], 1);
+    assert_eq!(stats("openai")["errors"], 1);
+    assert_eq!(stats("anthropic")["requests"], 2);
+    assert_eq!(stats("anthropic")["errors"], 0);
+    assert!(stats("anthropic")["output_tokens"].as_u64().unwrap() > 0);
+    client.cancel().await.unwrap();
+}
+
+/// No provider configured: `ask` is not offered, `consensus` only to a client that can
+/// sample, and calling it says what to set.
+#[tokio::test]
+async fn consensus_with_no_provider_says_what_to_set() {
+    let s = Setup::new(&[], "");
+    let plain = s.client(Probe::default()).await;
+    let names: Vec<String> = plain
+        .list_all_tools()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(
+        !names.contains(&"consensus".into()) && !names.contains(&"ask".into()),
+        "{names:?}"
+    );
+    plain.cancel().await.unwrap();
+
+    let sampling = s.client(Probe::sampling("unused")).await;
+    let names: Vec<String> = sampling
+        .list_all_tools()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(names.contains(&"consensus".into()), "{names:?}");
+    let e = fails(&sampling, "consensus", json!({"prompt": "2+2?"})).await;
+    assert_eq!(
+        e,
+        "no provider is available: openai (no key: set OPENAI_API_KEY), anthropic (no key: \
+         set ANTHROPIC_API_KEY), gemini (no key: set GEMINI_API_KEY or GOOGLE_API_KEY), \
+         deepseek (no key: set DEEPSEEK_API_KEY). Set a provider's key (and model) in the \
+         environment or .env, then reload (SIGHUP) or restart; `plugboard check` shows what \
+         is missing"
+    );
+    sampling.cancel().await.unwrap();
+
+    // The CLI says the same, and `check` lists the providers.
+    let out = s.command(&["consensus", "2+2?"]).output().await.unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no provider is available: openai (no key: set OPENAI_API_KEY)"),
+        "{stderr}"
+    );
+    let out = s.command(&["check"]).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("AI providers:\n  openai     not available: no key: set OPENAI_API_KEY\n"),
+        "{stdout}"
+    );
+}
+
+/// Without a synthesizer provider the client's own model writes the synthesis (sampling).
+#[tokio::test]
+async fn the_clients_model_writes_the_synthesis() {
+    let s = Setup::new(&["openai", "gemini"], "");
+    let probe = Probe::sampling("Both say 4.\nAGREED: gemini, openai");
+    let client = s.client(probe.clone()).await;
+    let c = ok(
+        &client,
+        "consensus",
+        json!({"prompt": "2+2?", "providers": ["openai", "gemini"]}),
+    )
+    .await;
+    assert_eq!(
+        c["synthesis"],
+        json!({"by": "client", "model": "probe-model", "text": "Both say 4."})
+    );
+    assert_eq!(c["agreed"], json!(["gemini", "openai"]));
+    {
+        let seen = probe.seen();
+        assert_eq!(seen.sampling.len(), 1);
+        let asked = serde_json::to_string(&seen.sampling[0]).unwrap();
+        assert!(asked.contains("openai (gpt-test) says: 2+2?"), "{asked}");
+        assert!(asked.contains("gemini (gemini-test) says: 2+2?"), "{asked}");
+    }
+    client.cancel().await.unwrap();
+}
+
+/// The tool-calling loop, for each wire format: the model calls `files_read`, gets the
+/// file's text through the plugin manager, and answers with it.
+#[tokio::test]
+async fn ask_runs_the_models_tool_calls() {
+    let s = Setup::all();
+    let client = s.client(Probe::default()).await;
+    let file = text(&call_tool(&client, "files_read", json!({"path": "docs/guide.md"})).await);
+    assert!(
+        file.contains("plugboard connects your AI to files."),
+        "{file}"
+    );
+    for (provider, name, model) in ALL {
+        s.fake.set(
+            provider,
+            Behaviour::ToolThenAnswer {
+                tool: "files_read".into(),
+                args: json!({"path": "docs/guide.md"}),
+            },
+        );
+        let answer = ok(
+            &client,
+            "ask",
+            json!({"prompt": "What does the guide say?", "provider": name, "use_tools": true}),
+        )
+        .await;
+        let expected = if provider == Provider::Gemini {
+            format!("tool said: {}", json!({"result": file}))
+        } else {
+            format!("tool said: {file}")
+        };
+        assert_eq!(answer["answer"], expected, "{name}");
+        assert_eq!(answer["provider"], name);
+        assert_eq!(answer["model"], model);
+        assert_eq!(
+            answer["tool_calls"],
+            json!([{"tool": "files_read", "arguments": {"path": "docs/guide.md"}, "is_error": false}]),
+            "{name}"
+        );
+        let requests = s.fake.requests(provider);
+        assert_eq!(requests.len(), 2, "{name}: one tool turn, one answer");
+        // The model was offered the read-only tools, not the agents' own.
+        let offered = requests[0].body.to_string();
+        assert!(offered.contains("files_read"), "{offered}");
+        assert!(!offered.contains("\"consensus\""), "{offered}");
+    }
+    // DeepSeek's follow-up carried reasoning_content back (the fake answers 400 otherwise).
+    let follow_up = &s.fake.requests(Provider::DeepSeek)[1].body;
+    let assistant = follow_up["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "assistant")
+        .unwrap();
+    assert!(assistant["reasoning_content"].is_string(), "{assistant}");
+
+    // A model that calls a tool it was not offered gets an error result, and answers.
+    s.fake.set(
+        Provider::OpenAi,
+        Behaviour::ToolThenAnswer {
+            tool: "files_delete".into(),
+            args: json!({"path": "docs/guide.md"}),
+        },
+    );
+    let answer = ok(
+        &client,
+        "ask",
+        json!({"prompt": "delete it", "provider": "openai", "use_tools": true}),
+    )
+    .await;
+    assert!(
+        answer["answer"].as_str().unwrap().starts_with(
+            "tool said: there is no tool `files_delete` you may call; the tools are: files_"
+        ),
+        "{answer}"
+    );
+    assert_eq!(answer["tool_calls"][0]["is_error"], true);
+    client.cancel().await.unwrap();
+}
+
+/// Retries wait as long as each provider asks: `retry-after-ms`/`retry-after` headers, or
+/// Gemini's RetryInfo in the body.
+#[tokio::test]
+async fn rate_limits_are_waited_out_as_each_provider_asks() {
+    let s = Setup::all();
+    let client = s.client(Probe::default()).await;
+    for (provider, name, _) in ALL {
+        s.fake.push_once(
+            provider,
+            Behaviour::RateLimited {
+                wait: Duration::from_millis(400),
+            },
+        );
+        let answer = ok(&client, "ask", json!({"prompt": "hi", "provider": name})).await;
+        assert!(
+            answer["answer"].as_str().unwrap().ends_with("says: hi"),
+            "{answer}"
+        );
+        let requests = s.fake.requests(provider);
+        assert_eq!(requests.len(), 2, "{name}");
+        let waited = requests[1].at - requests[0].at;
+        assert!(
+            waited >= Duration::from_millis(400),
+            "{name} retried after {waited:?}, before the 400 ms it was asked to wait"
+        );
+    }
+    client.cancel().await.unwrap();
+}
+
+/// `auto` follows the routing rules, and falls back when the chosen provider fails.
+#[tokio::test]
+async fn auto_routing_and_fallback() {
+    let s = Setup::all();
+    let client = s.client(Probe::default()).await;
+    let answer = ok(
+        &client,
+        "ask",
+        json!({"prompt": "Why does rust have lifetimes?"}),
+    )
+    .await;
+    assert_eq!(answer["provider"], "deepseek");
+    assert_eq!(answer["routed_by"], "routing rule 1 (keyword `rust`)");
+    let answer = ok(
+        &client,
+        "ask",
+        json!({"prompt": "hello", "provider": "auto"}),
+    )
+    .await;
+    assert_eq!(answer["provider"], "anthropic");
+    assert_eq!(answer["routed_by"], "first available in the routing order");
+
+    s.fake.set(Provider::Anthropic, Behaviour::Status(529));
+    let answer = ok(&client, "ask", json!({"prompt": "hello"})).await;
+    assert_eq!(answer["provider"], "openai");
+    let fell = answer["fell_back_from"][0].as_str().unwrap();
+    assert!(
+        fell.starts_with("anthropic: anthropic answered HTTP 529 (overloaded_error)"),
+        "{fell}"
+    );
+    // A named provider is not swapped for another.
+    let e = fails(
+        &client,
+        "ask",
+        json!({"prompt": "hello", "provider": "anthropic"}),
+    )
+    .await;
+    assert!(
+        e.starts_with("anthropic: anthropic answered HTTP 529"),
+        "{e}"
+    );
+    let e = fails(
+        &client,
+        "ask",
+        json!({"prompt": "hello", "provider": "mistral"}),
+    )
+    .await;
+    assert_eq!(
+        e,
+        "there is no provider `mistral`; configured: openai, anthropic, gemini, deepseek"
+    );
+    client.cancel().await.unwrap();
+}
+
+/// Malformed answers, bad keys and broken streams come back as clear errors.
+#[tokio::test]
+async fn bad_answers_are_clear_errors() {
+    let mut s = Setup::all();
+    let client = s.client(Probe::default()).await;
+    for (provider, name, _) in ALL {
+        s.fake.set(provider, Behaviour::Malformed);
+        let e = fails(&client, "ask", json!({"prompt": "hi", "provider": name})).await;
+        assert!(
+            e.contains(&format!("{name} sent a malformed answer")),
+            "{e}"
+        );
+        s.fake.set(provider, Behaviour::Echo);
+    }
+    client.cancel().await.unwrap();
+
+    // A wrong key: the error says which variable to fix and never shows the key.
+    for (k, v) in s.env.iter_mut() {
+        if k == "ANTHROPIC_API_KEY" {
+            *v = "sk-ant-wrong-secret".into();
+        }
+    }
+    let client = s.client(Probe::default()).await;
+    let e = fails(
+        &client,
+        "ask",
+        json!({"prompt": "hi", "provider": "anthropic"}),
+    )
+    .await;
+    assert!(
+        e.contains("HTTP 401") && e.contains("check ANTHROPIC_API_KEY"),
+        "{e}"
+    );
+    assert!(!e.contains("wrong-secret"), "{e}");
+    client.cancel().await.unwrap();
+
+    // The CLI streams; a stream that breaks off is an error after what was shown.
+    s.fake.set(Provider::OpenAi, Behaviour::MidStreamError);
+    let out = s
+        .command(&["ask", "--provider", "openai", "hi"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("openai broke off its answer"), "{stderr}");
+}
+
+/// `plugboard ask` writes the answer as it streams in; `plugboard consensus` shows each
+/// answer, then the synthesis.
+#[tokio::test]
+async fn the_cli_streams_answers() {
+    let s = Setup::all();
+    for (provider, name, model) in ALL {
+        let out = s
+            .command(&["ask", "--provider", name, "Say hi"])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{name} ({model}) says: Say hi\n")
+        );
+        let request = &s.fake.requests(provider)[0];
+        match provider {
+            Provider::Gemini => assert!(request.path.contains(":streamGenerateContent?alt=sse")),
+            _ => assert_eq!(request.body["stream"], true, "{name}"),
+        }
+    }
+    s.fake.push_once(Provider::Anthropic, Behaviour::Echo);
+    s.fake.push_once(
+        Provider::Anthropic,
+        Behaviour::Answer("They agree.\nAGREED: openai, gemini".into()),
+    );
+    let out = s
+        .command(&[
+            "consensus",
+            "--providers",
+            "anthropic,openai,gemini",
+            "2+2?",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for (_, name, model) in ALL.iter().filter(|(_, n, _)| *n != "deepseek") {
+        assert!(
+            stdout.contains(&format!("{name} ({model}) says: 2+2?")),
+            "{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("── synthesis by anthropic ──\nThey agree.\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\n3 of 3 answered; agreed: openai, gemini; "),
+        "{stdout}"
+    );
+}
