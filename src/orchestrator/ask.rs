@@ -36,14 +36,13 @@ pub struct AskRequest {
 pub struct Answer {
     pub provider: String,
     pub model: String,
+    /// The model's final answer.
     pub answer: String,
     /// Why this provider: named by the caller, or which routing rule chose it.
     pub routed_by: String,
     /// Providers tried first that failed, with the reason.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fell_back_from: Vec<String>,
     /// The tool calls the model made, in order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolStep>,
     /// Set when the loop stopped before the model gave a final answer.
     #[serde(skip_serializing_if = "Option::is_none")]

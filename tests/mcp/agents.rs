@@ -40,6 +40,24 @@ async fn ok(client: &Peer, tool: &str, arguments: Value) -> Value {
     result.structured_content.expect("structured content")
 }
 
+/// Check a structured result against the tool's published output schema, as strict
+/// clients (the MCP Inspector) do.
+async fn conforms(client: &Peer, tool: &str, value: &Value) {
+    let tools = client.list_all_tools().await.unwrap();
+    let schema = tools
+        .iter()
+        .find(|t| t.name == tool)
+        .and_then(|t| t.output_schema.clone())
+        .unwrap_or_else(|| panic!("{tool} has no output schema"));
+    let schema = Value::Object((*schema).clone());
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{tool}: {errors:?} in {value}");
+}
+
 /// Call a tool that must fail; the error text.
 async fn fails(client: &Peer, tool: &str, arguments: Value) -> String {
     let result = call_tool(client, tool, arguments).await;
@@ -169,6 +187,7 @@ async fn consensus_asks_four_providers_at_once() {
     };
     assert_ne!(result.is_error, Some(true), "{}", text(&result));
     let c = result.structured_content.clone().unwrap();
+    conforms(&client, "consensus", &c).await;
     assert_eq!(c["answered"], 4);
     let answers: Vec<(String, String, String, String)> = c["opinions"]
         .as_array()
@@ -314,6 +333,7 @@ async fn late_and_failing_providers_lose_nothing() {
         by("anthropic")["answer"],
         "anthropic (claude-test) says: Is water wet?"
     );
+    conforms(&client, "consensus", &c).await;
     let gemini = by("gemini");
     assert_eq!(gemini["timed_out"], true);
     assert_eq!(gemini["error"], "gemini did not answer within 1.5 s");
@@ -479,6 +499,7 @@ async fn ask_runs_the_models_tool_calls() {
         } else {
             format!("tool said: {file}")
         };
+        conforms(&client, "ask", &answer).await;
         assert_eq!(answer["answer"], expected, "{name}");
         assert_eq!(answer["provider"], name);
         assert_eq!(answer["model"], model);

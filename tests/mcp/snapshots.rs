@@ -64,3 +64,25 @@ async fn airtable_tools() {
     assert_eq!(tools.as_array().map(Vec::len), Some(14), "{tools}");
     insta::assert_json_snapshot!(tools);
 }
+
+#[tokio::test]
+async fn agents_tools() {
+    // The shipped manifest with two providers keyed (no request is made to list tools).
+    let fx = Fixture::empty();
+    fx.manifest("agents", include_str!("../../plugins/agents/plugin.toml"));
+    let (client, _) = fx
+        .stdio_env(
+            &["--toolsets", "agents"],
+            &[
+                ("OPENAI_API_KEY", "sk-snapshot"),
+                ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
+                ("GEMINI_API_KEY", "snapshot"),
+                ("GEMINI_BASE_URL", "http://127.0.0.1:9"),
+            ],
+            None,
+        )
+        .await;
+    let tools = tools_of(client).await;
+    assert_eq!(tools.as_array().map(Vec::len), Some(2), "{tools}");
+    insta::assert_json_snapshot!(tools);
+}
