@@ -18,6 +18,8 @@ pub mod openai;
 mod providers;
 mod sse;
 pub mod stats;
+#[cfg(test)]
+mod test_server;
 
 use std::{fmt, time::Duration};
 
