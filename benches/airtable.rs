@@ -8,36 +8,22 @@
 //! ratio to the ceiling, the 429s the fake served, and the most requests it saw in any second.
 //! Target: ≥ 95% of the ceiling with zero 429s.
 
+mod common;
 #[path = "../tests/support/airtable.rs"]
 mod fake;
 
-use std::{
-    path::{Path, PathBuf},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use fake::{FakeAirtable, FakeConfig};
 
 const CEILING: f64 = 50.0;
-
-fn binary() -> PathBuf {
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--release", "--bin", "plugboard"])
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "release build failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("release/plugboard")
-}
 
 fn main() {
     let rows: usize = std::env::var("ROWS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
-    let bin = binary();
+    let bin = common::binary();
     let fake = FakeAirtable::start_in_thread(FakeConfig {
         per_base_rps: 5,
         per_token_rps: 50,

@@ -6,11 +6,12 @@
 //! - plugboard's overhead per provider call: `ask` through `plugboard serve` (stdio MCP)
 //!   against a direct HTTP request of the same shape to the same fake answering at once.
 
+mod common;
 #[path = "../tests/support/llm.rs"]
 mod fake_llm;
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::Stdio,
     time::{Duration, Instant},
 };
@@ -24,18 +25,6 @@ use tokio::{
 
 const CONSENSUS_RUNS: usize = 20;
 const CALLS: usize = 300;
-
-fn binary() -> PathBuf {
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--release", "--bin", "plugboard"])
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "release build failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("release/plugboard")
-}
 
 /// The shipped manifest's variables, test models, no synthesizer (the bench client cannot
 /// sample), so a consensus is exactly the fan-out.
@@ -141,7 +130,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() {
-    let bin = binary();
+    let bin = common::binary();
     let fake = FakeLlm::start_in_thread();
     let home = tempfile::tempdir().unwrap();
     let manifest_path = home.path().join("plugins/agents/plugin.toml");

@@ -9,8 +9,9 @@
 //! - start-up: exec to answered `initialize` (floor: exec of `cat` to its first echo);
 //! - idle RSS of the server after `initialize`, next to `cat`'s.
 
+mod common;
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::Stdio,
     time::{Duration, Instant},
 };
@@ -23,18 +24,6 @@ use tokio::{
 
 const CALLS: usize = 2000;
 const STARTS: usize = 30;
-
-fn binary() -> PathBuf {
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--release", "--bin", "plugboard"])
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "release build failed");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("release/plugboard")
-}
 
 struct Pipe {
     child: Child,
@@ -295,7 +284,7 @@ async fn startup(bin: &Path, home: &Path) -> (Stats, Stats, u64) {
 }
 
 fn main() {
-    let bin = binary();
+    let bin = common::binary();
     let home = fixture();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
