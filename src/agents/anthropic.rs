@@ -90,20 +90,20 @@ impl Anthropic {
         let url = format!("{}/v1/messages", self.base_url);
         let body = body.clone();
         async move {
-            http::send(
+            let decorate = |request: reqwest::RequestBuilder| {
+                let request = request.header("anthropic-version", VERSION);
+                match &self.key {
+                    Some(key) => request.header("x-api-key", key),
+                    None => request,
+                }
+            };
+            http::post_json(
+                &self.client,
                 &self.provider,
                 &self.retry,
-                || {
-                    let request = self
-                        .client
-                        .post(&url)
-                        .header("anthropic-version", VERSION)
-                        .json(&body);
-                    match &self.key {
-                        Some(key) => request.header("x-api-key", key),
-                        None => request,
-                    }
-                },
+                &url,
+                &body,
+                decorate,
                 parse_error,
             )
             .await

@@ -106,16 +106,18 @@ impl Gemini {
         let url = self.url(stream);
         let body = body.clone();
         async move {
-            http::send(
+            // The key goes in a header, never in the URL (URLs end up in errors and logs).
+            let decorate = |request: reqwest::RequestBuilder| match &self.key {
+                Some(key) => request.header("x-goog-api-key", key),
+                None => request,
+            };
+            http::post_json(
+                &self.client,
                 &self.provider,
                 &self.retry,
-                || {
-                    let request = self.client.post(&url).json(&body);
-                    match &self.key {
-                        Some(key) => request.header("x-goog-api-key", key),
-                        None => request,
-                    }
-                },
+                &url,
+                &body,
+                decorate,
                 parse_error,
             )
             .await

@@ -109,6 +109,26 @@ pub async fn send(
     }
 }
 
+/// POST `body` as JSON to `url`, `decorate` adding the key and headers the provider wants,
+/// retried as [`send`] does: the request every agent makes.
+pub async fn post_json(
+    client: &reqwest::Client,
+    provider: &str,
+    policy: &RetryPolicy,
+    url: &str,
+    body: &serde_json::Value,
+    decorate: impl Fn(RequestBuilder) -> RequestBuilder,
+    parse_error: ErrorParser,
+) -> Result<Response, AgentError> {
+    send(
+        provider,
+        policy,
+        || decorate(client.post(url).json(body)),
+        parse_error,
+    )
+    .await
+}
+
 fn retryable_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 408 | 409 | 429) || status.is_server_error()
 }

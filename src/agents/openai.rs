@@ -142,16 +142,17 @@ impl OpenAi {
         let url = format!("{}/chat/completions", self.base_url);
         let body = body.clone();
         async move {
-            http::send(
+            let decorate = |request: reqwest::RequestBuilder| match &self.key {
+                Some(key) => request.bearer_auth(key),
+                None => request,
+            };
+            http::post_json(
+                &self.client,
                 &self.provider,
                 &self.retry,
-                || {
-                    let request = self.client.post(&url).json(&body);
-                    match &self.key {
-                        Some(key) => request.bearer_auth(key),
-                        None => request,
-                    }
-                },
+                &url,
+                &body,
+                decorate,
                 parse_error,
             )
             .await

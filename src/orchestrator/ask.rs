@@ -264,17 +264,14 @@ impl Orchestrator {
                 );
             }
         };
-        if !self.offered_tools().iter().any(|t| t.name == call.name) {
-            let offered: Vec<String> = self
-                .offered_tools()
-                .iter()
-                .map(|t| t.name.to_string())
-                .collect();
+        let offered = self.offered_tools();
+        if !offered.iter().any(|t| t.name == call.name) {
+            let names: Vec<&str> = offered.iter().map(|t| t.name.as_ref()).collect();
             return result(
                 format!(
                     "there is no tool `{}` you may call; the tools are: {}",
                     call.name,
-                    offered.join(", ")
+                    names.join(", ")
                 ),
                 true,
             );
