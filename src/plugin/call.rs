@@ -204,7 +204,11 @@ impl Manager {
             unreachable!("built from an object")
         };
         let (asks_tx, asks) = mpsc::channel(1);
-        let cx = cx.for_plugin(entry.plugin.clone()).rerouted(asks_tx);
+        let timeout = entry.timeout.unwrap_or(self.config().call_timeout);
+        let cx = cx
+            .for_plugin(entry.plugin.clone())
+            .rerouted(asks_tx)
+            .with_budget(timeout);
         let task = tokio::spawn((entry.handler)(args, cx.clone()));
         Ok(Running {
             name: name.to_owned(),
@@ -213,7 +217,7 @@ impl Manager {
             asks,
             cx,
             started: Instant::now(),
-            timeout: entry.timeout.unwrap_or(self.config().call_timeout),
+            timeout,
         })
     }
 

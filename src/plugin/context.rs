@@ -47,6 +47,8 @@ pub struct ToolContext {
     /// Where an answer being written goes, piece by piece, when someone shows it live (the
     /// CLI's `ask`). MCP has no partial tool results, so sessions have none.
     text: Option<TextSink>,
+    /// When the call started and how long it may run (set by the call driver).
+    budget: Option<(Instant, Duration)>,
 }
 
 /// Receives an answer as it is written.
@@ -120,6 +122,7 @@ impl ToolContext {
             stream: None,
             sink: None,
             text: None,
+            budget: None,
         }
     }
 
@@ -179,6 +182,20 @@ impl ToolContext {
     pub(crate) fn fresh_cancellation(mut self) -> Self {
         self.ct = CancellationToken::new();
         self
+    }
+
+    /// The call may run for `timeout` from now (time spent waiting for the client excluded).
+    pub(crate) fn with_budget(mut self, timeout: Duration) -> Self {
+        self.budget = Some((Instant::now(), timeout));
+        self
+    }
+
+    /// How much longer this call may run before it is stopped, if it has a limit. A handler
+    /// about to wait (a rate limit) checks this and says so plainly instead of timing out.
+    pub fn time_left(&self) -> Option<Duration> {
+        let (started, timeout) = self.budget?;
+        let (waited, _) = self.waited();
+        Some(timeout.saturating_sub(started.elapsed().saturating_sub(waited)))
     }
 
     pub(crate) fn for_plugin(mut self, plugin: Arc<str>) -> Self {

@@ -42,10 +42,15 @@ fn generate<T: JsonSchema>() -> JsonObject {
 }
 
 /// Doc comments wrapped at 100 columns become descriptions with hard line breaks; a model
-/// reads them better as flowing text. Blank lines (paragraphs) stay.
+/// reads them better as flowing text. Blank lines (paragraphs) stay. `"default": null` (what
+/// `#[serde(default)]` on an `Option` says) tells a model nothing and costs context in every
+/// tools/list: it goes.
 fn unwrap_descriptions(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
+            if map.get("default").is_some_and(serde_json::Value::is_null) {
+                map.remove("default");
+            }
             for (key, child) in map.iter_mut() {
                 match child {
                     serde_json::Value::String(text) if key == "description" => {
@@ -106,6 +111,7 @@ mod tests {
         /// Second paragraph.
         path: String,
         range: Option<Range>,
+        #[serde(default)]
         limit: Option<u64>,
     }
 
@@ -123,6 +129,7 @@ mod tests {
             "integer"
         );
         assert_eq!(schema["required"], serde_json::json!(["path"]));
+        assert!(!text.contains("\"default\":null"), "{text}");
         assert_eq!(
             schema["properties"]["path"]["description"],
             "The path, relative to a root.\n\nSecond paragraph."

@@ -7,6 +7,7 @@ pub mod agents;
 pub mod airtable;
 pub mod conformance;
 pub mod files;
+pub mod github;
 pub mod testkit;
 
 /// Every built-in, by the name a manifest's `builtin` (or `name`) selects it with.
@@ -15,6 +16,7 @@ pub const BUILTINS: &[(&str, Init)] = &[
     ("airtable", airtable::init),
     ("conformance", conformance::init),
     ("files", files::init),
+    ("github", github::init),
     ("testkit", testkit::init),
 ];
 
@@ -35,5 +37,6 @@ pub const SHIPPED_MANIFESTS: &[(&str, &str)] = &[
         include_str!("../../plugins/airtable/plugin.toml"),
     ),
     ("files", include_str!("../../plugins/files/plugin.toml")),
+    ("github", include_str!("../../plugins/github/plugin.toml")),
     ("testkit", include_str!("../../plugins/testkit/plugin.toml")),
 ];

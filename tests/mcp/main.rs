@@ -5,6 +5,8 @@ mod support;
 
 #[path = "../support/airtable.rs"]
 mod fake_airtable;
+#[path = "../support/github.rs"]
+mod fake_github;
 #[path = "../support/llm.rs"]
 mod fake_llm;
 
@@ -14,6 +16,7 @@ mod airtable_tools;
 mod bad_input;
 mod cli;
 mod files;
+mod github;
 mod protocol;
 mod protocol_input;
 mod protocol_stream;

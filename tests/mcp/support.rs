@@ -125,6 +125,8 @@ impl Fixture {
             .env_remove("PLUGBOARD_HTTP_TOKEN")
             .env_remove("AIRTABLE_API_KEY")
             .env_remove("AIRTABLE_BASE_URL")
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("GITHUB_API_URL")
             .env_remove("PLUGBOARD_ENV_FILE");
         // A developer's real provider keys must not reach the tests.
         for provider in ["OPENAI", "ANTHROPIC", "GEMINI", "GOOGLE", "DEEPSEEK"] {

@@ -1,0 +1,774 @@
+//! The GitHub REST client: one shared reqwest client, the headers GitHub asks for, Link
+//! pagination, rate limits read from the `x-ratelimit-*` headers and waited out within the
+//! call's time budget, and errors that say what to fix.
+//!
+//! Rate limits (api-facts §2): each response tells how much of its bucket (`core`, `search`,
+//! `code_search`, …) is left and when the bucket resets. The client keeps that per bucket and
+//! counts its own requests down between responses, so it stops sending before GitHub refuses
+//! (code search allows only 10 a minute). A bucket used up, a 403/429 for the primary limit or a
+//! secondary limit (with or without `retry-after`) is waited out when the wait fits in the
+//! call's remaining time; otherwise the model is told plainly when to try again. Writes are
+//! spaced (`write_interval`) as GitHub's guidance for content creation asks.
+
+#![allow(deprecated)] // rmcp marks MCP logging deprecated (SEP-2577); clients still use it.
+
+use std::{
+    collections::HashMap,
+    num::NonZeroU32,
+    sync::Mutex,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::{
+    Method, StatusCode,
+    header::{ACCEPT, HeaderMap},
+};
+use serde_json::Value;
+use url::Url;
+
+use crate::plugin::{ToolContext, ToolError};
+
+/// JSON, the default media type.
+pub const JSON: &str = "application/vnd.github+json";
+/// A pull request as a unified diff.
+pub const DIFF: &str = "application/vnd.github.diff";
+/// Search results with the matching fragments.
+pub const TEXT_MATCH: &str = "application/vnd.github.text-match+json";
+/// The REST API version this client is written against.
+pub const API_VERSION: &str = "2022-11-28";
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// One HTTP request's timeout.
+    pub timeout: Duration,
+    /// Attempts for one request (rate limits waited out, 5xx backed off).
+    pub attempts: u32,
+    /// First backoff after a 5xx or a failed connect; doubles each time.
+    pub backoff: Duration,
+    /// Minimum spacing of writes (GitHub: ~80 content-creating requests a minute).
+    pub write_interval: Duration,
+    /// Wait after a secondary limit without `retry-after` (GitHub's advice: at least 60 s).
+    pub secondary_wait: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            attempts: 4,
+            backoff: Duration::from_millis(500),
+            write_interval: Duration::from_millis(1000),
+            secondary_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A rate-limit bucket as the last response described it.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    limit: u64,
+    remaining: u64,
+    /// Unix seconds.
+    reset: u64,
+}
+
+/// What GitHub answered with.
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub body: Vec<u8>,
+    /// The `Link` header's `rel="next"` and `rel="last"` targets.
+    pub next: Option<Url>,
+    pub last: Option<Url>,
+}
+
+impl Response {
+    pub fn json(&self) -> Result<Value, ToolError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ToolError::Upstream(format!("GitHub's answer is not JSON: {e}")))
+    }
+
+    /// The page number `rel="next"` points at.
+    pub fn next_page(&self) -> Option<u64> {
+        self.next.as_ref().and_then(page_of)
+    }
+
+    pub fn last_page(&self) -> Option<u64> {
+        self.last.as_ref().and_then(page_of)
+    }
+}
+
+fn page_of(url: &Url) -> Option<u64> {
+    url.query_pairs()
+        .find(|(k, _)| k == "page")
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+/// An error GitHub answered with (basic-error or validation-error body).
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    /// Validation details, flattened: `head: invalid (PullRequest)`, custom messages.
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug)]
+pub enum Failure {
+    Api(ApiError),
+    /// A rate limit that would take longer to wait out than the call may run.
+    RateLimited {
+        resource: String,
+        /// Unix seconds when it lifts.
+        until: u64,
+        wait: Duration,
+        left: Duration,
+        limit: Option<u64>,
+    },
+    /// A write that may or may not have been applied.
+    Unknown(String),
+    /// Never reached GitHub, or gave up.
+    Transport(String),
+    Cancelled,
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    /// `https://api.github.com/` or `https://ghe.example.com/api/v3/`, always ending in `/`.
+    base: Url,
+    token: String,
+    limits: Limits,
+    buckets: Mutex<HashMap<String, Bucket>>,
+    writes: DefaultDirectRateLimiter,
+    pub stats: Stats,
+}
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: std::sync::atomic::AtomicU64,
+    pub rate_limited: std::sync::atomic::AtomicU64,
+    pub retries: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for Client {
+    // The token is a secret: never shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The bucket a request draws from, before GitHub says so itself.
+fn resource_of(path: &str) -> &'static str {
+    if path.ends_with("/search/code") {
+        "code_search"
+    } else if path.contains("/search/") {
+        "search"
+    } else {
+        "core"
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+impl Client {
+    pub fn new(base_url: &str, token: &str, limits: Limits) -> Result<Self, String> {
+        let mut base = Url::parse(base_url.trim())
+            .map_err(|e| format!("GITHUB_API_URL `{base_url}` is not a URL: {e}"))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(format!("GITHUB_API_URL `{base_url}` must be http(s)"));
+        }
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        base.set_query(None);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-github-api-version",
+            reqwest::header::HeaderValue::from_static(API_VERSION),
+        );
+        let http = reqwest::Client::builder()
+            .timeout(limits.timeout)
+            .user_agent(concat!("plugboard/", env!("CARGO_PKG_VERSION")))
+            .default_headers(headers)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let writes = RateLimiter::direct(
+            Quota::with_period(limits.write_interval.max(Duration::from_millis(1)))
+                .expect("a non-zero interval")
+                .allow_burst(NonZeroU32::MIN),
+        );
+        Ok(Self {
+            http,
+            base,
+            token: token.to_owned(),
+            limits,
+            buckets: Mutex::default(),
+            writes,
+            stats: Stats::default(),
+        })
+    }
+
+    /// `{base}/<segments>`, each segment percent-encoded.
+    pub fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        {
+            let mut path = url.path_segments_mut().expect("http(s) URLs have paths");
+            path.pop_if_empty();
+            for s in segments {
+                path.push(s);
+            }
+        }
+        url
+    }
+
+    /// Send one request, within the call's time budget: rate limits waited out when they fit,
+    /// reads retried after a 5xx, writes only when GitHub surely did not apply them.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        accept: &str,
+        body: Option<&Value>,
+        cx: &ToolContext,
+    ) -> Result<Response, Failure> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let write = method != Method::GET && method != Method::HEAD;
+        let resource = resource_of(url.path());
+        let mut backoff = self.limits.backoff;
+        let mut last = String::new();
+        for attempt in 1..=self.limits.attempts {
+            if attempt > 1 {
+                self.stats.retries.fetch_add(1, Relaxed);
+                tracing::info!(attempt, method = %method, path = %url.path(), reason = %last, "retrying a GitHub request");
+            }
+            self.take(resource, cx).await?;
+            if write {
+                self.wait(self.writes.until_ready(), cx).await?;
+            }
+            self.stats.requests.fetch_add(1, Relaxed);
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .bearer_auth(&self.token)
+                .header(ACCEPT, accept);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let response = match self.wait(request.send(), cx).await? {
+                Ok(r) => r,
+                Err(e) => {
+                    last = format!("could not reach GitHub ({})", describe(&e));
+                    if write && !e.is_connect() {
+                        return Err(Failure::Unknown(format!(
+                            "{last}; the change may or may not have been made — check before repeating it"
+                        )));
+                    }
+                    self.sleep(backoff, cx).await?;
+                    backoff *= 2;
+                    continue;
+                }
+            };
+            let status = response.status();
+            let headers = response.headers().clone();
+            self.note(resource, &headers);
+            let bytes = match self.wait(response.bytes(), cx).await? {
+                Ok(b) => b,
+                Err(e) => {
+                    last = format!("the connection broke while reading ({})", describe(&e));
+                    if write {
+                        return Err(Failure::Unknown(format!(
+                            "{last}; the change may or may not have been made — check before repeating it"
+                        )));
+                    }
+                    self.sleep(backoff, cx).await?;
+                    backoff *= 2;
+                    continue;
+                }
+            };
+            if status.is_success() {
+                let (next, last) = links(&headers);
+                return Ok(Response {
+                    status,
+                    body: bytes.to_vec(),
+                    next,
+                    last,
+                });
+            }
+            let error = parse_error(status, &bytes);
+            if matches!(status.as_u16(), 403 | 429) {
+                if let Some((wait, until)) = self.rate_wait(status, &headers, &error, resource) {
+                    self.stats.rate_limited.fetch_add(1, Relaxed);
+                    let bucket = header(&headers, "x-ratelimit-resource")
+                        .unwrap_or(resource)
+                        .to_owned();
+                    let left = cx.time_left().unwrap_or(Duration::MAX);
+                    if wait >= left {
+                        return Err(Failure::RateLimited {
+                            resource: bucket,
+                            until,
+                            wait,
+                            left,
+                            limit: header(&headers, "x-ratelimit-limit")
+                                .and_then(|v| v.parse().ok()),
+                        });
+                    }
+                    tracing::warn!(resource = %bucket, wait_s = wait.as_secs_f64(), "GitHub rate limit hit; waiting before retrying");
+                    cx.log(
+                        rmcp::model::LoggingLevel::Notice,
+                        serde_json::json!(format!(
+                            "GitHub asked to slow down ({bucket}); retrying in {} s",
+                            wait.as_secs_f64().ceil()
+                        )),
+                    )
+                    .await;
+                    last = format!("GitHub kept refusing requests ({bucket} rate limit)");
+                    self.sleep(wait, cx).await?;
+                    continue;
+                }
+                return Err(Failure::Api(error));
+            }
+            match status.as_u16() {
+                // Refused before doing anything: safe to send again.
+                502 | 503 => {
+                    last = format!("GitHub is unavailable ({})", status.as_u16());
+                    self.sleep(backoff, cx).await?;
+                    backoff *= 2;
+                }
+                500 | 504 if !write => {
+                    last = format!("GitHub failed ({})", status.as_u16());
+                    self.sleep(backoff, cx).await?;
+                    backoff *= 2;
+                }
+                500 | 504 => {
+                    return Err(Failure::Unknown(format!(
+                        "GitHub failed ({}) during a write; it may or may not have been made — check before repeating it",
+                        status.as_u16()
+                    )));
+                }
+                _ => return Err(Failure::Api(error)),
+            }
+        }
+        Err(Failure::Transport(format!(
+            "{last}; gave up after {} attempts",
+            self.limits.attempts
+        )))
+    }
+
+    pub async fn get(&self, url: Url, cx: &ToolContext) -> Result<Response, Failure> {
+        self.send(Method::GET, url, JSON, None, cx).await
+    }
+
+    /// How long a 403/429 asks to wait, if it is a rate limit (octokit's rules): a secondary
+    /// limit waits `retry-after` (or `secondary_wait`); a used-up bucket waits for its reset
+    /// plus a second.
+    fn rate_wait(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        error: &ApiError,
+        resource: &str,
+    ) -> Option<(Duration, u64)> {
+        let now = now_secs();
+        let retry_after = header(headers, "retry-after").and_then(|v| v.trim().parse::<u64>().ok());
+        let secondary = error.message.to_lowercase().contains("secondary rate");
+        let remaining = header(headers, "x-ratelimit-remaining");
+        if secondary || retry_after.is_some() {
+            let wait = retry_after
+                .map(Duration::from_secs)
+                .unwrap_or(self.limits.secondary_wait);
+            return Some((wait, now + wait.as_secs()));
+        }
+        if remaining == Some("0") || (status == 429 && remaining.is_none()) {
+            let reset = header(headers, "x-ratelimit-reset")
+                .and_then(|v| v.parse::<u64>().ok())
+                .or_else(|| self.bucket(resource).map(|b| b.reset))
+                .unwrap_or(now + 60);
+            let wait = Duration::from_secs(reset.saturating_sub(now) + 1);
+            return Some((wait, reset));
+        }
+        None
+    }
+
+    fn bucket(&self, resource: &str) -> Option<Bucket> {
+        self.buckets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(resource)
+            .copied()
+    }
+
+    /// Take one request from `resource`'s bucket, waiting for its reset when it is used up —
+    /// or, when that wait would outlast the call, saying when to come back.
+    async fn take(&self, resource: &str, cx: &ToolContext) -> Result<(), Failure> {
+        loop {
+            let wait = {
+                let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+                let now = now_secs();
+                match buckets.get_mut(resource) {
+                    Some(b) if b.remaining == 0 && b.reset >= now => {
+                        let wait = Duration::from_secs(b.reset - now + 1);
+                        let left = cx.time_left().unwrap_or(Duration::MAX);
+                        if wait >= left {
+                            return Err(Failure::RateLimited {
+                                resource: resource.to_owned(),
+                                until: b.reset,
+                                wait,
+                                left,
+                                limit: Some(b.limit),
+                            });
+                        }
+                        wait
+                    }
+                    Some(b) if b.reset < now => {
+                        buckets.remove(resource);
+                        return Ok(());
+                    }
+                    Some(b) => {
+                        b.remaining -= 1;
+                        return Ok(());
+                    }
+                    None => return Ok(()),
+                }
+            };
+            tracing::info!(
+                resource,
+                wait_s = wait.as_secs(),
+                "GitHub rate limit used up; waiting for its reset"
+            );
+            cx.log(
+                rmcp::model::LoggingLevel::Notice,
+                serde_json::json!(format!(
+                    "GitHub's {resource} rate limit is used up; waiting {} s for it to reset",
+                    wait.as_secs()
+                )),
+            )
+            .await;
+            self.sleep(wait, cx).await?;
+            // The window is over: the next response tells the new state.
+            self.buckets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(resource);
+        }
+    }
+
+    /// Remember what the response says about its bucket.
+    fn note(&self, resource: &str, headers: &HeaderMap) {
+        let number = |name: &str| header(headers, name).and_then(|v| v.parse::<u64>().ok());
+        let (Some(limit), Some(remaining), Some(reset)) = (
+            number("x-ratelimit-limit"),
+            number("x-ratelimit-remaining"),
+            number("x-ratelimit-reset"),
+        ) else {
+            return;
+        };
+        let name = header(headers, "x-ratelimit-resource").unwrap_or(resource);
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket = buckets.entry(name.to_owned()).or_insert(Bucket {
+            limit,
+            remaining,
+            reset,
+        });
+        // Responses to concurrent requests arrive in any order: within one window the
+        // smallest count is the latest.
+        if reset != bucket.reset {
+            *bucket = Bucket {
+                limit,
+                remaining,
+                reset,
+            };
+        } else {
+            bucket.remaining = bucket.remaining.min(remaining);
+            bucket.limit = limit;
+        }
+    }
+
+    async fn sleep(&self, wait: Duration, cx: &ToolContext) -> Result<(), Failure> {
+        self.wait(tokio::time::sleep(wait), cx).await
+    }
+
+    /// Await `f` unless the call is cancelled first.
+    async fn wait<T>(&self, f: impl Future<Output = T>, cx: &ToolContext) -> Result<T, Failure> {
+        tokio::select! {
+            out = f => Ok(out),
+            _ = cx.cancellation().cancelled() => Err(Failure::Cancelled),
+        }
+    }
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `<url>; rel="next", <url>; rel="last"` → (next, last).
+pub fn links(headers: &HeaderMap) -> (Option<Url>, Option<Url>) {
+    let (mut next, mut last) = (None, None);
+    for value in headers.get_all("link") {
+        let Ok(value) = value.to_str() else { continue };
+        for part in value.split(',') {
+            let mut pieces = part.split(';');
+            let Some(target) = pieces.next() else {
+                continue;
+            };
+            let target = target.trim().trim_start_matches('<').trim_end_matches('>');
+            let Ok(url) = Url::parse(target) else {
+                continue;
+            };
+            for param in pieces {
+                let param = param.trim();
+                let rel = param
+                    .strip_prefix("rel=")
+                    .map(|r| r.trim_matches('"'))
+                    .unwrap_or("");
+                for r in rel.split_whitespace() {
+                    match r {
+                        "next" => next = Some(url.clone()),
+                        "last" => last = Some(url.clone()),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    (next, last)
+}
+
+/// basic-error `{"message","documentation_url","status"}` and validation errors
+/// `{"message":"Validation Failed","errors":[{"resource","field","code"}|{"code":"custom","message"}|"text"]}`.
+pub fn parse_error(status: StatusCode, body: &[u8]) -> ApiError {
+    let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let message = match value.get("message").and_then(Value::as_str) {
+        Some(m) => m.to_owned(),
+        None => {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            if text.is_empty() || text.starts_with('<') {
+                status.canonical_reason().unwrap_or("error").to_owned()
+            } else {
+                text.chars().take(300).collect()
+            }
+        }
+    };
+    let errors = value
+        .get("errors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|e| match e {
+            Value::String(s) => s.clone(),
+            Value::Object(o) => {
+                let get = |k: &str| o.get(k).and_then(Value::as_str).unwrap_or("");
+                if !get("message").is_empty() {
+                    get("message").to_owned()
+                } else {
+                    let mut s = format!("{}: {}", get("field"), get("code").replace('_', " "));
+                    if !get("resource").is_empty() {
+                        s.push_str(&format!(" ({})", get("resource")));
+                    }
+                    s
+                }
+            }
+            other => other.to_string(),
+        })
+        .collect();
+    ApiError {
+        status,
+        message,
+        errors,
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection refused or failed".into()
+    } else {
+        let mut text = e.to_string();
+        if let Some(url) = e.url() {
+            text = text.replace(url.as_str(), url.path());
+        }
+        text
+    }
+}
+
+fn utc(secs: u64) -> String {
+    chrono::DateTime::from_timestamp(secs as i64, 0)
+        .map(|t| t.format("%H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| format!("{secs} (unix time)"))
+}
+
+/// What the model should do about a failure; `what` names the attempted action.
+pub fn advice(failure: Failure, what: &str) -> ToolError {
+    let e = match failure {
+        Failure::Api(e) => e,
+        Failure::RateLimited {
+            resource,
+            until,
+            wait,
+            left,
+            limit,
+        } => {
+            let name = match resource.as_str() {
+                "code_search" => "code-search",
+                "search" => "search",
+                "core" => "REST",
+                other => other,
+            };
+            let quota = match (resource.as_str(), limit) {
+                ("code_search" | "search", Some(l)) => format!(" ({l} requests a minute)"),
+                (_, Some(l)) => format!(" ({l} requests an hour)"),
+                _ => String::new(),
+            };
+            return ToolError::Failed(format!(
+                "{what}: GitHub's {name} rate limit{quota} is used up until {} (in {} s), longer \
+                 than this call may still wait ({} s). Nothing was sent; try again after {}.",
+                utc(until),
+                wait.as_secs(),
+                left.as_secs(),
+                utc(until)
+            ));
+        }
+        Failure::Cancelled => return ToolError::Failed(format!("{what}: cancelled")),
+        Failure::Unknown(m) | Failure::Transport(m) => {
+            return ToolError::Upstream(format!("{what}: {m}"));
+        }
+    };
+    let mut said = e.message.clone();
+    if !e.errors.is_empty() {
+        said.push_str(&format!(" — {}", e.errors.join("; ")));
+    }
+    match e.status.as_u16() {
+        401 => ToolError::Forbidden(format!(
+            "{what}: GitHub rejected GITHUB_TOKEN ({said}). Set GITHUB_TOKEN to a valid token \
+             (a classic ghp_… or a fine-grained github_pat_… token)."
+        )),
+        403 => ToolError::Forbidden(format!(
+            "{what}: GitHub refused ({said}). The token lacks the permission: a fine-grained \
+             token needs this repository selected and Issues / Pull requests / Contents access \
+             (write access for changes); a classic token needs the `repo` scope for private \
+             repositories."
+        )),
+        404 => ToolError::NotFound(format!(
+            "{what}: not found. Either it does not exist, or the repository is private and \
+             GITHUB_TOKEN cannot see it (GitHub answers 404 for both). Check the owner, the \
+             repository name and the number, and that the token has access to the repository."
+        )),
+        406 => ToolError::InvalidArguments(format!(
+            "{what}: GitHub cannot produce this ({said}); for a pull request too large to diff, \
+             use method `get_files`, which pages through the changed files."
+        )),
+        410 => ToolError::NotFound(format!(
+            "{what}: gone ({said}): the issue was deleted, or issues are disabled in this \
+             repository."
+        )),
+        422 if said.contains("first 1000 search results") => ToolError::InvalidArguments(format!(
+            "{what}: {said}. GitHub returns only the first 1,000 results of a search: narrow the \
+             query (qualifiers such as repo:, label:, created:>2024-01-01) instead of paging further."
+        )),
+        422 => ToolError::InvalidArguments(format!("{what}: GitHub rejected it: {said}")),
+        400 => ToolError::InvalidArguments(format!("{what}: GitHub rejected it: {said}")),
+        _ => ToolError::Upstream(format!("{what}: GitHub answered {}: {said}", e.status)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_header_gives_next_and_last_pages() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "link",
+            "<https://api.github.com/repositories/1/issues?per_page=3&page=2>; rel=\"next\", \
+             <https://api.github.com/repositories/1/issues?per_page=3&page=5>; rel=\"last\""
+                .parse()
+                .unwrap(),
+        );
+        let (next, last) = links(&h);
+        assert_eq!(next.as_ref().and_then(page_of), Some(2));
+        assert_eq!(last.as_ref().and_then(page_of), Some(5));
+        assert_eq!(links(&HeaderMap::new()).0, None);
+    }
+
+    #[test]
+    fn validation_errors_are_flattened() {
+        let body = br#"{"message":"Validation Failed","errors":[{"resource":"PullRequest","field":"head","code":"invalid"},{"resource":"PullRequest","code":"custom","message":"No commits between main and main"},"plain"],"documentation_url":"x"}"#;
+        let e = parse_error(StatusCode::UNPROCESSABLE_ENTITY, body);
+        assert_eq!(e.message, "Validation Failed");
+        assert_eq!(
+            e.errors,
+            [
+                "head: invalid (PullRequest)",
+                "No commits between main and main",
+                "plain"
+            ]
+        );
+        let e = parse_error(
+            StatusCode::FORBIDDEN,
+            b"Request forbidden by administrative rules.",
+        );
+        assert_eq!(e.message, "Request forbidden by administrative rules.");
+    }
+
+    #[test]
+    fn ghes_base_keeps_its_prefix() {
+        let c = Client::new("https://ghe.example.com/api/v3", "t", Limits::default()).unwrap();
+        assert_eq!(
+            c.url(&["repos", "o", "r", "issues"]).as_str(),
+            "https://ghe.example.com/api/v3/repos/o/r/issues"
+        );
+        let c = Client::new("https://api.github.com", "t", Limits::default()).unwrap();
+        assert_eq!(
+            c.url(&["search", "code"]).as_str(),
+            "https://api.github.com/search/code"
+        );
+        assert!(Client::new("ftp://x", "t", Limits::default()).is_err());
+        assert_eq!(resource_of("/api/v3/search/code"), "code_search");
+        assert_eq!(resource_of("/search/issues"), "search");
+        assert_eq!(resource_of("/repos/o/r/issues"), "core");
+    }
+
+    #[test]
+    fn advice_names_the_fix() {
+        let e = |status: u16, body: &str| {
+            advice(
+                Failure::Api(parse_error(
+                    StatusCode::from_u16(status).unwrap(),
+                    body.as_bytes(),
+                )),
+                "getting o/r#1",
+            )
+            .to_string()
+        };
+        assert!(e(404, r#"{"message":"Not Found"}"#).contains("private"));
+        assert!(e(410, r#"{"message":"This issue was deleted"}"#).contains("deleted"));
+        assert!(e(401, r#"{"message":"Bad credentials"}"#).contains("GITHUB_TOKEN"));
+        let limited = advice(
+            Failure::RateLimited {
+                resource: "code_search".into(),
+                until: 1_704_067_260,
+                wait: Duration::from_secs(61),
+                left: Duration::from_secs(5),
+                limit: Some(10),
+            },
+            "searching code",
+        )
+        .to_string();
+        assert!(
+            limited.contains("code-search rate limit (10 requests a minute)"),
+            "{limited}"
+        );
+        assert!(limited.contains("00:01:00 UTC"), "{limited}");
+    }
+}

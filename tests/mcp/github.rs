@@ -1,0 +1,764 @@
+//! The `github` plugin against the stateful fake of the GitHub REST API
+//! (`tests/support/github.rs`), driven as users drive it: the built binary with the shipped
+//! manifest's variables, rmcp's client over stdio.
+//!
+//! The fake keeps GitHub's real limits (10 code searches and 30 searches per window, 5,000 core
+//! requests); tests that need a limit reached shrink it (or the window) in the fake only.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::{
+    airtable::{Client, call_tool, fails, ok},
+    fake_github::{FakeConfig, FakeGitHub, LOGIN, TOKEN},
+    support::{Fixture, text},
+};
+
+struct Setup {
+    fx: Fixture,
+    fake: FakeGitHub,
+    api_url: String,
+}
+
+impl Setup {
+    fn new() -> Self {
+        Self::with(FakeConfig::default())
+    }
+
+    fn with(config: FakeConfig) -> Self {
+        let fake = FakeGitHub::start_in_thread(config);
+        let api_url = fake.api_url();
+        let fx = Fixture::empty();
+        fx.manifest("github", &manifest());
+        Self { fx, fake, api_url }
+    }
+
+    /// GitHub Enterprise Server's layout: the API under `/api/v3`.
+    fn ghes() -> Self {
+        let mut setup = Self::new();
+        setup.api_url = setup.fake.ghes_url();
+        setup
+    }
+
+    async fn client(&self) -> Client {
+        self.client_with(&[], TOKEN).await
+    }
+
+    async fn client_with(&self, extra: &[&str], token: &str) -> Client {
+        self.fx
+            .stdio_env(
+                extra,
+                &[
+                    ("GITHUB_TOKEN", token),
+                    ("GITHUB_API_URL", self.api_url.as_str()),
+                ],
+                None,
+            )
+            .await
+            .0
+    }
+
+    /// The requests the fake received for `path` (without the query).
+    fn hits(&self, path: &str) -> Vec<crate::fake_github::Recorded> {
+        self.fake
+            .requests()
+            .into_iter()
+            .filter(|r| r.path.split('?').next() == Some(path))
+            .collect()
+    }
+}
+
+/// The shipped manifest (its `[env]` declarations hand the variables to the plugin), with
+/// writes unspaced so the tests stay fast.
+fn manifest() -> String {
+    let shipped = include_str!("../../plugins/github/plugin.toml");
+    let head = shipped.split("\n[settings]").next().unwrap();
+    assert!(head.contains("[env.GITHUB_TOKEN]"), "{shipped}");
+    format!("{head}\n[settings]\nwrite_interval_secs = 0.0\n")
+}
+
+/// octo/hello with five issues (one closed, labelled and assigned in various ways) and two
+/// pull requests, which GitHub lists among the issues.
+fn seed(fake: &FakeGitHub) {
+    fake.add_repo("octo/hello", false, true);
+    fake.add_issue(
+        "octo/hello",
+        "Crash on start",
+        "It crashes.",
+        &["bug"],
+        Some("hubot"),
+        "open",
+    );
+    fake.add_issue("octo/hello", "Docs typo", "teh", &["docs"], None, "open");
+    fake.add_issue("octo/hello", "Old bug", "fixed", &["bug"], None, "closed");
+    fake.add_pull(
+        "octo/hello",
+        "Fix the crash",
+        "fix-crash",
+        "main",
+        &[(
+            "src/main.rs",
+            "modified",
+            "@@ -1,3 +1,3 @@\n fn main() {\n-    panic!();\n+    run();\n }",
+        )],
+    );
+    fake.add_issue(
+        "octo/hello",
+        "Slow build",
+        "",
+        &["perf", "bug"],
+        None,
+        "open",
+    );
+    fake.add_pull(
+        "octo/hello",
+        "Add docs",
+        "docs",
+        "main",
+        &[("README.md", "added", "@@ -0,0 +1 @@\n+# Hello")],
+    );
+    fake.add_issue(
+        "octo/hello",
+        "Feature idea",
+        "more",
+        &[],
+        Some(LOGIN),
+        "open",
+    );
+}
+
+fn numbers(list: &Value, key: &str) -> Vec<u64> {
+    list[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["number"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn github_issue_lists_leave_out_pull_requests_and_page_through_the_link_header() {
+    let s = Setup::new();
+    seed(&s.fake);
+    let c = s.client().await;
+
+    // Newest first, pull requests (#4, #6) left out and counted.
+    let all = ok(
+        &c,
+        "github_list_issues",
+        json!({"owner": "octo", "repo": "hello"}),
+    )
+    .await;
+    assert_eq!(numbers(&all, "issues"), [7, 5, 2, 1]);
+    assert_eq!(all["pull_requests_skipped"], 2);
+    assert_eq!(all["truncated"], false);
+    let first = &all["issues"][3];
+    assert_eq!(first["title"], "Crash on start");
+    assert_eq!(first["labels"], json!(["bug"]));
+    assert_eq!(first["assignees"], json!(["hubot"]));
+    assert_eq!(first["user"], LOGIN);
+    assert!(
+        first.get("body").is_none() && first.get("node_id").is_none(),
+        "{first}"
+    );
+
+    // Pages of 2 over the 6 open issues and pulls: the Link header says there are 3.
+    let page1 = ok(
+        &c,
+        "github_list_issues",
+        json!({"owner": "octo", "repo": "hello", "per_page": 2, "include_pull_requests": true}),
+    )
+    .await;
+    assert_eq!(numbers(&page1, "issues"), [7, 6]);
+    assert_eq!(page1["issues"][1]["pull_request"], true);
+    assert_eq!(
+        (
+            &page1["truncated"],
+            &page1["next_page"],
+            &page1["last_page"]
+        ),
+        (&json!(true), &json!(2), &json!(3))
+    );
+    let page3 = ok(
+        &c,
+        "github_list_issues",
+        json!({"owner": "octo", "repo": "hello", "per_page": 2, "page": 3, "include_pull_requests": true}),
+    )
+    .await;
+    assert_eq!(numbers(&page3, "issues"), [2, 1]);
+    assert_eq!(page3["truncated"], false);
+    assert!(page3.get("next_page").is_none());
+
+    // Filters go to GitHub as its parameters.
+    let bugs = ok(
+        &c,
+        "github_list_issues",
+        json!({"owner": "octo", "repo": "hello", "labels": ["bug"], "state": "all", "sort": "created", "direction": "asc"}),
+    )
+    .await;
+    assert_eq!(numbers(&bugs, "issues"), [1, 3, 5]);
+    let mine = ok(
+        &c,
+        "github_list_issues",
+        json!({"owner": "octo", "repo": "hello", "assignee": LOGIN}),
+    )
+    .await;
+    assert_eq!(numbers(&mine, "issues"), [7]);
+    let closed = ok(
+        &c,
+        "github_list_issues",
+        json!({"owner": "octo", "repo": "hello", "state": "closed", "full": true}),
+    )
+    .await;
+    assert_eq!(numbers(&closed, "issues"), [3]);
+    assert!(
+        closed["issues"][0]["node_id"].is_string(),
+        "full: every field"
+    );
+
+    // Every request carried the headers GitHub asks for.
+    let requests = s.hits("/repos/octo/hello/issues");
+    assert_eq!(requests.len(), 6);
+    for r in &requests {
+        assert_eq!(r.headers["x-github-api-version"], "2022-11-28");
+        assert_eq!(r.headers["accept"], "application/vnd.github+json");
+        assert!(
+            r.headers["user-agent"].starts_with("plugboard/"),
+            "{:?}",
+            r.headers
+        );
+        // The fake records its own token as `<token>`: ours was sent as a bearer token.
+        assert_eq!(r.headers["authorization"], "Bearer <token>");
+        assert_eq!(r.status, 200);
+    }
+    assert!(
+        requests[3].path.contains("labels=bug"),
+        "{}",
+        requests[3].path
+    );
+    c.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn github_issues_are_created_updated_commented_and_read_back_once() {
+    let s = Setup::new();
+    seed(&s.fake);
+    let c = s.client().await;
+
+    let created = ok(
+        &c,
+        "github_issue_write",
+        json!({"method": "create", "owner": "octo", "repo": "hello", "title": "New bug",
+               "body": "Steps: run it.", "labels": ["bug", "triage"], "assignees": [LOGIN]}),
+    )
+    .await;
+    let n = created["number"].as_u64().unwrap();
+    assert_eq!(n, 8);
+    assert_eq!(created["labels"], json!(["bug", "triage"]));
+    assert_eq!(created["state"], "open");
+    let stored: Vec<Value> = s
+        .fake
+        .issues("octo/hello")
+        .into_iter()
+        .filter(|i| i["title"] == "New bug")
+        .collect();
+    assert_eq!(stored.len(), 1, "created exactly once");
+    assert_eq!(stored[0]["body"], "Steps: run it.");
+
+    let closed = ok(
+        &c,
+        "github_issue_write",
+        json!({"method": "update", "owner": "octo", "repo": "hello", "issue_number": n,
+               "state": "closed", "state_reason": "not_planned", "labels": ["wontfix"]}),
+    )
+    .await;
+    assert_eq!(closed["state"], "closed");
+    assert_eq!(closed["state_reason"], "not_planned");
+    assert_eq!(closed["labels"], json!(["wontfix"]));
+
+    let comment = ok(
+        &c,
+        "github_add_issue_comment",
+        json!({"owner": "octo", "repo": "hello", "issue_number": n, "body": "Closing: duplicate of #1."}),
+    )
+    .await;
+    assert!(comment["id"].as_u64().is_some(), "{comment}");
+    assert_eq!(s.fake.comments("octo/hello", n).len(), 1);
+
+    let issue = ok(
+        &c,
+        "github_issue_read",
+        json!({"method": "get", "owner": "octo", "repo": "hello", "issue_number": n}),
+    )
+    .await;
+    assert_eq!(issue["body"], "Steps: run it.");
+    assert_eq!(issue["comments"], 1);
+    let comments = ok(
+        &c,
+        "github_issue_read",
+        json!({"method": "get_comments", "owner": "octo", "repo": "hello", "issue_number": n}),
+    )
+    .await;
+    assert_eq!(comments["count"], 1);
+    assert_eq!(comments["comments"][0]["body"], "Closing: duplicate of #1.");
+    assert_eq!(comments["comments"][0]["user"], LOGIN);
+
+    // Mistakes are caught before anything is sent, with what to do instead.
+    let before = s.fake.requests().len();
+    let e = fails(
+        &c,
+        "github_issue_write",
+        json!({"method": "update", "owner": "octo", "repo": "hello", "issue_number": n}),
+    )
+    .await;
+    assert!(e.contains("changes nothing"), "{e}");
+    let e = fails(
+        &c,
+        "github_issue_write",
+        json!({"method": "create", "owner": "octo", "repo": "hello", "body": "no title"}),
+    )
+    .await;
+    assert!(e.contains("needs a title"), "{e}");
+    let e = fails(
+        &c,
+        "github_issue_read",
+        json!({"method": "get", "owner": "octo/hello", "repo": "hello", "issue_number": 1}),
+    )
+    .await;
+    assert!(e.contains("owner `octo`"), "{e}");
+    let e = fails(
+        &c,
+        "github_issue_read",
+        json!({"method": "fetch", "owner": "octo", "repo": "hello", "issue_number": 1}),
+    )
+    .await;
+    assert!(e.contains("method"), "{e}");
+    assert_eq!(
+        s.fake.requests().len(),
+        before,
+        "nothing sent for bad arguments"
+    );
+    assert_eq!(
+        s.fake.issues("octo/hello").len(),
+        8,
+        "7 seeded + 1 created + nothing else"
+    );
+    c.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn github_pull_requests_files_and_diffs_in_bounded_pieces() {
+    let s = Setup::new();
+    s.fake.add_repo("octo/big", false, true);
+    // A pull request changing 12 files, each with a 40-line hunk: a diff of ~14 KB.
+    let hunks: Vec<(String, String)> = (0..12)
+        .map(|f| {
+            let lines: String = (0..40)
+                .map(|l| format!("\n+line {l} of file {f}: some added text"))
+                .collect();
+            (
+                format!("src/file{f:02}.rs"),
+                format!("@@ -0,0 +1,40 @@{lines}"),
+            )
+        })
+        .collect();
+    let files: Vec<(&str, &str, &str)> = hunks
+        .iter()
+        .map(|(name, patch)| (name.as_str(), "added", patch.as_str()))
+        .collect();
+    let n = s
+        .fake
+        .add_pull("octo/big", "Big change", "feature", "main", &files);
+    let c = s.client().await;
+
+    let pulls = ok(
+        &c,
+        "github_list_pull_requests",
+        json!({"owner": "octo", "repo": "big"}),
+    )
+    .await;
+    assert_eq!(numbers(&pulls, "pull_requests"), [n]);
+    assert_eq!(pulls["pull_requests"][0]["head"], "octo:feature");
+    assert_eq!(pulls["pull_requests"][0]["base"], "main");
+
+    let pull = ok(
+        &c,
+        "github_pull_request_read",
+        json!({"method": "get", "owner": "octo", "repo": "big", "pull_number": n}),
+    )
+    .await;
+    assert_eq!(pull["changed_files"], 12);
+    assert_eq!(pull["additions"], 480);
+    assert_eq!(pull["mergeable"], true);
+
+    let files = ok(
+        &c,
+        "github_pull_request_read",
+        json!({"method": "get_files", "owner": "octo", "repo": "big", "pull_number": n, "per_page": 5}),
+    )
+    .await;
+    assert_eq!(files["count"], 5);
+    assert_eq!(files["next_page"], 2);
+    assert_eq!(files["last_page"], 3);
+    assert_eq!(
+        files["files"][0],
+        json!({"filename": "src/file00.rs", "status": "added", "additions": 40, "deletions": 0})
+    );
+
+    // The whole diff, then the same diff in pieces of at most 3,000 bytes: each piece ends on
+    // a line and says where to go on; put together they are the diff, byte for byte.
+    let whole = diff(&c, json!({"pull_number": n, "max_bytes": 200000})).await;
+    assert!(
+        whole.starts_with("diff --git a/src/file00.rs b/src/file00.rs"),
+        "{whole}"
+    );
+    assert!(
+        whole.len() > 12_000 && !whole.contains("[diff truncated"),
+        "{}",
+        whole.len()
+    );
+    let (mut joined, mut offset, mut pieces) = (String::new(), 0u64, 0);
+    loop {
+        let piece = diff(
+            &c,
+            json!({"pull_number": n, "max_bytes": 3000, "offset": offset}),
+        )
+        .await;
+        pieces += 1;
+        let (body, marker) = piece.rsplit_once("\n[").expect("a closing marker");
+        assert!(body.len() <= 3000, "{}", body.len());
+        joined.push_str(body);
+        joined.push('\n');
+        if marker.starts_with("end of diff") {
+            break;
+        }
+        assert!(marker.starts_with("diff truncated: bytes "), "{marker}");
+        offset = marker
+            .split("offset ")
+            .nth(1)
+            .and_then(|m| m.split(' ').next())
+            .and_then(|m| m.parse().ok())
+            .expect("an offset to continue from");
+        assert!(pieces < 20, "the pieces must advance");
+    }
+    assert!(pieces >= 5, "{pieces}");
+    assert_eq!(joined, whole);
+    let diff_requests = s.hits(&format!("/repos/octo/big/pulls/{n}"));
+    assert!(
+        diff_requests
+            .iter()
+            .filter(|r| r.headers["accept"] == "application/vnd.github.diff")
+            .count()
+            > 5
+    );
+
+    // One file's part only.
+    let one = diff(&c, json!({"pull_number": n, "files": ["src/file07.rs"]})).await;
+    assert!(
+        one.starts_with("diff --git a/src/file07.rs b/src/file07.rs"),
+        "{one}"
+    );
+    assert_eq!(one.matches("diff --git").count(), 1);
+    let e = fails(
+        &c,
+        "github_pull_request_read",
+        json!({"method": "get_diff", "owner": "octo", "repo": "big", "pull_number": n, "files": ["nope.rs"]}),
+    )
+    .await;
+    assert!(
+        e.contains("no changes to nope.rs") && e.contains("get_files"),
+        "{e}"
+    );
+
+    // Opening pull requests: one that GitHub accepts, then its validation errors.
+    s.fake.add_branch("octo/big", "next");
+    let opened = ok(
+        &c,
+        "github_create_pull_request",
+        json!({"owner": "octo", "repo": "big", "title": "Next", "head": "next", "base": "main", "draft": true}),
+    )
+    .await;
+    assert_eq!(opened["number"], n + 1);
+    assert_eq!(opened["draft"], true);
+    let e = fails(
+        &c,
+        "github_create_pull_request",
+        json!({"owner": "octo", "repo": "big", "title": "Again", "head": "next", "base": "main"}),
+    )
+    .await;
+    assert!(e.contains("A pull request already exists"), "{e}");
+    let e = fails(
+        &c,
+        "github_create_pull_request",
+        json!({"owner": "octo", "repo": "big", "title": "Nowhere", "head": "no-such-branch", "base": "main"}),
+    )
+    .await;
+    assert!(
+        e.contains("Validation Failed") && e.contains("head: invalid"),
+        "{e}"
+    );
+    c.cancel().await.unwrap();
+}
+
+async fn diff(c: &Client, mut args: Value) -> String {
+    args["method"] = json!("get_diff");
+    args["owner"] = json!("octo");
+    args["repo"] = json!("big");
+    let result = call_tool(c, "github_pull_request_read", args).await;
+    assert_ne!(result.is_error, Some(true), "{}", text(&result));
+    text(&result)
+}
+
+#[tokio::test]
+async fn github_search_finds_code_issues_and_pull_requests() {
+    let s = Setup::ghes();
+    seed(&s.fake);
+    s.fake
+        .add_code("octo/hello", "src/url.rs", "pub fn parse_url(s: &str) {}\n");
+    s.fake.add_code(
+        "octo/hello",
+        "src/main.rs",
+        "fn main() { parse_url(\"x\"); }\n",
+    );
+    s.fake.add_code("octo/hello", "README.md", "nothing here\n");
+    let c = s.client().await;
+
+    let code = ok(
+        &c,
+        "github_search_code",
+        json!({"query": "parse_url repo:octo/hello language:rust"}),
+    )
+    .await;
+    assert_eq!(code["total_count"], 2);
+    assert_eq!(code["items"][0]["repository"], "octo/hello");
+    let paths: Vec<&str> = code["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["src/main.rs", "src/url.rs"]);
+
+    let prs = ok(
+        &c,
+        "github_search_issues",
+        json!({"query": "repo:octo/hello fix", "kind": "pull_request"}),
+    )
+    .await;
+    assert_eq!(numbers(&prs, "items"), [4]);
+    assert_eq!(prs["items"][0]["repository"], "octo/hello");
+    assert_eq!(prs["items"][0]["pull_request"], true);
+    let bugs = ok(
+        &c,
+        "github_search_issues",
+        json!({"query": "repo:octo/hello label:bug", "kind": "issue", "per_page": 1}),
+    )
+    .await;
+    assert_eq!(bugs["total_count"], 3);
+    assert_eq!(bugs["next_page"], 2);
+    let searches = s.hits("/api/v3/search/issues");
+    assert!(
+        searches[0].path.contains("is%3Apr") || searches[0].path.contains("is:pr"),
+        "{}",
+        searches[0].path
+    );
+
+    // Beyond GitHub's 1,000 results: what to do instead.
+    let e = fails(
+        &c,
+        "github_search_issues",
+        json!({"query": "repo:octo/hello bug", "page": 11, "per_page": 100}),
+    )
+    .await;
+    assert!(
+        e.contains("first 1,000 results") && e.contains("narrow the query"),
+        "{e}"
+    );
+    // A code search GitHub refuses (no search term).
+    let e = fails(
+        &c,
+        "github_search_code",
+        json!({"query": "repo:octo/hello"}),
+    )
+    .await;
+    assert!(e.contains("GitHub rejected it"), "{e}");
+    // All of it under the GHES prefix.
+    assert!(
+        s.fake
+            .requests()
+            .iter()
+            .all(|r| r.path.starts_with("/api/v3/"))
+    );
+    c.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn github_errors_say_what_to_fix_and_never_show_the_token() {
+    let s = Setup::new();
+    seed(&s.fake);
+    s.fake.add_repo("octo/secret", true, false);
+    s.fake.mark_gone("octo/hello", 2);
+    let c = s.client().await;
+
+    let e = fails(
+        &c,
+        "github_list_issues",
+        json!({"owner": "octo", "repo": "secret"}),
+    )
+    .await;
+    assert!(
+        e.contains("private") && e.contains("GITHUB_TOKEN cannot see it"),
+        "{e}"
+    );
+    let e = fails(
+        &c,
+        "github_issue_read",
+        json!({"method": "get", "owner": "octo", "repo": "hello", "issue_number": 2}),
+    )
+    .await;
+    assert!(e.contains("gone") && e.contains("deleted"), "{e}");
+    let e = fails(
+        &c,
+        "github_issue_read",
+        json!({"method": "get", "owner": "octo", "repo": "hello", "issue_number": 99}),
+    )
+    .await;
+    assert!(e.contains("not found"), "{e}");
+    // The server keeps serving after every error.
+    let still = ok(
+        &c,
+        "github_list_issues",
+        json!({"owner": "octo", "repo": "hello"}),
+    )
+    .await;
+    assert_eq!(still["count"], 3);
+    c.cancel().await.unwrap();
+
+    let wrong = "ghp_wrongwrongwrongwrongwrongwrongwrong";
+    let c = s.client_with(&[], wrong).await;
+    let e = fails(
+        &c,
+        "github_list_issues",
+        json!({"owner": "octo", "repo": "hello"}),
+    )
+    .await;
+    assert!(
+        e.contains("Bad credentials") && e.contains("GITHUB_TOKEN"),
+        "{e}"
+    );
+    assert!(!e.contains(wrong), "{e}");
+    c.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn github_secondary_limits_are_waited_out_and_retried() {
+    let s = Setup::new();
+    seed(&s.fake);
+    let c = s.client().await;
+    s.fake.secondary_limit_next(1, Duration::from_secs(1));
+    let started = Instant::now();
+    let created = ok(
+        &c,
+        "github_add_issue_comment",
+        json!({"owner": "octo", "repo": "hello", "issue_number": 1, "body": "once"}),
+    )
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(created["id"].is_u64());
+    let posts = s.hits("/repos/octo/hello/issues/1/comments");
+    assert_eq!(
+        posts.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [403, 201],
+        "refused once, then sent again"
+    );
+    assert_eq!(
+        s.fake.comments("octo/hello", 1).len(),
+        1,
+        "exactly one comment"
+    );
+    c.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn github_code_search_stays_under_its_per_minute_limit() {
+    // 2 code searches per 2-second window (GitHub: 10 a minute): the third waits for the
+    // window to reset instead of being refused.
+    let s = Setup::with(FakeConfig {
+        code_search_limit: 2,
+        search_window: Duration::from_secs(2),
+        ..FakeConfig::default()
+    });
+    seed(&s.fake);
+    s.fake.add_code("octo/hello", "a.rs", "needle\n");
+    let c = s.client().await;
+    let search = json!({"query": "needle repo:octo/hello"});
+    let started = Instant::now();
+    for _ in 0..3 {
+        let found = ok(&c, "github_search_code", search.clone()).await;
+        assert_eq!(found["total_count"], 1);
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    let statuses: Vec<u16> = s.hits("/search/code").iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 200, 200], "never refused");
+    c.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn github_says_plainly_when_a_rate_limit_outlasts_the_call() {
+    // Code search: 2 a minute; the call may run 5 s, so the third search cannot wait.
+    let s = Setup::with(FakeConfig {
+        code_search_limit: 2,
+        core_limit: 3,
+        ..FakeConfig::default()
+    });
+    seed(&s.fake);
+    s.fake.add_code("octo/hello", "a.rs", "needle\n");
+    let c = s.client_with(&["--call-timeout", "5"], TOKEN).await;
+    let search = json!({"query": "needle repo:octo/hello"});
+    ok(&c, "github_search_code", search.clone()).await;
+    ok(&c, "github_search_code", search.clone()).await;
+    let started = Instant::now();
+    let e = fails(&c, "github_search_code", search.clone()).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered at once"
+    );
+    assert!(
+        e.contains("code-search rate limit (2 requests a minute) is used up until")
+            && e.contains("longer than this call may still wait")
+            && e.contains("try again after"),
+        "{e}"
+    );
+    assert_eq!(s.hits("/search/code").len(), 2, "the third was never sent");
+
+    // The core limit (3 an hour here, 5,000 for real): the fourth request is not sent either.
+    for _ in 0..3 {
+        ok(
+            &c,
+            "github_list_issues",
+            json!({"owner": "octo", "repo": "hello"}),
+        )
+        .await;
+    }
+    let e = fails(
+        &c,
+        "github_list_issues",
+        json!({"owner": "octo", "repo": "hello"}),
+    )
+    .await;
+    assert!(
+        e.contains("REST rate limit (3 requests an hour) is used up"),
+        "{e}"
+    );
+    assert_eq!(s.hits("/repos/octo/hello/issues").len(), 3);
+    c.cancel().await.unwrap();
+}
