@@ -86,3 +86,35 @@ async fn agents_tools() {
     assert_eq!(tools.as_array().map(Vec::len), Some(2), "{tools}");
     insta::assert_json_snapshot!(tools);
 }
+
+#[tokio::test]
+async fn github_tools() {
+    // The shipped manifest; listing tools makes no request, so the address may lead nowhere.
+    let fx = Fixture::empty();
+    fx.manifest("github", include_str!("../../plugins/github/plugin.toml"));
+    let (client, _) = fx
+        .stdio_env(
+            &["--toolsets", "github"],
+            &[
+                ("GITHUB_TOKEN", "ghp_snapshot"),
+                ("GITHUB_API_URL", "http://127.0.0.1:9"),
+            ],
+            None,
+        )
+        .await;
+    let tools = tools_of(client).await;
+    assert_eq!(tools.as_array().map(Vec::len), Some(9), "{tools}");
+    // What the plugin costs a model's context on every turn: kept small on purpose
+    // (github-mcp-server's users complain about tens of kilobytes).
+    let bytes = tools.to_string().len();
+    assert!(bytes < 11_000, "the github tools grew to {bytes} bytes");
+    let read_only: Vec<&str> = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["annotations"]["readOnlyHint"] == true)
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(read_only.len(), 6, "{read_only:?}");
+    insta::assert_json_snapshot!(tools);
+}
