@@ -522,7 +522,7 @@ impl GitHub {
                 q.append_pair("assignee", a);
             }
             if let Some(s) = &args.since {
-                q.append_pair("since", s);
+                q.append_pair("since", &timestamp(s)?);
             }
             if let Some(s) = args.sort {
                 q.append_pair(
@@ -576,7 +576,7 @@ impl GitHub {
                 let mut url =
                     self.repo_url(&args.owner, &args.repo, &["issues", &n, "comments"])?;
                 if let Some(s) = &args.since {
-                    url.query_pairs_mut().append_pair("since", s);
+                    url.query_pairs_mut().append_pair("since", &timestamp(s)?);
                 }
                 let page = paged(&mut url, args.page, args.per_page, 30);
                 let response = self
@@ -752,8 +752,9 @@ impl GitHub {
                     .await?;
                 let files = array(response.json()?)?
                     .into_iter()
-                    .map(|f| {
+                    .map(|mut f| {
                         if args.full {
+                            cap_patch(&mut f);
                             f
                         } else {
                             pick(
@@ -1107,6 +1108,42 @@ fn repo_of(url: &str) -> Option<String> {
     Some(format!("{}/{}", parts.next()?, parts.next()?))
 }
 
+/// Most bytes of one file's patch in `get_files` with `full`.
+const PATCH_MAX: usize = 4_000;
+
+/// Keep a file's patch bounded; the whole of it is in `get_diff` with `files`.
+fn cap_patch(file: &mut Value) {
+    let Some(patch) = file["patch"].as_str() else {
+        return;
+    };
+    if patch.len() > PATCH_MAX {
+        let name = file["filename"].as_str().unwrap_or("");
+        let text = format!(
+            "{}\n[patch truncated: {} bytes; get_diff with files: [\"{name}\"] reads all of it]",
+            truncate(patch, PATCH_MAX).trim_end_matches('…'),
+            patch.len()
+        );
+        file["patch"] = json!(text);
+    }
+}
+
+/// A time as GitHub wants it (`2024-01-31T00:00:00Z`), from RFC 3339 or a bare date.
+fn timestamp(text: &str) -> Result<String, ToolError> {
+    let text = text.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t
+            .with_timezone(&chrono::Utc)
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string());
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(format!("{}T00:00:00Z", d.format("%Y-%m-%d")));
+    }
+    Err(ToolError::InvalidArguments(format!(
+        "since `{text}` is not a date or time; use ISO 8601, e.g. 2024-01-31 or 2024-01-31T09:00:00Z"
+    )))
+}
+
 fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_owned();
@@ -1246,6 +1283,28 @@ mod tests {
         assert_eq!(whole, DIFF);
         assert_eq!(piece(DIFF, 0, 100_000), DIFF);
         assert!(piece(DIFF, 10_000, 100).contains("past the end"));
+    }
+
+    #[test]
+    fn times_and_patches_are_checked_and_bounded() {
+        assert_eq!(timestamp("2024-01-31").unwrap(), "2024-01-31T00:00:00Z");
+        assert_eq!(
+            timestamp("2024-01-31T10:00:00+02:00").unwrap(),
+            "2024-01-31T08:00:00Z"
+        );
+        assert!(
+            timestamp("last week")
+                .unwrap_err()
+                .to_string()
+                .contains("ISO 8601")
+        );
+        let mut file = json!({"filename": "big.rs", "patch": "+x\n".repeat(5_000)});
+        cap_patch(&mut file);
+        let patch = file["patch"].as_str().unwrap();
+        assert!(patch.len() < PATCH_MAX + 200, "{}", patch.len());
+        assert!(patch.ends_with(
+            "[patch truncated: 15000 bytes; get_diff with files: [\"big.rs\"] reads all of it]"
+        ));
     }
 
     #[test]
