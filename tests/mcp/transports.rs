@@ -235,5 +235,9 @@ async fn the_claude_desktop_example_works_as_copied() {
         "{}",
         crate::support::text(&read)
     );
+    // The token placeholder brings the github tools (a request would be refused with a
+    // message about GITHUB_TOKEN; listing makes none).
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "github_list_issues"));
     client.cancel().await.unwrap();
 }
