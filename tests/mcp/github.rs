@@ -762,3 +762,113 @@ async fn github_says_plainly_when_a_rate_limit_outlasts_the_call() {
     assert_eq!(s.hits("/repos/octo/hello/issues").len(), 3);
     c.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn github_secondary_limit_longer_than_the_call_is_reported_at_once() {
+    let s = Setup::new();
+    seed(&s.fake);
+    let c = s.client_with(&["--call-timeout", "5"], TOKEN).await;
+    s.fake.secondary_limit_next(1, Duration::from_secs(90));
+    let started = Instant::now();
+    let e = fails(
+        &c,
+        "github_add_issue_comment",
+        json!({"owner": "octo", "repo": "hello", "issue_number": 1, "body": "later"}),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered at once"
+    );
+    assert!(
+        e.contains("secondary rate limit asks to wait 90 s")
+            && e.contains("not applied; try again after"),
+        "{e}"
+    );
+    assert!(s.fake.comments("octo/hello", 1).is_empty());
+    // The limit has passed in the fake: the same call now goes through.
+    ok(
+        &c,
+        "github_add_issue_comment",
+        json!({"owner": "octo", "repo": "hello", "issue_number": 1, "body": "later"}),
+    )
+    .await;
+    assert_eq!(s.fake.comments("octo/hello", 1).len(), 1);
+    c.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn github_server_errors_retry_reads_and_never_repeat_a_write() {
+    let s = Setup::new();
+    seed(&s.fake);
+    let c = s.client().await;
+    // A read through a 502 and a 500: retried, answered.
+    s.fake.fail_next(1, 502, false);
+    s.fake.fail_next(1, 500, false);
+    let listed = ok(
+        &c,
+        "github_list_issues",
+        json!({"owner": "octo", "repo": "hello"}),
+    )
+    .await;
+    assert_eq!(listed["count"], 4);
+    let statuses: Vec<u16> = s
+        .hits("/repos/octo/hello/issues")
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [502, 500, 200]);
+
+    // A write refused with 503 (not applied): sent again, lands once.
+    s.fake.fail_next(1, 503, false);
+    ok(
+        &c,
+        "github_add_issue_comment",
+        json!({"owner": "octo", "repo": "hello", "issue_number": 2, "body": "first"}),
+    )
+    .await;
+    assert_eq!(s.fake.comments("octo/hello", 2).len(), 1);
+
+    // A write that landed but whose answer was a 500: reported, not repeated.
+    s.fake.fail_next(1, 500, true);
+    let e = fails(
+        &c,
+        "github_add_issue_comment",
+        json!({"owner": "octo", "repo": "hello", "issue_number": 2, "body": "second"}),
+    )
+    .await;
+    assert!(e.contains("may or may not have been made"), "{e}");
+    assert_eq!(
+        s.fake.comments("octo/hello", 2).len(),
+        2,
+        "landed exactly once"
+    );
+    assert_eq!(s.hits("/repos/octo/hello/issues/2/comments").len(), 3);
+    c.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn github_read_only_mode_publishes_only_the_read_tools() {
+    let s = Setup::new();
+    let c = s.client_with(&["--read-only"], TOKEN).await;
+    let mut names: Vec<String> = c
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "github_issue_read",
+            "github_list_issues",
+            "github_list_pull_requests",
+            "github_pull_request_read",
+            "github_search_code",
+            "github_search_issues"
+        ]
+    );
+    c.cancel().await.unwrap();
+}

@@ -66,6 +66,8 @@
 //!   `….patch` → an mbox `git format-patch` text. A file's `patch` is hunks only
 //!   (as in the files API); an empty patch counts as binary. `additions`/`deletions`
 //!   are counted from the hunks.
+//! - Faults ([`FakeGitHub::fail_next`]): the next requests get a 5xx, before or after
+//!   they are carried out.
 //! - Gone issues ([`FakeGitHub::mark_gone`]): 410 "This issue was deleted" on get,
 //!   patch and comments; left out of lists and search.
 //! - Invalid `since` is ignored; `per_page` < 1 means 1; `page` < 1 means 1.
@@ -351,6 +353,13 @@ impl FakeGitHub {
         s.secondary_retry = retry_after;
     }
 
+    /// The next `n` requests are answered with `status` (a 5xx); with `applied`, each is
+    /// carried out first (a write lands, its answer is lost).
+    pub fn fail_next(&self, n: usize, status: u16, applied: bool) {
+        let mut s = self.lock();
+        s.faults.extend(std::iter::repeat_n((status, applied), n));
+    }
+
     /// Every request received, in order.
     pub fn requests(&self) -> Vec<Recorded> {
         self.lock().requests.clone()
@@ -521,6 +530,8 @@ struct St {
     buckets: HashMap<(bool, Resource), Bucket>,
     secondary: usize,
     secondary_retry: Duration,
+    /// Injected 5xx answers: (status, whether the request is carried out anyway).
+    faults: std::collections::VecDeque<(u16, bool)>,
     requests: Vec<Recorded>,
     seq: u64,
 }
@@ -539,6 +550,7 @@ impl St {
             buckets: HashMap::new(),
             secondary: 0,
             secondary_retry: Duration::from_secs(60),
+            faults: Default::default(),
             requests: Vec::new(),
             seq: 0,
         }
@@ -983,7 +995,17 @@ async fn handle(State(state): State<Arc<Mutex<St>>>, req: Request) -> Response {
         authed: false,
         version: version.clone(),
     };
-    let mut resp = s.dispatch(req);
+    let mut resp = match s.faults.pop_front() {
+        None => s.dispatch(req),
+        Some((status, applied)) => {
+            if applied {
+                // The change is made, then the answer is lost behind a 5xx.
+                let _ = s.dispatch(req);
+            }
+            // INVENTED: wording.
+            error(status, "Server Error", DOCS)
+        }
+    };
     let h = resp.headers_mut();
     h.insert(
         "x-github-request-id",

@@ -125,6 +125,8 @@ pub enum Failure {
         wait: Duration,
         left: Duration,
         limit: Option<u64>,
+        /// A secondary limit (GitHub asked to slow down) rather than a used-up bucket.
+        secondary: bool,
     },
     /// A write that may or may not have been applied.
     Unknown(String),
@@ -305,7 +307,9 @@ impl Client {
             }
             let error = parse_error(status, &bytes);
             if matches!(status.as_u16(), 403 | 429) {
-                if let Some((wait, until)) = self.rate_wait(status, &headers, &error, resource) {
+                if let Some((wait, until, secondary)) =
+                    self.rate_wait(status, &headers, &error, resource)
+                {
                     self.stats.rate_limited.fetch_add(1, Relaxed);
                     let bucket = header(&headers, "x-ratelimit-resource")
                         .unwrap_or(resource)
@@ -319,6 +323,7 @@ impl Client {
                             left,
                             limit: header(&headers, "x-ratelimit-limit")
                                 .and_then(|v| v.parse().ok()),
+                            secondary,
                         });
                     }
                     tracing::warn!(resource = %bucket, wait_s = wait.as_secs_f64(), "GitHub rate limit hit; waiting before retrying");
@@ -376,7 +381,7 @@ impl Client {
         headers: &HeaderMap,
         error: &ApiError,
         resource: &str,
-    ) -> Option<(Duration, u64)> {
+    ) -> Option<(Duration, u64, bool)> {
         let now = now_secs();
         let retry_after = header(headers, "retry-after").and_then(|v| v.trim().parse::<u64>().ok());
         let secondary = error.message.to_lowercase().contains("secondary rate");
@@ -385,7 +390,7 @@ impl Client {
             let wait = retry_after
                 .map(Duration::from_secs)
                 .unwrap_or(self.limits.secondary_wait);
-            return Some((wait, now + wait.as_secs()));
+            return Some((wait, now + wait.as_secs(), true));
         }
         if remaining == Some("0") || (status == 429 && remaining.is_none()) {
             let reset = header(headers, "x-ratelimit-reset")
@@ -393,7 +398,7 @@ impl Client {
                 .or_else(|| self.bucket(resource).map(|b| b.reset))
                 .unwrap_or(now + 60);
             let wait = Duration::from_secs(reset.saturating_sub(now) + 1);
-            return Some((wait, reset));
+            return Some((wait, reset, false));
         }
         None
     }
@@ -424,6 +429,7 @@ impl Client {
                                 wait,
                                 left,
                                 limit: Some(b.limit),
+                                secondary: false,
                             });
                         }
                         wait
@@ -617,7 +623,19 @@ pub fn advice(failure: Failure, what: &str) -> ToolError {
             wait,
             left,
             limit,
+            secondary,
         } => {
+            if secondary {
+                return ToolError::Failed(format!(
+                    "{what}: GitHub's secondary rate limit asks to wait {} s (until {}), longer \
+                     than this call may still wait ({} s). The request was refused, not \
+                     applied; try again after {}, and make fewer requests at once.",
+                    wait.as_secs(),
+                    utc(until),
+                    left.as_secs(),
+                    utc(until)
+                ));
+            }
             let name = match resource.as_str() {
                 "code_search" => "code-search",
                 "search" => "search",
@@ -761,6 +779,7 @@ mod tests {
                 wait: Duration::from_secs(61),
                 left: Duration::from_secs(5),
                 limit: Some(10),
+                secondary: false,
             },
             "searching code",
         )
