@@ -315,7 +315,7 @@ impl Client {
                         .unwrap_or(resource)
                         .to_owned();
                     let left = cx.time_left().unwrap_or(Duration::MAX);
-                    if wait >= left {
+                    if !fits(wait, left) {
                         return Err(Failure::RateLimited {
                             resource: bucket,
                             until,
@@ -422,7 +422,7 @@ impl Client {
                     Some(b) if b.remaining == 0 && b.reset >= now => {
                         let wait = Duration::from_secs(b.reset - now + 1);
                         let left = cx.time_left().unwrap_or(Duration::MAX);
-                        if wait >= left {
+                        if !fits(wait, left) {
                             return Err(Failure::RateLimited {
                                 resource: resource.to_owned(),
                                 until: b.reset,
@@ -509,6 +509,13 @@ impl Client {
             _ = cx.cancellation().cancelled() => Err(Failure::Cancelled),
         }
     }
+}
+
+/// Whether waiting `wait` still leaves the request time to be answered before the call's
+/// time runs out (`left`): a second, or a tenth of what is left.
+fn fits(wait: Duration, left: Duration) -> bool {
+    let margin = Duration::from_secs(1).min(left / 10);
+    wait.saturating_add(margin) < left
 }
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
