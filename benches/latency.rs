@@ -4,9 +4,12 @@
 //! the ratio to the floor:
 //! - pipe floor: one JSON-RPC line echoed by `cat` over a pipe;
 //! - stdio: `plugboard serve` answering `tools/call testkit_noop` over the same kind of pipe;
-//! - HTTP floor: an in-process axum handler echoing the same JSON body, one keep-alive client;
-//! - HTTP: `plugboard serve --http` answering the same call, one keep-alive client;
-//! - start-up: exec to answered `initialize` (floor: exec of `cat` to its first echo);
+//! - HTTP floor: a bare axum handler (own thread and runtime) echoing the same JSON body;
+//! - HTTP: `plugboard serve --http` answering the same call (Streamable HTTP, a 2025-11-25
+//!   session), and the legacy SSE transport (POST /message, answer on the GET /sse stream);
+//!   one keep-alive connection, written and read raw so the client costs next to nothing;
+//! - start-up: exec to answered `initialize` with every shipped plugin configured (floor: exec
+//!   of `cat` to its first echo);
 //! - idle RSS of the server after `initialize`, next to `cat`'s.
 
 mod common;
@@ -18,7 +21,7 @@ use std::{
 
 use serde_json::{Value, json};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines},
     process::{Child, ChildStdin, ChildStdout, Command},
 };
 
@@ -71,19 +74,42 @@ impl Pipe {
     }
 }
 
+/// Every shipped manifest (plugins/*/plugin.toml), with testkit (disabled as shipped) enabled
+/// for its no-op tool.
 fn fixture() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("plugins/testkit/plugin.toml");
-    std::fs::create_dir_all(manifest.parent().unwrap()).unwrap();
-    std::fs::write(manifest, "name = \"testkit\"\nkind = \"builtin\"\n").unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins");
+    for entry in std::fs::read_dir(shipped).unwrap() {
+        let from = entry.unwrap().path().join("plugin.toml");
+        let name = from.parent().unwrap().file_name().unwrap().to_owned();
+        let to = dir.path().join("plugins").join(name).join("plugin.toml");
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        let text = std::fs::read_to_string(&from).unwrap();
+        std::fs::write(to, text.replace("enabled = false", "enabled = true")).unwrap();
+    }
     dir
 }
 
+/// `plugboard serve` with every plugin configured (keys set, services pointed at a closed
+/// port: no plugin makes a request before a tool is called), so every plugin starts.
 fn serve(bin: &Path, home: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(bin);
     cmd.current_dir(home)
         .env("PLUGBOARD_PLUGINS_DIR", home.join("plugins"))
         .env("PLUGBOARD_LOG", "error")
+        .env("PLUGBOARD_FILES_ROOTS", home)
+        .env("GITHUB_TOKEN", "ghp_bench")
+        .env("GITHUB_API_URL", "http://127.0.0.1:9")
+        .env("AIRTABLE_API_KEY", "patBENCH")
+        .env("AIRTABLE_BASE_URL", "http://127.0.0.1:9")
+        .env("OPENAI_API_KEY", "sk-bench")
+        .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+        .env("ANTHROPIC_API_KEY", "bench")
+        .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
+        .env("GEMINI_API_KEY", "bench")
+        .env("GEMINI_BASE_URL", "http://127.0.0.1:9")
+        .env("DEEPSEEK_API_KEY", "bench")
+        .env("DEEPSEEK_BASE_URL", "http://127.0.0.1:9")
         .arg("serve")
         .args(extra);
     cmd
@@ -160,40 +186,110 @@ async fn stdio_noop(bin: &Path, home: &Path) -> (Stats, u64) {
     (stats(samples), rss)
 }
 
-async fn http_floor() -> Stats {
-    let app = axum::Router::new().route(
-        "/mcp",
-        axum::routing::post(|body: String| async move { body }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let client = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .build()
-        .unwrap();
-    let url = format!("http://{addr}/mcp");
-    let body = call_line(1);
-    let mut samples = Vec::with_capacity(CALLS);
-    for i in 0..CALLS + 100 {
-        let t = Instant::now();
-        client
-            .post(&url)
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        if i >= 100 {
-            samples.push(t.elapsed());
-        }
-    }
-    stats(samples)
+/// A keep-alive HTTP/1.1 connection that writes each request in one write and reads the
+/// answer with as little work as possible (status, content-length or chunks): the cheapest
+/// client, so that what the HTTP rows measure is the server. A general-purpose client
+/// (reqwest) adds ~60 µs per request on this kind of machine.
+struct Raw {
+    host: String,
+    stream: BufReader<tokio::net::TcpStream>,
 }
 
-async fn http_noop(bin: &Path, home: &Path) -> Stats {
+impl Raw {
+    async fn connect(base: &str) -> Self {
+        let host = base
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        Self {
+            host,
+            stream: BufReader::new(stream),
+        }
+    }
+
+    async fn send(&mut self, method: &str, path: &str, headers: &str, body: &str) {
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n{headers}\r\n{body}",
+            self.host,
+            body.len()
+        );
+        self.stream
+            .get_mut()
+            .write_all(request.as_bytes())
+            .await
+            .unwrap();
+    }
+
+    /// Status line and headers (lower-case names).
+    async fn head(&mut self) -> (u16, Vec<(String, String)>) {
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await.unwrap();
+        let status = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line).await.unwrap();
+            let Some((name, value)) = line.trim_end().split_once(':') else {
+                break;
+            };
+            headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+        }
+        (status, headers)
+    }
+
+    /// One chunk of a chunked body (empty at its end).
+    async fn chunk(&mut self) -> Vec<u8> {
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await.unwrap();
+        let size = usize::from_str_radix(line.trim(), 16).unwrap();
+        let mut data = vec![0; size + 2];
+        self.stream.read_exact(&mut data).await.unwrap();
+        data.truncate(size);
+        data
+    }
+
+    /// Send a request and read the whole answer.
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &str,
+    ) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        self.send(method, path, headers, body).await;
+        let (status, head) = self.head().await;
+        let length = head
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .map(|(_, v)| v.parse::<usize>().unwrap());
+        let body = match length {
+            Some(n) => {
+                let mut data = vec![0; n];
+                self.stream.read_exact(&mut data).await.unwrap();
+                data
+            }
+            None => {
+                let mut data = Vec::new();
+                loop {
+                    let chunk = self.chunk().await;
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    data.extend_from_slice(&chunk);
+                }
+                data
+            }
+        };
+        (status, head, body)
+    }
+}
+
+/// Start `plugboard serve --http 127.0.0.1:0`; the child and its base URL.
+async fn serve_http(bin: &Path, home: &Path) -> (Child, String) {
     let mut child = serve(bin, home, &["--http", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -208,59 +304,142 @@ async fn http_noop(bin: &Path, home: &Path) -> Stats {
             .unwrap()
             .expect("server announces its address");
         if let Some(rest) = line.split("listening on ").nth(1) {
-            break format!("{}/mcp", rest.split_whitespace().next().unwrap());
+            break rest.split_whitespace().next().unwrap().to_owned();
         }
     };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let client = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .build()
-        .unwrap();
-    let post = |body: String| {
-        client
-            .post(&url)
-            .header("Accept", "application/json, text/event-stream")
-            .header("Content-Type", "application/json")
-            .body(body)
-    };
-    let init = post(INITIALIZE.to_owned()).send().await.unwrap();
-    let session = init
-        .headers()
-        .get("mcp-session-id")
+    (child, url)
+}
+
+/// Round trips measured: `CALLS` of them, after 100 that warm up.
+struct Samples(Vec<Duration>);
+
+impl Samples {
+    fn new() -> Self {
+        Self(Vec::with_capacity(CALLS))
+    }
+
+    fn rounds() -> std::ops::Range<usize> {
+        0..CALLS + 100
+    }
+
+    fn add(&mut self, round: usize, started: Instant) {
+        if round >= 100 {
+            self.0.push(started.elapsed());
+        }
+    }
+}
+
+async fn http_floor() -> Stats {
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(|body: String| async move { body }),
+    );
+    // On its own thread and runtime, as a server process would be, apart from the client's.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app).await.unwrap()
+            })
+    });
+    let mut client = Raw::connect(&format!("http://{addr}")).await;
+    let body = call_line(1);
+    let mut samples = Samples::new();
+    for i in Samples::rounds() {
+        let t = Instant::now();
+        let (status, _, _) = client.request("POST", "/mcp", "", &body).await;
+        samples.add(i, t);
+        assert_eq!(status, 200);
+    }
+    stats(samples.0)
+}
+
+async fn http_noop(bin: &Path, home: &Path) -> Stats {
+    let (_child, url) = serve_http(bin, home).await;
+    let mut client = Raw::connect(&url).await;
+    let (status, head, _) = client.request("POST", "/mcp", "", INITIALIZE).await;
+    assert_eq!(status, 200);
+    let session = head
+        .iter()
+        .find(|(n, _)| n == "mcp-session-id")
         .expect("session id")
-        .to_str()
-        .unwrap()
-        .to_owned();
-    init.bytes().await.unwrap();
-    let with_session = |body: String| {
-        post(body)
-            .header("mcp-session-id", &session)
-            .header("mcp-protocol-version", "2025-11-25")
-    };
-    with_session(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.into())
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let mut samples = Vec::with_capacity(CALLS);
-    for i in 0..CALLS + 100 {
+        .1
+        .clone();
+    let headers = format!("Mcp-Session-Id: {session}\r\nMcp-Protocol-Version: 2025-11-25\r\n");
+    client
+        .request(
+            "POST",
+            "/mcp",
+            &headers,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        )
+        .await;
+    let mut samples = Samples::new();
+    for i in Samples::rounds() {
         let body = call_line(i + 1);
         let t = Instant::now();
-        let reply = with_session(body)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        if i >= 100 {
-            samples.push(t.elapsed());
-        }
+        let (status, _, reply) = client.request("POST", "/mcp", &headers, &body).await;
+        samples.add(i, t);
+        assert_eq!(status, 200);
         debug_assert!(String::from_utf8_lossy(&reply).contains("\"ok\""));
     }
-    stats(samples)
+    stats(samples.0)
+}
+
+/// The legacy HTTP+SSE transport: answers arrive on the `GET /sse` stream, requests go to
+/// `POST /message?sessionId=…` (202) on a second keep-alive connection.
+async fn sse_noop(bin: &Path, home: &Path) -> Stats {
+    let (_child, url) = serve_http(bin, home).await;
+    let mut stream = Raw::connect(&url).await;
+    stream.send("GET", "/sse", "", "").await;
+    let (status, _) = stream.head().await;
+    assert_eq!(status, 200);
+    let mut pending = String::new();
+    // The next whole event's data from the stream.
+    async fn event(stream: &mut Raw, pending: &mut String) -> String {
+        loop {
+            if let Some(end) = pending.find("\n\n") {
+                let event: String = pending.drain(..end + 2).collect();
+                if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) {
+                    return data.trim().to_owned();
+                }
+                continue;
+            }
+            let chunk = stream.chunk().await;
+            pending.push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n"));
+        }
+    }
+    let endpoint = event(&mut stream, &mut pending).await;
+    let mut posts = Raw::connect(&url).await;
+    let (status, _, _) = posts.request("POST", &endpoint, "", INITIALIZE).await;
+    assert_eq!(status, 202);
+    assert!(event(&mut stream, &mut pending).await.contains("plugboard"));
+    posts
+        .request(
+            "POST",
+            &endpoint,
+            "",
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        )
+        .await;
+    let mut samples = Samples::new();
+    for i in Samples::rounds() {
+        let body = call_line(i + 1);
+        let t = Instant::now();
+        let (status, _, _) = posts.request("POST", &endpoint, "", &body).await;
+        let reply = event(&mut stream, &mut pending).await;
+        samples.add(i, t);
+        assert_eq!(status, 202);
+        debug_assert!(reply.contains("\"ok\""));
+    }
+    stats(samples.0)
 }
 
 async fn startup(bin: &Path, home: &Path) -> (Stats, Stats, u64) {
@@ -291,19 +470,29 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        println!("plugboard core latency ({CALLS} calls each, {STARTS} starts; floors measured in this run)\n");
+        println!(
+            "plugboard core latency ({CALLS} calls each, {STARTS} starts; every shipped plugin configured; floors measured in this run)\n"
+        );
         let pipe = pipe_floor().await;
         let (stdio, rss) = stdio_noop(&bin, home.path()).await;
         let http_base = http_floor().await;
         let http = http_noop(&bin, home.path()).await;
+        let sse = sse_noop(&bin, home.path()).await;
         let (start_floor, start, cat_rss) = startup(&bin, home.path()).await;
         row("pipe echo (floor)", &pipe, &pipe);
         row("stdio tools/call noop", &stdio, &pipe);
-        row("HTTP echo, axum in-process (floor)", &http_base, &http_base);
+        row("HTTP echo, bare axum (floor)", &http_base, &http_base);
         row("HTTP tools/call noop", &http, &http_base);
-        row("  … same, against the pipe floor", &http, &pipe);
+        row("legacy SSE tools/call noop", &sse, &http_base);
+        row("  … against Streamable HTTP", &sse, &http);
         row("exec → echo, cat (floor)", &start_floor, &start_floor);
         row("exec → initialize answered", &start, &start_floor);
-        println!("{:34} {} KiB (cat: {} KiB, ×{:.1})", "idle RSS after initialize", rss, cat_rss, rss as f64 / cat_rss.max(1) as f64);
+        println!(
+            "{:34} {} KiB (cat: {} KiB, ×{:.1})",
+            "idle RSS after initialize",
+            rss,
+            cat_rss,
+            rss as f64 / cat_rss.max(1) as f64
+        );
     });
 }

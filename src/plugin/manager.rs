@@ -534,7 +534,7 @@ impl Manager {
                 }
             }
         }
-        registry.tools = Arc::new(tools);
+        registry.set_tools(tools);
         registry.resources = Arc::new(resources);
         registry.prompts = Arc::new(prompts);
         registry

@@ -51,6 +51,9 @@ pub(crate) struct PromptEntry {
 pub struct Registry {
     /// In publication order (plugin name, then the plugin's own order).
     pub(crate) tools: Arc<Vec<Tool>>,
+    /// `tools` less those for sampling clients only, prepared once like `tools`: tools/list
+    /// is answered from one of the two, never rebuilt per request.
+    pub(crate) tools_without_sampling: Arc<Vec<Tool>>,
     pub(crate) entries: HashMap<String, Entry>,
     pub(crate) resources: Arc<Vec<Resource>>,
     pub(crate) resource_entries: HashMap<String, ResourceEntry>,
@@ -68,20 +71,30 @@ impl Registry {
     /// The tools a client is shown: all of them, less those that need sampling when the
     /// client cannot sample.
     pub fn tools_for(&self, can_sample: bool) -> Arc<Vec<Tool>> {
-        if can_sample || !self.entries.values().any(|e| e.sampling_only) {
-            return self.tools.clone();
+        if can_sample {
+            self.tools.clone()
+        } else {
+            self.tools_without_sampling.clone()
         }
-        Arc::new(
-            self.tools
-                .iter()
-                .filter(|t| {
-                    self.entries
-                        .get(t.name.as_ref())
-                        .is_none_or(|e| !e.sampling_only)
-                })
-                .cloned()
-                .collect(),
-        )
+    }
+
+    /// Publish `tools` (in order); prepares both lists [`Registry::tools_for`] answers with.
+    pub(crate) fn set_tools(&mut self, tools: Vec<Tool>) {
+        let without: Vec<Tool> = tools
+            .iter()
+            .filter(|t| {
+                self.entries
+                    .get(t.name.as_ref())
+                    .is_none_or(|e| !e.sampling_only)
+            })
+            .cloned()
+            .collect();
+        self.tools = Arc::new(tools);
+        self.tools_without_sampling = if without.len() == self.tools.len() {
+            self.tools.clone()
+        } else {
+            Arc::new(without)
+        };
     }
 
     pub fn get(&self, name: &str) -> Option<&Tool> {
