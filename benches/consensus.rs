@@ -12,16 +12,13 @@ mod fake_llm;
 
 use std::{
     path::Path,
-    process::Stdio,
     time::{Duration, Instant},
 };
 
+use common::McpStdio;
 use fake_llm::{FakeLlm, KEY, Provider};
 use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
-    process::{Child, ChildStdin, ChildStdout, Command},
-};
+use tokio::process::Command;
 
 const CONSENSUS_RUNS: usize = 20;
 const CALLS: usize = 300;
@@ -39,85 +36,21 @@ fn manifest() -> String {
     )
 }
 
-struct Server {
-    _child: Child,
-    stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
-    next_id: u64,
-}
-
-impl Server {
-    async fn start(bin: &Path, home: &Path, fake: &FakeLlm) -> Self {
-        let mut child = Command::new(bin)
-            .current_dir(home)
-            .env("PLUGBOARD_PLUGINS_DIR", home.join("plugins"))
-            .env("PLUGBOARD_LOG", "error")
-            .env("OPENAI_API_KEY", KEY)
-            .env("OPENAI_BASE_URL", fake.openai_base())
-            .env("ANTHROPIC_API_KEY", KEY)
-            .env("ANTHROPIC_BASE_URL", fake.anthropic_base())
-            .env("GEMINI_API_KEY", KEY)
-            .env("GEMINI_BASE_URL", fake.gemini_base())
-            .env_remove("DEEPSEEK_API_KEY")
-            .arg("serve")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut server = Self {
-            _child: child,
-            stdin,
-            stdout,
-            next_id: 1,
-        };
-        server
-            .request(json!({"method": "initialize", "params": {
-                "protocolVersion": "2025-11-25", "capabilities": {},
-                "clientInfo": {"name": "bench", "version": "0"}}}))
-            .await;
-        server
-            .send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .await;
-        server
-    }
-
-    async fn send(&mut self, message: Value) {
-        let mut line = message.to_string();
-        line.push('\n');
-        self.stdin.write_all(line.as_bytes()).await.unwrap();
-        self.stdin.flush().await.unwrap();
-    }
-
-    /// Send a request and wait for its answer (skipping notifications).
-    async fn request(&mut self, mut message: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        message["jsonrpc"] = "2.0".into();
-        message["id"] = id.into();
-        self.send(message).await;
-        loop {
-            let line = self.stdout.next_line().await.unwrap().expect("a reply");
-            let reply: Value = serde_json::from_str(&line).unwrap();
-            if reply["id"] == id {
-                return reply;
-            }
-        }
-    }
-
-    async fn call(&mut self, tool: &str, arguments: Value) -> Value {
-        let reply = self
-            .request(
-                json!({"method": "tools/call", "params": {"name": tool, "arguments": arguments}}),
-            )
-            .await;
-        let result = &reply["result"];
-        assert_ne!(result["isError"], true, "{tool} failed: {reply}");
-        result["structuredContent"].clone()
-    }
+/// `plugboard serve` with the fake providers' keys and addresses.
+fn serve(bin: &Path, home: &Path, fake: &FakeLlm) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.current_dir(home)
+        .env("PLUGBOARD_PLUGINS_DIR", home.join("plugins"))
+        .env("PLUGBOARD_LOG", "error")
+        .env("OPENAI_API_KEY", KEY)
+        .env("OPENAI_BASE_URL", fake.openai_base())
+        .env("ANTHROPIC_API_KEY", KEY)
+        .env("ANTHROPIC_BASE_URL", fake.anthropic_base())
+        .env("GEMINI_API_KEY", KEY)
+        .env("GEMINI_BASE_URL", fake.gemini_base())
+        .env_remove("DEEPSEEK_API_KEY")
+        .arg("serve");
+    cmd
 }
 
 fn percentile(samples: &mut [Duration], q: f64) -> Duration {
@@ -138,7 +71,7 @@ fn main() {
     std::fs::write(manifest_path, manifest()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut server = Server::start(&bin, home.path(), &fake).await;
+        let mut server = McpStdio::start(serve(&bin, home.path(), &fake)).await;
 
         // 1. Consensus: three providers answering after 200 / 400 / 800 ms.
         let latencies = [

@@ -15,106 +15,15 @@ mod fake_github;
 
 use std::{
     path::Path,
-    process::Stdio,
     time::{Duration, Instant},
 };
 
+use common::McpStdio;
 use fake_github::{FakeConfig, FakeGitHub, TOKEN};
 use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
-    process::{Child, ChildStdin, ChildStdout, Command},
-};
+use tokio::process::Command;
 
 const CALLS: usize = 300;
-
-struct Server {
-    _child: Child,
-    stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
-    next_id: u64,
-}
-
-impl Server {
-    async fn start(mut command: Command) -> Self {
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut server = Self {
-            _child: child,
-            stdin,
-            stdout,
-            next_id: 1,
-        };
-        server
-            .request(json!({"method": "initialize", "params": {
-                "protocolVersion": "2025-11-25", "capabilities": {},
-                "clientInfo": {"name": "bench", "version": "0"}}}))
-            .await;
-        server
-            .send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .await;
-        server
-    }
-
-    async fn send(&mut self, message: Value) {
-        let mut line = message.to_string();
-        line.push('\n');
-        self.stdin.write_all(line.as_bytes()).await.unwrap();
-        self.stdin.flush().await.unwrap();
-    }
-
-    /// Send a request; its answer as the line that carried it.
-    async fn request_line(&mut self, mut message: Value) -> String {
-        let id = self.next_id;
-        self.next_id += 1;
-        message["jsonrpc"] = "2.0".into();
-        message["id"] = id.into();
-        self.send(message).await;
-        loop {
-            let line = self.stdout.next_line().await.unwrap().expect("a reply");
-            let reply: Value = serde_json::from_str(&line).unwrap();
-            if reply["id"] == id {
-                return line;
-            }
-        }
-    }
-
-    async fn request(&mut self, message: Value) -> Value {
-        serde_json::from_str(&self.request_line(message).await).unwrap()
-    }
-
-    /// The `tools/list` answer: (tools, bytes of the JSON-RPC message).
-    async fn tools(&mut self) -> (usize, usize) {
-        let line = self.request_line(json!({"method": "tools/list"})).await;
-        let reply: Value = serde_json::from_str(&line).unwrap();
-        assert!(
-            reply["result"]["nextCursor"].is_null(),
-            "one page of tools expected"
-        );
-        (
-            reply["result"]["tools"].as_array().unwrap().len(),
-            line.len(),
-        )
-    }
-
-    async fn call(&mut self, tool: &str, arguments: Value) -> Value {
-        let reply = self
-            .request(
-                json!({"method": "tools/call", "params": {"name": tool, "arguments": arguments}}),
-            )
-            .await;
-        let result = &reply["result"];
-        assert_ne!(result["isError"], true, "{tool} failed: {reply}");
-        result["structuredContent"].clone()
-    }
-}
 
 /// `plugboard serve` with the shipped manifests (every plugin keyed, pointed at nothing
 /// reachable except GitHub at the fake) and `args`.
@@ -178,7 +87,7 @@ fn main() {
                 &["--toolsets", "agents,airtable,files"][..],
             ),
         ] {
-            let mut server = Server::start(plugboard(&bin, home.path(), &fake, args)).await;
+            let mut server = McpStdio::start(plugboard(&bin, home.path(), &fake, args)).await;
             let (tools, bytes) = server.tools().await;
             println!("  {label:<40} {tools:>3} tools {bytes:>7} bytes");
             sizes.push(bytes);
@@ -194,7 +103,7 @@ fn main() {
             cmd.args(words)
                 .env("GITHUB_PERSONAL_ACCESS_TOKEN", "x")
                 .env("GITHUB_TOKEN", "x");
-            let mut server = Server::start(cmd).await;
+            let mut server = McpStdio::start(cmd).await;
             let (tools, bytes) = server.tools().await;
             println!(
                 "  {:<40} {tools:>3} tools {bytes:>7} bytes (plugboard's github: ×{:.2})",
@@ -205,7 +114,7 @@ fn main() {
 
         // 2. Time: one page of 30 issues through plugboard against a direct GET.
         let mut server =
-            Server::start(plugboard(&bin, home.path(), &fake, &["--toolsets", "github"])).await;
+            McpStdio::start(plugboard(&bin, home.path(), &fake, &["--toolsets", "github"])).await;
         let args = json!({"owner": "octo", "repo": "hello", "per_page": 30});
         let page = server.call("github_list_issues", args.clone()).await;
         assert_eq!(page["count"], 30, "{page}");

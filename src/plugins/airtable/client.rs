@@ -19,7 +19,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use url::Url;
 
-use crate::plugin::ToolError;
+use crate::{agents::http::describe, plugin::ToolError};
 
 /// How the client paces and retries.
 #[derive(Debug, Clone)]
@@ -339,21 +339,6 @@ pub fn parse_error(status: StatusCode, body: &[u8]) -> ApiError {
         status,
         kind,
         message,
-    }
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        "connection refused or failed".into()
-    } else {
-        // Never the URL's query or headers: just the kind.
-        let mut text = e.to_string();
-        if let Some(url) = e.url() {
-            text = text.replace(url.as_str(), url.path());
-        }
-        text
     }
 }
 

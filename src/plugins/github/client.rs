@@ -27,7 +27,10 @@ use reqwest::{
 use serde_json::Value;
 use url::Url;
 
-use crate::plugin::{ToolContext, ToolError};
+use crate::{
+    agents::http::describe,
+    plugin::{ToolContext, ToolError},
+};
 
 /// JSON, the default media type.
 pub const JSON: &str = "application/vnd.github+json";
@@ -597,20 +600,6 @@ pub fn parse_error(status: StatusCode, body: &[u8]) -> ApiError {
         status,
         message,
         errors,
-    }
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        "connection refused or failed".into()
-    } else {
-        let mut text = e.to_string();
-        if let Some(url) = e.url() {
-            text = text.replace(url.as_str(), url.path());
-        }
-        text
     }
 }
 
