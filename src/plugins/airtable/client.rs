@@ -103,15 +103,6 @@ pub struct Client {
     per_token: DefaultDirectRateLimiter,
     /// Bases refusing requests after a 429, until when.
     locked: Mutex<HashMap<String, Instant>>,
-    /// Counters for reports and benchmarks.
-    pub stats: Stats,
-}
-
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub requests: std::sync::atomic::AtomicU64,
-    pub rate_limited: std::sync::atomic::AtomicU64,
-    pub retries: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Client {
@@ -158,7 +149,6 @@ impl Client {
             per_token: RateLimiter::direct(quota(limits.token_interval)),
             locked: Mutex::default(),
             limits,
-            stats: Stats::default(),
         }))
     }
 
@@ -185,17 +175,14 @@ impl Client {
         body: Option<&Value>,
         repeat: Repeat,
     ) -> Result<Value, Failure> {
-        use std::sync::atomic::Ordering::Relaxed;
         let mut backoff = self.limits.backoff;
         let mut last = String::new();
         for attempt in 1..=self.limits.attempts {
             if attempt > 1 {
-                self.stats.retries.fetch_add(1, Relaxed);
                 // The path only: a query string could hold record data.
                 tracing::info!(attempt, method = %method, path = %url.path(), reason = %last, "retrying an Airtable request");
             }
             self.pace(base).await;
-            self.stats.requests.fetch_add(1, Relaxed);
             let mut request = self
                 .http
                 .request(method.clone(), url.clone())
@@ -245,7 +232,6 @@ impl Client {
             let error = parse_error(status, &bytes);
             match status.as_u16() {
                 429 => {
-                    self.stats.rate_limited.fetch_add(1, Relaxed);
                     let key = base.unwrap_or("").to_owned();
                     tracing::warn!(base = %key, lockout_s = self.limits.lockout.as_secs_f64(), "Airtable rate limit hit; waiting out the lockout");
                     self.locked

@@ -146,14 +146,6 @@ pub struct Client {
     limits: Limits,
     buckets: Mutex<HashMap<String, Bucket>>,
     writes: DefaultDirectRateLimiter,
-    pub stats: Stats,
-}
-
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub requests: std::sync::atomic::AtomicU64,
-    pub rate_limited: std::sync::atomic::AtomicU64,
-    pub retries: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Client {
@@ -218,7 +210,6 @@ impl Client {
             limits,
             buckets: Mutex::default(),
             writes,
-            stats: Stats::default(),
         })
     }
 
@@ -245,21 +236,18 @@ impl Client {
         body: Option<&Value>,
         cx: &ToolContext,
     ) -> Result<Response, Failure> {
-        use std::sync::atomic::Ordering::Relaxed;
         let write = method != Method::GET && method != Method::HEAD;
         let resource = resource_of(url.path());
         let mut backoff = self.limits.backoff;
         let mut last = String::new();
         for attempt in 1..=self.limits.attempts {
             if attempt > 1 {
-                self.stats.retries.fetch_add(1, Relaxed);
                 tracing::info!(attempt, method = %method, path = %url.path(), reason = %last, "retrying a GitHub request");
             }
             self.take(resource, cx).await?;
             if write {
                 self.wait(self.writes.until_ready(), cx).await?;
             }
-            self.stats.requests.fetch_add(1, Relaxed);
             let mut request = self
                 .http
                 .request(method.clone(), url.clone())
@@ -313,7 +301,6 @@ impl Client {
                 if let Some((wait, until, secondary)) =
                     self.rate_wait(status, &headers, &error, resource)
                 {
-                    self.stats.rate_limited.fetch_add(1, Relaxed);
                     let bucket = header(&headers, "x-ratelimit-resource")
                         .unwrap_or(resource)
                         .to_owned();
