@@ -32,7 +32,6 @@ pub struct Anthropic {
     base_url: String,
     /// Proxies in front of the API may need none.
     key: Option<String>,
-    client: reqwest::Client,
     retry: RetryPolicy,
 }
 
@@ -42,7 +41,6 @@ impl Anthropic {
         model: &str,
         base_url: &str,
         key: Option<String>,
-        client: reqwest::Client,
         retry: RetryPolicy,
     ) -> Self {
         Self {
@@ -50,7 +48,6 @@ impl Anthropic {
             model: model.to_owned(),
             base_url: base_url.trim_end_matches('/').to_owned(),
             key,
-            client,
             retry,
         }
     }
@@ -98,7 +95,6 @@ impl Anthropic {
                 }
             };
             http::post_json(
-                &self.client,
                 &self.provider,
                 &self.retry,
                 &url,
@@ -558,7 +554,6 @@ mod tests {
             "claude-sonnet-4-5",
             "http://x/",
             Some("sk-ant-test".into()),
-            reqwest::Client::new(),
             RetryPolicy::default(),
         )
     }
@@ -1017,7 +1012,6 @@ mod tests {
             "claude-sonnet-4-5",
             &base,
             Some("sk-ant-test".into()),
-            reqwest::Client::new(),
             quick_retries(),
         );
         let conversation = Conversation {

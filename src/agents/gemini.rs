@@ -24,7 +24,6 @@ pub struct Gemini {
     /// Without a version: `https://generativelanguage.googleapis.com`.
     base_url: String,
     key: Option<String>,
-    client: reqwest::Client,
     retry: RetryPolicy,
 }
 
@@ -34,7 +33,6 @@ impl Gemini {
         model: &str,
         base_url: &str,
         key: Option<String>,
-        client: reqwest::Client,
         retry: RetryPolicy,
     ) -> Self {
         Self {
@@ -42,7 +40,6 @@ impl Gemini {
             model: model.to_owned(),
             base_url: base_url.trim_end_matches('/').to_owned(),
             key,
-            client,
             retry,
         }
     }
@@ -112,7 +109,6 @@ impl Gemini {
                 None => request,
             };
             http::post_json(
-                &self.client,
                 &self.provider,
                 &self.retry,
                 &url,
@@ -549,7 +545,6 @@ mod tests {
             model,
             "http://x/",
             Some("AIza-test".into()),
-            reqwest::Client::new(),
             RetryPolicy::default(),
         )
     }
@@ -1003,7 +998,6 @@ mod tests {
             "gemini-2.5-flash",
             &base,
             Some("AIza-test".into()),
-            reqwest::Client::new(),
             quick_retries(),
         );
         let conversation = Conversation {

@@ -7,11 +7,34 @@
 //! that asks for a longer wait than [`RetryPolicy::max_wait`] is not retried: the error (with
 //! the wait it asked for) goes back to the caller, who may try another provider.
 
-use std::time::{Duration, SystemTime};
+use std::{
+    sync::OnceLock,
+    time::{Duration, SystemTime},
+};
 
 use reqwest::{RequestBuilder, Response, StatusCode, header::HeaderMap};
 
 use super::AgentError;
+
+/// The one HTTP client every agent and plugin shares, built on first use.
+///
+/// Building a client loads the system's root certificates (about 150 of them, once more than
+/// half of start-up's instructions); sharing one builds them once, and building it lazily
+/// means a server whose network tools are never called never loads them. Timeouts and
+/// headers are set per request.
+pub fn client() -> Result<&'static reqwest::Client, String> {
+    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .user_agent(concat!("plugboard/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
 
 /// How hard to try.
 #[derive(Debug, Clone, Copy)]
@@ -112,7 +135,6 @@ pub async fn send(
 /// POST `body` as JSON to `url`, `decorate` adding the key and headers the provider wants,
 /// retried as [`send`] does: the request every agent makes.
 pub async fn post_json(
-    client: &reqwest::Client,
     provider: &str,
     policy: &RetryPolicy,
     url: &str,
@@ -120,6 +142,10 @@ pub async fn post_json(
     decorate: impl Fn(RequestBuilder) -> RequestBuilder,
     parse_error: ErrorParser,
 ) -> Result<Response, AgentError> {
+    let client = client().map_err(|message| AgentError::Transport {
+        provider: provider.to_owned(),
+        message,
+    })?;
     send(
         provider,
         policy,

@@ -30,7 +30,6 @@ pub struct OpenAi {
     /// Send `reasoning_content` back on tool-call turns, use `max_tokens`.
     deepseek: bool,
     tools: bool,
-    client: reqwest::Client,
     retry: RetryPolicy,
 }
 
@@ -40,7 +39,6 @@ impl OpenAi {
         model: &str,
         base_url: &str,
         key: Option<String>,
-        client: reqwest::Client,
         retry: RetryPolicy,
     ) -> Self {
         Self {
@@ -50,7 +48,6 @@ impl OpenAi {
             key,
             deepseek: false,
             tools: true,
-            client,
             retry,
         }
     }
@@ -147,7 +144,6 @@ impl OpenAi {
                 None => request,
             };
             http::post_json(
-                &self.client,
                 &self.provider,
                 &self.retry,
                 &url,
@@ -470,7 +466,6 @@ mod tests {
             "deepseek-v4-flash",
             "http://x/v1",
             None,
-            reqwest::Client::new(),
             RetryPolicy::default(),
         )
         .deepseek();

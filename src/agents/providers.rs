@@ -118,10 +118,6 @@ impl Agents {
         retry: RetryPolicy,
         default_timeout: Duration,
     ) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         let mut names: Vec<String> = KNOWN.iter().map(|k| k.name.to_owned()).collect();
         for name in configs.keys() {
@@ -184,31 +180,16 @@ impl Agents {
             };
             let tools = config.is_none_or(|c| c.tools);
             let agent: Arc<dyn Agent> = match format {
-                Format::Openai => Arc::new(
-                    OpenAi::new(&name, &model, &base_url, key, client.clone(), retry)
-                        .with_tools(tools),
-                ),
+                Format::Openai => {
+                    Arc::new(OpenAi::new(&name, &model, &base_url, key, retry).with_tools(tools))
+                }
                 Format::Deepseek => Arc::new(
-                    OpenAi::new(&name, &model, &base_url, key, client.clone(), retry)
+                    OpenAi::new(&name, &model, &base_url, key, retry)
                         .deepseek()
                         .with_tools(tools),
                 ),
-                Format::Anthropic => Arc::new(Anthropic::new(
-                    &name,
-                    &model,
-                    &base_url,
-                    key,
-                    client.clone(),
-                    retry,
-                )),
-                Format::Gemini => Arc::new(Gemini::new(
-                    &name,
-                    &model,
-                    &base_url,
-                    key,
-                    client.clone(),
-                    retry,
-                )),
+                Format::Anthropic => Arc::new(Anthropic::new(&name, &model, &base_url, key, retry)),
+                Format::Gemini => Arc::new(Gemini::new(&name, &model, &base_url, key, retry)),
             };
             let timeout = config
                 .and_then(|c| c.timeout_secs)

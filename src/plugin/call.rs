@@ -180,9 +180,9 @@ impl Manager {
             tracing::info!(tool = %name, ok = false, "tool call to an unknown tool");
             return Err(error_result(unknown_tool(name, &registry)));
         };
+        let validator = entry.validator().map_err(|e| error_result(e.to_owned()))?;
         let instance = serde_json::Value::Object(args.unwrap_or_default());
-        let problems: Vec<String> = entry
-            .validator
+        let problems: Vec<String> = validator
             .iter_errors(&instance)
             .map(|e| {
                 let at = e.instance_path().to_string();

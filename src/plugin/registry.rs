@@ -1,7 +1,10 @@
 //! What is published: tools, resources, resource templates and prompts. An immutable
 //! snapshot, swapped whole when plugins change, so a list or a call never waits on a reload.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock},
+};
 
 use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 
@@ -16,12 +19,32 @@ pub(crate) struct Entry {
     /// Which plugin answers it; used in logs and in error messages.
     pub plugin: Arc<str>,
     pub handler: Handler,
-    /// Compiled once, at load, from the tool's input schema.
-    pub validator: Arc<jsonschema::Validator>,
+    /// Compiled from the tool's input schema on its first call, then kept.
+    validator: OnceLock<Result<jsonschema::Validator, String>>,
     /// The tool's own timeout, if it has one.
     pub timeout: Option<std::time::Duration>,
     /// Listed only to clients that can sample.
     pub sampling_only: bool,
+}
+
+impl Entry {
+    /// The validator for the tool's arguments. Compiling one checks the schema against its
+    /// meta-schema and builds a tree of keyword validators: most of start-up's work and heap
+    /// when done for every tool at load, so it waits for the tool's first call.
+    pub fn validator(&self) -> Result<&jsonschema::Validator, &str> {
+        self.validator
+            .get_or_init(|| {
+                let schema = serde_json::Value::Object((*self.tool.input_schema).clone());
+                jsonschema::validator_for(&schema).map_err(|e| {
+                    format!(
+                        "tool `{}` has an invalid input schema ({e}); its plugin `{}` must fix it",
+                        self.tool.name, self.plugin
+                    )
+                })
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
 }
 
 /// One published resource.
@@ -178,9 +201,6 @@ pub(crate) fn publish(def: &ToolDef, prefix: &str, plugin: &Arc<str>) -> Result<
             "tool `{name}` has an input schema whose root is not `type: object`"
         ));
     }
-    let schema = serde_json::Value::Object((*def.input_schema).clone());
-    let validator = jsonschema::validator_for(&schema)
-        .map_err(|e| format!("tool `{name}` has an invalid input schema: {e}"))?;
     let mut tool = Tool::new(name, def.description.clone(), def.input_schema.clone())
         .with_annotations(def.annotations.clone());
     if let Some(title) = &def.title {
@@ -193,7 +213,7 @@ pub(crate) fn publish(def: &ToolDef, prefix: &str, plugin: &Arc<str>) -> Result<
         tool,
         plugin: plugin.clone(),
         handler: def.handler.clone(),
-        validator: Arc::new(validator),
+        validator: OnceLock::new(),
         timeout: def.timeout,
         sampling_only: def.sampling_clients_only,
     })
@@ -211,5 +231,46 @@ mod tests {
         assert!(check_tool_name(&"x".repeat(65)).is_err());
         assert!(check_tool_name("files.read").unwrap_err().contains('.'));
         assert!(check_tool_name("files read").is_err());
+    }
+
+    fn tool_with(schema: serde_json::Value) -> ToolDef {
+        let serde_json::Value::Object(schema) = schema else {
+            panic!("an object")
+        };
+        ToolDef::with_schema(
+            "t",
+            "test",
+            schema,
+            super::super::Hints::read_only(),
+            |_, _| async { Ok(rmcp::model::CallToolResult::success(vec![])) },
+        )
+    }
+
+    #[test]
+    fn validators_are_compiled_on_first_use_and_kept() {
+        let plugin: Arc<str> = Arc::from("p");
+        let good = publish(
+            &tool_with(serde_json::json!({"type": "object", "required": ["a"]})),
+            "p",
+            &plugin,
+        )
+        .unwrap();
+        let first: *const jsonschema::Validator = good.validator().unwrap();
+        assert!(!good.validator().unwrap().is_valid(&serde_json::json!({})));
+        assert!(std::ptr::eq(first, good.validator().unwrap()));
+
+        // A schema jsonschema cannot compile is published, and its calls say why.
+        let bad = publish(
+            &tool_with(serde_json::json!({"type": "object", "properties": {"a": {"type": 5}}})),
+            "p",
+            &plugin,
+        )
+        .unwrap();
+        let error = bad.validator().unwrap_err();
+        assert!(
+            error.contains("`p_t` has an invalid input schema"),
+            "{error}"
+        );
+        assert!(error.contains("plugin `p`"), "{error}");
     }
 }

@@ -19,7 +19,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use url::Url;
 
-use crate::{agents::http::describe, plugin::ToolError};
+use crate::{
+    agents::http::{self, describe},
+    plugin::ToolError,
+};
 
 /// How the client paces and retries.
 #[derive(Debug, Clone)]
@@ -94,7 +97,6 @@ impl std::fmt::Display for Failure {
 }
 
 pub struct Client {
-    http: reqwest::Client,
     /// `https://api.airtable.com`, without `/v0`.
     base_url: Url,
     token: String,
@@ -136,13 +138,7 @@ impl Client {
                 .to_owned();
             base_url.set_path(&path);
         }
-        let http = reqwest::Client::builder()
-            .timeout(limits.timeout)
-            .user_agent(concat!("plugboard/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Arc::new(Self {
-            http,
             base_url,
             token: token.to_owned(),
             per_base: RateLimiter::keyed(quota(limits.base_interval)),
@@ -183,9 +179,10 @@ impl Client {
                 tracing::info!(attempt, method = %method, path = %url.path(), reason = %last, "retrying an Airtable request");
             }
             self.pace(base).await;
-            let mut request = self
-                .http
+            let mut request = http::client()
+                .map_err(Failure::Transport)?
                 .request(method.clone(), url.clone())
+                .timeout(self.limits.timeout)
                 .bearer_auth(&self.token);
             if let Some(body) = body {
                 request = request.json(body);

@@ -28,7 +28,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::{
-    agents::http::describe,
+    agents::http::{self, describe},
     plugin::{ToolContext, ToolError},
 };
 
@@ -139,7 +139,6 @@ pub enum Failure {
 }
 
 pub struct Client {
-    http: reqwest::Client,
     /// `https://api.github.com/` or `https://ghe.example.com/api/v3/`, always ending in `/`.
     base: Url,
     token: String,
@@ -187,24 +186,12 @@ impl Client {
             base.set_path(&path);
         }
         base.set_query(None);
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-github-api-version",
-            reqwest::header::HeaderValue::from_static(API_VERSION),
-        );
-        let http = reqwest::Client::builder()
-            .timeout(limits.timeout)
-            .user_agent(concat!("plugboard/", env!("CARGO_PKG_VERSION")))
-            .default_headers(headers)
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let writes = RateLimiter::direct(
             Quota::with_period(limits.write_interval.max(Duration::from_millis(1)))
                 .expect("a non-zero interval")
                 .allow_burst(NonZeroU32::MIN),
         );
         Ok(Self {
-            http,
             base,
             token: token.to_owned(),
             limits,
@@ -248,9 +235,11 @@ impl Client {
             if write {
                 self.wait(self.writes.until_ready(), cx).await?;
             }
-            let mut request = self
-                .http
+            let mut request = http::client()
+                .map_err(Failure::Transport)?
                 .request(method.clone(), url.clone())
+                .timeout(self.limits.timeout)
+                .header("x-github-api-version", API_VERSION)
                 .bearer_auth(&self.token)
                 .header(ACCEPT, accept);
             if let Some(body) = body {
