@@ -366,6 +366,15 @@ fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
 }
 
 async fn serve(manager: Arc<Manager>, args: ServeArgs) -> anyhow::Result<()> {
+    // Served from a worker thread rather than from the thread that started the runtime, whose
+    // future is woken through a futex of its own: one thread hop less per request.
+    match tokio::spawn(serve_on_worker(manager, args)).await {
+        Ok(served) => served,
+        Err(e) => Err(anyhow::anyhow!("the server stopped: {e}")),
+    }
+}
+
+async fn serve_on_worker(manager: Arc<Manager>, args: ServeArgs) -> anyhow::Result<()> {
     let ct = CancellationToken::new();
     spawn_signal_handlers(manager.clone(), ct.clone())?;
     match args.http {

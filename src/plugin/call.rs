@@ -23,7 +23,11 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{Manager, Registry, ToolContext, ToolOutcome, context::Ask, manager::panic_message};
+use super::{
+    Manager, Registry, ToolContext, ToolOutcome,
+    context::Ask,
+    manager::{panic_message, payload_message},
+};
 
 /// How long a parked call waits for the client to come back with its answer.
 const INPUT_WAIT: Duration = Duration::from_secs(600);
@@ -209,14 +213,35 @@ impl Manager {
             .for_plugin(entry.plugin.clone())
             .rerouted(asks_tx)
             .with_budget(timeout);
-        let task = tokio::spawn((entry.handler)(args, cx.clone()));
+        let started = Instant::now();
+        let mut handler = (entry.handler)(args, cx.clone());
+        // A handler that answers from memory is done on its first poll: answer it here. Its
+        // own task (the spawn, the join, waking another worker thread) would be most of such a
+        // call's latency. A handler that must wait goes on in its own task, where the next
+        // poll registers the task's waker in place of this no-op one.
+        let mut first = std::task::Context::from_waker(std::task::Waker::noop());
+        let outcome = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handler.as_mut().poll(&mut first)
+        })) {
+            Ok(std::task::Poll::Pending) => None,
+            Ok(std::task::Poll::Ready(Ok(result))) => Some(Ok(result)),
+            Ok(std::task::Poll::Ready(Err(e))) => Some(Err(e.to_string())),
+            Err(payload) => Some(Err(panicked(
+                &entry.plugin,
+                name,
+                payload_message(&*payload),
+            ))),
+        };
+        if let Some(outcome) = outcome {
+            return Err(log_outcome(&entry.plugin, name, started, outcome));
+        }
         Ok(Running {
             name: name.to_owned(),
             plugin: entry.plugin.clone(),
-            task,
+            task: tokio::spawn(handler),
             asks,
             cx,
-            started: Instant::now(),
+            started,
             timeout,
         })
     }
@@ -249,12 +274,7 @@ impl Manager {
                         Ok(Ok(result)) => Ok(result),
                         Ok(Err(e)) => Err(e.to_string()),
                         Err(join) if join.is_panic() => {
-                            let message = panic_message(join);
-                            tracing::error!(plugin = %running.plugin, tool = %running.name, panic = %message, "tool handler panicked");
-                            Err(format!(
-                                "the `{}` plugin failed inside `{}` ({message}); nothing else was affected, and the call can be retried or reported",
-                                running.plugin, running.name
-                            ))
+                            Err(panicked(&running.plugin, &running.name, panic_message(join)))
                         }
                         Err(_) => Err(format!("`{}` was stopped before it finished", running.name)),
                     };
@@ -296,8 +316,16 @@ impl Suspended {
 
 /// Log the call and turn its outcome into the result the client sees.
 fn finish(running: &Running, outcome: Result<CallToolResult, String>) -> CallToolResult {
-    let ms = running.started.elapsed().as_secs_f64() * 1000.0;
-    let (plugin, tool) = (&running.plugin, &running.name);
+    log_outcome(&running.plugin, &running.name, running.started, outcome)
+}
+
+fn log_outcome(
+    plugin: &str,
+    tool: &str,
+    started: Instant,
+    outcome: Result<CallToolResult, String>,
+) -> CallToolResult {
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
     match outcome {
         Ok(result) => {
             tracing::info!(plugin = %plugin, tool = %tool, ms, ok = result.is_error != Some(true), "tool call");
@@ -308,6 +336,14 @@ fn finish(running: &Running, outcome: Result<CallToolResult, String>) -> CallToo
             error_result(message)
         }
     }
+}
+
+/// What the client is told when a handler panicked (the panic is logged).
+fn panicked(plugin: &str, tool: &str, message: String) -> String {
+    tracing::error!(plugin = %plugin, tool = %tool, panic = %message, "tool handler panicked");
+    format!(
+        "the `{plugin}` plugin failed inside `{tool}` ({message}); nothing else was affected, and the call can be retried or reported"
+    )
 }
 
 fn error_result(message: String) -> CallToolResult {

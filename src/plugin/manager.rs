@@ -818,11 +818,16 @@ async fn stop(name: &str, slot: Slot) {
 
 pub(super) fn panic_message(join: tokio::task::JoinError) -> String {
     match join.try_into_panic() {
-        Ok(payload) => payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".into()),
+        Ok(payload) => payload_message(&*payload),
         Err(e) => e.to_string(),
     }
+}
+
+/// The message a panic was raised with.
+pub(super) fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
 }
