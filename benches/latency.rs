@@ -10,7 +10,8 @@
 //!   one keep-alive connection, written and read raw so the client costs next to nothing;
 //! - start-up: exec to answered `initialize` with every shipped plugin configured (floor: exec
 //!   of `cat` to its first echo);
-//! - idle RSS of the server after `initialize`, next to `cat`'s.
+//! - idle RSS of the server after `initialize`, next to `cat`'s, and again after its
+//!   `tools/list` and the 2,100 calls.
 
 mod common;
 use std::{
@@ -161,7 +162,7 @@ async fn pipe_floor() -> Stats {
     stats(samples)
 }
 
-async fn stdio_noop(bin: &Path, home: &Path) -> (Stats, u64) {
+async fn stdio_noop(bin: &Path, home: &Path) -> (Stats, u64, u64) {
     let mut server = Pipe::spawn(&mut serve(bin, home, &[]));
     let init: Value = serde_json::from_str(&server.round_trip(INITIALIZE).await).unwrap();
     assert_eq!(init["result"]["serverInfo"]["name"], "plugboard");
@@ -183,7 +184,13 @@ async fn stdio_noop(bin: &Path, home: &Path) -> (Stats, u64) {
         samples.push(t.elapsed());
         debug_assert!(reply.contains("\"ok\""));
     }
-    (stats(samples), rss)
+    // What a client leaves behind: its tools/list, and the calls above.
+    let list = server
+        .round_trip(r#"{"jsonrpc":"2.0","id":"list","method":"tools/list"}"#)
+        .await;
+    assert!(list.contains("testkit_noop"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    (stats(samples), rss, server.rss_kib())
 }
 
 /// A keep-alive HTTP/1.1 connection that writes each request in one write and reads the
@@ -474,7 +481,7 @@ fn main() {
             "plugboard core latency ({CALLS} calls each, {STARTS} starts; every shipped plugin configured; floors measured in this run)\n"
         );
         let pipe = pipe_floor().await;
-        let (stdio, rss) = stdio_noop(&bin, home.path()).await;
+        let (stdio, rss, used_rss) = stdio_noop(&bin, home.path()).await;
         let http_base = http_floor().await;
         let http = http_noop(&bin, home.path()).await;
         let sse = sse_noop(&bin, home.path()).await;
@@ -493,6 +500,10 @@ fn main() {
             rss,
             cat_rss,
             rss as f64 / cat_rss.max(1) as f64
+        );
+        println!(
+            "{:34} {} KiB",
+            "RSS after tools/list, 2,100 calls", used_rss
         );
     });
 }
