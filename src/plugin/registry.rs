@@ -29,7 +29,7 @@ pub(crate) struct Entry {
 
 impl Entry {
     /// The validator for the tool's arguments. Compiling one checks the schema against its
-    /// meta-schema and builds a tree of keyword validators: most of start-up's work and heap
+    /// meta-schema and builds a tree of keyword validators: a sixth of start-up's instructions
     /// when done for every tool at load, so it waits for the tool's first call.
     pub fn validator(&self) -> Result<&jsonschema::Validator, &str> {
         self.validator
