@@ -1,15 +1,22 @@
 //! Answers JSON-RPC methods MCP does not define with -32601 at once, in every phase of the
-//! connection. rmcp would answer an unknown method sent before `initialize` with -32602
-//! (missing request metadata); SDKs probe with such requests and expect "method not found".
+//! connection, and requests for MCP's methods whose params do not fit with -32602 saying
+//! what is wrong. rmcp would answer an unknown method sent before `initialize` with -32602
+//! (missing request metadata), and a malformed `tools/call` as an unknown method; SDKs probe
+//! with unknown methods and expect "method not found".
 
-use std::future::Future;
+use std::{
+    future::Future,
+    sync::{Arc, Mutex},
+};
 
 use rmcp::{
-    ErrorData, RoleServer,
-    model::{ClientRequest, ErrorCode, JsonRpcMessage, ServerJsonRpcMessage},
+    RoleServer,
+    model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage, ServerJsonRpcMessage},
     service::{RxJsonRpcMessage, TxJsonRpcMessage},
     transport::Transport,
 };
+
+use super::decode::{self, Decoded};
 
 pub struct MethodGate<T> {
     inner: T,
@@ -37,11 +44,7 @@ impl<T: Transport<RoleServer>> Transport<RoleServer> for MethodGate<T> {
             if let JsonRpcMessage::Request(request) = &message
                 && let ClientRequest::CustomRequest(custom) = &request.request
             {
-                let error = ErrorData::new(
-                    ErrorCode::METHOD_NOT_FOUND,
-                    format!("method `{}` is not part of MCP", custom.method),
-                    None,
-                );
+                let error = decode::custom_request_error(&custom.method, custom.params.as_ref());
                 let reply = ServerJsonRpcMessage::error(error, Some(request.id.clone()));
                 if self.inner.send(reply).await.is_err() {
                     return None;
@@ -57,9 +60,10 @@ impl<T: Transport<RoleServer>> Transport<RoleServer> for MethodGate<T> {
     }
 }
 
-/// The same rule for Streamable HTTP: a POST whose JSON-RPC request names a method MCP does
-/// not define is answered -32601 before rmcp sees it (rmcp would first ask for a session or
-/// for 2026-07-28 request metadata). Bodies over `limit` get 413.
+/// The same rules for Streamable HTTP, applied before rmcp sees the request (rmcp would first
+/// ask for a session or for 2026-07-28 request metadata). Bodies over `limit` get 413. A
+/// request for one of MCP's common methods is decoded here, once, and handed on with the
+/// request as [`Parsed`].
 pub async fn refuse_unknown_methods(
     axum::extract::State(limit): axum::extract::State<usize>,
     request: axum::extract::Request,
@@ -70,7 +74,7 @@ pub async fn refuse_unknown_methods(
     if request.method() != axum::http::Method::POST {
         return next.run(request).await;
     }
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
         Err(_) => {
@@ -81,56 +85,25 @@ pub async fn refuse_unknown_methods(
                 .into_response();
         }
     };
-    if let Some((id, method)) = unknown_method(&bytes) {
-        let error = ErrorData::new(
-            ErrorCode::METHOD_NOT_FOUND,
-            format!("method `{method}` is not part of MCP"),
-            None,
-        );
-        let reply = ServerJsonRpcMessage::error(error, Some(id));
-        return axum::Json(reply).into_response();
+    match decode::decode(&bytes) {
+        Decoded::Refused(reply) => return axum::Json(reply).into_response(),
+        Decoded::Request(message) => {
+            parts
+                .extensions
+                .insert(Parsed(Arc::new(Mutex::new(Some(message)))));
+        }
+        Decoded::Other => {}
     }
     next.run(axum::extract::Request::from_parts(parts, Body::from(bytes)))
         .await
 }
 
-/// MCP methods most requests name, let through without parsing the whole body a second time
-/// (a call for one of them with malformed params gets rmcp's own error instead).
-const HOT_METHODS: &[&str] = &[
-    "tools/call",
-    "tools/list",
-    "resources/read",
-    "resources/list",
-    "prompts/get",
-    "prompts/list",
-    "completion/complete",
-    "ping",
-];
+/// A request body already decoded, for whoever serves it to take.
+#[derive(Clone)]
+pub struct Parsed(Arc<Mutex<Option<ClientJsonRpcMessage>>>);
 
-/// The id and method of a request for a method MCP does not define.
-fn unknown_method(body: &[u8]) -> Option<(rmcp::model::RequestId, String)> {
-    #[derive(serde::Deserialize)]
-    struct Probe<'a> {
-        id: Option<serde::de::IgnoredAny>,
-        #[serde(borrow)]
-        method: Option<std::borrow::Cow<'a, str>>,
-    }
-    // Cheap first look: only requests (an id and a method) can be unknown methods.
-    let probe: Probe = serde_json::from_slice(body).ok()?;
-    let (Some(_), Some(method)) = (probe.id, probe.method) else {
-        return None;
-    };
-    // The methods clients send all the time are MCP's: no second parse for them.
-    if HOT_METHODS.contains(&method.as_ref()) {
-        return None;
-    }
-    // rmcp recognises a request as unknown only by failing every known shape (params included),
-    // so this second parse is of the whole body.
-    match serde_json::from_slice::<rmcp::model::ClientJsonRpcMessage>(body).ok()? {
-        JsonRpcMessage::Request(request) => match request.request {
-            ClientRequest::CustomRequest(custom) => Some((request.id, custom.method)),
-            _ => None,
-        },
-        _ => None,
+impl Parsed {
+    pub fn take(&self) -> Option<ClientJsonRpcMessage> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }

@@ -31,6 +31,7 @@ pub struct HttpOptions {
 }
 
 pub fn router(manager: Arc<Manager>, options: &HttpOptions, ct: CancellationToken) -> Router {
+    let sessions = Arc::new(LocalSessionManager::default());
     let config = StreamableHttpServerConfig::default()
         .with_json_response(true)
         // The guard checks Host and Origin for every endpoint, /mcp included.
@@ -40,10 +41,16 @@ pub fn router(manager: Arc<Manager>, options: &HttpOptions, ct: CancellationToke
         // How soon a client reconnects to a stream that ended early (SEP-1699).
         .with_sse_retry(Some(std::time::Duration::from_secs(1)))
         .with_cancellation_token(ct.child_token());
+    let json_first = json_first::JsonFirst {
+        streams: json_first::Streams::default(),
+        sessions: sessions.clone(),
+        keep_alive: config.sse_keep_alive,
+        ct: ct.child_token(),
+    };
     let factory_manager = manager.clone();
     let mcp = StreamableHttpService::new(
         move || Ok(McpHandler::new(factory_manager.clone())),
-        Arc::new(LocalSessionManager::default()),
+        sessions,
         config,
     );
     let guard = guard::Guard::new(
@@ -59,7 +66,7 @@ pub fn router(manager: Arc<Manager>, options: &HttpOptions, ct: CancellationToke
     let mcp = Router::new()
         .fallback_service(mcp)
         .layer(middleware::from_fn_with_state(
-            json_first::Streams::default(),
+            json_first,
             json_first::prefer_json,
         ))
         .layer(middleware::from_fn_with_state(

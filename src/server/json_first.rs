@@ -7,6 +7,10 @@
 //! message), the stream is passed on untouched. Clients must accept both (the spec requires
 //! `Accept: application/json, text/event-stream`); one that does not accept JSON keeps SSE.
 //!
+//! A session request that the gate has already decoded (one of MCP's common methods, see
+//! `decode`) is handed to its session here, as rmcp would hand it, and its response read
+//! straight off the session's stream: no second decoding, no SSE encoding to undo.
+//!
 //! The same layer lets a handler release its stream early (SEP-1699 polling): the SSE body
 //! ends after the events sent so far, rmcp keeps the request and caches what follows, and
 //! the client reconnects with `GET` + `Last-Event-ID` to receive the rest. The result waits
@@ -14,6 +18,8 @@
 
 use std::{
     collections::HashMap,
+    convert::Infallible,
+    pin::Pin,
     sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
@@ -21,13 +27,22 @@ use std::{
 use axum::{
     body::{Body, Bytes},
     extract::{Request, State},
-    http::{HeaderValue, Method, StatusCode, header},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
     middleware::Next,
-    response::Response,
+    response::{IntoResponse, Response},
 };
 use futures::{FutureExt, StreamExt, future::BoxFuture, stream};
+use rmcp::{
+    model::{ClientJsonRpcMessage, GetExtensions, GetMeta, JsonRpcMessage, ProtocolVersion},
+    transport::{
+        common::server_side_http::{ServerSseMessage, SessionId},
+        streamable_http_server::session::{SessionManager, local::LocalSessionManager},
+    },
+};
+use sse_stream::{KeepAlive, Sse, SseBody};
 use tokio_util::sync::CancellationToken;
 
+use super::gate::Parsed;
 use crate::plugin::{StreamControl, StreamRelease};
 
 /// Released streams waiting for their client, by session and rmcp's request-stream number.
@@ -97,11 +112,23 @@ impl Streams {
     }
 }
 
+/// What the layer needs: released streams, and rmcp's sessions to hand decoded requests to.
+#[derive(Clone)]
+pub struct JsonFirst {
+    pub streams: Streams,
+    pub sessions: Arc<LocalSessionManager>,
+    /// How often an idle SSE response gets a keep-alive comment (rmcp's `sse_keep_alive`).
+    pub keep_alive: Option<Duration>,
+    /// Ends the server's response streams on shutdown.
+    pub ct: CancellationToken,
+}
+
 pub async fn prefer_json(
-    State(streams): State<Streams>,
+    State(layer): State<JsonFirst>,
     mut request: Request,
     next: Next,
 ) -> Response {
+    let streams = layer.streams.clone();
     let accepts_json = request.method() == Method::POST
         && request
             .headers()
@@ -133,6 +160,18 @@ pub async fn prefer_json(
         request
             .extensions_mut()
             .insert(StreamRelease(Arc::new(Handle(control.clone()))));
+    }
+    let parsed = request
+        .extensions_mut()
+        .remove::<Parsed>()
+        .and_then(|parsed| parsed.take());
+    if let (Some(message), Some(control)) = (parsed, &control)
+        && accepts_json
+    {
+        match direct(&layer, request, message, control).await {
+            Ok(response) => return response,
+            Err(back) => request = back,
+        }
     }
     let response = next.run(request).await;
     let is_sse = response
@@ -195,6 +234,171 @@ pub async fn prefer_json(
     // and whatever follows.
     let replay = stream::iter(seen.into_iter().map(Ok::<_, axum::Error>));
     Response::from_parts(parts, Body::from_stream(replay.chain(rest)))
+}
+
+/// Serve a decoded request of session `control.session` as rmcp's own POST handler would,
+/// reading its response straight from the session: a JSON body when the response comes
+/// first, else the stream as SSE (which ends early if the handler releases it). `Err` gives back a request rmcp must serve itself (other
+/// headers, a per-request protocol version, a session this process does not hold).
+async fn direct(
+    layer: &JsonFirst,
+    request: Request,
+    mut message: ClientJsonRpcMessage,
+    control: &Arc<Stream>,
+) -> Result<Response, Request> {
+    let JsonRpcMessage::Request(call) = &mut message else {
+        return Err(request);
+    };
+    if !session_headers_fit(request.headers())
+        || call.request.get_meta().protocol_version().is_some()
+    {
+        return Err(request);
+    }
+    let session: SessionId = control.session.as_str().into();
+    if !layer.sessions.has_session(&session).await.unwrap_or(false) {
+        return Err(request);
+    }
+    let (parts, _body) = request.into_parts();
+    call.request.extensions_mut().insert(parts);
+    let mut stream = match layer.sessions.create_stream(&session, message).await {
+        Ok(stream) => stream.boxed(),
+        Err(e) => {
+            tracing::error!(error = %e, "could not hand a request to its session");
+            return Ok((
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the session could not take the request: {e}"),
+            )
+                .into_response());
+        }
+    };
+    let mut seen = Vec::new();
+    loop {
+        let next = tokio::select! {
+            next = stream.next() => next,
+            () = control.release.cancelled() => None,
+        };
+        let Some(event) = next else { break };
+        let Some(reply) = &event.message else {
+            // The priming event names the stream, which a handler releasing it needs.
+            if let Some((_, key)) = event.event_id.as_deref().and_then(|id| id.split_once('/')) {
+                let _ = control.key.set(key.to_owned());
+                control.known.notify_waiters();
+            }
+            seen.push(event);
+            continue;
+        };
+        if matches!(
+            **reply,
+            JsonRpcMessage::Response(_) | JsonRpcMessage::Error(_)
+        ) {
+            return Ok(match serde_json::to_vec(&**reply) {
+                Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+            });
+        }
+        seen.push(event);
+        break;
+    }
+    // What a released stream sent so far, then nothing more.
+    let rest = stream.take_until(control.release.clone().cancelled_owned());
+    Ok(sse_response(
+        stream::iter(seen).chain(rest),
+        layer.keep_alive,
+        layer.ct.child_token(),
+    ))
+}
+
+/// Headers under which rmcp serves a session request as a plain one of its session: JSON
+/// in, both answers accepted, a protocol version (if named) from before 2026-07-28.
+fn session_headers_fit(headers: &HeaderMap) -> bool {
+    let essence = |v: &str| {
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    };
+    let json_in = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| essence(v) == "application/json");
+    let accepted: Vec<String> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(essence)
+        .collect();
+    let accepts_both = accepted.iter().any(|a| a == "application/json")
+        && accepted.iter().any(|a| a == "text/event-stream");
+    let version_fits = match headers.get("mcp-protocol-version") {
+        None => true,
+        Some(v) => v.to_str().is_ok_and(|v| {
+            v < ProtocolVersion::V_2026_07_28.as_str()
+                && ProtocolVersion::KNOWN_VERSIONS
+                    .iter()
+                    .any(|k| k.as_str() == v)
+        }),
+    };
+    json_in && accepts_both && version_fits
+}
+
+/// The session's events as an SSE body, as rmcp writes them.
+fn sse_response(
+    events: impl futures::Stream<Item = ServerSseMessage> + Send + 'static,
+    keep_alive: Option<Duration>,
+    ct: CancellationToken,
+) -> Response {
+    let events = events
+        .map(|event| {
+            let data = match &event.message {
+                Some(message) => serde_json::to_string(&**message).unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "could not encode a server message");
+                    String::new()
+                }),
+                None => String::new(),
+            };
+            let mut sse = Sse::default().data(data);
+            sse.id = event.event_id;
+            sse.retry = event.retry.map(|r| r.as_millis() as u64);
+            Ok::<_, Infallible>(sse)
+        })
+        .take_until(ct.cancelled_owned());
+    let body = SseBody::new(events);
+    let body = match keep_alive {
+        Some(every) => Body::new(body.with_keep_alive::<Tick>(KeepAlive::new().interval(every))),
+        None => Body::new(body),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// sse-stream's keep-alive clock, on tokio's timer.
+struct Tick(Pin<Box<tokio::time::Sleep>>);
+
+impl std::future::Future for Tick {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl sse_stream::Timer for Tick {
+    fn reset(mut self: Pin<&mut Self>, when: std::time::Instant) {
+        self.0.as_mut().reset(when.into());
+    }
+
+    fn from_duration(every: Duration) -> Self {
+        Self(Box::pin(tokio::time::sleep(every)))
+    }
 }
 
 /// A `GET` with `Last-Event-ID` resumes a stream; tell a released one its client is back.

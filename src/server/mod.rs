@@ -1,6 +1,7 @@
 //! The transports: stdio, and on one HTTP port Streamable HTTP (`/mcp`) plus the legacy
 //! HTTP+SSE transport (`GET /sse`, `POST /message`).
 
+mod decode;
 mod gate;
 mod guard;
 mod handler;

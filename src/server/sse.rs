@@ -23,7 +23,11 @@ use tokio::sync::{RwLock, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::{CancellationToken, PollSender};
 
-use super::{McpHandler, gate::MethodGate};
+use super::{
+    McpHandler,
+    decode::{self, Decoded},
+    gate::MethodGate,
+};
 use crate::plugin::Manager;
 
 #[derive(Clone)]
@@ -102,7 +106,12 @@ pub async fn post(
     Query(query): Query<SessionQuery>,
     body: Bytes,
 ) -> Response {
-    let message: ClientJsonRpcMessage = match serde_json::from_slice(&body) {
+    let decoded = match decode::decode(&body) {
+        Decoded::Request(message) => Ok(message),
+        // Refusals are answered on the stream, by the session's gate.
+        Decoded::Refused(_) | Decoded::Other => serde_json::from_slice(&body),
+    };
+    let message: ClientJsonRpcMessage = match decoded {
         Ok(message) => message,
         Err(e) => {
             let error = serde_json::json!({

@@ -152,6 +152,16 @@ async fn stdio_raw_protocol_edges() {
     assert_eq!(reply["id"], 4);
     assert_eq!(reply["result"]["isError"], true, "{reply}");
 
+    // A tools/call whose params do not fit says what is wrong with them.
+    send(r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"arguments":{}}}"#).await;
+    let reply = next().await;
+    assert_eq!(reply["id"], 6);
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+    assert_eq!(
+        reply["error"]["message"],
+        "invalid params for `tools/call`: missing field `name`"
+    );
+
     send(r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#).await;
     let reply = next().await;
     assert_eq!(reply["id"], 5);
@@ -251,6 +261,24 @@ async fn http_guard_refuses_foreign_host_origin_and_oversized_bodies() {
         (probe["id"].clone(), probe["error"]["code"].clone()),
         (json!(9), json!(-32601)),
         "{probe}"
+    );
+
+    // MCP's own methods with params that do not fit: -32602 saying what is wrong.
+    let bad = post("/mcp")
+        .json(&json!({"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"arguments":{}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 200);
+    let bad: Value = bad.json().await.unwrap();
+    assert_eq!(
+        (bad["id"].clone(), bad["error"]["code"].clone()),
+        (json!(10), json!(-32602)),
+        "{bad}"
+    );
+    assert_eq!(
+        bad["error"]["message"],
+        "invalid params for `tools/call`: missing field `name`"
     );
 
     let malformed = post("/mcp").body("{not json").send().await.unwrap();
