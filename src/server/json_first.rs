@@ -238,8 +238,9 @@ pub async fn prefer_json(
 
 /// Serve a decoded request of session `control.session` as rmcp's own POST handler would,
 /// reading its response straight from the session: a JSON body when the response comes
-/// first, else the stream as SSE (which ends early if the handler releases it). `Err` gives back a request rmcp must serve itself (other
-/// headers, a per-request protocol version, a session this process does not hold).
+/// first, else the stream as SSE (which ends early if the handler releases it). `Err` gives
+/// back a request rmcp must serve itself (other headers, a per-request protocol version, a
+/// session this process does not hold).
 async fn direct(
     layer: &JsonFirst,
     request: Request,
