@@ -312,26 +312,23 @@ async fn direct(
 /// Headers under which rmcp serves a session request as a plain one of its session: JSON
 /// in, both answers accepted, a protocol version (if named) from before 2026-07-28.
 fn session_headers_fit(headers: &HeaderMap) -> bool {
-    let essence = |v: &str| {
-        v.split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase()
+    let is = |value: &str, media_type: &str| {
+        let essence = value.split(';').next().unwrap_or("").trim();
+        essence.eq_ignore_ascii_case(media_type)
     };
     let json_in = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| essence(v) == "application/json");
-    let accepted: Vec<String> = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(essence)
-        .collect();
-    let accepts_both = accepted.iter().any(|a| a == "application/json")
-        && accepted.iter().any(|a| a == "text/event-stream");
+        .is_some_and(|v| is(v, "application/json"));
+    let accepts = |media_type: &str| {
+        headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|a| is(a, media_type))
+    };
+    let accepts_both = accepts("application/json") && accepts("text/event-stream");
     let version_fits = match headers.get("mcp-protocol-version") {
         None => true,
         Some(v) => v.to_str().is_ok_and(|v| {
