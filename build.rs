@@ -1,6 +1,6 @@
 //! Hands the linker link/symbol-order.txt (made by scripts/symbol-order): the functions
 //! plugboard runs to start and to answer a request, laid out together so the kernel maps
-//! fewer pages of code for them (idle RSS with every plugin 11.9 → 7.5 MB; see the README's
+//! fewer pages of code for them (idle RSS with every plugin 11.9 → 8.1 MB; see the README's
 //! "Performance"). Only where the linker is Rust's default LLD (x86_64 Linux since Rust
 //! 1.90) and nothing overrides it; `PLUGBOARD_NO_SYMBOL_ORDER=1` skips it.
 
