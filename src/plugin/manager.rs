@@ -613,6 +613,26 @@ impl Manager {
             .collect()
     }
 
+    /// The published name of tool `local` of the plugin running implementation `kind_name`
+    /// (a built-in's name, e.g. `agents`), whatever its manifest calls it or prefixes it with:
+    /// for callers that must not hard-code a prefix a manifest can change (the CLI).
+    pub fn find_tool(&self, kind_name: &str, local: &str) -> Option<String> {
+        let registry = self.registry();
+        let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
+        slots.values().find_map(|slot| {
+            let m = slot.manifest.as_ref()?;
+            if m.builtin() != kind_name {
+                return None;
+            }
+            let name = if m.prefix().is_empty() {
+                local.to_owned()
+            } else {
+                format!("{}_{local}", m.prefix())
+            };
+            registry.entries.contains_key(&name).then_some(name)
+        })
+    }
+
     /// Stop every plugin (on server exit).
     pub async fn shutdown(&self) {
         let slots = std::mem::take(&mut *self.slots.write().unwrap_or_else(|e| e.into_inner()));
