@@ -298,6 +298,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             toolsets: clean(&g.toolsets),
         },
         init_timeout: seconds(g.init_timeout, "--init-timeout")?,
+        catalog: crate::plugins::catalog(),
         call_timeout: seconds(g.call_timeout, "--call-timeout")?,
     };
     let manager = Manager::start(config).await;

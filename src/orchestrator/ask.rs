@@ -18,7 +18,7 @@ use crate::{
     agents::{
         Agent, AgentError, Conversation, Finish, Message, ToolCall, ToolResult, ToolSpec, Usage,
     },
-    plugin::{TextSink, ToolContext},
+    plugin::{Face, TextSink, ToolContext},
 };
 
 #[derive(Debug, Clone, Default)]
@@ -278,7 +278,7 @@ impl Orchestrator {
         }
         // The inner call has no client of its own: it must not send progress or requests on
         // the outer call's behalf. It is cancelled with the outer call.
-        let inner = ToolContext::new(cx.cancellation().child_token(), None, None, None);
+        let inner = cx.inner(Face::Agent);
         let outcome = self.toolbox.call(&call.name, args, inner).await;
         tracing::info!(tool = %call.name, is_error = outcome.is_error == Some(true), "model's tool call");
         let text = self.tool_text(&outcome);

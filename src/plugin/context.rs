@@ -24,7 +24,7 @@ use rmcp::{
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::ToolError;
+use super::{Caller, Face, ToolError};
 
 /// Handed to every tool call, resource read and prompt. Cheap to clone. Outside an MCP session
 /// (the CLI's `call`) it has no client: progress and logs go to the tracing log, and sampling
@@ -49,6 +49,8 @@ pub struct ToolContext {
     text: Option<TextSink>,
     /// When the call started and how long it may run (set by the call driver).
     budget: Option<(Instant, Duration)>,
+    /// Who is calling: the face, the client, what it may see.
+    caller: Caller,
 }
 
 /// Receives an answer as it is written.
@@ -123,7 +125,30 @@ impl ToolContext {
             sink: None,
             text: None,
             budget: None,
+            caller: Caller::default(),
         }
+    }
+
+    /// Who is calling (the face, the client, the tools it may see).
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    pub fn with_caller(mut self, caller: Caller) -> Self {
+        self.caller = caller;
+        self
+    }
+
+    /// A context for a call this call makes on its own behalf through `face` (a model's tool
+    /// call inside `ask`): cancelled with this one, the same client and scope, but no way to
+    /// reach the client — it must not send progress or requests for the outer call, and
+    /// sampling or elicitation there say so.
+    pub fn inner(&self, face: Face) -> Self {
+        let caller = Caller {
+            face,
+            ..self.caller.clone()
+        };
+        Self::new(self.ct.child_token(), None, None, None).with_caller(caller)
     }
 
     /// Send progress to `sink` (for calls without a client, like the CLI's).
@@ -280,10 +305,10 @@ impl ToolContext {
             ));
         }
         match &self.route {
-            Route::None => Err(no_client("sampling")),
+            Route::None => Err(self.no_client("sampling")),
             Route::Deferred(None) => Err(only_tools("sampling")),
             Route::Peer => {
-                let peer = self.link().peer.ok_or_else(|| no_client("sampling"))?;
+                let peer = self.link().peer.ok_or_else(|| self.no_client("sampling"))?;
                 self.waiting_for_client(peer.create_message(params))
                     .await
                     .map_err(|e| ToolError::Failed(format!("the client refused sampling: {e}")))
@@ -324,10 +349,13 @@ impl ToolContext {
             requested_schema,
         };
         match &self.route {
-            Route::None => Err(no_client("elicitation")),
+            Route::None => Err(self.no_client("elicitation")),
             Route::Deferred(None) => Err(only_tools("elicitation")),
             Route::Peer => {
-                let peer = self.link().peer.ok_or_else(|| no_client("elicitation"))?;
+                let peer = self
+                    .link()
+                    .peer
+                    .ok_or_else(|| self.no_client("elicitation"))?;
                 self.waiting_for_client(peer.create_elicitation(params))
                     .await
                     .map_err(|e| ToolError::Failed(format!("the client refused elicitation: {e}")))
@@ -444,10 +472,20 @@ fn only_tools(what: &str) -> ToolError {
     ))
 }
 
-fn no_client(what: &str) -> ToolError {
-    ToolError::Failed(format!(
-        "{what} needs an MCP client; this call was made without one (e.g. from the command line)"
-    ))
+impl ToolContext {
+    /// Why `what` cannot be done on a call that has no client to ask, naming the face.
+    fn no_client(&self, what: &str) -> ToolError {
+        let how = match self.caller.face {
+            Face::Agent => "it was made by a model inside `ask`, which has no client to ask",
+            Face::Cli => "it was made from the command line, which has no MCP client",
+            Face::Rest => "it was made through the REST API, which has no MCP client",
+            Face::Dashboard => "it was made from the dashboard, which has no MCP client",
+            Face::Stdio | Face::Http | Face::Sse => "its client connection cannot carry requests",
+        };
+        ToolError::Failed(format!(
+            "{what} needs an MCP client that can answer it; {how}"
+        ))
+    }
 }
 
 /// RFC 5424 order, least severe first.

@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! name = "airtable"
-//! kind = "builtin"            # builtin | mcp
+//! kind = "builtin"            # a kind of the binary's catalog: builtin, mcp, …
 //! enabled = true
 //! prefix = "airtable"         # optional; default: the name; "" publishes bare tool names
 //! description = "Airtable bases"
@@ -18,6 +18,9 @@
 //! [dependencies]
 //! commands = ["git"]          # must be on PATH
 //! plugins = ["files"]         # must be ready first
+//!
+//! [mcp]                       # the kind's own table, named after the kind; checked by it
+//! command = "npx"
 //! ```
 
 use std::{
@@ -29,24 +32,17 @@ use serde::Deserialize;
 
 use super::PluginError;
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// Compiled into plugboard (`src/plugins/<builtin>`).
-    Builtin,
-    /// An external MCP server, proxied (comes in a later release).
-    Mcp,
-}
-
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub name: String,
-    pub kind: Kind,
+    /// Which kind of the catalog starts it (`builtin`, `mcp`, …).
+    pub kind: String,
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// Which built-in implementation to run; defaults to `name`, so two manifests can run the
-    /// same built-in with different settings (say `docs` and `code`, both `files`).
+    /// The `builtin` kind's key: which built-in implementation to run; defaults to `name`, so
+    /// two manifests can run the same built-in with different settings (say `docs` and
+    /// `code`, both `files`).
     pub builtin: Option<String>,
     pub prefix: Option<String>,
     #[serde(default)]
@@ -63,6 +59,10 @@ pub struct Manifest {
     /// The file's text, so a plugin's own settings errors can name the line too.
     #[serde(skip)]
     pub source: String,
+    /// Whether the file has a table named after its kind (`[mcp]`): the kind reads it with
+    /// [`Manifest::kind_table`].
+    #[serde(skip)]
+    pub has_kind_table: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -91,16 +91,35 @@ fn yes() -> bool {
 }
 
 impl Manifest {
-    /// Parse a manifest; errors name the file, line and column.
+    /// Parse a manifest; errors name the file, line and column. The table named after the
+    /// manifest's kind (`[mcp]` for `kind = "mcp"`) is left to that kind.
     pub fn parse(path: &Path, text: &str) -> Result<Self, PluginError> {
-        let mut manifest: Manifest = toml::from_str(text).map_err(|e| PluginError::Manifest {
+        let error = |message: String| PluginError::Manifest {
             path: path.to_owned(),
-            message: located(text, &e),
-        })?;
+            message,
+        };
+        let mut root = toml::de::DeTable::parse(text).map_err(|e| error(located(text, &e)))?;
+        let has_kind_table = take_kind_table(root.get_mut()).is_some();
+        let mut manifest = Manifest::deserialize(toml::de::Deserializer::from(root))
+            .map_err(|e| error(located(text, &e)))?;
         manifest.path = path.to_owned();
         manifest.source = text.to_owned();
+        manifest.has_kind_table = has_kind_table;
         manifest.check()?;
         Ok(manifest)
+    }
+
+    /// The manifest's `[<kind>]` table as the kind's own type; `Ok(None)` when there is none.
+    /// Errors name the line and column.
+    pub fn kind_table<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, String> {
+        let mut root =
+            toml::de::DeTable::parse(&self.source).map_err(|e| located(&self.source, &e))?;
+        let Some(table) = take_kind_table(root.get_mut()) else {
+            return Ok(None);
+        };
+        T::deserialize(toml::de::Deserializer::from(table))
+            .map(Some)
+            .map_err(|e| format!("[{}] {}", self.kind, located(&self.source, &e)))
     }
 
     pub fn load(path: &Path) -> Result<Self, PluginError> {
@@ -145,6 +164,29 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+}
+
+/// Remove the table named after the document's `kind` from it, spans kept.
+fn take_kind_table<'i>(
+    root: &mut toml::de::DeTable<'i>,
+) -> Option<toml::Spanned<toml::de::DeTable<'i>>> {
+    let kind = root.iter().find_map(|(k, v)| match v.get_ref() {
+        toml::de::DeValue::String(kind) if k.get_ref() == "kind" => Some(kind.to_string()),
+        _ => None,
+    })?;
+    let key = root
+        .iter()
+        .find(|(k, v)| {
+            k.get_ref() == kind.as_str() && matches!(v.get_ref(), toml::de::DeValue::Table(_))
+        })?
+        .0
+        .clone();
+    let value = root.remove(&key)?;
+    let span = value.span();
+    match value.into_inner() {
+        toml::de::DeValue::Table(table) => Some(toml::Spanned::new(span, table)),
+        _ => None,
     }
 }
 
@@ -206,12 +248,36 @@ mod tests {
     }
 
     #[test]
-    fn bad_kind_is_an_error() {
-        let text = "name = \"x\"\nkind = \"wasm\"\n";
+    fn a_kind_table_is_the_kinds_own() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Mcp {
+            command: String,
+        }
+        let text = "name = \"x\"\nkind = \"mcp\"\n[mcp]\ncommand = \"npx\"\n";
+        let m = Manifest::parse(Path::new("p.toml"), text).unwrap();
+        assert_eq!(m.kind, "mcp");
+        assert!(m.has_kind_table);
+        assert_eq!(m.kind_table::<Mcp>().unwrap().unwrap().command, "npx");
+
+        // Unknown keys in the kind's table name the line and column, as elsewhere.
+        let text = "name = \"x\"\nkind = \"mcp\"\n[mcp]\ncommand = \"npx\"\ncolour = 1\n";
+        let m = Manifest::parse(Path::new("p.toml"), text).unwrap();
+        let err = m.kind_table::<Mcp>().unwrap_err();
+        assert!(
+            err.contains("line 5, column 1") && err.contains("colour"),
+            "{err}"
+        );
+
+        // Another kind's table is an unknown key of the manifest.
+        let text = "name = \"x\"\nkind = \"builtin\"\n[mcp]\ncommand = \"npx\"\n";
         let err = Manifest::parse(Path::new("p.toml"), text)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("line 2") && err.contains("wasm"), "{err}");
+        assert!(
+            err.contains("line 3") && err.contains("unknown field `mcp`"),
+            "{err}"
+        );
     }
 
     #[test]

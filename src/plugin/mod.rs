@@ -7,13 +7,29 @@
 //! against the tool's schema, runs it with a timeout in its own task (so a panic stays inside
 //! the call), and turns every failure into a result the client can act on. While it runs, a
 //! handler reaches the client through its [`ToolContext`]: progress, log messages, sampling,
-//! elicitation. A plugin tells clients about changes through [`PluginEvents`].
+//! elicitation. A plugin tells clients about changes through [`PluginEvents`], and uses the
+//! host's services through its [`PluginSetup`]: the other plugins' tools ([`Toolbox`]) and
+//! a model ([`Models`]).
+//!
+//! - `catalog.rs`: the kinds of plugin the binary offers ([`Catalog`], [`PluginKind`]).
+//! - `manifest.rs`: `plugin.toml`.
+//! - `manager/`: discovery, lifecycle, publishing, status.
+//! - `calls.rs`: the one call pipeline; `caller.rs` who calls; `observe.rs` its observers.
+//! - `isolate.rs`: own task, time limit, panic message.
+//! - `registry.rs`: the published snapshot; `requests.rs`: resources, prompts, completion.
+//! - `context.rs`: what a handler reaches while it runs.
+//! - `models.rs`: the host's model service.
 
-mod call;
+mod caller;
+mod calls;
+pub mod catalog;
 mod context;
 mod error;
+pub mod isolate;
 pub mod manager;
 pub mod manifest;
+mod models;
+pub mod observe;
 mod registry;
 mod requests;
 pub mod resource;
@@ -26,10 +42,15 @@ use std::{collections::BTreeMap, fmt, path::PathBuf, sync::Arc};
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
+pub use caller::{Caller, Face, Filters};
+pub use calls::Calls;
+pub use catalog::{Builtins, Catalog, Init, PluginKind};
 pub use context::{ProgressSink, StreamControl, StreamRelease, TextSink, ToolContext, severity};
 pub use error::{PluginError, ToolError};
-pub use manager::{Filters, Manager, ManagerConfig, PluginStatus, Status};
+pub use manager::{Manager, ManagerConfig, PluginStatus, Status};
 pub use manifest::Manifest;
+pub use models::{ModelReply, ModelRequest, ModelService, Models};
+pub use observe::{CallFinished, CallObserver, CallStarted, ErrorKind, Observers, Outcome};
 pub use registry::{Registry, check_tool_name};
 pub use resource::{Completion, PromptDef, ResourceDef, TemplateDef, UriTemplate};
 pub use tool::{Handler, Hints, ToolDef, ToolOutcome};
@@ -62,12 +83,13 @@ pub trait Plugin: Send + Sync + 'static {
     }
 }
 
-/// How a built-in plugin is started: from its setup to a running plugin.
-pub type Init = fn(PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, PluginError>>;
-
 /// Everything a plugin is initialised with.
 pub struct PluginSetup {
     pub name: String,
+    /// The manifest's kind (`builtin`, `mcp`, …).
+    pub kind: String,
+    /// Which implementation of the kind runs (a built-in's name; for other kinds their own).
+    pub implementation: String,
     /// The manifest's folder, for plugins that keep files beside their manifest.
     pub dir: PathBuf,
     pub manifest_path: PathBuf,
@@ -87,6 +109,8 @@ pub enum Change {
     Prompts,
     /// The contents of this resource changed (sent to clients subscribed to it).
     ResourceUpdated(String),
+    /// This plugin's status changed (it went down or came back).
+    Status(String),
 }
 
 /// A plugin's way to tell clients that what it offers changed. Cheap to clone; keeps working
@@ -95,19 +119,49 @@ pub enum Change {
 pub struct PluginEvents {
     changes: tokio::sync::broadcast::Sender<Change>,
     manager: std::sync::Weak<Manager>,
+    /// The plugin these events are about.
+    plugin: Arc<str>,
 }
 
 impl PluginEvents {
     pub(crate) fn new(
         changes: tokio::sync::broadcast::Sender<Change>,
         manager: std::sync::Weak<Manager>,
+        plugin: &str,
     ) -> Self {
-        Self { changes, manager }
+        Self {
+            changes,
+            manager,
+            plugin: Arc::from(plugin),
+        }
     }
 
     /// A plugin set up outside a manager (unit tests): events go nowhere.
     pub fn detached() -> Self {
-        Self::new(tokio::sync::broadcast::channel(1).0, std::sync::Weak::new())
+        Self::new(
+            tokio::sync::broadcast::channel(1).0,
+            std::sync::Weak::new(),
+            "",
+        )
+    }
+
+    /// The plugin cannot serve now (an upstream died, a connection was lost): its tools are
+    /// withheld, clients get `list_changed`, and its status says `down (reason)` until
+    /// [`PluginEvents::came_back`].
+    pub fn went_down(&self, reason: impl Into<String>) {
+        self.set_down(Some(reason.into()));
+    }
+
+    /// The plugin serves again after [`PluginEvents::went_down`].
+    pub fn came_back(&self) {
+        self.set_down(None);
+    }
+
+    fn set_down(&self, down: Option<String>) {
+        if let Some(manager) = self.manager.upgrade() {
+            let plugin = self.plugin.clone();
+            tokio::spawn(async move { manager.set_down(&plugin, down).await });
+        }
     }
 
     /// The contents of `uri` changed: clients subscribed to it get
@@ -154,6 +208,31 @@ impl PluginSetup {
         Toolbox::new(self.events.manager.clone(), &self.name)
     }
 
+    /// The host's model service: for a plugin that needs a completion (the configured
+    /// providers, else the client's model by sampling).
+    pub fn models(&self) -> Models {
+        Models::new(self.events.manager.clone())
+    }
+
+    /// Offer `service` as the host's model service (the agents plugin does). Withdrawn when
+    /// this plugin stops.
+    pub fn provide_models(&self, service: Arc<dyn ModelService>) {
+        if let Some(manager) = self.events.manager.upgrade() {
+            manager.provide_models(&self.name, service);
+        }
+    }
+
+    /// The manifest's `[<kind>]` table as the kind's own type (errors name line and column).
+    pub fn kind_table<T: DeserializeOwned>(&self) -> Result<Option<T>, PluginError> {
+        let manifest = Manifest::parse(&self.manifest_path, &self.manifest_source)?;
+        manifest
+            .kind_table()
+            .map_err(|message| PluginError::Settings {
+                path: self.manifest_path.clone(),
+                message,
+            })
+    }
+
     pub fn env(&self, key: &str) -> Option<&str> {
         self.env
             .get(key)
@@ -167,6 +246,8 @@ impl fmt::Debug for PluginSetup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PluginSetup")
             .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("implementation", &self.implementation)
             .field("dir", &self.dir)
             .field("manifest", &self.manifest_path)
             .field("env", &self.env.keys().collect::<Vec<_>>())

@@ -3,7 +3,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, OnceLock},
+    sync::{Arc, OnceLock, RwLock},
 };
 
 use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
@@ -68,6 +68,25 @@ pub(crate) struct PromptEntry {
     pub plugin: Arc<str>,
     pub handler: PromptHandler,
     pub completer: Option<Completer>,
+}
+
+/// The registry as last published, shared by the manager (which replaces it) and the call
+/// pipeline (which reads it on every call).
+#[derive(Clone, Default)]
+pub(crate) struct Published(Arc<RwLock<Arc<Registry>>>);
+
+impl Published {
+    pub fn get(&self) -> Arc<Registry> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Publish `next`; returns what it replaced.
+    pub fn replace(&self, next: Arc<Registry>) -> Arc<Registry> {
+        std::mem::replace(
+            &mut *self.0.write().unwrap_or_else(|e| e.into_inner()),
+            next,
+        )
+    }
 }
 
 #[derive(Default)]

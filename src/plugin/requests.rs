@@ -14,7 +14,7 @@ use rmcp::{
 
 use super::{
     Manager, ToolContext, ToolError,
-    manager::panic_message,
+    isolate::panic_message,
     resource::{Completer, Completion},
 };
 

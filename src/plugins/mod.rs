@@ -1,7 +1,7 @@
-//! Built-in plugins. Adding one means a folder here and one line in [`BUILTINS`].
+//! Built-in plugins. Adding one means a folder here and one line in [`catalog`].
 //! A plugin never imports another plugin.
 
-use crate::plugin::Init;
+use crate::plugin::{Builtins, Catalog};
 
 pub mod agents;
 pub mod airtable;
@@ -10,33 +10,25 @@ pub mod files;
 pub mod github;
 pub mod testkit;
 
-/// Every built-in, by the name a manifest's `builtin` (or `name`) selects it with.
-pub const BUILTINS: &[(&str, Init)] = &[
-    ("agents", agents::init),
-    ("airtable", airtable::init),
-    ("conformance", conformance::init),
-    ("files", files::init),
-    ("github", github::init),
-    ("testkit", testkit::init),
-];
-
-pub fn builtin(name: &str) -> Option<Init> {
-    BUILTINS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, init)| *init)
+/// The plugin kinds this binary offers its manager, with the manifests in this repository's
+/// `plugins/` folder built in (used when the plugins folder was not given and `./plugins`
+/// does not exist: a client launching the binary from an arbitrary folder).
+pub fn catalog() -> Catalog {
+    let builtins = Builtins::new()
+        .with("agents", agents::init)
+        .with("airtable", airtable::init)
+        .with("conformance", conformance::init)
+        .with("files", files::init)
+        .with("github", github::init)
+        .with("testkit", testkit::init);
+    Catalog::new()
+        .with_kind("builtin", builtins)
+        .with_shipped("agents", include_str!("../../plugins/agents/plugin.toml"))
+        .with_shipped(
+            "airtable",
+            include_str!("../../plugins/airtable/plugin.toml"),
+        )
+        .with_shipped("files", include_str!("../../plugins/files/plugin.toml"))
+        .with_shipped("github", include_str!("../../plugins/github/plugin.toml"))
+        .with_shipped("testkit", include_str!("../../plugins/testkit/plugin.toml"))
 }
-
-/// The manifests in this repository's `plugins/` folder, built into the binary: used when the
-/// plugins folder was not given and `./plugins` does not exist (a client launching the binary
-/// from an arbitrary folder).
-pub const SHIPPED_MANIFESTS: &[(&str, &str)] = &[
-    ("agents", include_str!("../../plugins/agents/plugin.toml")),
-    (
-        "airtable",
-        include_str!("../../plugins/airtable/plugin.toml"),
-    ),
-    ("files", include_str!("../../plugins/files/plugin.toml")),
-    ("github", include_str!("../../plugins/github/plugin.toml")),
-    ("testkit", include_str!("../../plugins/testkit/plugin.toml")),
-];

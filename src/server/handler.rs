@@ -21,7 +21,7 @@ use rmcp::{
 };
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use crate::plugin::{Change, Manager, StreamRelease, ToolContext};
+use crate::plugin::{Caller, Change, Face, Manager, StreamRelease, ToolContext};
 
 /// One per connection (stdio, SSE session, HTTP session or stateless request); cheap to make.
 #[derive(Clone)]
@@ -36,6 +36,8 @@ pub struct McpHandler {
     changes: Arc<Mutex<Option<broadcast::Receiver<Change>>>>,
     /// Resource URIs this session subscribed to (2025-11-25 `resources/subscribe`).
     subscriptions: Arc<Mutex<HashSet<String>>>,
+    /// The transport this handler serves, for the calls' observers.
+    face: Face,
 }
 
 impl McpHandler {
@@ -46,7 +48,14 @@ impl McpHandler {
             session_log_level: Arc::new(Mutex::new(LoggingLevel::Info)),
             changes,
             subscriptions: Arc::default(),
+            face: Face::Stdio,
         }
+    }
+
+    /// Serving calls that come through `face` (the transport).
+    pub fn on(mut self, face: Face) -> Self {
+        self.face = face;
+        self
     }
 
     fn changes(&self) -> broadcast::Receiver<Change> {
@@ -84,12 +93,22 @@ impl McpHandler {
             self.log_level(cx),
         )
         .with_capabilities(cx.client_capabilities())
-        .with_stream(stream);
+        .with_stream(stream)
+        .with_caller(self.caller(cx));
         // 2026-07-28 forbids requests to the client; tool calls ask through input_required.
         if stateless(cx) {
             context.deferred()
         } else {
             context
+        }
+    }
+
+    /// Who sends this request: the transport, and the client's name when it gave one.
+    fn caller(&self, cx: &RequestContext<RoleServer>) -> Caller {
+        let caller = Caller::new(self.face);
+        match cx.peer.peer_info() {
+            Some(info) => caller.with_client(info.client_info.name.as_str()),
+            None => caller,
         }
     }
 
@@ -141,6 +160,8 @@ async fn push(
             peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
                 .await
         }
+        // Status reaches clients through list_changed when the tool set changes.
+        Change::Status(_) => return true,
     };
     sent.is_ok()
 }

@@ -18,7 +18,7 @@ use rmcp::transport::{
 use tokio_util::sync::CancellationToken;
 
 use super::{McpHandler, gate, guard, json_first, sse};
-use crate::plugin::Manager;
+use crate::plugin::{Face, Manager};
 
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
@@ -49,7 +49,7 @@ pub fn router(manager: Arc<Manager>, options: &HttpOptions, ct: CancellationToke
     };
     let factory_manager = manager.clone();
     let mcp = StreamableHttpService::new(
-        move || Ok(McpHandler::new(factory_manager.clone())),
+        move || Ok(McpHandler::new(factory_manager.clone()).on(Face::Http)),
         sessions,
         config,
     );

@@ -22,7 +22,11 @@ use crate::plugin::Manager;
 pub async fn serve_stdio(manager: Arc<Manager>) -> anyhow::Result<()> {
     let (stdin, stdout) = rmcp::transport::stdio_pipes();
     let transport = gate::MethodGate::new(AsyncRwTransport::new_server(stdin, stdout));
-    let service = match McpHandler::new(manager).serve(transport).await {
+    let service = match McpHandler::new(manager)
+        .on(crate::plugin::Face::Stdio)
+        .serve(transport)
+        .await
+    {
         Ok(service) => service,
         // The client went away before initializing: nothing to serve, not a failure.
         Err(ServerInitializeError::ConnectionClosed(_)) => {

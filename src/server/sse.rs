@@ -28,7 +28,7 @@ use super::{
     decode::{self, Decoded},
     gate::MethodGate,
 };
-use crate::plugin::Manager;
+use crate::plugin::{Face, Manager};
 
 #[derive(Clone)]
 pub struct SseState {
@@ -61,7 +61,7 @@ pub async fn open(
         PollSender::new(to_client.clone()),
         ReceiverStream::new(from_client),
     ));
-    let handler = McpHandler::new(state.manager.clone());
+    let handler = McpHandler::new(state.manager.clone()).on(Face::Sse);
     let ct = state.ct.child_token();
     tokio::spawn(async move {
         match handler.serve_with_ct(transport, ct).await {

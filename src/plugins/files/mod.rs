@@ -279,6 +279,8 @@ mod tests {
     fn setup(settings: toml::Table, env: &[(&str, &str)]) -> PluginSetup {
         PluginSetup {
             name: "files".into(),
+            kind: "builtin".into(),
+            implementation: "files".into(),
             dir: PathBuf::from("plugins/files"),
             manifest_path: PathBuf::from("plugins/files/plugin.toml"),
             manifest_source: toml::to_string(&toml::Table::from_iter([(

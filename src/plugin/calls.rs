@@ -1,5 +1,7 @@
-//! Running one tool call: schema check, its own task (a panic stays inside), timeout,
-//! cancellation, and an error result that says what to fix for every failure.
+//! The one call pipeline every face uses (MCP on each transport, the CLI, the agents' tool
+//! loop, and next REST and the dashboard): filters (server-wide, narrowed per caller),
+//! schema check, its own task (a panic stays inside), timeout, cancellation, an error result
+//! that says what to fix for every failure, and observers told of every call's start and end.
 //!
 //! On 2026-07-28 a server may not send requests to the client. When a handler asks for
 //! sampling or elicitation there, its task is parked here and the client gets an
@@ -24,9 +26,11 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Manager, Registry, ToolContext, ToolOutcome,
+    Registry, ToolContext, ToolOutcome,
     context::Ask,
-    manager::{panic_message, payload_message},
+    isolate::{panic_message, payload_message},
+    observe::{CallFinished, CallStarted, ErrorKind, Observers, Outcome},
+    registry::Published,
 };
 
 /// How long a parked call waits for the client to come back with its answer.
@@ -70,7 +74,32 @@ enum Step {
     Ask(Box<Running>, Ask),
 }
 
-impl Manager {
+/// Runs calls against the published registry.
+pub struct Calls {
+    /// The registry as last published; swapped whole by the manager.
+    published: Published,
+    /// `--call-timeout`, for tools without their own.
+    call_timeout: Duration,
+    /// Told of every call (logs, metrics, live events).
+    observers: Observers,
+    /// 2026-07-28 tool calls waiting for the client's input.
+    suspended: Suspended,
+}
+
+impl Calls {
+    pub(crate) fn new(published: Published, call_timeout: Duration, observers: Observers) -> Self {
+        Self {
+            published,
+            call_timeout,
+            observers,
+            suspended: Suspended::default(),
+        }
+    }
+
+    pub fn observers(&self) -> &Observers {
+        &self.observers
+    }
+
     /// Run one tool call and answer with its result. Failures are `isError: true` results
     /// whose text says what to fix. Used on sessions (stdio, SSE, HTTP 2025-11-25) and by the
     /// CLI, where the handler reaches the client directly.
@@ -87,12 +116,13 @@ impl Manager {
         };
         match self.drive(running, &round).await {
             Step::Done(result) => result,
-            Step::Ask(running, _) => finish(
+            Step::Ask(running, _) => self.finish(
                 &running,
-                Err(
+                Err((
+                    ErrorKind::Failed,
                     "the tool asked the client for input on a connection that cannot carry it"
                         .into(),
-                ),
+                )),
             ),
         }
     }
@@ -128,14 +158,18 @@ impl Manager {
                     .and_then(|mut answers| answers.remove(&parked.key));
                 let Some(answer) = answer else {
                     let running = parked.running;
-                    return finish(
-                        &running,
-                        Err(format!(
-                            "the client called again without answering input request `{}`",
-                            parked.key
-                        )),
-                    )
-                    .into();
+                    return self
+                        .finish(
+                            &running,
+                            Err((
+                                ErrorKind::InvalidArguments,
+                                format!(
+                                    "the client called again without answering input request `{}`",
+                                    parked.key
+                                ),
+                            )),
+                        )
+                        .into();
                 };
                 parked.running.cx.relink(link.link());
                 parked.running.cx.pause(false);
@@ -179,12 +213,36 @@ impl Manager {
         args: Option<JsonObject>,
         cx: ToolContext,
     ) -> Result<Running, CallToolResult> {
-        let registry = self.registry();
-        let Some(entry) = registry.entries.get(name) else {
-            tracing::info!(tool = %name, ok = false, "tool call to an unknown tool");
-            return Err(error_result(unknown_tool(name, &registry)));
+        let registry = self.published.get();
+        let caller = cx.caller().clone();
+        let entry = registry
+            .entries
+            .get(name)
+            .filter(|e| caller.allows(&e.plugin, &e.tool));
+        let Some(entry) = entry else {
+            let message = unknown_tool(name, &registry, &caller);
+            self.refused("", name, &cx, ErrorKind::UnknownTool, &message);
+            return Err(error_result(message));
         };
-        let validator = entry.validator().map_err(|e| error_result(e.to_owned()))?;
+        self.observers.started(&CallStarted {
+            plugin: &entry.plugin,
+            tool: name,
+            caller: &caller,
+        });
+        let started = Instant::now();
+        let validator = match entry.validator() {
+            Ok(v) => v,
+            Err(e) => {
+                let e = e.to_owned();
+                return Err(self.end(
+                    &entry.plugin,
+                    name,
+                    &cx,
+                    started,
+                    Err((ErrorKind::Failed, e)),
+                ));
+            }
+        };
         let instance = serde_json::Value::Object(args.unwrap_or_default());
         let problems: Vec<String> = validator
             .iter_errors(&instance)
@@ -198,22 +256,27 @@ impl Manager {
             })
             .collect();
         if !problems.is_empty() {
-            tracing::info!(plugin = %entry.plugin, tool = %name, ok = false, "tool call with invalid arguments");
-            return Err(error_result(format!(
+            let message = format!(
                 "invalid arguments for `{name}`: {}. Call tools/list for the input schema.",
                 problems.join("; ")
-            )));
+            );
+            return Err(self.end(
+                &entry.plugin,
+                name,
+                &cx,
+                started,
+                Err((ErrorKind::InvalidArguments, message)),
+            ));
         }
         let serde_json::Value::Object(args) = instance else {
             unreachable!("built from an object")
         };
         let (asks_tx, asks) = mpsc::channel(1);
-        let timeout = entry.timeout.unwrap_or(self.config().call_timeout);
+        let timeout = entry.timeout.unwrap_or(self.call_timeout);
         let cx = cx
             .for_plugin(entry.plugin.clone())
             .rerouted(asks_tx)
             .with_budget(timeout);
-        let started = Instant::now();
         let mut handler = (entry.handler)(args, cx.clone());
         // A handler that answers from memory is done on its first poll: answer it here. Its
         // own task (the spawn, the join, waking another worker thread) would be most of such a
@@ -225,15 +288,14 @@ impl Manager {
         })) {
             Ok(std::task::Poll::Pending) => None,
             Ok(std::task::Poll::Ready(Ok(result))) => Some(Ok(result)),
-            Ok(std::task::Poll::Ready(Err(e))) => Some(Err(e.to_string())),
-            Err(payload) => Some(Err(panicked(
-                &entry.plugin,
-                name,
-                payload_message(&*payload),
+            Ok(std::task::Poll::Ready(Err(e))) => Some(Err((ErrorKind::Failed, e.to_string()))),
+            Err(payload) => Some(Err((
+                ErrorKind::Panic,
+                panicked(&entry.plugin, name, payload_message(&*payload)),
             ))),
         };
         if let Some(outcome) = outcome {
-            return Err(log_outcome(&entry.plugin, name, started, outcome));
+            return Err(self.end(&entry.plugin, name, &cx, started, outcome));
         }
         Ok(Running {
             name: name.to_owned(),
@@ -266,29 +328,98 @@ impl Manager {
                     running.name,
                     timeout.as_secs_f64()
                 );
-                return Step::Done(finish(&running, Err(message)));
+                return Step::Done(self.finish(&running, Err((ErrorKind::Timeout, message))));
             }
             tokio::select! {
                 joined = &mut running.task => {
                     let outcome = match joined {
                         Ok(Ok(result)) => Ok(result),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(join) if join.is_panic() => {
-                            Err(panicked(&running.plugin, &running.name, panic_message(join)))
-                        }
-                        Err(_) => Err(format!("`{}` was stopped before it finished", running.name)),
+                        Ok(Err(e)) => Err((ErrorKind::Failed, e.to_string())),
+                        Err(join) if join.is_panic() => Err((
+                            ErrorKind::Panic,
+                            panicked(&running.plugin, &running.name, panic_message(join)),
+                        )),
+                        Err(_) => Err((
+                            ErrorKind::Cancelled,
+                            format!("`{}` was stopped before it finished", running.name),
+                        )),
                     };
-                    return Step::Done(finish(&running, outcome));
+                    return Step::Done(self.finish(&running, outcome));
                 }
                 Some(ask) = running.asks.recv() => return Step::Ask(Box::new(running), ask),
                 _ = tokio::time::sleep(left) => continue,
                 _ = round.cancelled() => {
                     running.cx.cancellation().cancel();
                     let message = format!("`{}` was cancelled by the client", running.name);
-                    return Step::Done(finish(&running, Err(message)));
+                    return Step::Done(self.finish(&running, Err((ErrorKind::Cancelled, message))));
                 }
             }
         }
+    }
+}
+
+impl Calls {
+    /// Tell the observers how the call ended and turn its outcome into the result the
+    /// client sees.
+    fn finish(
+        &self,
+        running: &Running,
+        outcome: Result<CallToolResult, (ErrorKind, String)>,
+    ) -> CallToolResult {
+        self.end(
+            &running.plugin,
+            &running.name,
+            &running.cx,
+            running.started,
+            outcome,
+        )
+    }
+
+    fn end(
+        &self,
+        plugin: &str,
+        tool: &str,
+        cx: &ToolContext,
+        started: Instant,
+        outcome: Result<CallToolResult, (ErrorKind, String)>,
+    ) -> CallToolResult {
+        let (result, outcome) = match outcome {
+            Ok(result) if result.is_error == Some(true) => (result, Outcome::ToolError),
+            Ok(result) => (result, Outcome::Ok),
+            Err((kind, message)) => {
+                let result = error_result(message);
+                (result, Outcome::Failed(kind))
+            }
+        };
+        let error = match outcome {
+            Outcome::Failed(_) => result
+                .content
+                .first()
+                .and_then(|c| c.as_text())
+                .map(|t| t.text.as_str()),
+            _ => None,
+        };
+        self.observers.finished(&CallFinished {
+            plugin,
+            tool,
+            caller: cx.caller(),
+            duration: started.elapsed(),
+            outcome,
+            error,
+        });
+        result
+    }
+
+    /// A call that never reached a tool (unknown, or hidden from this caller).
+    fn refused(&self, plugin: &str, tool: &str, cx: &ToolContext, kind: ErrorKind, message: &str) {
+        self.observers.finished(&CallFinished {
+            plugin,
+            tool,
+            caller: cx.caller(),
+            duration: Duration::ZERO,
+            outcome: Outcome::Failed(kind),
+            error: Some(message),
+        });
     }
 }
 
@@ -314,30 +445,6 @@ impl Suspended {
     }
 }
 
-/// Log the call and turn its outcome into the result the client sees.
-fn finish(running: &Running, outcome: Result<CallToolResult, String>) -> CallToolResult {
-    log_outcome(&running.plugin, &running.name, running.started, outcome)
-}
-
-fn log_outcome(
-    plugin: &str,
-    tool: &str,
-    started: Instant,
-    outcome: Result<CallToolResult, String>,
-) -> CallToolResult {
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
-    match outcome {
-        Ok(result) => {
-            tracing::info!(plugin = %plugin, tool = %tool, ms, ok = result.is_error != Some(true), "tool call");
-            result
-        }
-        Err(message) => {
-            tracing::info!(plugin = %plugin, tool = %tool, ms, ok = false, error = %message, "tool call");
-            error_result(message)
-        }
-    }
-}
-
 /// What the client is told when a handler panicked (the panic is logged).
 fn panicked(plugin: &str, tool: &str, message: String) -> String {
     tracing::error!(plugin = %plugin, tool = %tool, panic = %message, "tool handler panicked");
@@ -350,10 +457,16 @@ fn error_result(message: String) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message)])
 }
 
-fn unknown_tool(name: &str, registry: &Registry) -> String {
-    let mut close: Vec<&str> = registry
-        .tools
-        .iter()
+fn unknown_tool(name: &str, registry: &Registry, caller: &super::Caller) -> String {
+    let visible = || {
+        registry.tools.iter().filter(|t| {
+            registry
+                .entries
+                .get(t.name.as_ref())
+                .is_some_and(|e| caller.allows(&e.plugin, t))
+        })
+    };
+    let mut close: Vec<&str> = visible()
         .map(|t| t.name.as_ref())
         .filter(|t| {
             let stem = name.split('_').next().unwrap_or(name);
@@ -365,7 +478,7 @@ fn unknown_tool(name: &str, registry: &Registry) -> String {
     if close.is_empty() {
         format!(
             "unknown tool `{name}`; call tools/list to see the {} available tools",
-            registry.len()
+            visible().count()
         )
     } else {
         format!("unknown tool `{name}`; did you mean {}?", close.join(", "))

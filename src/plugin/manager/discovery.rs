@@ -1,0 +1,137 @@
+//! Finding the manifests and deciding, before anything starts, whether a plugin can.
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::{Path, PathBuf},
+};
+
+use super::{Manager, Status};
+use crate::plugin::{Catalog, Manifest, PluginError, manifest};
+
+/// A manifest found, by plugin name: `(name, path, manifest or why it could not be read)`.
+pub(super) type Found = (String, PathBuf, Result<Manifest, PluginError>);
+
+impl Manager {
+    pub(super) fn discover(&self) -> Vec<Found> {
+        let dir = &self.config.plugins_dir;
+        let manifests: Vec<(PathBuf, Result<Manifest, PluginError>)> = if self
+            .config
+            .shipped_fallback
+            && !dir.is_dir()
+        {
+            tracing::info!(dir = %dir.display(), "no plugins folder; using the manifests shipped in the binary");
+            self.config
+                .catalog
+                .shipped()
+                .iter()
+                .map(|(name, text)| {
+                    let path = PathBuf::from(format!("(shipped)/{name}/plugin.toml"));
+                    let manifest = Manifest::parse(&path, text);
+                    (path, manifest)
+                })
+                .collect()
+        } else {
+            match manifest::discover(dir) {
+                Ok(paths) => paths
+                    .into_iter()
+                    .map(|path| {
+                        let manifest = Manifest::load(&path);
+                        (path, manifest)
+                    })
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot read the plugins folder; no plugins loaded");
+                    return Vec::new();
+                }
+            }
+        };
+        let mut seen = HashSet::new();
+        let mut found = Vec::new();
+        for (path, manifest) in manifests {
+            let folder = folder_name(&path);
+            let name = manifest.as_ref().map(|m| m.name.clone()).unwrap_or(folder);
+            if !seen.insert(name.clone()) {
+                tracing::error!(plugin = %name, path = %path.display(), "a plugin of this name is already loaded; ignoring this manifest");
+                continue;
+            }
+            found.push((name, path, manifest));
+        }
+        found
+    }
+}
+
+/// Why a plugin cannot start, before starting it; `Ready` means "go ahead".
+pub(super) fn precheck(
+    manifest: &Manifest,
+    catalog: &Catalog,
+    env: &HashMap<String, String>,
+) -> Status {
+    if !manifest.enabled {
+        return Status::Disabled;
+    }
+    let Some(kind) = catalog.kind(&manifest.kind) else {
+        return Status::Failed(format!(
+            "{}: no plugin kind `{}` in this build (kinds: {})",
+            manifest.path.display(),
+            manifest.kind,
+            catalog.kind_names().join(", ")
+        ));
+    };
+    if let Err(reason) = kind.check(manifest) {
+        return Status::Failed(reason);
+    }
+    let missing: Vec<String> = manifest
+        .env
+        .iter()
+        .filter(|(k, v)| v.required && env.get(*k).is_none_or(|v| v.is_empty()))
+        .map(|(k, _)| k.clone())
+        .collect();
+    if !missing.is_empty() {
+        return Status::Unconfigured(missing);
+    }
+    let absent: Vec<&str> = manifest
+        .dependencies
+        .commands
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !on_path(c))
+        .collect();
+    if !absent.is_empty() {
+        return Status::Failed(format!("needs `{}` on PATH", absent.join("`, `")));
+    }
+    Status::Ready
+}
+
+fn on_path(command: &str) -> bool {
+    if command.contains('/') {
+        return Path::new(command).is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(command).is_file()))
+}
+
+/// What decides whether a running plugin must restart: its manifest and the values of the
+/// variables it declares. Kept in memory only, compared whole (no hash to collide).
+pub(super) fn fingerprint(
+    manifest: &Result<Manifest, PluginError>,
+    env: &HashMap<String, String>,
+) -> String {
+    match manifest {
+        Ok(m) => {
+            let mut text = format!("{m:?}");
+            for key in m.env.keys() {
+                text.push_str(&format!("\n{key}={:?}", env.get(key)));
+            }
+            text
+        }
+        Err(e) => e.to_string(),
+    }
+}
+
+pub(super) fn folder_name(manifest_path: &Path) -> String {
+    manifest_path
+        .parent()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,294 @@
+//! Starting, reloading, re-listing and stopping plugins, and following what running plugins
+//! report about themselves.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use super::{
+    Manager, Offer, Slot, Status,
+    discovery::{fingerprint, folder_name, precheck},
+    status::log_status,
+};
+use crate::plugin::{
+    Change, Plugin, PluginError, PluginEvents, PluginSetup,
+    isolate::{Isolated, panic_message, spawn_limited},
+};
+
+/// How long a plugin's `shutdown` may take before the others go on without it.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
+
+impl Manager {
+    /// Re-read the manifests and apply the difference: new plugins start, removed ones stop,
+    /// changed ones (manifest or variables) restart, the rest keep running untouched.
+    pub async fn reload(&self) {
+        let _guard = self.reloading.lock().await;
+        let env = (self.env)();
+        let found = self.discover();
+
+        let mut old = std::mem::take(&mut *self.slots.write().unwrap_or_else(|e| e.into_inner()));
+        let mut kept = BTreeMap::new();
+        let mut fresh = Vec::new();
+        for (name, path, manifest) in found {
+            let fingerprint = fingerprint(&manifest, &env);
+            match old.remove(&name) {
+                Some(slot) if slot.fingerprint == fingerprint && slot.path == path => {
+                    kept.insert(name, slot);
+                }
+                previous => {
+                    if let Some(prev) = previous {
+                        self.stop(&name, prev).await;
+                    }
+                    fresh.push((path, manifest, fingerprint));
+                }
+            }
+        }
+        for (name, slot) in old {
+            tracing::info!(plugin = %name, "plugin removed");
+            self.stop(&name, slot).await;
+        }
+
+        // Plugins that depend on others start in waves, after those are ready.
+        let mut waiting: Vec<Slot> = Vec::new();
+        for (path, manifest, fingerprint) in fresh {
+            let status = match &manifest {
+                Err(e) => Status::Failed(e.to_string()),
+                Ok(m) => precheck(m, &self.config.catalog, &env),
+            };
+            let slot = Slot {
+                manifest: manifest.ok(),
+                path,
+                fingerprint,
+                status,
+                instance: None,
+                offer: Offer::default(),
+                refused: Vec::new(),
+                down: None,
+            };
+            if slot.status == Status::Ready {
+                waiting.push(slot);
+            } else {
+                let name = slot_name(&slot);
+                log_status(&name, &slot.status);
+                kept.insert(name, slot);
+            }
+        }
+        while !waiting.is_empty() {
+            let (ready_now, blocked): (Vec<Slot>, Vec<Slot>) =
+                waiting.into_iter().partition(|slot| {
+                    deps(slot)
+                        .iter()
+                        .all(|d| kept.get(d).is_some_and(|s| s.status == Status::Ready))
+                });
+            if ready_now.is_empty() {
+                for mut slot in blocked {
+                    let missing: Vec<String> = deps(&slot)
+                        .iter()
+                        .filter(|d| !kept.get(*d).is_some_and(|s| s.status == Status::Ready))
+                        .map(|d| match kept.get(d) {
+                            Some(s) => format!("`{d}` ({})", s.status),
+                            None => format!("`{d}` (not found)"),
+                        })
+                        .collect();
+                    slot.status = Status::Failed(format!("needs plugin {}", missing.join(", ")));
+                    let name = slot_name(&slot);
+                    log_status(&name, &slot.status);
+                    kept.insert(name, slot);
+                }
+                break;
+            }
+            let started =
+                futures::future::join_all(ready_now.into_iter().map(|slot| self.init(slot, &env)))
+                    .await;
+            for slot in started {
+                let name = slot_name(&slot);
+                log_status(&name, &slot.status);
+                kept.insert(name, slot);
+            }
+            waiting = blocked;
+        }
+
+        let registry = self.build_registry(&mut kept);
+        *self.slots.write().unwrap_or_else(|e| e.into_inner()) = kept;
+        self.swap(registry);
+    }
+
+    /// Ask every running plugin for its offer again and publish it (a plugin called
+    /// [`PluginEvents::list_changed`]).
+    pub(crate) async fn republish(&self) {
+        let _guard = self.reloading.lock().await;
+        let instances: Vec<(String, Arc<dyn Plugin>)> = self
+            .slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(|(n, s)| s.instance.clone().map(|i| (n.clone(), i)))
+            .collect();
+        let mut offers = HashMap::new();
+        for (name, plugin) in instances {
+            // Its own task: a panic while listing fails this plugin only.
+            let offer = tokio::spawn(async move { Offer::of(&*plugin) }).await;
+            offers.insert(name, offer.map_err(panic_message));
+        }
+        let mut slots = std::mem::take(&mut *self.slots.write().unwrap_or_else(|e| e.into_inner()));
+        for (name, offer) in offers {
+            if let Some(slot) = slots.get_mut(&name) {
+                match offer {
+                    Ok(offer) => slot.offer = offer,
+                    Err(panic) => {
+                        slot.instance = None;
+                        slot.offer = Offer::default();
+                        slot.status = Status::Failed(format!("panicked while listing: {panic}"));
+                    }
+                }
+            }
+        }
+        let registry = self.build_registry(&mut slots);
+        *self.slots.write().unwrap_or_else(|e| e.into_inner()) = slots;
+        self.swap(registry);
+    }
+
+    /// A running plugin reported that it went down (`Some(reason)`: an upstream died, a
+    /// connection was lost) or came back (`None`). Its tools are withheld while it is down;
+    /// clients get `list_changed` when the tool set changes, and everyone sees the status.
+    pub(crate) async fn set_down(&self, plugin: &str, down: Option<String>) {
+        let _guard = self.reloading.lock().await;
+        let mut slots = std::mem::take(&mut *self.slots.write().unwrap_or_else(|e| e.into_inner()));
+        let changed = match slots.get_mut(plugin) {
+            Some(slot) if slot.instance.is_some() && slot.down != down => {
+                match &down {
+                    Some(reason) => {
+                        tracing::warn!(plugin = %plugin, reason = %reason, "plugin reports it is down")
+                    }
+                    None => tracing::info!(plugin = %plugin, "plugin reports it is back"),
+                }
+                slot.down = down;
+                true
+            }
+            _ => false,
+        };
+        if changed {
+            let registry = self.build_registry(&mut slots);
+            *self.slots.write().unwrap_or_else(|e| e.into_inner()) = slots;
+            self.swap(registry);
+            let _ = self.changed.send(Change::Status(plugin.to_owned()));
+        } else {
+            *self.slots.write().unwrap_or_else(|e| e.into_inner()) = slots;
+        }
+    }
+
+    /// Publish `registry` and tell clients what changed.
+    pub(super) fn swap(&self, registry: crate::plugin::Registry) {
+        let registry = Arc::new(registry);
+        let previous = self.published.replace(registry.clone());
+        let (tools, resources, prompts) = registry.differs(&previous);
+        // No receivers is fine: nobody is connected yet.
+        for (changed, change) in [
+            (tools, Change::Tools),
+            (resources, Change::Resources),
+            (prompts, Change::Prompts),
+        ] {
+            if changed {
+                let _ = self.changed.send(change);
+            }
+        }
+    }
+
+    async fn init(&self, mut slot: Slot, env: &HashMap<String, String>) -> Slot {
+        let Some(manifest) = &slot.manifest else {
+            return slot;
+        };
+        let Some(kind) = self.config.catalog.kind(&manifest.kind).cloned() else {
+            slot.status = Status::Failed(format!("no plugin kind `{}`", manifest.kind));
+            return slot;
+        };
+        let setup = PluginSetup {
+            name: manifest.name.clone(),
+            kind: manifest.kind.clone(),
+            implementation: manifest.builtin().to_owned(),
+            dir: manifest
+                .path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+            manifest_path: manifest.path.clone(),
+            manifest_source: manifest.source.clone(),
+            env: manifest
+                .env
+                .keys()
+                .filter_map(|k| env.get(k).map(|v| (k.clone(), v.clone())))
+                .collect(),
+            events: PluginEvents::new(self.changed.clone(), self.me.clone(), &manifest.name),
+        };
+        let started = Instant::now();
+        // Its own task: a panic or a hang during init fails this plugin only.
+        let init = spawn_limited(self.config.init_timeout, async move {
+            let plugin = kind.start(setup).await?;
+            let offer = Offer::of(&*plugin);
+            Ok::<_, PluginError>((plugin, offer))
+        });
+        match init.await {
+            Ok(Ok((plugin, offer))) => {
+                tracing::debug!(plugin = %manifest.name, ms = started.elapsed().as_millis() as u64, "plugin initialised");
+                slot.instance = Some(plugin);
+                slot.offer = offer;
+                slot.status = Status::Ready;
+            }
+            Ok(Err(e)) => slot.status = Status::Failed(e.to_string()),
+            Err(Isolated::Panicked(message)) => {
+                slot.status = Status::Failed(format!("init panicked: {message}"))
+            }
+            Err(Isolated::TimedOut(limit)) => {
+                slot.status = Status::Failed(format!(
+                    "init did not finish within {} s",
+                    limit.as_secs_f64()
+                ))
+            }
+            Err(Isolated::Stopped) => {
+                slot.status = Status::Failed("init was stopped before it finished".into())
+            }
+        }
+        slot
+    }
+
+    async fn stop(&self, name: &str, slot: Slot) {
+        {
+            let mut models = self.models.write().unwrap_or_else(|e| e.into_inner());
+            if models.as_ref().is_some_and(|(owner, _)| owner == name) {
+                *models = None;
+            }
+        }
+        if let Some(plugin) = slot.instance {
+            // A hanging or panicking shutdown must not hold up the others.
+            if let Err(Isolated::TimedOut(_)) =
+                spawn_limited(SHUTDOWN_LIMIT, plugin.shutdown()).await
+            {
+                tracing::warn!(plugin = %name, "plugin did not shut down within {} s", SHUTDOWN_LIMIT.as_secs());
+            }
+        }
+    }
+
+    /// Stop every plugin (on server exit).
+    pub async fn shutdown(&self) {
+        let slots = std::mem::take(&mut *self.slots.write().unwrap_or_else(|e| e.into_inner()));
+        for (name, slot) in slots {
+            self.stop(&name, slot).await;
+        }
+    }
+}
+
+fn deps(slot: &Slot) -> &[String] {
+    slot.manifest
+        .as_ref()
+        .map_or(&[], |m| &m.dependencies.plugins)
+}
+
+fn slot_name(slot: &Slot) -> String {
+    slot.manifest
+        .as_ref()
+        .map(|m| m.name.clone())
+        .unwrap_or_else(|| folder_name(&slot.path))
+}

@@ -1,0 +1,235 @@
+//! The plugin manager: discovers manifests, checks what each plugin needs, starts the plugins
+//! concurrently through the kinds of its [`Catalog`], keeps a status per plugin and
+//! publishes what they offer; calls go through its [`Calls`] pipeline.
+//!
+//! One plugin's failure (a bad manifest, a failed init, a panic, a tool it names badly)
+//! never reaches another plugin or the server.
+//!
+//! - `discovery.rs`: finding and reading manifests, the checks before a plugin starts.
+//! - `lifecycle.rs`: starting, reloading, re-listing and stopping plugins.
+//! - `publish.rs`: turning the plugins' offers into the published registry.
+//! - `status.rs`: where each plugin stands, for `plugboard plugins`, `check` and the API.
+
+mod discovery;
+mod lifecycle;
+mod publish;
+mod status;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use rmcp::model::{CallToolRequestParams, CallToolResponse, CallToolResult, JsonObject, Tool};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+pub use status::{EnvReport, PluginStatus, Status};
+
+use super::{
+    Catalog, Change, Filters, Manifest, ModelService, Plugin, PromptDef, ResourceDef, TemplateDef,
+    ToolContext, ToolDef,
+    calls::Calls,
+    observe::Observers,
+    registry::{Published, Registry},
+};
+
+/// What the manager is started with.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    pub plugins_dir: std::path::PathBuf,
+    /// When `plugins_dir` does not exist, load the manifests shipped inside the binary (the
+    /// catalog's), so a bare binary works from any folder.
+    pub shipped_fallback: bool,
+    pub filters: Filters,
+    pub init_timeout: Duration,
+    pub call_timeout: Duration,
+    /// The kinds of plugin this manager can start, and the shipped manifests.
+    pub catalog: Catalog,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        Self {
+            plugins_dir: std::path::PathBuf::from("plugins"),
+            shipped_fallback: false,
+            filters: Filters::default(),
+            init_timeout: Duration::from_secs(30),
+            call_timeout: Duration::from_secs(120),
+            catalog: Catalog::default(),
+        }
+    }
+}
+
+/// One discovered plugin.
+struct Slot {
+    /// `None` when the manifest itself could not be read.
+    manifest: Option<Manifest>,
+    path: std::path::PathBuf,
+    /// Manifest plus the values of its variables: a change means re-initialising.
+    fingerprint: String,
+    status: Status,
+    instance: Option<Arc<dyn Plugin>>,
+    offer: Offer,
+    /// Why tools (or prompts, resources) of its offer were not published.
+    refused: Vec<String>,
+    /// Set while the running plugin reports itself down (an upstream died): its tools are
+    /// withheld until it reports it is back.
+    down: Option<String>,
+}
+
+/// Everything a plugin offers, as it last said.
+#[derive(Default, Clone)]
+struct Offer {
+    tools: Vec<ToolDef>,
+    resources: Vec<ResourceDef>,
+    templates: Vec<TemplateDef>,
+    prompts: Vec<PromptDef>,
+}
+
+impl Offer {
+    fn of(plugin: &dyn Plugin) -> Self {
+        Self {
+            tools: plugin.tools(),
+            resources: plugin.resources(),
+            templates: plugin.resource_templates(),
+            prompts: plugin.prompts(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.tools.is_empty()
+            && self.resources.is_empty()
+            && self.templates.is_empty()
+            && self.prompts.is_empty()
+    }
+}
+
+pub struct Manager {
+    config: ManagerConfig,
+    slots: RwLock<BTreeMap<String, Slot>>,
+    /// The published snapshot; replaced whole on every change.
+    published: Published,
+    /// Every call, from every face.
+    calls: Calls,
+    /// Fires whenever something clients see changes (`list_changed`, resource updates,
+    /// plugin status).
+    changed: broadcast::Sender<Change>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+    env: Box<dyn Fn() -> HashMap<String, String> + Send + Sync>,
+    /// For the plugins' [`super::PluginEvents`].
+    me: std::sync::Weak<Manager>,
+    /// The host's model service, once a plugin provides one (the agents plugin).
+    models: RwLock<Option<(String, Arc<dyn ModelService>)>>,
+}
+
+impl Manager {
+    /// Discover and start every plugin. Never fails: problems become plugin statuses.
+    pub async fn start(config: ManagerConfig) -> Arc<Self> {
+        Self::start_with_env(config, Box::new(crate::config::environment)).await
+    }
+
+    /// As [`Manager::start`], reading variables through `env` instead of the process's.
+    pub async fn start_with_env(
+        config: ManagerConfig,
+        env: Box<dyn Fn() -> HashMap<String, String> + Send + Sync>,
+    ) -> Arc<Self> {
+        let published = Published::default();
+        let calls = Calls::new(published.clone(), config.call_timeout, Observers::default());
+        let manager = Arc::new_cyclic(|me| Self {
+            config,
+            slots: RwLock::new(BTreeMap::new()),
+            published,
+            calls,
+            changed: broadcast::channel(64).0,
+            reloading: tokio::sync::Mutex::new(()),
+            env,
+            me: me.clone(),
+            models: RwLock::new(None),
+        });
+        manager.reload().await;
+        manager
+    }
+
+    pub fn config(&self) -> &ManagerConfig {
+        &self.config
+    }
+
+    /// The current published tool set.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.published.get()
+    }
+
+    pub fn tools(&self) -> Arc<Vec<Tool>> {
+        self.registry().tools()
+    }
+
+    /// The call pipeline: what every face calls tools through.
+    pub fn calls(&self) -> &Calls {
+        &self.calls
+    }
+
+    /// Observers of every call (logs, metrics, live events).
+    pub fn observers(&self) -> &Observers {
+        self.calls.observers()
+    }
+
+    /// Run one tool call (see [`Calls::call`]).
+    pub async fn call(
+        &self,
+        name: &str,
+        args: Option<JsonObject>,
+        cx: ToolContext,
+    ) -> CallToolResult {
+        self.calls.call(name, args, cx).await
+    }
+
+    /// Run or resume a 2026-07-28 tool call (see [`Calls::call_stateless`]).
+    pub async fn call_stateless(
+        &self,
+        request: CallToolRequestParams,
+        link: ToolContext,
+        round: CancellationToken,
+    ) -> CallToolResponse {
+        self.calls.call_stateless(request, link, round).await
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changed.subscribe()
+    }
+
+    /// The host's model service, if a plugin provides one: `(plugin, service)`.
+    pub fn models(&self) -> Option<(String, Arc<dyn ModelService>)> {
+        self.models
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn provide_models(&self, plugin: &str, service: Arc<dyn ModelService>) {
+        *self.models.write().unwrap_or_else(|e| e.into_inner()) =
+            Some((plugin.to_owned(), service));
+    }
+
+    /// The published name of tool `local` of the plugin running implementation `kind_name`
+    /// (a built-in's name, e.g. `agents`), whatever its manifest calls it or prefixes it with:
+    /// for callers that must not hard-code a prefix a manifest can change (the CLI).
+    pub fn find_tool(&self, kind_name: &str, local: &str) -> Option<String> {
+        let registry = self.registry();
+        let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
+        slots.values().find_map(|slot| {
+            let m = slot.manifest.as_ref()?;
+            if m.builtin() != kind_name {
+                return None;
+            }
+            let name = if m.prefix().is_empty() {
+                local.to_owned()
+            } else {
+                format!("{}_{local}", m.prefix())
+            };
+            registry.entries.contains_key(&name).then_some(name)
+        })
+    }
+}
