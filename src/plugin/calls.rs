@@ -12,13 +12,14 @@
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, InputRequiredResult,
     JsonObject,
 };
+use tokio::time::Instant;
 use tokio::{
     sync::{mpsc, oneshot},
     task::JoinHandle,

@@ -11,7 +11,9 @@ use rmcp::model::{CallToolResult, ContentBlock, LoggingLevel};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::plugin::{Hints, Plugin, PluginError, PluginSetup, ToolContext, ToolDef, ToolError};
+use crate::plugin::{
+    Hints, Plugin, PluginError, PluginEvents, PluginSetup, ToolContext, ToolDef, ToolError,
+};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -20,6 +22,10 @@ struct Settings {
     fail_init: Option<String>,
     /// Panic during initialisation.
     panic_init: bool,
+    /// Also offer an echo tool of this name (to test that a bad name is refused alone).
+    extra_tool: Option<String>,
+    /// Offer `outage`: the plugin reports itself down, and back after a while.
+    outage_tool: bool,
 }
 
 pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, PluginError>> {
@@ -31,11 +37,27 @@ pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, Pl
         if settings.panic_init {
             panic!("testkit was asked to panic during init");
         }
-        Ok(Arc::new(Testkit) as Arc<dyn Plugin>)
+        Ok(Arc::new(Testkit {
+            extra_tool: settings.extra_tool,
+            outage: settings.outage_tool.then(|| setup.events.clone()),
+        }) as Arc<dyn Plugin>)
     })
 }
 
-struct Testkit;
+struct Testkit {
+    extra_tool: Option<String>,
+    /// Set when the `outage` tool is offered: how the plugin reports its status.
+    outage: Option<PluginEvents>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct OutageArgs {
+    /// Why the plugin is down (shown in its status).
+    reason: String,
+    /// Milliseconds until it reports it is back.
+    back_after_ms: u64,
+}
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -95,6 +117,29 @@ impl Plugin for Testkit {
                 panic,
             ),
         ]
+        .into_iter()
+        .chain(self.extra_tool.iter().map(|name| {
+            ToolDef::new(name, "Echo under another name.", Hints::read_only(), echo)
+        }))
+        .chain(self.outage.clone().map(|events| {
+            ToolDef::new(
+                "outage",
+                "Report this plugin down (its tools are withheld), and back after `back_after_ms`.",
+                Hints::read_only(),
+                move |args: OutageArgs, _cx: ToolContext| {
+                    let events = events.clone();
+                    async move {
+                        events.went_down(args.reason);
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_millis(args.back_after_ms)).await;
+                            events.came_back();
+                        });
+                        Ok(CallToolResult::success(vec![ContentBlock::text("down")]))
+                    }
+                },
+            )
+        }))
+        .collect()
     }
 }
 

@@ -15,6 +15,7 @@ mod airtable;
 mod airtable_tools;
 mod bad_input;
 mod cli;
+mod core;
 mod files;
 mod github;
 mod protocol;

@@ -1,0 +1,377 @@
+//! The plugin core through an rmcp client, in process over a duplex (time paused where it
+//! matters): the catalog of kinds, a tool refused alone, a plugin that goes down and comes
+//! back, observers of every call, caller scopes, faces without a client.
+
+#![allow(deprecated)] // sampling types are marked deprecated in rmcp (SEP-2577).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::future::BoxFuture;
+use plugboard::{
+    plugin::{
+        CallFinished, CallObserver, Caller, Face, Filters, Manager, ManagerConfig, Plugin,
+        PluginError, PluginKind, PluginSetup, ToolContext, ToolDef,
+    },
+    server::McpHandler,
+};
+use rmcp::{
+    ServiceExt,
+    model::{CallToolRequestParams, CreateMessageRequestParams, SamplingMessage},
+    service::RunningService,
+};
+
+use crate::support::{Fixture, Recorder, args, text};
+
+/// A manager over `fx`'s plugins folder with `catalog`, no environment.
+async fn manager(
+    fx: &Fixture,
+    catalog: plugboard::plugin::Catalog,
+    timeout: Duration,
+) -> Arc<Manager> {
+    let config = ManagerConfig {
+        plugins_dir: fx.plugins(),
+        call_timeout: timeout,
+        catalog,
+        ..ManagerConfig::default()
+    };
+    Manager::start_with_env(config, Box::new(HashMap::new)).await
+}
+
+/// An rmcp client talking to `manager` over an in-memory duplex.
+async fn client(manager: Arc<Manager>, face: Face) -> RunningService<rmcp::RoleClient, Recorder> {
+    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(async move {
+        if let Ok(server) = McpHandler::new(manager).on(face).serve(server_io).await {
+            let _ = server.waiting().await;
+        }
+    });
+    Recorder::default().serve(client_io).await.unwrap()
+}
+
+fn call(name: &str, arguments: serde_json::Value) -> CallToolRequestParams {
+    CallToolRequestParams::new(name.to_owned()).with_arguments(args(arguments))
+}
+
+#[tokio::test]
+async fn a_badly_named_tool_is_refused_alone() {
+    let fx = Fixture::empty();
+    fx.manifest(
+        "testkit",
+        "name = \"testkit\"\nkind = \"builtin\"\n[settings]\nextra_tool = \"bad name!\"\n",
+    );
+    let manager = manager(&fx, plugboard::plugins::catalog(), Duration::from_secs(30)).await;
+    let status = &manager.statuses()[0];
+    assert_eq!(
+        status.status,
+        "ready (1 tool refused: tool name `testkit_bad name!` has ` `; only a-z, A-Z, 0-9, `_` and `-` are allowed)"
+    );
+    assert_eq!(status.refused.len(), 1);
+    let client = client(manager, Face::Stdio).await;
+    let names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "testkit_echo",
+            "testkit_noop",
+            "testkit_slow",
+            "testkit_panic"
+        ]
+    );
+    let echoed = client
+        .call_tool(call(
+            "testkit_echo",
+            serde_json::json!({"text": "still here"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(text(&echoed), "still here");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_plugin_that_goes_down_withholds_its_tools_until_it_is_back() {
+    let fx = Fixture::empty();
+    fx.manifest(
+        "testkit",
+        "name = \"testkit\"\nkind = \"builtin\"\n[settings]\noutage_tool = true\n",
+    );
+    fx.manifest(
+        "other",
+        "name = \"other\"\nkind = \"builtin\"\nbuiltin = \"testkit\"\n",
+    );
+    let manager = manager(&fx, plugboard::plugins::catalog(), Duration::from_secs(30)).await;
+    let client = client(manager.clone(), Face::Stdio).await;
+    let tools = || async {
+        client
+            .list_all_tools()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.name.starts_with("testkit_"))
+            .count()
+    };
+    assert_eq!(tools().await, 5);
+    let changed = client.service().list_changed.clone();
+    let down = client
+        .call_tool(call(
+            "testkit_outage",
+            serde_json::json!({"reason": "the upstream died", "back_after_ms": 60_000}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(text(&down), "down");
+    changed.notified().await;
+    assert_eq!(tools().await, 0, "a down plugin's tools are withheld");
+    let status = |name: &str| {
+        manager
+            .statuses()
+            .into_iter()
+            .find(|s| s.name == name)
+            .unwrap()
+            .status
+    };
+    assert_eq!(status("testkit"), "down (the upstream died)");
+    assert_eq!(status("other"), "ready", "the others are untouched");
+    let refused = client
+        .call_tool(call("testkit_echo", serde_json::json!({"text": "x"})))
+        .await
+        .unwrap();
+    assert_eq!(refused.is_error, Some(true));
+    // A minute later (paused time) it reports it is back.
+    changed.notified().await;
+    assert_eq!(tools().await, 5);
+    assert_eq!(status("testkit"), "ready");
+}
+
+/// One finished call: (plugin, tool, face, client, outcome).
+type Call = (String, String, Face, Option<String>, String);
+
+/// Every call the pipeline finished.
+#[derive(Default)]
+struct Seen(Mutex<Vec<Call>>);
+
+impl CallObserver for Seen {
+    fn finished(&self, call: &CallFinished<'_>) {
+        self.0.lock().unwrap().push((
+            call.plugin.to_owned(),
+            call.tool.to_owned(),
+            call.caller.face,
+            call.caller.client.as_deref().map(str::to_owned),
+            call.outcome.as_str().to_owned(),
+        ));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn observers_see_every_call_with_its_face_client_and_outcome() {
+    let fx = Fixture::empty();
+    fx.manifest("testkit", "name = \"testkit\"\nkind = \"builtin\"\n");
+    let manager = manager(&fx, plugboard::plugins::catalog(), Duration::from_secs(5)).await;
+    let seen = Arc::new(Seen::default());
+    manager.observers().add(seen.clone());
+    let client = client(manager.clone(), Face::Http).await;
+    for request in [
+        call("testkit_echo", serde_json::json!({"text": "hi"})),
+        call("testkit_echo", serde_json::json!({"text": 5})),
+        call("testkit_nothing", serde_json::json!({})),
+        call("testkit_panic", serde_json::json!({"message": "boom"})),
+        call(
+            "testkit_slow",
+            serde_json::json!({"steps": 10, "step_ms": 1000}),
+        ),
+        call(
+            "testkit_echo",
+            serde_json::json!({"text": "x", "repeat": 5000}),
+        ),
+    ] {
+        let _ = client.call_tool(request).await.unwrap();
+    }
+    // The CLI's face, straight through the manager.
+    let _ = manager
+        .call(
+            "testkit_noop",
+            Some(args(serde_json::json!({}))),
+            ToolContext::detached(),
+        )
+        .await;
+    let seen = seen.0.lock().unwrap().clone();
+    let outcomes: Vec<(&str, &str, Face, &str)> = seen
+        .iter()
+        .map(|(p, t, f, _, o)| (p.as_str(), t.as_str(), *f, o.as_str()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("testkit", "testkit_echo", Face::Http, "ok"),
+            ("testkit", "testkit_echo", Face::Http, "invalid_arguments"),
+            ("", "testkit_nothing", Face::Http, "unknown_tool"),
+            ("testkit", "testkit_panic", Face::Http, "panic"),
+            ("testkit", "testkit_slow", Face::Http, "timeout"),
+            ("testkit", "testkit_echo", Face::Http, "failed"),
+            ("testkit", "testkit_noop", Face::Cli, "ok"),
+        ]
+    );
+    let client_name = seen[0].3.as_deref().unwrap_or_default();
+    assert!(!client_name.is_empty(), "the client's name is recorded");
+}
+
+#[tokio::test]
+async fn a_caller_scope_narrows_what_it_may_call() {
+    let fx = Fixture::empty();
+    fx.manifest("testkit", "name = \"testkit\"\nkind = \"builtin\"\n");
+    let manager = manager(&fx, plugboard::plugins::catalog(), Duration::from_secs(30)).await;
+    let scoped = Caller::new(Face::Rest).with_scope(Filters {
+        tools: vec!["testkit_noop".into()],
+        ..Filters::default()
+    });
+    let cx = || ToolContext::detached().with_caller(scoped.clone());
+    let noop = manager
+        .call("testkit_noop", Some(args(serde_json::json!({}))), cx())
+        .await;
+    assert_ne!(noop.is_error, Some(true), "{noop:?}");
+    let echo = manager
+        .call(
+            "testkit_echo",
+            Some(args(serde_json::json!({"text": "x"}))),
+            cx(),
+        )
+        .await;
+    assert_eq!(echo.is_error, Some(true));
+    assert_eq!(
+        text(&echo),
+        "unknown tool `testkit_echo`; did you mean testkit_noop?",
+        "only the tools in the caller's scope are named"
+    );
+}
+
+#[tokio::test]
+async fn a_call_without_a_client_says_why_it_cannot_sample() {
+    let params = CreateMessageRequestParams::new(vec![SamplingMessage::user_text("hi")], 10);
+    let from_ask = ToolContext::detached().inner(Face::Agent);
+    let error = from_ask
+        .sample(params.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        "sampling needs an MCP client that can answer it; it was made by a model inside `ask`, which has no client to ask"
+    );
+    let from_cli = ToolContext::detached();
+    let error = from_cli
+        .elicit(
+            "name?",
+            serde_json::json!({"type": "object", "properties": {}}),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("from the command line"), "{error}");
+}
+
+/// A kind of the test's own: kinds are catalog entries, not special cases.
+struct Echoes;
+
+impl PluginKind for Echoes {
+    fn check(&self, manifest: &plugboard::plugin::Manifest) -> Result<(), String> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Table {
+            word: String,
+        }
+        manifest
+            .kind_table::<Table>()?
+            .map(|_| ())
+            .ok_or_else(|| "needs an [echoes] table".into())
+    }
+
+    fn start(
+        &self,
+        setup: PluginSetup,
+    ) -> BoxFuture<'static, Result<Arc<dyn Plugin>, PluginError>> {
+        Box::pin(async move {
+            #[derive(serde::Deserialize)]
+            struct Table {
+                word: String,
+            }
+            let table: Table = setup
+                .kind_table()?
+                .ok_or_else(|| PluginError::Init("no table".into()))?;
+            Ok(Arc::new(Word(table.word)) as Arc<dyn Plugin>)
+        })
+    }
+}
+
+struct Word(String);
+
+impl Plugin for Word {
+    fn tools(&self) -> Vec<ToolDef> {
+        let word = self.0.clone();
+        vec![ToolDef::new(
+            "say",
+            "Say the word.",
+            plugboard::plugin::Hints::read_only(),
+            move |_: serde_json::Map<String, serde_json::Value>, _cx: ToolContext| {
+                let word = word.clone();
+                async move {
+                    Ok(rmcp::model::CallToolResult::success(vec![
+                        rmcp::model::ContentBlock::text(word),
+                    ]))
+                }
+            },
+        )]
+    }
+}
+
+#[tokio::test]
+async fn kinds_come_from_the_catalog() {
+    let fx = Fixture::empty();
+    fx.manifest(
+        "hello",
+        "name = \"hello\"\nkind = \"echoes\"\n[echoes]\nword = \"hello\"\n",
+    );
+    fx.manifest(
+        "typo",
+        "name = \"typo\"\nkind = \"echoes\"\n[echoes]\nword = \"x\"\nwrod = 1\n",
+    );
+    fx.manifest("wasm", "name = \"wasm\"\nkind = \"wasm\"\n");
+    let catalog = plugboard::plugin::Catalog::new().with_kind("echoes", Echoes);
+    let manager = manager(&fx, catalog, Duration::from_secs(30)).await;
+    let status = |name: &str| {
+        manager
+            .statuses()
+            .into_iter()
+            .find(|s| s.name == name)
+            .unwrap()
+            .status
+    };
+    assert_eq!(status("hello"), "ready");
+    let typo = status("typo");
+    assert!(
+        typo.starts_with("failed ([echoes] line 5, column 1: unknown field `wrod`"),
+        "{typo}"
+    );
+    let wasm = status("wasm");
+    assert!(
+        wasm.ends_with("no plugin kind `wasm` in this build (kinds: echoes))"),
+        "{wasm}"
+    );
+    let said = manager
+        .call(
+            "hello_say",
+            Some(args(serde_json::json!({}))),
+            ToolContext::detached(),
+        )
+        .await;
+    assert_eq!(text(&said), "hello");
+}
