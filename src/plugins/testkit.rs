@@ -12,7 +12,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::plugin::{
-    Hints, Plugin, PluginError, PluginEvents, PluginSetup, ToolContext, ToolDef, ToolError,
+    Hints, ModelRequest, Models, Plugin, PluginError, PluginEvents, PluginSetup, ToolContext,
+    ToolDef, ToolError,
 };
 
 #[derive(Debug, Default, Deserialize)]
@@ -26,6 +27,8 @@ struct Settings {
     extra_tool: Option<String>,
     /// Offer `outage`: the plugin reports itself down, and back after a while.
     outage_tool: bool,
+    /// Offer `complete`: a completion from the host's model service.
+    model_tool: bool,
 }
 
 pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, PluginError>> {
@@ -40,6 +43,7 @@ pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, Pl
         Ok(Arc::new(Testkit {
             extra_tool: settings.extra_tool,
             outage: settings.outage_tool.then(|| setup.events.clone()),
+            models: settings.model_tool.then(|| setup.models()),
         }) as Arc<dyn Plugin>)
     })
 }
@@ -48,6 +52,14 @@ struct Testkit {
     extra_tool: Option<String>,
     /// Set when the `outage` tool is offered: how the plugin reports its status.
     outage: Option<PluginEvents>,
+    /// Set when the `complete` tool is offered.
+    models: Option<Models>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CompleteArgs {
+    prompt: String,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -135,6 +147,27 @@ impl Plugin for Testkit {
                             events.came_back();
                         });
                         Ok(CallToolResult::success(vec![ContentBlock::text("down")]))
+                    }
+                },
+            )
+        }))
+        .chain(self.models.clone().map(|models| {
+            ToolDef::new(
+                "complete",
+                "A completion from the host's model service: `provider: text`.",
+                Hints::read_only(),
+                move |args: CompleteArgs, cx: ToolContext| {
+                    let models = models.clone();
+                    async move {
+                        let request = ModelRequest {
+                            prompt: args.prompt,
+                            ..ModelRequest::default()
+                        };
+                        let reply = models.complete(request, &cx).await?;
+                        Ok(CallToolResult::success(vec![ContentBlock::text(format!(
+                            "{}: {}",
+                            reply.provider, reply.text
+                        ))]))
                     }
                 },
             )

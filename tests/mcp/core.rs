@@ -375,3 +375,59 @@ async fn kinds_come_from_the_catalog() {
         .await;
     assert_eq!(text(&said), "hello");
 }
+
+#[tokio::test]
+async fn a_plugin_asks_the_hosts_models_without_knowing_who_answers() {
+    let fake = crate::fake_llm::FakeLlm::start().await;
+    let fx = Fixture::empty();
+    fx.manifest(
+        "testkit",
+        "name = \"testkit\"\nkind = \"builtin\"\n[settings]\nmodel_tool = true\n",
+    );
+    let complete = |manager: Arc<Manager>| async move {
+        let result = manager
+            .call(
+                "testkit_complete",
+                Some(args(serde_json::json!({"prompt": "Name a colour."}))),
+                ToolContext::detached(),
+            )
+            .await;
+        (result.is_error == Some(true), text(&result))
+    };
+    // No provider and no client that samples: the error says how to get a model.
+    let alone = manager(&fx, plugboard::plugins::catalog(), Duration::from_secs(30)).await;
+    let (failed, message) = complete(alone).await;
+    assert!(failed);
+    assert!(message.contains("no model is available"), "{message}");
+
+    // With the agents plugin and a provider, the provider answers.
+    fx.manifest("agents", include_str!("../../plugins/agents/plugin.toml"));
+    let env: HashMap<String, String> = [
+        ("OPENAI_API_KEY", crate::fake_llm::KEY.to_owned()),
+        ("OPENAI_BASE_URL", fake.openai_base()),
+        ("OPENAI_MODEL", "gpt-test".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let config = ManagerConfig {
+        plugins_dir: fx.plugins(),
+        catalog: plugboard::plugins::catalog(),
+        ..ManagerConfig::default()
+    };
+    let with_agents = Manager::start_with_env(config, Box::new(move || env.clone())).await;
+    let (failed, answer) = complete(with_agents.clone()).await;
+    assert!(!failed, "{answer}");
+    assert!(
+        answer.starts_with("openai: ") && answer.len() > "openai: ".len(),
+        "{answer}"
+    );
+    // The service goes with its plugin.
+    fx.remove_manifest("agents");
+    with_agents.reload().await;
+    let (failed, message) = complete(with_agents).await;
+    assert!(
+        failed && message.contains("no model is available"),
+        "{message}"
+    );
+}

@@ -18,6 +18,8 @@ use crate::{
     },
 };
 
+mod models;
+
 pub const PROVIDERS_URI: &str = "plugboard://agents/providers";
 
 #[derive(Debug, Deserialize)]
@@ -136,8 +138,11 @@ pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, Pl
                 ..orchestrator::Settings::default()
             },
         );
+        let orchestrator = Arc::new(orchestrator);
+        // The host's model service for the other plugins (the organizer's categories).
+        setup.provide_models(Arc::new(models::OrchestratorModels(orchestrator.clone())));
         Ok(Arc::new(AgentsPlugin {
-            orchestrator: Arc::new(orchestrator),
+            orchestrator,
             consensus: settings.consensus,
             ask_timeout: secs(settings.ask_timeout_secs, "ask_timeout_secs")?,
         }) as Arc<dyn Plugin>)
