@@ -2,14 +2,22 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (`serve`, `plugins`, `tools`, `call`, `check`).
+//! - [`cli`]: the command line (`serve`, `plugins`, `tools`, `call`, `ask`, `consensus`,
+//!   `import`, `check`); it hands the manager the catalog of plugin kinds.
 //! - [`config`]: the environment and `.env`; the real environment wins, values never printed.
-//! - [`plugin`]: the plugin contract (manifest, [`plugin::Plugin`], [`plugin::ToolDef`],
-//!   [`plugin::ToolContext`]) and the [`plugin::Manager`] that loads plugins, publishes their
-//!   tools and runs every call (schema check, timeout, panic isolation).
-//! - [`plugins`]: the built-in plugins, one folder each (`files`, `testkit`).
+//! - [`plugin`]: the plugin contract — manifest, [`plugin::Catalog`] of kinds,
+//!   [`plugin::Plugin`], [`plugin::ToolDef`], [`plugin::ToolContext`], host services
+//!   ([`plugin::Toolbox`], [`plugin::Models`]) — the [`plugin::Manager`] (discovery,
+//!   lifecycle, publishing, status) and the one call pipeline every face uses
+//!   ([`plugin::Calls`]: filters, schema check, timeout, isolation, observers).
+//! - [`plugins`]: the built-in plugins, one folder each, and [`plugins::catalog`]; a plugin
+//!   never imports another.
+//! - [`agents`]: one module per provider wire format behind one `Agent` trait.
+//! - [`orchestrator`]: routing, the tool-calling loop, consensus.
 //! - [`server`]: the MCP handler and its transports: stdio, Streamable HTTP (`/mcp`) and
 //!   legacy SSE (`/sse` + `/message`) on one axum port, behind the Host/Origin/token guard.
+//!
+//! No module imports one that imports it back (checked by a test below).
 
 pub mod agents;
 pub mod cli;
