@@ -12,6 +12,10 @@
 //!   of `cat` to its first echo);
 //! - idle RSS of the server after `initialize`, next to `cat`'s, and again after its
 //!   `tools/list` and the 2,100 calls.
+//!
+//! With `PLUGBOARD_BASELINE_BIN=/path/to/an/older/plugboard` the same rows are measured for
+//! that binary too, in the same run, and each is compared with this build's (before/after a
+//! change, within noise or not).
 
 mod common;
 use std::{
@@ -505,5 +509,29 @@ fn main() {
             "{:34} {} KiB",
             "RSS after tools/list, 2,100 calls", used_rss
         );
+        if let Some(baseline) = std::env::var_os("PLUGBOARD_BASELINE_BIN") {
+            let baseline = std::path::PathBuf::from(baseline);
+            println!("\nbaseline {} (same run; ratio = this build / baseline)\n", baseline.display());
+            let (b_stdio, b_rss, b_used) = stdio_noop(&baseline, home.path()).await;
+            let b_http = http_noop(&baseline, home.path()).await;
+            let b_sse = sse_noop(&baseline, home.path()).await;
+            let (_, b_start, _) = startup(&baseline, home.path()).await;
+            row("baseline stdio tools/call noop", &b_stdio, &pipe);
+            row("  this build against it", &stdio, &b_stdio);
+            row("baseline HTTP tools/call noop", &b_http, &http_base);
+            row("  this build against it", &http, &b_http);
+            row("baseline legacy SSE noop", &b_sse, &http_base);
+            row("  this build against it", &sse, &b_sse);
+            row("baseline exec → initialize", &b_start, &start_floor);
+            row("  this build against it", &start, &b_start);
+            println!(
+                "{:34} {} KiB (this build ×{:.2}); after calls {} KiB (×{:.2})",
+                "baseline idle RSS",
+                b_rss,
+                rss as f64 / b_rss.max(1) as f64,
+                b_used,
+                used_rss as f64 / b_used.max(1) as f64
+            );
+        }
     });
 }
