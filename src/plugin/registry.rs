@@ -143,6 +143,11 @@ impl Registry {
         self.entries.get(name).map(|e| &e.tool)
     }
 
+    /// The plugin that answers tool `name`.
+    pub fn plugin_of(&self, name: &str) -> Option<&str> {
+        self.entries.get(name).map(|e| &*e.plugin)
+    }
+
     pub fn len(&self) -> usize {
         self.tools.len()
     }

@@ -21,7 +21,7 @@ use rmcp::{
 };
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use crate::plugin::{Caller, Change, Face, Manager, StreamRelease, ToolContext};
+use crate::plugin::{Caller, Change, Face, Filters, Manager, StreamRelease, ToolContext};
 
 /// One per connection (stdio, SSE session, HTTP session or stateless request); cheap to make.
 #[derive(Clone)]
@@ -38,6 +38,8 @@ pub struct McpHandler {
     subscriptions: Arc<Mutex<HashSet<String>>>,
     /// The transport this handler serves, for the calls' observers.
     face: Face,
+    /// Narrower filters for this connection's client than the server's, if any.
+    scope: Option<Arc<Filters>>,
 }
 
 impl McpHandler {
@@ -49,7 +51,15 @@ impl McpHandler {
             changes,
             subscriptions: Arc::default(),
             face: Face::Stdio,
+            scope: None,
         }
+    }
+
+    /// Show and allow this connection's client only what `scope` lets through (on top of the
+    /// server's filters).
+    pub fn scoped(mut self, scope: Filters) -> Self {
+        self.scope = Some(Arc::new(scope));
+        self
     }
 
     /// Serving calls that come through `face` (the transport).
@@ -105,7 +115,10 @@ impl McpHandler {
 
     /// Who sends this request: the transport, and the client's name when it gave one.
     fn caller(&self, cx: &RequestContext<RoleServer>) -> Caller {
-        let caller = Caller::new(self.face);
+        let caller = Caller {
+            scope: self.scope.clone(),
+            ..Caller::new(self.face)
+        };
         match cx.peer.peer_info() {
             Some(info) => caller.with_client(info.client_info.name.as_str()),
             None => caller,
@@ -199,12 +212,31 @@ impl ServerHandler for McpHandler {
         let can_sample = cx
             .client_capabilities()
             .is_some_and(|c| c.sampling.is_some());
-        let tools = self.manager.registry().tools_for(can_sample);
-        Ok(ListToolsResult::with_all_items((*tools).clone()))
+        let registry = self.manager.registry();
+        let tools = registry.tools_for(can_sample);
+        let Some(scope) = &self.scope else {
+            return Ok(ListToolsResult::with_all_items((*tools).clone()));
+        };
+        let shown = tools
+            .iter()
+            .filter(|t| {
+                registry
+                    .plugin_of(&t.name)
+                    .is_some_and(|p| scope.allows(p, t))
+            })
+            .cloned()
+            .collect();
+        Ok(ListToolsResult::with_all_items(shown))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.manager.registry().get(name).cloned()
+        let registry = self.manager.registry();
+        let tool = registry.get(name)?;
+        let plugin = registry.plugin_of(name)?;
+        self.scope
+            .as_ref()
+            .is_none_or(|s| s.allows(plugin, tool))
+            .then(|| tool.clone())
     }
 
     async fn call_tool(

@@ -431,3 +431,40 @@ async fn a_plugin_asks_the_hosts_models_without_knowing_who_answers() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_scoped_connection_lists_and_calls_only_its_tools() {
+    let fx = Fixture::empty();
+    fx.manifest("testkit", "name = \"testkit\"\nkind = \"builtin\"\n");
+    let manager = manager(&fx, plugboard::plugins::catalog(), Duration::from_secs(30)).await;
+    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+    let handler = McpHandler::new(manager).on(Face::Http).scoped(Filters {
+        read_only: true,
+        exclude_tools: vec!["testkit_panic".into()],
+        ..Filters::default()
+    });
+    tokio::spawn(async move {
+        if let Ok(server) = handler.serve(server_io).await {
+            let _ = server.waiting().await;
+        }
+    });
+    let client = Recorder::default().serve(client_io).await.unwrap();
+    let names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert_eq!(names, ["testkit_echo", "testkit_noop", "testkit_slow"]);
+    let hidden = client
+        .call_tool(call("testkit_panic", serde_json::json!({"message": "x"})))
+        .await
+        .unwrap();
+    assert_eq!(hidden.is_error, Some(true));
+    assert!(
+        text(&hidden).starts_with("unknown tool `testkit_panic`"),
+        "{}",
+        text(&hidden)
+    );
+}
