@@ -412,3 +412,21 @@ pub fn advice(failure: Failure, what: &str) -> ToolError {
         _ => ToolError::Upstream(format!("{what}: {said}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_token() {
+        let c = Client::new(
+            "https://api.airtable.com/v0",
+            SecretString::from("patSecret123"),
+            Limits::default(),
+        )
+        .unwrap();
+        let shown = format!("{c:?} {:?}", c.secrets);
+        assert!(!shown.contains("patSecret123"), "{shown}");
+        assert_eq!(c.url(&["app1", "My table"]).path(), "/v0/app1/My%20table");
+    }
+}

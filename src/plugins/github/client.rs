@@ -814,6 +814,18 @@ mod tests {
     }
 
     #[test]
+    fn debug_shows_no_token() {
+        let c = Client::new(
+            "https://api.github.com",
+            "ghp_secret123".into(),
+            Limits::default(),
+        )
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("ghp_secret123"), "{shown}");
+    }
+
+    #[test]
     fn ghes_base_keeps_its_prefix() {
         let c = Client::new(
             "https://ghe.example.com/api/v3",
