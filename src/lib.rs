@@ -5,6 +5,7 @@
 //! - [`cli`]: the command line (`serve`, `plugins`, `tools`, `call`, `ask`, `consensus`,
 //!   `import`, `check`); it hands the manager the catalog of plugin kinds.
 //! - [`config`]: the environment and `.env`; the real environment wins, values never printed.
+//! - [`net`]: what every HTTP client shares: the client, one retry policy, secrets masking.
 //! - [`plugin`]: the plugin contract — manifest, [`plugin::Catalog`] of kinds,
 //!   [`plugin::Plugin`], [`plugin::ToolDef`], [`plugin::ToolContext`], host services
 //!   ([`plugin::Toolbox`], [`plugin::Models`]) — the [`plugin::Manager`] (discovery,
@@ -22,6 +23,7 @@
 pub mod agents;
 pub mod cli;
 pub mod config;
+pub mod net;
 pub mod orchestrator;
 pub mod plugin;
 pub mod plugins;

@@ -8,14 +8,14 @@
 
 use std::collections::BTreeMap;
 
-use futures::{FutureExt, future::BoxFuture, stream::BoxStream};
+use futures::{FutureExt, StreamExt, future::BoxFuture, stream::BoxStream};
 use serde_json::{Value, json};
+
+use crate::net::{RetryPolicy, SecretString, Secrets};
 
 use super::{
     Agent, AgentError, AssistantTurn, Conversation, Finish, Message, Reply, StreamEvent, ToolCall,
-    ToolResult, Usage,
-    http::{self, RetryPolicy},
-    parse_arguments,
+    ToolResult, Usage, parse_arguments, request,
     sse::{self, Decoder, Event},
 };
 
@@ -25,13 +25,17 @@ const VERSION: &str = "2023-06-01";
 /// `max_tokens` is required by the API; used when the conversation sets none.
 const DEFAULT_MAX_TOKENS: u32 = 4096;
 
+/// `Debug` shows no key: it is a [`SecretString`].
+#[derive(Debug)]
 pub struct Anthropic {
     provider: String,
     model: String,
     /// Without `/v1`: `https://api.anthropic.com`.
     base_url: String,
     /// Proxies in front of the API may need none.
-    key: Option<String>,
+    key: Option<SecretString>,
+    /// The key again, to mask out of error texts (a body may repeat the request's headers).
+    secrets: Secrets,
     retry: RetryPolicy,
 }
 
@@ -40,13 +44,14 @@ impl Anthropic {
         provider: &str,
         model: &str,
         base_url: &str,
-        key: Option<String>,
+        key: Option<SecretString>,
         retry: RetryPolicy,
     ) -> Self {
         Self {
             provider: provider.to_owned(),
             model: model.to_owned(),
             base_url: base_url.trim_end_matches('/').to_owned(),
+            secrets: Secrets::new(key.clone()),
             key,
             retry,
         }
@@ -87,16 +92,19 @@ impl Anthropic {
         let url = format!("{}/v1/messages", self.base_url);
         let body = body.clone();
         async move {
-            let decorate = |request: reqwest::RequestBuilder| {
-                let request = request.header("anthropic-version", VERSION);
-                match &self.key {
-                    Some(key) => request.header("x-api-key", key),
-                    None => request,
-                }
-            };
-            http::post_json(
+            let decorate =
+                |builder: reqwest::RequestBuilder| {
+                    let builder = builder.header("anthropic-version", VERSION);
+                    match &self.key {
+                        Some(key) => Ok(builder
+                            .header("x-api-key", request::key_header(&self.provider, "", key)?)),
+                        None => Ok(builder),
+                    }
+                };
+            request::post_json(
                 &self.provider,
                 &self.retry,
+                &self.secrets,
                 &url,
                 &body,
                 decorate,
@@ -127,9 +135,10 @@ impl Agent for Anthropic {
     ) -> BoxFuture<'a, Result<Reply, AgentError>> {
         async move {
             let response = self.request(&self.body(conversation, false)).await?;
-            let value = http::json_body(&self.provider, response).await?;
+            let value = request::json_body(&self.provider, response).await?;
             parse_reply(&self.provider, &self.model, &value)
         }
+        .map(|result| result.map_err(|e| e.masked(&self.secrets)))
         .boxed()
     }
 
@@ -144,6 +153,8 @@ impl Agent for Anthropic {
             start,
             Blocks::new(&self.provider, &self.model),
         )
+        .map(|item| item.map_err(|e| e.masked(&self.secrets)))
+        .boxed()
     }
 }
 
@@ -248,7 +259,7 @@ pub fn parse_error(provider: &str, status: u16, body: &[u8]) -> AgentError {
         provider: provider.to_owned(),
         status,
         kind: String::new(),
-        message: http::body_excerpt(body),
+        message: request::body_excerpt(body),
         retry_after: None,
     })
 }

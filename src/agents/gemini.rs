@@ -8,22 +8,27 @@
 //! sometimes; when it does, the id goes back too). Errors are google.rpc statuses; the wait a
 //! 429 asks for is in the body (`RetryInfo.retryDelay`), not in a header.
 
-use futures::{FutureExt, future::BoxFuture, stream::BoxStream};
+use futures::{FutureExt, StreamExt, future::BoxFuture, stream::BoxStream};
 use serde_json::{Map, Value, json};
+
+use crate::net::{RetryPolicy, SecretString, Secrets};
 
 use super::{
     Agent, AgentError, AssistantTurn, Conversation, Finish, Message, Reply, StreamEvent, ToolCall,
-    ToolResult, Usage,
-    http::{self, RetryPolicy},
+    ToolResult, Usage, request,
     sse::{self, Decoder, Event},
 };
 
+/// `Debug` shows no key: it is a [`SecretString`].
+#[derive(Debug)]
 pub struct Gemini {
     provider: String,
     model: String,
     /// Without a version: `https://generativelanguage.googleapis.com`.
     base_url: String,
-    key: Option<String>,
+    key: Option<SecretString>,
+    /// The key again, to mask out of error texts (a body may repeat the request's headers).
+    secrets: Secrets,
     retry: RetryPolicy,
 }
 
@@ -32,13 +37,14 @@ impl Gemini {
         provider: &str,
         model: &str,
         base_url: &str,
-        key: Option<String>,
+        key: Option<SecretString>,
         retry: RetryPolicy,
     ) -> Self {
         Self {
             provider: provider.to_owned(),
             model: model.to_owned(),
             base_url: base_url.trim_end_matches('/').to_owned(),
+            secrets: Secrets::new(key.clone()),
             key,
             retry,
         }
@@ -104,13 +110,17 @@ impl Gemini {
         let body = body.clone();
         async move {
             // The key goes in a header, never in the URL (URLs end up in errors and logs).
-            let decorate = |request: reqwest::RequestBuilder| match &self.key {
-                Some(key) => request.header("x-goog-api-key", key),
-                None => request,
+            let decorate = |builder: reqwest::RequestBuilder| match &self.key {
+                Some(key) => Ok(builder.header(
+                    "x-goog-api-key",
+                    request::key_header(&self.provider, "", key)?,
+                )),
+                None => Ok(builder),
             };
-            http::post_json(
+            request::post_json(
                 &self.provider,
                 &self.retry,
+                &self.secrets,
                 &url,
                 &body,
                 decorate,
@@ -141,9 +151,10 @@ impl Agent for Gemini {
     ) -> BoxFuture<'a, Result<Reply, AgentError>> {
         async move {
             let response = self.request(&self.body(conversation), false).await?;
-            let value = http::json_body(&self.provider, response).await?;
+            let value = request::json_body(&self.provider, response).await?;
             parse_reply(&self.provider, &self.model, &value)
         }
+        .map(|result| result.map_err(|e| e.masked(&self.secrets)))
         .boxed()
     }
 
@@ -158,6 +169,8 @@ impl Agent for Gemini {
             start,
             Chunks::new(&self.provider, &self.model),
         )
+        .map(|item| item.map_err(|e| e.masked(&self.secrets)))
+        .boxed()
     }
 }
 
@@ -267,7 +280,7 @@ pub fn parse_error(provider: &str, status: u16, body: &[u8]) -> AgentError {
         provider: provider.to_owned(),
         status,
         kind: String::new(),
-        message: http::body_excerpt(body),
+        message: request::body_excerpt(body),
         retry_after: None,
     })
 }
@@ -297,7 +310,7 @@ fn envelope_error(provider: &str, status: u16, value: &Value) -> Option<AgentErr
     };
     let retry_after = detail("RetryInfo")
         .and_then(|d| d["retryDelay"].as_str())
-        .and_then(http::google_duration);
+        .and_then(crate::net::retry::google_duration);
     Some(AgentError::Api {
         provider: provider.to_owned(),
         // An error inside a 200 answer carries its own code.

@@ -8,14 +8,16 @@
 //!
 //! An agent sends a [`Conversation`] (system prompt, messages, tool definitions) and gets a
 //! [`Reply`] (text, tool calls, token usage), or the same as a stream of [`StreamEvent`]s.
-//! Requests go through [`http::send`]: retries on 429/5xx that honour the provider's own
-//! hints (`retry-after-ms`, `retry-after`, Gemini's `RetryInfo.retryDelay`), with a cap.
+//! Requests go through [`request::send`], under the shared retry policy of [`crate::net`]:
+//! retries on 429/5xx that honour the provider's own hints (`retry-after-ms`, `retry-after`,
+//! Gemini's `RetryInfo.retryDelay`), with a cap. Keys are [`crate::net::SecretString`]s
+//! until the header is built, and masked out of every error an agent returns.
 
 pub mod anthropic;
 pub mod gemini;
-pub mod http;
 pub mod openai;
 mod providers;
+mod request;
 mod sse;
 pub mod stats;
 #[cfg(test)]
@@ -26,7 +28,7 @@ use std::{fmt, time::Duration};
 use futures::{future::BoxFuture, stream::BoxStream};
 use serde::Serialize;
 
-pub use providers::{Agents, Format, ProviderConfig, ProviderStatus};
+pub use providers::{Agents, Format, ProviderConfig, ProviderEnv, ProviderStatus};
 pub use stats::{ProviderStats, Stats};
 
 /// What an agent is asked: one conversation with one provider.
@@ -139,7 +141,7 @@ pub enum StreamEvent {
 #[non_exhaustive]
 pub enum AgentError {
     /// The provider answered with an error status.
-    #[error("{provider} answered HTTP {status}{}: {message}{}", kind_suffix(kind), advice(provider, *status, kind))]
+    #[error("{provider} answered HTTP {status}{}: {message}{}{}", kind_suffix(kind), asked_wait(*retry_after), advice(provider, *status, kind))]
     Api {
         provider: String,
         status: u16,
@@ -170,6 +172,17 @@ fn kind_suffix(kind: &str) -> String {
     }
 }
 
+/// The wait a provider asked for, as it asked (however long).
+fn asked_wait(wait: Option<Duration>) -> String {
+    match wait {
+        Some(wait) if !wait.is_zero() => format!(
+            " (asked to wait {})",
+            crate::net::retry::describe_wait(wait)
+        ),
+        _ => String::new(),
+    }
+}
+
 /// What the user can do about an error status.
 fn advice(provider: &str, status: u16, kind: &str) -> String {
     let key = providers::key_variable(provider);
@@ -189,6 +202,18 @@ fn advice(provider: &str, status: u16, kind: &str) -> String {
 }
 
 impl AgentError {
+    /// The same error with every secret in `secrets` masked out of its text.
+    pub fn masked(mut self, secrets: &crate::net::Secrets) -> Self {
+        match &mut self {
+            AgentError::Api { message, .. }
+            | AgentError::Transport { message, .. }
+            | AgentError::Malformed { message, .. }
+            | AgentError::Stream { message, .. } => secrets.mask_in(message),
+            AgentError::Timeout { .. } => {}
+        }
+        self
+    }
+
     /// Worth trying again (later, or elsewhere).
     pub fn is_transient(&self) -> bool {
         match self {

@@ -9,24 +9,28 @@
 
 use std::collections::BTreeMap;
 
-use futures::{FutureExt, future::BoxFuture, stream::BoxStream};
+use futures::{FutureExt, StreamExt, future::BoxFuture, stream::BoxStream};
 use serde_json::{Value, json};
+
+use crate::net::{RetryPolicy, SecretString, Secrets};
 
 use super::{
     Agent, AgentError, AssistantTurn, Conversation, Finish, Message, Reply, StreamEvent, ToolCall,
-    Usage,
-    http::{self, RetryPolicy},
-    parse_arguments,
+    Usage, parse_arguments, request,
     sse::{self, Decoder, Event},
 };
 
+/// `Debug` shows no key: it is a [`SecretString`].
+#[derive(Debug)]
 pub struct OpenAi {
     provider: String,
     model: String,
     /// Ends in `/v1` (or wherever the server's `chat/completions` lives).
     base_url: String,
     /// Local servers (Ollama) need none.
-    key: Option<String>,
+    key: Option<SecretString>,
+    /// The key again, to mask out of error texts (a body may repeat the request's headers).
+    secrets: Secrets,
     /// Send `reasoning_content` back on tool-call turns, use `max_tokens`.
     deepseek: bool,
     tools: bool,
@@ -38,13 +42,14 @@ impl OpenAi {
         provider: &str,
         model: &str,
         base_url: &str,
-        key: Option<String>,
+        key: Option<SecretString>,
         retry: RetryPolicy,
     ) -> Self {
         Self {
             provider: provider.to_owned(),
             model: model.to_owned(),
             base_url: base_url.trim_end_matches('/').to_owned(),
+            secrets: Secrets::new(key.clone()),
             key,
             deepseek: false,
             tools: true,
@@ -139,13 +144,17 @@ impl OpenAi {
         let url = format!("{}/chat/completions", self.base_url);
         let body = body.clone();
         async move {
-            let decorate = |request: reqwest::RequestBuilder| match &self.key {
-                Some(key) => request.bearer_auth(key),
-                None => request,
+            let decorate = |builder: reqwest::RequestBuilder| match &self.key {
+                Some(key) => Ok(builder.header(
+                    reqwest::header::AUTHORIZATION,
+                    request::key_header(&self.provider, "Bearer ", key)?,
+                )),
+                None => Ok(builder),
             };
-            http::post_json(
+            request::post_json(
                 &self.provider,
                 &self.retry,
+                &self.secrets,
                 &url,
                 &body,
                 decorate,
@@ -176,9 +185,10 @@ impl Agent for OpenAi {
     ) -> BoxFuture<'a, Result<Reply, AgentError>> {
         async move {
             let response = self.request(&self.body(conversation, false)).await?;
-            let value = http::json_body(&self.provider, response).await?;
+            let value = request::json_body(&self.provider, response).await?;
             parse_reply(&self.provider, &self.model, &value)
         }
+        .map(|result| result.map_err(|e| e.masked(&self.secrets)))
         .boxed()
     }
 
@@ -193,6 +203,8 @@ impl Agent for OpenAi {
             start,
             Chunks::new(&self.provider, &self.model),
         )
+        .map(|item| item.map_err(|e| e.masked(&self.secrets)))
+        .boxed()
     }
 }
 
@@ -203,7 +215,7 @@ pub fn parse_error(provider: &str, status: u16, body: &[u8]) -> AgentError {
         provider: provider.to_owned(),
         status,
         kind: String::new(),
-        message: http::body_excerpt(body),
+        message: request::body_excerpt(body),
         retry_after: None,
     })
 }

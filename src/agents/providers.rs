@@ -1,14 +1,64 @@
 //! Which providers exist and which are available: configuration (model, base URL, key) from
-//! the agents plugin's settings and the environment. A provider without its key, or without
-//! a model name, is simply not available, and says why.
+//! the agents plugin's settings and the variables its manifest declares. A provider without
+//! its key, or without a model name, is simply not available, and says why.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Agent, Stats, anthropic::Anthropic, gemini::Gemini, http::RetryPolicy, openai::OpenAi,
-};
+use super::{Agent, Stats, anthropic::Anthropic, gemini::Gemini, openai::OpenAi};
+use crate::net::{RetryPolicy, SecretString};
+
+/// The variables the agents' manifest declares, and the values of those that are set. Only
+/// declared variables are read: `plugboard check` reports them and a reload sees them change.
+#[derive(Default)]
+pub struct ProviderEnv {
+    declared: BTreeSet<String>,
+    values: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for ProviderEnv {
+    // Values can be keys: only the names are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderEnv")
+            .field("declared", &self.declared)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProviderEnv {
+    /// `declared`: the manifest's `[env.*]` names; `values`: those of them that are set
+    /// (others are ignored).
+    pub fn new(
+        declared: impl IntoIterator<Item = String>,
+        values: impl IntoIterator<Item = (String, String)>,
+    ) -> Self {
+        let declared: BTreeSet<String> = declared.into_iter().collect();
+        let values = values
+            .into_iter()
+            .filter(|(k, v)| declared.contains(k) && !v.trim().is_empty())
+            .collect();
+        Self { declared, values }
+    }
+
+    fn declares(&self, name: &str) -> bool {
+        self.declared.contains(name)
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        self.values.get(name).cloned()
+    }
+
+    fn secret(&self, name: &str) -> Option<SecretString> {
+        self.values
+            .get(name)
+            .map(|v| SecretString::from(v.as_str()))
+    }
+}
 
 /// A wire format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -110,15 +160,14 @@ pub struct Agents {
 }
 
 impl Agents {
-    /// Build every configured provider. `env` reads a variable (empty counts as unset).
+    /// Build every configured provider from the declared variables in `env`.
     /// The four known providers are always considered, configured or not.
     pub fn build(
         configs: &BTreeMap<String, ProviderConfig>,
-        env: impl Fn(&str) -> Option<String>,
+        env: &ProviderEnv,
         retry: RetryPolicy,
         default_timeout: Duration,
     ) -> Result<Self, String> {
-        let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         let mut names: Vec<String> = KNOWN.iter().map(|k| k.name.to_owned()).collect();
         for name in configs.keys() {
             if !names.contains(name) {
@@ -140,10 +189,12 @@ impl Agents {
                     )
                 })?;
             let upper = name.to_uppercase().replace('-', "_");
-            let model = env(&format!("{upper}_MODEL"))
+            let model = env
+                .get(&format!("{upper}_MODEL"))
                 .or_else(|| config.and_then(|c| c.model.clone()))
                 .filter(|m| !m.trim().is_empty());
-            let base_url = env(&format!("{upper}_BASE_URL"))
+            let base_url = env
+                .get(&format!("{upper}_BASE_URL"))
                 .or_else(|| config.and_then(|c| c.base_url.clone()))
                 .or_else(|| known.map(|k| k.base_url.to_owned()));
             let key_vars: Vec<String> = match config.and_then(|c| c.api_key_env.clone()) {
@@ -154,9 +205,28 @@ impl Agents {
                     None => vec![format!("{upper}_API_KEY")],
                 },
             };
-            let key = key_vars.iter().find_map(|v| env(v));
-            let reason = if !key_vars.is_empty() && key.is_none() {
-                Some(format!("no key: set {}", key_vars.join(" or ")))
+            let (declared, undeclared): (Vec<&String>, Vec<&String>) =
+                key_vars.iter().partition(|v| env.declares(v));
+            let key = declared.iter().find_map(|v| env.secret(v));
+            let reason = if !key_vars.is_empty() && declared.is_empty() {
+                Some(format!(
+                    "{} is not read: declare [env.{}] in the agents manifest (plugins/agents/plugin.toml)",
+                    undeclared
+                        .iter()
+                        .map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                    undeclared.first().map(|v| v.as_str()).unwrap_or_default()
+                ))
+            } else if !key_vars.is_empty() && key.is_none() {
+                Some(format!(
+                    "no key: set {}",
+                    declared
+                        .iter()
+                        .map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ))
             } else if model.is_none() {
                 Some(format!(
                     "no model: set {upper}_MODEL or settings.providers.{name}.model"
@@ -193,8 +263,8 @@ impl Agents {
             };
             let timeout = config
                 .and_then(|c| c.timeout_secs)
-                .filter(|s| s.is_finite() && *s > 0.0)
-                .map(Duration::from_secs_f64)
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .filter(|d| !d.is_zero())
                 .unwrap_or(default_timeout);
             timeouts.insert(name.clone(), timeout);
             agents.insert(name, agent);
@@ -276,19 +346,123 @@ impl Agents {
 mod tests {
     use super::*;
 
-    fn build(env: &[(&str, &str)], configs: &str) -> Agents {
+    /// The shipped manifest's variables.
+    fn shipped() -> Vec<String> {
+        let manifest: toml::Table =
+            toml::from_str(include_str!("../../plugins/agents/plugin.toml")).unwrap();
+        manifest["env"]
+            .as_table()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn build_declaring(declared: Vec<String>, env: &[(&str, &str)], configs: &str) -> Agents {
         let configs: BTreeMap<String, ProviderConfig> = toml::from_str(configs).unwrap();
-        let env: BTreeMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env = ProviderEnv::new(
+            declared,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         Agents::build(
             &configs,
-            |k| env.get(k).cloned(),
+            &env,
             RetryPolicy::default(),
             Duration::from_secs(60),
         )
         .unwrap()
+    }
+
+    fn build(env: &[(&str, &str)], configs: &str) -> Agents {
+        build_declaring(shipped(), env, configs)
+    }
+
+    fn reason(agents: &Agents, name: &str) -> Option<String> {
+        agents
+            .statuses()
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap()
+            .reason
+            .clone()
+    }
+
+    /// Before: a custom provider's `api_key_env` was read from the whole environment.
+    #[test]
+    fn only_declared_variables_are_read() {
+        let configs = r#"
+            local = { format = "openai", model = "m", base_url = "http://127.0.0.1:1/v1", api_key_env = "LOCAL_KEY" }
+            other = { format = "openai", model = "m", base_url = "http://127.0.0.1:1/v1" }
+            "#;
+        let env = [
+            ("LOCAL_KEY", "k"),
+            ("OTHER_API_KEY", "k"),
+            ("OPENAI_MODEL", "x"),
+        ];
+        let agents = build(&env, configs);
+        assert!(agents.available().is_empty(), "{:?}", agents.available());
+        assert_eq!(
+            reason(&agents, "local").as_deref(),
+            Some(
+                "LOCAL_KEY is not read: declare [env.LOCAL_KEY] in the agents manifest \
+                 (plugins/agents/plugin.toml)"
+            )
+        );
+        assert!(
+            reason(&agents, "other")
+                .unwrap()
+                .contains("declare [env.OTHER_API_KEY]")
+        );
+        let mut declared = shipped();
+        declared.push("LOCAL_KEY".into());
+        let agents = build_declaring(declared, &env, configs);
+        assert_eq!(agents.available(), ["local"]);
+        // A known provider whose variables a manifest leaves out says so too.
+        let agents = build_declaring(vec!["GEMINI_API_KEY".into()], &[], "");
+        assert_eq!(
+            reason(&agents, "gemini").as_deref(),
+            Some("no key: set GEMINI_API_KEY")
+        );
+        assert!(
+            reason(&agents, "openai")
+                .unwrap()
+                .starts_with("OPENAI_API_KEY is not read: declare [env.OPENAI_API_KEY]")
+        );
+    }
+
+    #[test]
+    fn no_key_in_debug() {
+        let agents = build(
+            &[
+                ("OPENAI_API_KEY", "sk-test-123"),
+                ("ANTHROPIC_API_KEY", "sk-ant-test-123"),
+                ("GEMINI_API_KEY", "AIza-test-123"),
+                ("DEEPSEEK_API_KEY", "sk-ds-test-123"),
+            ],
+            r#"
+            openai = { model = "a" }
+            anthropic = { model = "b" }
+            gemini = { model = "c" }
+            deepseek = { model = "d" }
+            "#,
+        );
+        assert_eq!(agents.available().len(), 4);
+        let env = ProviderEnv::new(shipped(), [("OPENAI_API_KEY".into(), "sk-test-123".into())]);
+        let shown = format!("{env:?}");
+        assert!(!shown.contains("test-123"), "{shown}");
+        let key = || Some(SecretString::from("sk-test-123"));
+        let p = RetryPolicy::default();
+        let shown = [
+            format!("{:?}", OpenAi::new("openai", "m", "http://x", key(), p)),
+            format!(
+                "{:?}",
+                Anthropic::new("anthropic", "m", "http://x", key(), p)
+            ),
+            format!("{:?}", Gemini::new("gemini", "m", "http://x", key(), p)),
+        ];
+        for shown in shown {
+            assert!(!shown.contains("test-123"), "{shown}");
+        }
     }
 
     #[test]
@@ -307,15 +481,7 @@ mod tests {
             "#,
         );
         assert_eq!(agents.available(), ["gemini", "ollama", "openai"]);
-        let reason = |n: &str| {
-            agents
-                .statuses()
-                .iter()
-                .find(|s| s.name == n)
-                .unwrap()
-                .reason
-                .clone()
-        };
+        let reason = |n: &str| reason(&agents, n);
         assert_eq!(
             reason("anthropic").as_deref(),
             Some("no key: set ANTHROPIC_API_KEY")

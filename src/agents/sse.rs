@@ -7,7 +7,8 @@ use std::collections::VecDeque;
 use futures::{Stream, StreamExt, future::BoxFuture, stream::BoxStream};
 use reqwest::Response;
 
-use super::{AgentError, Reply, StreamEvent, http::describe};
+use super::{AgentError, Reply, StreamEvent};
+use crate::net::describe;
 
 /// One event: its name (`event:` line, if any) and its data.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::http::RetryPolicy;
+use crate::net::RetryPolicy;
 
 /// What a local server saw: path with query, headers, body.
 pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, axum::http::HeaderMap, Value)>>>;

@@ -5,9 +5,9 @@
 //! synthesizer — a configured provider, or else the client's own model through MCP sampling —
 //! writes the synthesis and names the providers whose answers agree.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{any::Any, collections::BTreeMap, panic::AssertUnwindSafe, time::Duration};
 
-use futures::{StreamExt, stream::FuturesUnordered};
+use futures::{FutureExt, StreamExt, stream::FuturesUnordered};
 use rmcp::model::{CreateMessageRequestParams, SamplingMessage};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::Orchestrator;
 use crate::{
-    agents::{Conversation, Message},
+    agents::{AgentError, Conversation, Message},
     plugin::ToolContext,
 };
 
@@ -168,7 +168,20 @@ impl Orchestrator {
             };
             pending.push(async move {
                 let asked = Instant::now();
-                let result = self.turn(&agent, &conversation, deadline, cx, None).await;
+                // A panic in one provider's code (decoding its answer, say) is that provider's
+                // failure: it must not unwind through the answers the others gave.
+                let result = AssertUnwindSafe(self.turn(&agent, &conversation, deadline, cx, None))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| {
+                        Err(AgentError::Malformed {
+                            provider: agent.provider().to_owned(),
+                            message: format!(
+                                "reading its answer failed unexpectedly ({})",
+                                panic_text(&*panic)
+                            ),
+                        })
+                    });
                 (i, agent, stance, result, asked.elapsed())
             });
         }
@@ -232,7 +245,17 @@ impl Orchestrator {
         } else {
             cx.progress(total - 1.0, Some(total), "writing the synthesis")
                 .await;
-            match self.synthesize(&request.prompt, &result.opinions, cx).await {
+            let synthesis =
+                AssertUnwindSafe(self.synthesize(&request.prompt, &result.opinions, cx))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| {
+                        Err(format!(
+                            "the synthesis failed unexpectedly ({})",
+                            panic_text(&*panic)
+                        ))
+                    });
+            match synthesis {
                 Ok((synthesis, agreed)) => {
                     result.agreed = agreed;
                     result.agreement = format!("named by the synthesizer ({})", synthesis.by);
@@ -331,6 +354,15 @@ impl Orchestrator {
     }
 }
 
+/// What a panic said, when it said it in words.
+fn panic_text(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic")
+}
+
 /// The synthesis without its `AGREED:` line, and the answered providers that line names.
 fn split_agreed(written: &str, answered: &[&str]) -> (String, Vec<String>) {
     let mut agreed = Vec::new();
@@ -419,6 +451,113 @@ pub fn render(c: &Consensus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::{Arc, Weak};
+
+    use futures::{future::BoxFuture, stream::BoxStream};
+
+    use crate::{
+        agents::{Agent, Agents, AssistantTurn, Finish, Reply, StreamEvent, Usage},
+        orchestrator::Settings,
+        plugin::{ToolContext, Toolbox},
+    };
+
+    /// A provider that fails in one way.
+    enum Way {
+        Answers,
+        /// A panic while decoding its answer.
+        Panics,
+        Malformed,
+        /// Never answers: past its deadline.
+        Hangs,
+    }
+
+    struct Fake(&'static str, Way);
+
+    impl Agent for Fake {
+        fn provider(&self) -> &str {
+            self.0
+        }
+        fn model(&self) -> &str {
+            "m"
+        }
+        fn supports_tools(&self) -> bool {
+            false
+        }
+        fn send<'a>(&'a self, _: &'a Conversation) -> BoxFuture<'a, Result<Reply, AgentError>> {
+            async move {
+                tokio::task::yield_now().await;
+                match self.1 {
+                    Way::Answers => Ok(Reply {
+                        turn: AssistantTurn {
+                            text: format!("{} says 4", self.0),
+                            ..AssistantTurn::default()
+                        },
+                        finish: Finish::Stop,
+                        usage: Usage::default(),
+                        model: "m".into(),
+                    }),
+                    Way::Panics => panic!("index out of bounds while decoding"),
+                    Way::Malformed => Err(AgentError::Malformed {
+                        provider: self.0.into(),
+                        message: "not JSON".into(),
+                    }),
+                    Way::Hangs => futures::future::pending().await,
+                }
+            }
+            .boxed()
+        }
+        fn stream<'a>(
+            &'a self,
+            _: &'a Conversation,
+        ) -> BoxStream<'a, Result<StreamEvent, AgentError>> {
+            Box::pin(futures::stream::empty())
+        }
+    }
+
+    /// Before: the panic of one provider unwound through `consensus` and took every answer
+    /// already received with it.
+    #[tokio::test(start_paused = true)]
+    async fn one_provider_failing_in_any_way_loses_no_other_answer() {
+        let agents: Vec<Arc<dyn Agent>> = vec![
+            Arc::new(Fake("early", Way::Answers)),
+            Arc::new(Fake("panics", Way::Panics)),
+            Arc::new(Fake("malformed", Way::Malformed)),
+            Arc::new(Fake("hangs", Way::Hangs)),
+            Arc::new(Fake("late", Way::Answers)),
+        ];
+        let o = Orchestrator::new(
+            Arc::new(Agents::from_agents(agents, Duration::from_secs(5))),
+            Toolbox::new(Weak::new(), "agents"),
+            Settings::default(),
+        );
+        let request = ConsensusRequest {
+            prompt: "2+2?".into(),
+            ..ConsensusRequest::default()
+        };
+        let c = o
+            .consensus(&request, &ToolContext::detached())
+            .await
+            .unwrap();
+        let by = |name: &str| c.opinions.iter().find(|o| o.provider == name).unwrap();
+        assert_eq!(c.answered, 2);
+        assert_eq!(by("early").answer.as_deref(), Some("early says 4"));
+        assert_eq!(by("late").answer.as_deref(), Some("late says 4"));
+        let panicked = by("panics").error.clone().unwrap();
+        assert!(
+            panicked.contains("failed unexpectedly") && panicked.contains("index out of bounds"),
+            "{panicked}"
+        );
+        assert!(
+            by("malformed")
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("malformed")
+        );
+        assert!(by("hangs").timed_out);
+        assert_eq!(c.opinions.len(), 5);
+    }
 
     #[test]
     fn the_agreed_line_is_parsed_and_removed() {

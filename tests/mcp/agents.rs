@@ -742,3 +742,171 @@ async fn the_cli_streams_answers() {
         "{stdout}"
     );
 }
+
+/// A 429 whose hint (`retry-after`, `retry-after-ms`, Gemini's `retryDelay`) is too large
+/// for any clock: the provider is reported with the wait it asked for, not retried, and the
+/// others' answers are all in the result. A NaN or negative hint is no hint: backed off and
+/// retried. (Before: `Duration::from_secs_f64` panicked and the consensus lost everything.)
+#[tokio::test]
+async fn impossible_retry_hints_lose_no_answer() {
+    let s = Setup::new(&["openai", "anthropic", "gemini", "deepseek"], "");
+    let header = |name: &str, value: &str| Behaviour::Raw {
+        status: 429,
+        headers: vec![(name.to_owned(), value.to_owned())],
+        body: json!({"error": {"message": "slow down", "type": "requests", "param": null,
+                               "code": "rate_limit_exceeded"}})
+        .to_string(),
+    };
+    s.fake
+        .push_once(Provider::OpenAi, header("retry-after", "1e300"));
+    s.fake.push_once(
+        Provider::Gemini,
+        Behaviour::Raw {
+            status: 429,
+            headers: Vec::new(),
+            body: json!({"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED",
+                "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                             "retryDelay": "99999999999999999999999s"}]}})
+            .to_string(),
+        },
+    );
+    let client = s.client(Probe::default()).await;
+    let c = ok(&client, "consensus", json!({"prompt": "2+2?"})).await;
+    let by = |name: &str| {
+        c["opinions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["provider"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(c["answered"], 2, "{c}");
+    assert_eq!(
+        by("anthropic")["answer"],
+        "anthropic (claude-test) says: 2+2?"
+    );
+    assert_eq!(
+        by("deepseek")["answer"],
+        "deepseek (deepseek-test) says: 2+2?"
+    );
+    for name in ["openai", "gemini"] {
+        let e = by(name)["error"].as_str().unwrap().to_owned();
+        assert!(
+            e.contains("HTTP 429") && e.contains("(asked to wait more than a century)"),
+            "{name}: {e}"
+        );
+        assert_eq!(
+            s.fake.request_count(provider(name)),
+            1,
+            "{name} was retried"
+        );
+    }
+
+    s.fake
+        .push_once(Provider::Anthropic, header("retry-after-ms", "1e30"));
+    s.fake
+        .push_once(Provider::OpenAi, header("retry-after", "NaN"));
+    s.fake
+        .push_once(Provider::DeepSeek, header("retry-after", "-5"));
+    let c = ok(&client, "consensus", json!({"prompt": "3+3?"})).await;
+    assert_eq!(c["answered"], 3, "{c}");
+    let anthropic = c["opinions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["provider"] == "anthropic")
+        .unwrap()["error"]
+        .clone();
+    assert!(
+        anthropic
+            .as_str()
+            .unwrap()
+            .contains("asked to wait more than a century"),
+        "{anthropic}"
+    );
+    // NaN and negative hints were backed off and retried once.
+    assert_eq!(s.fake.request_count(Provider::OpenAi), 3);
+    assert_eq!(s.fake.request_count(Provider::DeepSeek), 3);
+    client.cancel().await.unwrap();
+}
+
+fn provider(name: &str) -> Provider {
+    ALL.iter().find(|(_, n, _)| *n == name).unwrap().0
+}
+
+/// An upstream error that repeats the request's headers never shows the key: not in the
+/// tool's error, not on the CLI, not in the server's log.
+#[tokio::test]
+async fn an_error_echoing_the_headers_shows_no_key() {
+    let s = Setup::all();
+    let client = s.client(Probe::default()).await;
+    for (provider, name, _) in ALL {
+        s.fake.set(provider, Behaviour::EchoHeaders(400));
+        let e = fails(&client, "ask", json!({"prompt": "hi", "provider": name})).await;
+        assert!(e.contains("bad request; headers: "), "{name}: {e}");
+        assert!(!e.contains(KEY), "{name}: {e}");
+        assert!(e.contains("[redacted]"), "{name}: {e}");
+    }
+    client.cancel().await.unwrap();
+    // Streamed on the CLI, and logged at debug level: the key is in neither.
+    let out = s
+        .command(&["ask", "--provider", "openai", "hi"])
+        .env("RUST_LOG", "debug")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("bad request; headers: "), "{all}");
+    assert!(!all.contains(KEY), "{all}");
+}
+
+/// Only the variables the manifest declares are read: a custom provider whose key variable
+/// is set in the environment but not declared is unavailable, and says what to declare.
+/// (Before: read from the whole environment, invisible to `check` and to a reload.)
+#[tokio::test]
+async fn an_undeclared_key_variable_is_not_read() {
+    let s = Setup::new(&[], "");
+    let local = format!(
+        "[settings.providers.local]\nformat = \"openai\"\nmodel = \"local-test\"\n\
+         base_url = \"{}\"\napi_key_env = \"LOCAL_LLM_KEY\"\n",
+        s.fake.openai_base()
+    );
+    s.fx.manifest("agents", &format!("{}\n{local}", manifest("")));
+    let mut cmd = s.command(&["check"]);
+    cmd.env("LOCAL_LLM_KEY", KEY);
+    let out = cmd.output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "local      not available: LOCAL_LLM_KEY is not read: declare [env.LOCAL_LLM_KEY] \
+             in the agents manifest"
+        ),
+        "{stdout}"
+    );
+
+    // Declared, it is read (and `check` reports it).
+    let shipped = manifest("");
+    let (head, settings) = shipped.split_once("\n[settings]").unwrap();
+    s.fx.manifest(
+        "agents",
+        &format!("{head}\n[env.LOCAL_LLM_KEY]\nsecret = true\n\n[settings]{settings}\n{local}"),
+    );
+    let mut cmd = s.command(&["ask", "--provider", "local", "hi"]);
+    cmd.env("LOCAL_LLM_KEY", KEY);
+    let out = cmd.output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "openai (local-test) says: hi\n"
+    );
+}

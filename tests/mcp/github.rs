@@ -872,3 +872,64 @@ async fn github_read_only_mode_publishes_only_the_read_tools() {
     );
     c.cancel().await.unwrap();
 }
+
+/// An error body that repeats the request's headers never shows the token.
+#[tokio::test]
+async fn github_an_error_echoing_the_headers_shows_no_token() {
+    let s = Setup::new();
+    seed(&s.fake);
+    let c = s.client().await;
+    s.fake.echo_headers_next(1);
+    let e = fails(
+        &c,
+        "github_list_issues",
+        json!({"owner": "octo", "repo": "hello"}),
+    )
+    .await;
+    assert!(e.contains("Bad request; headers: "), "{e}");
+    assert!(e.contains("authorization: Bearer [redacted]"), "{e}");
+    assert!(!e.contains(TOKEN), "{e}");
+    c.cancel().await.unwrap();
+}
+
+/// Rate-limit headers no clock can hold (`retry-after` and `x-ratelimit-reset` of u64::MAX,
+/// 1e300) are reported as waits too long for the call, never an overflow.
+#[tokio::test]
+async fn github_hostile_rate_limit_headers_are_reported() {
+    let s = Setup::new();
+    seed(&s.fake);
+    let c = s.client_with(&["--call-timeout", "5"], TOKEN).await;
+    let max = u64::MAX.to_string();
+    let secondary = r#"{"message":"You have exceeded a secondary rate limit."}"#;
+    for retry_after in [max.as_str(), "1e300"] {
+        s.fake
+            .raw_next(403, &[("retry-after", retry_after)], secondary);
+        let e = fails(
+            &c,
+            "github_list_issues",
+            json!({"owner": "octo", "repo": "hello"}),
+        )
+        .await;
+        assert!(e.contains("secondary rate limit asks to wait"), "{e}");
+    }
+    s.fake.raw_next(
+        403,
+        &[
+            ("x-ratelimit-limit", "5000"),
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", &max),
+        ],
+        r#"{"message":"API rate limit exceeded"}"#,
+    );
+    let e = fails(
+        &c,
+        "github_list_issues",
+        json!({"owner": "octo", "repo": "hello"}),
+    )
+    .await;
+    assert!(
+        e.contains("REST rate limit (5000 requests an hour) is used up"),
+        "{e}"
+    );
+    c.cancel().await.unwrap();
+}

@@ -360,6 +360,23 @@ impl FakeGitHub {
         s.faults.extend(std::iter::repeat_n((status, applied), n));
     }
 
+    /// The next request is answered with exactly this (hostile headers, say).
+    pub fn raw_next(&self, status: u16, headers: &[(&str, &str)], body: &str) {
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.lock()
+            .raw
+            .push_back((status, headers, body.to_owned()));
+    }
+
+    /// The next `n` requests get a 400 whose message repeats their headers verbatim, token
+    /// included (INVENTED: as a misconfigured proxy might).
+    pub fn echo_headers_next(&self, n: usize) {
+        self.lock().echo_headers = n;
+    }
+
     /// Every request received, in order.
     pub fn requests(&self) -> Vec<Recorded> {
         self.lock().requests.clone()
@@ -518,6 +535,9 @@ struct Comment {
     updated: i64,
 }
 
+/// An injected answer: status, headers, body.
+type RawAnswer = (u16, Vec<(String, String)>, String);
+
 struct St {
     config: FakeConfig,
     base_url: String,
@@ -532,6 +552,10 @@ struct St {
     secondary_retry: Duration,
     /// Injected 5xx answers: (status, whether the request is carried out anyway).
     faults: std::collections::VecDeque<(u16, bool)>,
+    /// Injected answers as they are: (status, headers, body).
+    raw: std::collections::VecDeque<RawAnswer>,
+    /// Requests still to be refused with a 400 that repeats their headers.
+    echo_headers: usize,
     requests: Vec<Recorded>,
     seq: u64,
 }
@@ -551,6 +575,8 @@ impl St {
             secondary: 0,
             secondary_retry: Duration::from_secs(60),
             faults: Default::default(),
+            raw: Default::default(),
+            echo_headers: 0,
             requests: Vec::new(),
             seq: 0,
         }
@@ -995,7 +1021,37 @@ async fn handle(State(state): State<Arc<Mutex<St>>>, req: Request) -> Response {
         authed: false,
         version: version.clone(),
     };
+    let echo = s.echo_headers > 0;
+    if echo {
+        s.echo_headers -= 1;
+    }
+    let raw = s.raw.pop_front();
     let mut resp = match s.faults.pop_front() {
+        _ if echo => {
+            let listed: Vec<String> = parts
+                .headers
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", String::from_utf8_lossy(v.as_bytes())))
+                .collect();
+            error(
+                400,
+                &format!("Bad request; headers: {}", listed.join(", ")),
+                DOCS,
+            )
+        }
+        _ if raw.is_some() => {
+            let (status, headers, body) = raw.unwrap_or_default();
+            let mut r = text_response(status, "application/json; charset=utf-8", &body);
+            for (k, v) in &headers {
+                if let (Ok(k), Ok(v)) = (
+                    axum::http::HeaderName::from_bytes(k.as_bytes()),
+                    HeaderValue::from_str(v),
+                ) {
+                    r.headers_mut().insert(k, v);
+                }
+            }
+            r
+        }
         None => s.dispatch(req),
         Some((status, applied)) => {
             if applied {

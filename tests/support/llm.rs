@@ -195,6 +195,16 @@ pub enum Behaviour {
     /// 200 stream that sends part of an answer and then the provider's in-stream
     /// error. Non-stream requests get a 500 like `Status(500)`.
     MidStreamError,
+    /// Exactly this answer: status, extra headers and body (hostile retry hints and other
+    /// things no real provider should send).
+    Raw {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    /// This status in the provider's own envelope, whose message repeats the request's
+    /// headers verbatim, key included (as some proxies and misconfigured servers do).
+    EchoHeaders(u16),
 }
 
 /// One request as the fake received it.
@@ -574,6 +584,9 @@ async fn dispatch(shared: &Shared, req: &Incoming) -> Response {
         Err(resp) => return *resp,
     };
     let behaviour = shared.take_behaviour(p);
+    if let Behaviour::EchoHeaders(status) = behaviour {
+        return echo_headers(p, status, &req.headers, req.seq);
+    }
     respond(shared, p, &conv, behaviour, req.seq).await
 }
 
@@ -656,6 +669,19 @@ async fn respond(
             None => Reply::Tool { name: tool, args },
         },
         Behaviour::Status(status) => return status_error(p, status, conv, seq),
+        Behaviour::Raw {
+            status,
+            headers,
+            body,
+        } => {
+            let mut resp = text_response(status, json_content_type(p), body);
+            for (name, value) in &headers {
+                set_header(&mut resp, name, value);
+            }
+            return resp;
+        }
+        // Answered in `dispatch`, which has the headers.
+        Behaviour::EchoHeaders(status) => return status_error(p, status, conv, seq),
         Behaviour::RateLimited { wait } => return rate_limited(p, wait, conv, seq),
         Behaviour::Hang => {
             shared.stopped().await;
@@ -763,6 +789,22 @@ fn status_error(p: Provider, status: u16, conv: &Conv, seq: u64) -> Response {
             &gemini_status_message(status, &conv.model),
             None,
         ),
+    }
+}
+
+/// INVENTED: an error whose message lists the request's headers as they came.
+fn echo_headers(p: Provider, status: u16, headers: &HeaderMap, seq: u64) -> Response {
+    let listed: Vec<String> = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {}", String::from_utf8_lossy(value.as_bytes())))
+        .collect();
+    let message = format!("bad request; headers: {}", listed.join(", "));
+    match p {
+        Provider::OpenAi | Provider::DeepSeek => {
+            chat_error(status, &message, "invalid_request_error", None, None)
+        }
+        Provider::Anthropic => anthropic_error(status, "invalid_request_error", &message, seq),
+        Provider::Gemini => gemini_error(status, "INVALID_ARGUMENT", &message, None),
     }
 }
 

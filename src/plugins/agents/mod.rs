@@ -11,7 +11,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::{
-    agents::{Agents, ProviderConfig, http::RetryPolicy},
+    agents::{Agents, ProviderConfig, ProviderEnv},
+    net::RetryPolicy,
     orchestrator::{self, AskRequest, ConsensusRequest, Orchestrator, Routing, Stance},
     plugin::{
         Hints, Plugin, PluginError, PluginSetup, ResourceDef, ToolContext, ToolDef, ToolError,
@@ -87,18 +88,15 @@ pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, Pl
             max_wait: secs(settings.max_retry_wait_secs, "max_retry_wait_secs")?,
             ..RetryPolicy::default()
         };
-        // Declared variables come from the manifest's environment; a custom provider's
-        // `api_key_env` may name any variable.
-        let declared = setup.env.clone();
-        let env = move |name: &str| {
-            declared
-                .get(name)
-                .cloned()
-                .or_else(|| crate::config::environment().remove(name))
-        };
+        // Only the variables the manifest declares: `check` reports them and a reload sees
+        // them change. A custom provider's `api_key_env` must be declared too.
+        let env = ProviderEnv::new(
+            declared_env(&setup.manifest_source),
+            setup.env.iter().map(|(k, v)| (k.clone(), v.clone())),
+        );
         let agents = Agents::build(
             &settings.providers,
-            env,
+            &env,
             retry,
             secs(settings.timeout_secs, "timeout_secs")?,
         )
@@ -147,6 +145,18 @@ pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, Pl
             ask_timeout: secs(settings.ask_timeout_secs, "ask_timeout_secs")?,
         }) as Arc<dyn Plugin>)
     })
+}
+
+/// The names of the manifest's `[env.*]` tables.
+fn declared_env(manifest: &str) -> Vec<String> {
+    #[derive(Deserialize)]
+    struct Declared {
+        #[serde(default)]
+        env: BTreeMap<String, toml::Value>,
+    }
+    toml::from_str::<Declared>(manifest)
+        .map(|d| d.env.into_keys().collect())
+        .unwrap_or_default()
 }
 
 struct AgentsPlugin {

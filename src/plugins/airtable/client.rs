@@ -11,16 +11,17 @@ use std::{
     collections::HashMap,
     num::NonZeroU32,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use tokio::time::Instant;
 use url::Url;
 
 use crate::{
-    agents::http::{self, describe},
+    net::{self, Retry, RetryPolicy, SecretString, Secrets, describe},
     plugin::ToolError,
 };
 
@@ -99,7 +100,10 @@ impl std::fmt::Display for Failure {
 pub struct Client {
     /// `https://api.airtable.com`, without `/v0`.
     base_url: Url,
-    token: String,
+    /// The personal access token; never shown (`Debug` leaves it out).
+    token: SecretString,
+    /// The token again, masked out of every error text (a body may repeat the headers).
+    secrets: Secrets,
     limits: Limits,
     per_base: DefaultKeyedRateLimiter<String>,
     per_token: DefaultDirectRateLimiter,
@@ -123,7 +127,7 @@ fn quota(interval: Duration) -> Quota {
 }
 
 impl Client {
-    pub fn new(base_url: &str, token: &str, limits: Limits) -> Result<Arc<Self>, String> {
+    pub fn new(base_url: &str, token: SecretString, limits: Limits) -> Result<Arc<Self>, String> {
         let mut base_url = Url::parse(base_url.trim_end_matches('/'))
             .map_err(|e| format!("AIRTABLE_BASE_URL `{base_url}` is not a URL: {e}"))?;
         if !matches!(base_url.scheme(), "http" | "https") {
@@ -140,7 +144,8 @@ impl Client {
         }
         Ok(Arc::new(Self {
             base_url,
-            token: token.to_owned(),
+            secrets: Secrets::new([token.clone()]),
+            token,
             per_base: RateLimiter::keyed(quota(limits.base_interval)),
             per_token: RateLimiter::direct(quota(limits.token_interval)),
             locked: Mutex::default(),
@@ -162,7 +167,7 @@ impl Client {
     }
 
     /// Send one request, paced and retried; `base` selects the per-base limit (meta requests
-    /// about no base pass `None`).
+    /// about no base pass `None`). Error texts have the token masked out.
     pub async fn send(
         &self,
         method: Method,
@@ -171,19 +176,61 @@ impl Client {
         body: Option<&Value>,
         repeat: Repeat,
     ) -> Result<Value, Failure> {
-        let mut backoff = self.limits.backoff;
+        self.attempt(method, url, base, body, repeat)
+            .await
+            .map_err(|failure| self.masked(failure))
+    }
+
+    fn masked(&self, failure: Failure) -> Failure {
+        match failure {
+            Failure::Api(mut e) => {
+                self.secrets.mask_in(&mut e.message);
+                self.secrets.mask_in(&mut e.kind);
+                Failure::Api(e)
+            }
+            Failure::Unknown(m) => Failure::Unknown(self.secrets.mask(&m).into_owned()),
+            Failure::Transport(m) => Failure::Transport(self.secrets.mask(&m).into_owned()),
+        }
+    }
+
+    /// The shared retry policy, with this client's attempts and backoff. Airtable sends no
+    /// hints: 429s are the lockout's business, not the backoff's.
+    fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_retries: self.limits.attempts.saturating_sub(1),
+            max_wait: Duration::MAX,
+            backoff: self.limits.backoff,
+            backoff_cap: self.limits.backoff.saturating_mul(16),
+        }
+    }
+
+    async fn attempt(
+        &self,
+        method: Method,
+        url: Url,
+        base: Option<&str>,
+        body: Option<&Value>,
+        repeat: Repeat,
+    ) -> Result<Value, Failure> {
+        let mut retry = Retry::new(&self.policy());
         let mut last = String::new();
         for attempt in 1..=self.limits.attempts {
             if attempt > 1 {
                 // The path only: a query string could hold record data.
-                tracing::info!(attempt, method = %method, path = %url.path(), reason = %last, "retrying an Airtable request");
+                tracing::info!(attempt, method = %method, path = %url.path(), reason = %self.secrets.mask(&last), "retrying an Airtable request");
             }
             self.pace(base).await;
-            let mut request = http::client()
+            let auth = net::secret::header("Bearer ", &self.token).map_err(|_| {
+                Failure::Transport(
+                    "AIRTABLE_API_KEY holds characters a header cannot carry (a line break?)"
+                        .into(),
+                )
+            })?;
+            let mut request = net::client()
                 .map_err(Failure::Transport)?
                 .request(method.clone(), url.clone())
                 .timeout(self.limits.timeout)
-                .bearer_auth(&self.token);
+                .header(reqwest::header::AUTHORIZATION, auth);
             if let Some(body) = body {
                 request = request.json(body);
             }
@@ -198,8 +245,7 @@ impl Client {
                             "{last}; the write may or may not have been applied — check before repeating it"
                         )));
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
+                    tokio::time::sleep(retry.backoff()).await;
                     continue;
                 }
             };
@@ -216,8 +262,7 @@ impl Client {
                             "{last}; the write may or may not have been applied — check before repeating it"
                         )));
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
+                    tokio::time::sleep(retry.backoff()).await;
                     continue;
                 }
             };
@@ -231,22 +276,24 @@ impl Client {
                 429 => {
                     let key = base.unwrap_or("").to_owned();
                     tracing::warn!(base = %key, lockout_s = self.limits.lockout.as_secs_f64(), "Airtable rate limit hit; waiting out the lockout");
+                    let now = Instant::now();
+                    let until = now
+                        .checked_add(self.limits.lockout)
+                        .unwrap_or(now + Duration::from_secs(86_400));
                     self.locked
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .insert(key, Instant::now() + self.limits.lockout);
+                        .insert(key, until);
                     last = "Airtable kept refusing requests (rate limit)".into();
                 }
                 // Refused before doing anything: safe to send again.
                 502 | 503 => {
                     last = format!("Airtable is unavailable ({})", status.as_u16());
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
+                    tokio::time::sleep(retry.backoff()).await;
                 }
                 500 | 504 if repeat == Repeat::Safe => {
                     last = format!("Airtable failed ({})", status.as_u16());
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
+                    tokio::time::sleep(retry.backoff()).await;
                 }
                 500 | 504 => {
                     return Err(Failure::Unknown(format!(
@@ -274,7 +321,7 @@ impl Client {
                 .get(&key)
                 .copied();
             match until {
-                Some(t) if t > Instant::now() => tokio::time::sleep_until(t.into()).await,
+                Some(t) if t > Instant::now() => tokio::time::sleep_until(t).await,
                 _ => break,
             }
         }
@@ -363,5 +410,23 @@ pub fn advice(failure: Failure, what: &str) -> ToolError {
         )),
         (422, _) => ToolError::InvalidArguments(format!("{what}: {said}")),
         _ => ToolError::Upstream(format!("{what}: {said}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_token() {
+        let c = Client::new(
+            "https://api.airtable.com/v0",
+            SecretString::from("patSecret123"),
+            Limits::default(),
+        )
+        .unwrap();
+        let shown = format!("{c:?} {:?}", c.secrets);
+        assert!(!shown.contains("patSecret123"), "{shown}");
+        assert_eq!(c.url(&["app1", "My table"]).path(), "/v0/app1/My%20table");
     }
 }

@@ -48,10 +48,11 @@ impl Default for Settings {
 pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, PluginError>> {
     Box::pin(async move {
         let settings: Settings = setup.settings()?;
-        let token = setup
-            .env("AIRTABLE_API_KEY")
-            .ok_or_else(|| PluginError::Init("AIRTABLE_API_KEY is not set".into()))?
-            .to_owned();
+        let token = crate::net::SecretString::from(
+            setup
+                .env("AIRTABLE_API_KEY")
+                .ok_or_else(|| PluginError::Init("AIRTABLE_API_KEY is not set".into()))?,
+        );
         let base_url = setup
             .env("AIRTABLE_BASE_URL")
             .unwrap_or("https://api.airtable.com")
@@ -68,7 +69,7 @@ pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, Pl
             timeout: positive(settings.request_timeout_secs, "request_timeout_secs")?,
             ..Limits::default()
         };
-        let client = Client::new(&base_url, &token, limits).map_err(PluginError::Init)?;
+        let client = Client::new(&base_url, token, limits).map_err(PluginError::Init)?;
         let home = std::env::var_os("HOME").map(PathBuf::from);
         let expand = |p: PathBuf| match (&home, p.strip_prefix("~")) {
             (Some(home), Ok(rest)) => home.join(rest),

@@ -28,7 +28,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::{
-    agents::http::{self, describe},
+    net::{self, Retry, RetryPolicy, SecretString, Secrets, describe},
     plugin::{ToolContext, ToolError},
 };
 
@@ -141,7 +141,10 @@ pub enum Failure {
 pub struct Client {
     /// `https://api.github.com/` or `https://ghe.example.com/api/v3/`, always ending in `/`.
     base: Url,
-    token: String,
+    /// Never shown (`Debug` leaves it out).
+    token: SecretString,
+    /// The token again, masked out of every error text (a body may repeat the headers).
+    secrets: Secrets,
     limits: Limits,
     buckets: Mutex<HashMap<String, Bucket>>,
     writes: DefaultDirectRateLimiter,
@@ -175,7 +178,7 @@ fn now_secs() -> u64 {
 }
 
 impl Client {
-    pub fn new(base_url: &str, token: &str, limits: Limits) -> Result<Self, String> {
+    pub fn new(base_url: &str, token: SecretString, limits: Limits) -> Result<Self, String> {
         let mut base = Url::parse(base_url.trim())
             .map_err(|e| format!("GITHUB_API_URL `{base_url}` is not a URL: {e}"))?;
         if !matches!(base.scheme(), "http" | "https") {
@@ -193,7 +196,8 @@ impl Client {
         );
         Ok(Self {
             base,
-            token: token.to_owned(),
+            secrets: Secrets::new([token.clone()]),
+            token,
             limits,
             buckets: Mutex::default(),
             writes,
@@ -214,8 +218,47 @@ impl Client {
     }
 
     /// Send one request, within the call's time budget: rate limits waited out when they fit,
-    /// reads retried after a 5xx, writes only when GitHub surely did not apply them.
+    /// reads retried after a 5xx, writes only when GitHub surely did not apply them. Error
+    /// texts have the token masked out.
     pub async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        accept: &str,
+        body: Option<&Value>,
+        cx: &ToolContext,
+    ) -> Result<Response, Failure> {
+        self.attempt(method, url, accept, body, cx)
+            .await
+            .map_err(|failure| self.masked(failure))
+    }
+
+    fn masked(&self, failure: Failure) -> Failure {
+        let mask = |m: String| self.secrets.mask(&m).into_owned();
+        match failure {
+            Failure::Api(e) => Failure::Api(ApiError {
+                status: e.status,
+                message: mask(e.message),
+                errors: e.errors.into_iter().map(mask).collect(),
+            }),
+            Failure::Unknown(m) => Failure::Unknown(mask(m)),
+            Failure::Transport(m) => Failure::Transport(mask(m)),
+            other => other,
+        }
+    }
+
+    /// The shared retry policy's backoff with this client's numbers; rate limits are waited
+    /// out by the call's time budget instead.
+    fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_retries: self.limits.attempts.saturating_sub(1),
+            max_wait: Duration::MAX,
+            backoff: self.limits.backoff,
+            backoff_cap: self.limits.backoff.saturating_mul(16),
+        }
+    }
+
+    async fn attempt(
         &self,
         method: Method,
         url: Url,
@@ -225,22 +268,27 @@ impl Client {
     ) -> Result<Response, Failure> {
         let write = method != Method::GET && method != Method::HEAD;
         let resource = resource_of(url.path());
-        let mut backoff = self.limits.backoff;
+        let mut retry = Retry::new(&self.policy());
         let mut last = String::new();
         for attempt in 1..=self.limits.attempts {
             if attempt > 1 {
-                tracing::info!(attempt, method = %method, path = %url.path(), reason = %last, "retrying a GitHub request");
+                tracing::info!(attempt, method = %method, path = %url.path(), reason = %self.secrets.mask(&last), "retrying a GitHub request");
             }
             self.take(resource, cx).await?;
             if write {
                 self.wait(self.writes.until_ready(), cx).await?;
             }
-            let mut request = http::client()
+            let auth = net::secret::header("Bearer ", &self.token).map_err(|_| {
+                Failure::Transport(
+                    "GITHUB_TOKEN holds characters a header cannot carry (a line break?)".into(),
+                )
+            })?;
+            let mut request = net::client()
                 .map_err(Failure::Transport)?
                 .request(method.clone(), url.clone())
                 .timeout(self.limits.timeout)
                 .header("x-github-api-version", API_VERSION)
-                .bearer_auth(&self.token)
+                .header(reqwest::header::AUTHORIZATION, auth)
                 .header(ACCEPT, accept);
             if let Some(body) = body {
                 request = request.json(body);
@@ -254,8 +302,7 @@ impl Client {
                             "{last}; the change may or may not have been made — check before repeating it"
                         )));
                     }
-                    self.sleep(backoff, cx).await?;
-                    backoff *= 2;
+                    self.sleep(retry.backoff(), cx).await?;
                     continue;
                 }
             };
@@ -271,8 +318,7 @@ impl Client {
                             "{last}; the change may or may not have been made — check before repeating it"
                         )));
                     }
-                    self.sleep(backoff, cx).await?;
-                    backoff *= 2;
+                    self.sleep(retry.backoff(), cx).await?;
                     continue;
                 }
             };
@@ -324,13 +370,11 @@ impl Client {
                 // Refused before doing anything: safe to send again.
                 502 | 503 => {
                     last = format!("GitHub is unavailable ({})", status.as_u16());
-                    self.sleep(backoff, cx).await?;
-                    backoff *= 2;
+                    self.sleep(retry.backoff(), cx).await?;
                 }
                 500 | 504 if !write => {
                     last = format!("GitHub failed ({})", status.as_u16());
-                    self.sleep(backoff, cx).await?;
-                    backoff *= 2;
+                    self.sleep(retry.backoff(), cx).await?;
                 }
                 500 | 504 => {
                     return Err(Failure::Unknown(format!(
@@ -361,22 +405,21 @@ impl Client {
         error: &ApiError,
         resource: &str,
     ) -> Option<(Duration, u64, bool)> {
+        // Every number here comes from the network: saturating arithmetic throughout.
         let now = now_secs();
-        let retry_after = header(headers, "retry-after").and_then(|v| v.trim().parse::<u64>().ok());
+        let retry_after = header(headers, "retry-after").and_then(net::retry::retry_after);
         let secondary = error.message.to_lowercase().contains("secondary rate");
-        let remaining = header(headers, "x-ratelimit-remaining");
+        let remaining = header(headers, "x-ratelimit-remaining").map(str::trim);
         if secondary || retry_after.is_some() {
-            let wait = retry_after
-                .map(Duration::from_secs)
-                .unwrap_or(self.limits.secondary_wait);
-            return Some((wait, now + wait.as_secs(), true));
+            let wait = retry_after.unwrap_or(self.limits.secondary_wait);
+            return Some((wait, now.saturating_add(wait.as_secs()), true));
         }
         if remaining == Some("0") || (status == 429 && remaining.is_none()) {
             let reset = header(headers, "x-ratelimit-reset")
-                .and_then(|v| v.parse::<u64>().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
                 .or_else(|| self.bucket(resource).map(|b| b.reset))
-                .unwrap_or(now + 60);
-            let wait = Duration::from_secs(reset.saturating_sub(now) + 1);
+                .unwrap_or(now.saturating_add(60));
+            let wait = Duration::from_secs(reset.saturating_sub(now).saturating_add(1));
             return Some((wait, reset, false));
         }
         None
@@ -399,7 +442,8 @@ impl Client {
                 let now = now_secs();
                 match buckets.get_mut(resource) {
                     Some(b) if b.remaining == 0 && b.reset >= now => {
-                        let wait = Duration::from_secs(b.reset - now + 1);
+                        let wait =
+                            Duration::from_secs(b.reset.saturating_sub(now).saturating_add(1));
                         let left = cx.time_left().unwrap_or(Duration::MAX);
                         if !fits(wait, left) {
                             return Err(Failure::RateLimited {
@@ -478,7 +522,9 @@ impl Client {
     }
 
     async fn sleep(&self, wait: Duration, cx: &ToolContext) -> Result<(), Failure> {
-        self.wait(tokio::time::sleep(wait), cx).await
+        net::sleep(wait, cx.cancellation())
+            .await
+            .map_err(|_| Failure::Cancelled)
     }
 
     /// Await `f` unless the call is cancelled first.
@@ -580,7 +626,9 @@ pub fn parse_error(status: StatusCode, body: &[u8]) -> ApiError {
 }
 
 fn utc(secs: u64) -> String {
-    chrono::DateTime::from_timestamp(secs as i64, 0)
+    i64::try_from(secs)
+        .ok()
+        .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
         .map(|t| t.format("%H:%M:%S UTC").to_string())
         .unwrap_or_else(|| format!("{secs} (unix time)"))
 }
@@ -711,19 +759,90 @@ mod tests {
         assert_eq!(e.message, "Request forbidden by administrative rules.");
     }
 
+    /// Before: `now + retry-after` overflowed (a panic in a debug build) on a hostile header.
+    #[test]
+    fn hostile_rate_limit_headers_saturate() {
+        let c = Client::new("https://api.github.com", "t".into(), Limits::default()).unwrap();
+        let limited = |pairs: &[(&str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (name, value) in pairs {
+                h.insert(
+                    reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    value.parse().unwrap(),
+                );
+            }
+            let error = parse_error(
+                StatusCode::FORBIDDEN,
+                br#"{"message":"API rate limit exceeded"}"#,
+            );
+            c.rate_wait(StatusCode::FORBIDDEN, &h, &error, "core")
+        };
+        let max = u64::MAX.to_string();
+        let (wait, until, secondary) = limited(&[("retry-after", &max)]).unwrap();
+        assert!(secondary);
+        assert_eq!(until, u64::MAX);
+        assert!(wait >= Duration::from_secs(u64::MAX / 2), "{wait:?}");
+        let (wait, until, _) = limited(&[("retry-after", "1e300")]).unwrap();
+        assert_eq!((wait, until), (Duration::MAX, u64::MAX));
+        let (wait, until, secondary) =
+            limited(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", &max)]).unwrap();
+        assert!(!secondary);
+        assert_eq!(until, u64::MAX);
+        assert!(wait >= Duration::from_secs(u64::MAX / 2), "{wait:?}");
+        // A negative or garbled reset: the default wait, not a panic.
+        for reset in ["-5", "-99999999999999999999", "soon"] {
+            let (wait, _, _) =
+                limited(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", reset)]).unwrap();
+            assert!(wait <= Duration::from_secs(61), "{reset}: {wait:?}");
+        }
+        let (wait, _, _) = limited(&[("retry-after", "-5")]).unwrap_or_default();
+        assert!(wait <= Duration::from_secs(60), "{wait:?}");
+        // What the model is told, however far off the reset.
+        let told = advice(
+            Failure::RateLimited {
+                resource: "core".into(),
+                until: u64::MAX,
+                wait: Duration::MAX,
+                left: Duration::from_secs(5),
+                limit: Some(5000),
+                secondary: false,
+            },
+            "listing issues",
+        )
+        .to_string();
+        assert!(told.contains("REST rate limit"), "{told}");
+    }
+
+    #[test]
+    fn debug_shows_no_token() {
+        let c = Client::new(
+            "https://api.github.com",
+            "ghp_secret123".into(),
+            Limits::default(),
+        )
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("ghp_secret123"), "{shown}");
+    }
+
     #[test]
     fn ghes_base_keeps_its_prefix() {
-        let c = Client::new("https://ghe.example.com/api/v3", "t", Limits::default()).unwrap();
+        let c = Client::new(
+            "https://ghe.example.com/api/v3",
+            "t".into(),
+            Limits::default(),
+        )
+        .unwrap();
         assert_eq!(
             c.url(&["repos", "o", "r", "issues"]).as_str(),
             "https://ghe.example.com/api/v3/repos/o/r/issues"
         );
-        let c = Client::new("https://api.github.com", "t", Limits::default()).unwrap();
+        let c = Client::new("https://api.github.com", "t".into(), Limits::default()).unwrap();
         assert_eq!(
             c.url(&["search", "code"]).as_str(),
             "https://api.github.com/search/code"
         );
-        assert!(Client::new("ftp://x", "t", Limits::default()).is_err());
+        assert!(Client::new("ftp://x", "t".into(), Limits::default()).is_err());
         assert_eq!(resource_of("/api/v3/search/code"), "code_search");
         assert_eq!(resource_of("/search/issues"), "search");
         assert_eq!(resource_of("/repos/o/r/issues"), "core");

@@ -38,12 +38,13 @@ impl Default for Settings {
 pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, PluginError>> {
     Box::pin(async move {
         let settings: Settings = setup.settings()?;
-        let token = setup
-            .env("GITHUB_TOKEN")
-            .filter(|t| !t.trim().is_empty())
-            .ok_or_else(|| PluginError::Init("GITHUB_TOKEN is not set".into()))?
-            .trim()
-            .to_owned();
+        let token = crate::net::SecretString::from(
+            setup
+                .env("GITHUB_TOKEN")
+                .filter(|t| !t.trim().is_empty())
+                .ok_or_else(|| PluginError::Init("GITHUB_TOKEN is not set".into()))?
+                .trim(),
+        );
         let base_url = setup
             .env("GITHUB_API_URL")
             .filter(|u| !u.trim().is_empty())
@@ -62,7 +63,7 @@ pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, Pl
             secondary_wait: seconds(settings.secondary_wait_secs, "secondary_wait_secs", 0.0)?,
             ..Limits::default()
         };
-        let client = Client::new(&base_url, &token, limits).map_err(PluginError::Init)?;
+        let client = Client::new(&base_url, token, limits).map_err(PluginError::Init)?;
         Ok(Arc::new(GitHub {
             client: Arc::new(client),
         }) as Arc<dyn Plugin>)

@@ -1,0 +1,95 @@
+//! The network layer every plugin that talks HTTP shares: the one HTTP client, transport
+//! errors in words, the retry policy ([`retry`]) and the secrets a client holds ([`secret`]).
+//!
+//! Neutral ground: the agents, Airtable and GitHub all build on it and it knows none of them.
+//! Time is always tokio's clock, so tests can pause it.
+
+pub mod retry;
+pub mod secret;
+
+use std::{sync::OnceLock, time::Duration};
+
+use tokio_util::sync::CancellationToken;
+
+pub use retry::{Next, Retry, RetryPolicy};
+pub use secret::{SecretString, Secrets};
+
+/// The one HTTP client every agent and plugin shares, built on first use.
+///
+/// Building a client loads the system's root certificates (about 150 of them, once more than
+/// half of start-up's instructions); sharing one builds them once, and building it lazily
+/// means a server whose network tools are never called never loads them. Timeouts and
+/// headers are set per request.
+pub fn client() -> Result<&'static reqwest::Client, String> {
+    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .user_agent(concat!("plugboard/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// A transport error in words, without the URL (which can carry a key for some services).
+pub fn describe(e: &reqwest::Error) -> String {
+    let what = if e.is_connect() {
+        "connection failed"
+    } else if e.is_timeout() {
+        "timed out"
+    } else if e.is_body() || e.is_decode() {
+        "the answer broke off"
+    } else {
+        "request failed"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what} ({detail})")
+    }
+}
+
+/// The wait was cut short: the call was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("cancelled")]
+pub struct Cancelled;
+
+/// Sleep `wait` on tokio's clock, or until `cancel` fires, whichever comes first.
+pub async fn sleep(wait: Duration, cancel: &CancellationToken) -> Result<(), Cancelled> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(Cancelled),
+        _ = tokio::time::sleep(wait) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sleep_ends_when_the_call_is_cancelled() {
+        let cancel = CancellationToken::new();
+        let started = tokio::time::Instant::now();
+        assert_eq!(sleep(Duration::from_secs(5), &cancel).await, Ok(()));
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+
+        let started = tokio::time::Instant::now();
+        let firing = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            firing.cancel();
+        });
+        assert_eq!(sleep(Duration::MAX, &cancel).await, Err(Cancelled));
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+    }
+}
