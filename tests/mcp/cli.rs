@@ -228,6 +228,11 @@ async fn help_is_everywhere() {
             "{cmd:?}: {stdout}"
         );
     }
+    let (_, serve, _) = run(&fx, &["serve", "--help"]).await;
+    assert!(
+        serve.contains("--max-sse-sessions") && serve.contains("[default: 256]"),
+        "{serve}"
+    );
     let (ok, stdout, _) = run(&fx, &["plugins"]).await;
     assert!(ok && stdout.contains("no plugins found"), "{stdout}");
 }
