@@ -5,6 +5,9 @@ use crate::plugin::Init;
 
 pub mod agents;
 pub mod airtable;
+/// The conformance suite's fixture, only in builds with the `conformance` feature (the suite's
+/// script and the test build turn it on; a default release build leaves it out).
+#[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod files;
 pub mod github;
@@ -14,6 +17,7 @@ pub mod testkit;
 pub const BUILTINS: &[(&str, Init)] = &[
     ("agents", agents::init),
     ("airtable", airtable::init),
+    #[cfg(feature = "conformance")]
     ("conformance", conformance::init),
     ("files", files::init),
     ("github", github::init),
