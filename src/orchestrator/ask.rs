@@ -32,7 +32,7 @@ pub struct AskRequest {
 }
 
 /// What `ask` returns.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct Answer {
     pub provider: String,
     pub model: String,
@@ -52,7 +52,7 @@ pub struct Answer {
     pub latency_ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, JsonSchema)]
 pub struct ToolStep {
     pub tool: String,
     pub arguments: serde_json::Value,

@@ -56,7 +56,7 @@ pub struct ConsensusRequest {
 }
 
 /// One provider's part.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Opinion {
     pub provider: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,7 +75,7 @@ pub struct Opinion {
     pub output_tokens: u64,
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Synthesis {
     /// The provider that wrote it, or `client` for the client's own model (MCP sampling).
     pub by: String,
@@ -85,7 +85,7 @@ pub struct Synthesis {
 }
 
 /// What `consensus` returns.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Consensus {
     /// One per provider asked, in the order asked.
     pub opinions: Vec<Opinion>,

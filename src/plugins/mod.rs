@@ -5,6 +5,9 @@ use crate::plugin::{Builtins, Catalog};
 
 pub mod agents;
 pub mod airtable;
+/// The conformance suite's fixture, only in builds with the `conformance` feature (the suite's
+/// script and the test build turn it on; a default release build leaves it out).
+#[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod files;
 pub mod github;
@@ -17,10 +20,11 @@ pub fn catalog() -> Catalog {
     let builtins = Builtins::new()
         .with("agents", agents::init)
         .with("airtable", airtable::init)
-        .with("conformance", conformance::init)
         .with("files", files::init)
         .with("github", github::init)
         .with("testkit", testkit::init);
+    #[cfg(feature = "conformance")]
+    let builtins = builtins.with("conformance", conformance::init);
     Catalog::new()
         .with_kind("builtin", builtins)
         .with_shipped("agents", include_str!("../../plugins/agents/plugin.toml"))

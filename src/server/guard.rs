@@ -10,6 +10,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
+use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Clone)]
 pub struct Guard {
@@ -17,8 +18,8 @@ pub struct Guard {
     hosts: Arc<Vec<String>>,
     /// Extra browser origins allowed besides the allowed hosts, e.g. `https://app.example.com`.
     origins: Arc<Vec<String>>,
-    /// Required as `Authorization: Bearer …` when set.
-    token: Option<Arc<str>>,
+    /// Required as `Authorization: Bearer …` when set; a secret type so no `Debug` shows it.
+    token: Option<Arc<SecretString>>,
 }
 
 impl Guard {
@@ -26,7 +27,7 @@ impl Guard {
         bind: IpAddr,
         extra_hosts: &[String],
         origins: &[String],
-        token: Option<&str>,
+        token: Option<&SecretString>,
     ) -> Self {
         let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
         if !bind.is_unspecified() && !bind.is_loopback() {
@@ -45,7 +46,7 @@ impl Guard {
         Self {
             hosts: Arc::new(hosts),
             origins: Arc::new(origins),
-            token: token.map(Arc::from),
+            token: token.cloned().map(Arc::new),
         }
     }
 
@@ -79,9 +80,9 @@ impl Guard {
             let given = headers
                 .get(header::AUTHORIZATION)
                 .and_then(|h| h.to_str().ok())
-                .and_then(|h| h.strip_prefix("Bearer "))
+                .and_then(bearer)
                 .unwrap_or("");
-            if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            if !constant_time_eq(given.as_bytes(), token.expose_secret().as_bytes()) {
                 return Err(Refusal::Token);
             }
         }
@@ -128,6 +129,15 @@ pub async fn guard(State(guard): State<Guard>, request: Request<Body>, next: Nex
             refusal.into_response()
         }
     }
+}
+
+/// The credentials of `Bearer <token>`. The scheme is case-insensitive (RFC 9110 §11.1), so
+/// `bearer` and `BEARER` count too.
+fn bearer(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_matches(' '))
 }
 
 /// `example.com:3000` → `example.com`; `[::1]:3000` → `::1`.
@@ -189,7 +199,7 @@ mod tests {
             "0.0.0.0".parse().unwrap(),
             &["*".into()],
             &[],
-            Some("s3cret"),
+            Some(&SecretString::from("s3cret")),
         );
         assert_eq!(
             g.check(&headers(&[(header::HOST, "10.0.0.5")]))

@@ -15,19 +15,27 @@ use rmcp::transport::{
     StreamableHttpServerConfig, StreamableHttpService,
     streamable_http_server::session::local::LocalSessionManager,
 };
+use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use super::{McpHandler, gate, guard, json_first, sse};
 use crate::plugin::{Face, Manager};
 
+/// How many legacy SSE sessions may be open at once unless `--max-sse-sessions` says otherwise:
+/// each holds a task pair and two channels, and the transport has no other bound.
+pub const DEFAULT_MAX_SSE_SESSIONS: usize = 256;
+
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
     pub addr: SocketAddr,
-    /// Bearer token; required when `addr` is not loopback.
-    pub token: Option<String>,
+    /// Bearer token; required when `addr` is not loopback. A secret type, so that `Debug` of
+    /// the options cannot print it.
+    pub token: Option<SecretString>,
     pub allowed_hosts: Vec<String>,
     pub allowed_origins: Vec<String>,
     pub max_body_bytes: usize,
+    /// Legacy SSE sessions open at once; `GET /sse` beyond it is answered 503.
+    pub max_sse_sessions: usize,
 }
 
 pub fn router(manager: Arc<Manager>, options: &HttpOptions, ct: CancellationToken) -> Router {
@@ -57,12 +65,12 @@ pub fn router(manager: Arc<Manager>, options: &HttpOptions, ct: CancellationToke
         options.addr.ip(),
         &options.allowed_hosts,
         &options.allowed_origins,
-        options.token.as_deref(),
+        options.token.as_ref(),
     );
     let legacy = Router::new()
         .route("/sse", get(sse::open))
         .route("/message", post(sse::post))
-        .with_state(sse::SseState::new(manager, ct));
+        .with_state(sse::SseState::new(manager, options.max_sse_sessions, ct));
     let mcp = Router::new()
         .fallback_service(mcp)
         .layer(middleware::from_fn_with_state(
@@ -86,7 +94,12 @@ pub async fn serve_http(
     options: HttpOptions,
     ct: CancellationToken,
 ) -> anyhow::Result<()> {
-    if !options.addr.ip().is_loopback() && options.token.as_deref().is_none_or(str::is_empty) {
+    if !options.addr.ip().is_loopback()
+        && options
+            .token
+            .as_ref()
+            .is_none_or(|t| t.expose_secret().is_empty())
+    {
         bail!(
             "refusing to serve on {} without a token: set PLUGBOARD_HTTP_TOKEN (clients then send \
              `Authorization: Bearer <token>`), or bind 127.0.0.1",
@@ -113,4 +126,24 @@ pub async fn serve_http(
         .with_graceful_shutdown(ct.cancelled_owned())
         .await
         .context("HTTP server failed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_the_options_has_no_token() {
+        let options = HttpOptions {
+            addr: ([127, 0, 0, 1], 0).into(),
+            token: Some(SecretString::from("tok-options-5a4b3c")),
+            allowed_hosts: vec![],
+            allowed_origins: vec![],
+            max_body_bytes: 1024,
+            max_sse_sessions: 1,
+        };
+        let debug = format!("{options:?}");
+        assert!(!debug.contains("tok-options-5a4b3c"), "{debug}");
+        assert!(debug.contains("REDACTED"), "{debug}");
+    }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use rmcp::{ServiceExt, service::ServerInitializeError, transport::async_rw::AsyncRwTransport};
 
 pub use handler::McpHandler;
-pub use http::{HttpOptions, serve_http};
+pub use http::{DEFAULT_MAX_SSE_SESSIONS, HttpOptions, serve_http};
 
 use crate::plugin::Manager;
 

@@ -19,7 +19,7 @@ use rmcp::{
     model::{ClientJsonRpcMessage, ServerJsonRpcMessage},
     transport::sink_stream::SinkStreamTransport,
 };
-use tokio::sync::{RwLock, mpsc};
+use tokio::sync::{RwLock, Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::{CancellationToken, PollSender};
 
@@ -35,22 +35,49 @@ pub struct SseState {
     pub manager: Arc<Manager>,
     /// Open sessions: where to deliver the messages POSTed for each.
     pub sessions: Arc<RwLock<HashMap<String, mpsc::Sender<ClientJsonRpcMessage>>>>,
+    /// One permit per open session, so that a client opening streams in a loop cannot grow
+    /// the server without bound; a session gives its permit back when its stream closes.
+    pub slots: Arc<Semaphore>,
+    /// The number of permits, for the refusal's text.
+    pub max_sessions: usize,
     /// Cancelled on server shutdown: ends every session.
     pub ct: CancellationToken,
 }
 
 impl SseState {
-    pub fn new(manager: Arc<Manager>, ct: CancellationToken) -> Self {
+    pub fn new(manager: Arc<Manager>, max_sessions: usize, ct: CancellationToken) -> Self {
         Self {
             manager,
             sessions: Arc::default(),
+            slots: Arc::new(Semaphore::new(max_sessions.min(Semaphore::MAX_PERMITS))),
+            max_sessions,
             ct,
         }
     }
 }
 
-pub async fn open(
-    State(state): State<SseState>,
+pub async fn open(State(state): State<SseState>) -> Response {
+    let Ok(slot) = state.slots.clone().try_acquire_owned() else {
+        tracing::warn!(
+            limit = state.max_sessions,
+            "legacy SSE session refused: too many open"
+        );
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "too many legacy SSE sessions open (the limit is {}): close one, raise \
+                 --max-sse-sessions (PLUGBOARD_MAX_SSE_SESSIONS), or use Streamable HTTP at /mcp",
+                state.max_sessions
+            ),
+        )
+            .into_response();
+    };
+    session(state, slot).await.into_response()
+}
+
+async fn session(
+    state: SseState,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let (to_server, from_client) = mpsc::channel::<ClientJsonRpcMessage>(64);
@@ -78,6 +105,7 @@ pub async fn open(
     tokio::spawn(async move {
         to_client.closed().await;
         sessions.write().await.remove(&session_id);
+        drop(slot);
     });
     tracing::debug!(session = %id, "legacy SSE session opened");
 

@@ -4,13 +4,10 @@ use serde_json::Value;
 
 use crate::support::{Fixture, write};
 
+/// Run the CLI to its end; its output is checked for secrets.
 async fn run(fx: &Fixture, args: &[&str]) -> (bool, String, String) {
-    let out = fx.command(args).output().await.unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let ran = fx.output(&mut fx.command(args)).await;
+    (ran.ok, ran.stdout, ran.stderr)
 }
 
 async fn tool_names(fx: &Fixture, args: &[&str]) -> Vec<String> {
@@ -84,11 +81,7 @@ async fn check_reports_missing_variables_and_never_prints_secrets() {
         &fx.home.path().join(".env"),
         "PLUGBOARD_TEST_API_KEY=sk-live-abcdef123456\n",
     );
-    let out = fx.command(&["check"]).output().await.unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
+    let (_, stdout, stderr) = run(&fx, &["check"]).await;
     assert!(stdout.contains("keyed: ready"), "{stdout}");
     assert!(
         !stdout.contains("sk-live") && !stderr.contains("sk-live"),
@@ -98,12 +91,9 @@ async fn check_reports_missing_variables_and_never_prints_secrets() {
     assert!(!plugins.contains("sk-live"));
     // The real environment wins over .env.
     let out = fx
-        .command(&["check"])
-        .env("PLUGBOARD_TEST_API_KEY", "")
-        .output()
-        .await
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("keyed: unconfigured"));
+        .output(fx.command(&["check"]).env("PLUGBOARD_TEST_API_KEY", ""))
+        .await;
+    assert!(out.stdout.contains("keyed: unconfigured"), "{}", out.stdout);
 }
 
 #[tokio::test]
@@ -137,12 +127,12 @@ async fn tools_and_filters() {
     assert_eq!(excluded, ["files_read"], "exclude wins");
 
     let out = fx
-        .command(&["tools", "--json"])
-        .env("PLUGBOARD_EXCLUDE_TOOLS", "files_list, files_search")
-        .output()
-        .await
-        .unwrap();
-    let names: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        .output(
+            fx.command(&["tools", "--json"])
+                .env("PLUGBOARD_EXCLUDE_TOOLS", "files_list, files_search"),
+        )
+        .await;
+    let names: Vec<Value> = serde_json::from_str(&out.stdout).unwrap();
     assert!(
         !names
             .iter()
@@ -162,12 +152,8 @@ async fn read_only_hides_writing_tools() {
     // Every built-in tool so far is read-only; a plugin's tools are hidden when they are not.
     let all = tool_names(&fx, &["--read-only"]).await;
     assert!(all.contains(&"files_read".to_owned()));
-    let out = fx
-        .command(&["tools", "--json", "--read-only"])
-        .output()
-        .await
-        .unwrap();
-    let tools: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let (_, out, _) = run(&fx, &["tools", "--json", "--read-only"]).await;
+    let tools: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert!(
         tools
             .iter()
@@ -228,6 +214,11 @@ async fn help_is_everywhere() {
             "{cmd:?}: {stdout}"
         );
     }
+    let (_, serve, _) = run(&fx, &["serve", "--help"]).await;
+    assert!(
+        serve.contains("--max-sse-sessions") && serve.contains("[default: 256]"),
+        "{serve}"
+    );
     let (ok, stdout, _) = run(&fx, &["plugins"]).await;
     assert!(ok && stdout.contains("no plugins found"), "{stdout}");
 }
@@ -253,14 +244,14 @@ async fn a_bad_setting_names_the_manifest_line() {
 async fn shipped_manifests_when_there_is_no_plugins_folder() {
     let fx = Fixture::new();
     let out = fx
-        .command(&["plugins"])
-        .env_remove("PLUGBOARD_PLUGINS_DIR")
-        .current_dir(fx.data())
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success());
+        .output(
+            fx.command(&["plugins"])
+                .env_remove("PLUGBOARD_PLUGINS_DIR")
+                .current_dir(fx.data()),
+        )
+        .await;
+    let stdout = out.stdout;
+    assert!(out.ok);
     let line = |name: &str| {
         stdout
             .lines()
@@ -279,4 +270,98 @@ async fn shipped_manifests_when_there_is_no_plugins_folder() {
     // An explicit folder that does not exist is not silently replaced.
     let (_, stdout, _) = run(&fx, &["--plugins-dir", "nowhere", "plugins"]).await;
     assert!(stdout.contains("no plugins found in nowhere"), "{stdout}");
+}
+
+/// `ask` and `consensus` find the agents plugin's tools under whatever prefix its manifest
+/// gives them; without the plugin they say so.
+#[tokio::test]
+async fn ask_and_consensus_follow_the_agents_prefix() {
+    use crate::fake_llm::{Behaviour, FakeLlm, KEY, Provider};
+
+    let fx = Fixture::new();
+    let (ok, _, stderr) = run(&fx, &["ask", "hi"]).await;
+    assert!(
+        !ok && stderr.contains("no `ask` tool: the agents plugin is not loaded"),
+        "{stderr}"
+    );
+
+    let fake = FakeLlm::start_in_thread();
+    let shipped = include_str!("../../plugins/agents/plugin.toml");
+    let head = shipped.split("\n[settings]").next().unwrap();
+    assert!(head.contains("prefix = \"\"\n"));
+    fx.manifest(
+        "agents",
+        &format!(
+            "{}\n[settings]\nsynthesizer = \"anthropic\"\n\
+             [settings.providers.openai]\nmodel = \"gpt-test\"\n\
+             [settings.providers.anthropic]\nmodel = \"claude-test\"\n",
+            head.replace("prefix = \"\"\n", "prefix = \"ai\"\n")
+        ),
+    );
+    let command = |args: &[&str]| {
+        let mut cmd = fx.command(args);
+        cmd.env("OPENAI_API_KEY", KEY)
+            .env("OPENAI_BASE_URL", fake.openai_base())
+            .env("ANTHROPIC_API_KEY", KEY)
+            .env("ANTHROPIC_BASE_URL", fake.anthropic_base());
+        cmd
+    };
+    let names = fx.output(&mut command(&["tools", "--json"])).await;
+    assert!(
+        names.stdout.contains("\"ai_ask\"") && !names.stdout.contains("\"ask\""),
+        "{}",
+        names.stdout
+    );
+
+    let asked = fx
+        .output(&mut command(&["ask", "--provider", "openai", "Say hi"]))
+        .await;
+    assert!(asked.ok, "{}", asked.stderr);
+    assert_eq!(asked.stdout, "openai (gpt-test) says: Say hi\n");
+
+    fake.push_once(Provider::Anthropic, Behaviour::Echo);
+    fake.push_once(
+        Provider::Anthropic,
+        Behaviour::Answer("Same.\nAGREED: openai, anthropic".into()),
+    );
+    let agreed = fx
+        .output(&mut command(&[
+            "consensus",
+            "--providers",
+            "anthropic,openai",
+            "2+2?",
+        ]))
+        .await;
+    assert!(agreed.ok, "{}", agreed.stderr);
+    assert!(
+        agreed
+            .stdout
+            .contains("\n2 of 2 answered; agreed: openai, anthropic; "),
+        "{}",
+        agreed.stdout
+    );
+}
+
+/// A malformed `.env` line may hold a secret: the error names the file and the line number,
+/// never the line.
+#[tokio::test]
+async fn a_malformed_env_line_is_named_by_number_only() {
+    let fx = Fixture::new();
+    let env = fx.home.path().join(".env");
+    write(
+        &env,
+        "# test keys\nPLUGBOARD_LOG=info\n\nPLUGBOARD_TEST_API_KEY sk-dotenv-7d6c5b4a3\n",
+    );
+    // Checked for the secret by `run`, on stdout and stderr.
+    let (ok, _, stderr) = run(&fx, &["check"]).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!("{}: line 4 is not `NAME=value`", env.display())),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = run(&fx, &["--env-file", ".env", "plugins"]).await;
+    assert!(
+        !ok && stderr.contains(".env: line 4 is not `NAME=value`"),
+        "{stderr}"
+    );
 }

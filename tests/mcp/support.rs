@@ -1,5 +1,10 @@
 //! Shared test fixtures: a plugins folder with real manifests, a data folder for `files`,
 //! the built binary launched as users launch it, and rmcp clients for every transport.
+//!
+//! Every binary a fixture launches has its stderr (and a CLI run its stdout) kept and checked
+//! for the suite's fake secrets ([`SECRETS`]): a run is checked when it ends, a server when
+//! its fixture drops. A leak fails the test, quoting the line; a failing test shows what the
+//! servers wrote.
 
 #![allow(deprecated)] // MCP logging is marked deprecated in rmcp (SEP-2577).
 #![allow(dead_code)]
@@ -18,17 +23,109 @@ use rmcp::{
     transport::{ConfigureCommandExt, TokioChildProcess},
 };
 use tokio::{
-    io::{AsyncBufReadExt, BufReader},
+    io::{AsyncBufReadExt, AsyncRead, BufReader},
     process::{Child, Command},
     sync::Notify,
 };
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_plugboard");
 
+/// Every fake key and token the suite hands the binary. None may appear in anything it
+/// writes: not in a log line, an error, or a CLI's output.
+pub const SECRETS: &[&str] = &[
+    crate::fake_llm::KEY,
+    crate::fake_airtable::DEFAULT_TOKEN,
+    crate::fake_github::TOKEN,
+    // tests/mcp/airtable.rs (and the secret part of its token on its own)
+    "patSECRETsecret42",
+    "feedface0123456789abcdef",
+    "patOTHERtoken0000.0",
+    // tests/mcp/github.rs
+    "ghp_wrongwrongwrongwrongwrongwrongwrong",
+    // tests/mcp/agents.rs
+    "sk-ant-wrong-secret",
+    // tests/mcp/snapshots.rs
+    "patSNAPSHOT0000000.0",
+    "sk-snapshot",
+    "ghp_snapshot",
+    // tests/mcp/cli.rs
+    "sk-live-abcdef123456",
+    "sk-dotenv-7d6c5b4a3",
+    // tests/mcp/bad_input.rs, tests/mcp/transports.rs
+    "tok-123456",
+    "tok-transports-3c2b1a",
+];
+
+/// The lines of `text` that contain one of [`SECRETS`].
+pub fn leaks(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|line| SECRETS.iter().any(|secret| line.contains(secret)))
+        .collect()
+}
+
+/// Fail, quoting the line, if `text` (what `what` wrote) holds one of [`SECRETS`].
+pub fn assert_no_secrets(what: &str, text: &str) {
+    let leaked = leaks(text);
+    assert!(
+        leaked.is_empty(),
+        "{what} leaked a secret:\n{}",
+        leaked.join("\n")
+    );
+}
+
+/// What a launched server has written to stderr so far.
+struct Log {
+    what: String,
+    text: Arc<Mutex<String>>,
+}
+
+/// A finished CLI run, already checked for secrets.
+pub struct Ran {
+    pub ok: bool,
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
 /// A temporary home: `plugins/` with manifests, `data/` for the files plugin, and a file
 /// `outside.txt` next to `data/` that no tool may ever read.
 pub struct Fixture {
     pub home: tempfile::TempDir,
+    /// The stderr of every server this fixture launched, checked when it drops.
+    logs: Mutex<Vec<Log>>,
+    /// Files the servers' stderr went to (`stdio_env`), checked when it drops.
+    log_files: Mutex<Vec<PathBuf>>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let mut found = Vec::new();
+        let logs = self.logs.get_mut().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<(String, String)> = logs
+            .iter()
+            .map(|log| {
+                let text = log.text.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                (log.what.clone(), text)
+            })
+            .collect();
+        let files = self.log_files.get_mut().unwrap_or_else(|e| e.into_inner());
+        for path in files.iter() {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            all.push((format!("the server logging to {}", path.display()), text));
+        }
+        for (what, text) in &all {
+            if std::thread::panicking() {
+                // The test failed: show what the servers said.
+                eprintln!("=== stderr of {what} ===\n{text}=== end ===");
+            }
+            for line in leaks(text) {
+                found.push(format!("{what}: {line}"));
+            }
+        }
+        if !found.is_empty() && !std::thread::panicking() {
+            panic!("a secret leaked to the output:\n{}", found.join("\n"));
+        }
+    }
 }
 
 impl Fixture {
@@ -90,7 +187,35 @@ impl Fixture {
         let home = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(home.path().join("plugins")).unwrap();
         std::fs::create_dir_all(home.path().join("data")).unwrap();
-        Self { home }
+        Self {
+            home,
+            logs: Mutex::default(),
+            log_files: Mutex::default(),
+        }
+    }
+
+    /// Run `cmd` to its end and check everything it wrote for secrets.
+    pub async fn output(&self, cmd: &mut Command) -> Ran {
+        let out = cmd.output().await.unwrap();
+        let ran = Ran {
+            ok: out.status.success(),
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        assert_no_secrets("the CLI's stdout", &ran.stdout);
+        assert_no_secrets("the CLI's stderr", &ran.stderr);
+        ran
+    }
+
+    /// Keep what a server writes to `stderr`, to check it when the fixture drops.
+    fn keep(&self, what: String, stderr: impl AsyncRead + Unpin + Send + 'static) {
+        let text = Arc::new(Mutex::new(String::new()));
+        self.logs.lock().unwrap().push(Log {
+            what,
+            text: text.clone(),
+        });
+        tokio::spawn(drain(BufReader::new(stderr).lines(), text));
     }
 
     pub fn plugins(&self) -> PathBuf {
@@ -142,15 +267,18 @@ impl Fixture {
     /// Start `plugboard serve` on stdio and connect rmcp's client to it.
     pub async fn stdio(&self, extra: &[&str]) -> (RunningService<RoleClient, Recorder>, u32) {
         let recorder = Recorder::default();
-        let transport = TokioChildProcess::builder(Command::new(BIN).configure(|cmd| {
+        let (transport, stderr) = TokioChildProcess::builder(Command::new(BIN).configure(|cmd| {
             self.configure(cmd);
             cmd.arg("serve").args(extra);
         }))
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
-        .0;
+        .unwrap();
         let pid = transport.id().unwrap();
+        self.keep(
+            format!("plugboard serve {extra:?} (pid {pid})"),
+            stderr.expect("stderr piped"),
+        );
         let client = recorder
             .serve(transport)
             .await
@@ -167,19 +295,26 @@ impl Fixture {
         stderr: Option<&Path>,
     ) -> (RunningService<RoleClient, Recorder>, u32) {
         let recorder = Recorder::default();
-        let stderr = match stderr {
+        let file = stderr.map(Path::to_path_buf);
+        let stderr = match &file {
             Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
-            None => Stdio::null(),
+            None => Stdio::piped(),
         };
-        let transport = TokioChildProcess::builder(Command::new(BIN).configure(|cmd| {
+        let (transport, piped) = TokioChildProcess::builder(Command::new(BIN).configure(|cmd| {
             self.configure(cmd);
             cmd.envs(env.iter().copied()).arg("serve").args(extra);
         }))
         .stderr(stderr)
         .spawn()
-        .unwrap()
-        .0;
+        .unwrap();
         let pid = transport.id().unwrap();
+        match (file, piped) {
+            (Some(path), _) => self.log_files.lock().unwrap().push(path),
+            (None, Some(piped)) => {
+                self.keep(format!("plugboard serve {extra:?} (pid {pid})"), piped)
+            }
+            (None, None) => panic!("stderr piped"),
+        }
         let client = recorder
             .serve(transport)
             .await
@@ -196,27 +331,63 @@ impl Fixture {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let url = listening_url(&mut child).await;
+        let url = self.listening_url(&mut child).await;
         (child, url)
+    }
+
+    /// [`listening_url`], keeping the server's stderr to check when the fixture drops.
+    pub async fn listening_url(&self, child: &mut Child) -> String {
+        let text = Arc::new(Mutex::new(String::new()));
+        self.logs.lock().unwrap().push(Log {
+            what: format!("plugboard serve --http (pid {})", child.id().unwrap_or(0)),
+            text: text.clone(),
+        });
+        read_listening_url(child, text).await
     }
 }
 
 /// Read the server's stderr until it says where it listens; keep draining it afterwards.
+/// Lines up to the listening line are checked for secrets; prefer
+/// [`Fixture::listening_url`], which checks them all.
 pub async fn listening_url(child: &mut Child) -> String {
+    let text = Arc::new(Mutex::new(String::new()));
+    let url = read_listening_url(child, text.clone()).await;
+    assert_no_secrets("the server's stderr", &text.lock().unwrap());
+    url
+}
+
+async fn read_listening_url(child: &mut Child, text: Arc<Mutex<String>>) -> String {
     let stderr = child.stderr.take().expect("stderr piped");
     let mut lines = BufReader::new(stderr).lines();
     let found = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(line) = lines.next_line().await.unwrap() {
+            keep_line(&text, &line);
             if let Some(rest) = line.split("listening on ").nth(1) {
                 return rest.split_whitespace().next().unwrap().to_owned();
             }
         }
-        panic!("server exited before listening");
+        panic!("server exited before listening:\n{}", text.lock().unwrap());
     })
     .await
     .expect("server did not start listening within 20 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    tokio::spawn(drain(lines, text));
     found
+}
+
+/// Keep every line a server writes, until it closes the stream.
+async fn drain<R: tokio::io::AsyncBufRead + Unpin>(
+    mut lines: tokio::io::Lines<R>,
+    text: Arc<Mutex<String>>,
+) {
+    while let Ok(Some(line)) = lines.next_line().await {
+        keep_line(&text, &line);
+    }
+}
+
+fn keep_line(text: &Mutex<String>, line: &str) {
+    let mut text = text.lock().unwrap_or_else(|e| e.into_inner());
+    text.push_str(line);
+    text.push('\n');
 }
 
 pub fn write(path: &Path, text: &str) {
@@ -278,4 +449,49 @@ pub fn args(value: serde_json::Value) -> rmcp::model::JsonObject {
         serde_json::Value::Object(map) => map,
         _ => panic!("arguments must be an object"),
     }
+}
+
+#[test]
+fn the_secrets_check_catches_a_leaking_line() {
+    let log = format!(
+        "INFO plugboard: starting\nERROR request failed: Authorization: Bearer {}\nINFO done\n",
+        crate::fake_github::TOKEN
+    );
+    assert_eq!(
+        leaks(&log),
+        [format!(
+            "ERROR request failed: Authorization: Bearer {}",
+            crate::fake_github::TOKEN
+        )]
+    );
+    let caught = std::panic::catch_unwind(|| assert_no_secrets("a server", &log));
+    let message = caught.unwrap_err();
+    let message = message
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .unwrap_or_default();
+    assert!(
+        message.contains("a server leaked a secret") && message.contains("Bearer ghp_"),
+        "{message}"
+    );
+    assert!(leaks("INFO nothing to see\n").is_empty());
+
+    // A fixture whose server wrote a secret fails its test when it drops.
+    let fx = Fixture::empty();
+    let text = Arc::new(Mutex::new(String::new()));
+    keep_line(&text, &format!("DEBUG key={}", crate::fake_llm::KEY));
+    fx.logs.lock().unwrap().push(Log {
+        what: "a fake server".into(),
+        text,
+    });
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(fx)));
+    let message = dropped.unwrap_err();
+    let message = message
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        message.contains("a fake server: DEBUG key=fake-key-0123456789"),
+        "{message}"
+    );
 }

@@ -241,3 +241,75 @@ async fn the_claude_desktop_example_works_as_copied() {
     assert!(tools.iter().any(|t| t.name == "github_list_issues"));
     client.cancel().await.unwrap();
 }
+
+/// RFC 9110: the auth scheme is case-insensitive, so `bearer` and `BEARER` are accepted; a
+/// wrong token still is not.
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let fx = Fixture::new();
+    let token = "tok-transports-3c2b1a";
+    let (_child, url) = fx.http(&["--token", token]).await;
+    let http = reqwest::Client::new();
+    let initialize = |authorization: String| {
+        http.post(format!("{url}/mcp"))
+            .header("Accept", "application/json, text/event-stream")
+            .header("Authorization", authorization)
+            .json(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}))
+            .send()
+    };
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let response = initialize(format!("{scheme} {token}")).await.unwrap();
+        assert_eq!(response.status(), 200, "{scheme}");
+    }
+    for wrong in [
+        format!("Bearer {token}x"),
+        format!("Basic {token}"),
+        token.to_owned(),
+    ] {
+        let response = initialize(wrong.clone()).await.unwrap();
+        assert_eq!(response.status(), 401, "{wrong}");
+    }
+}
+
+/// Legacy SSE sessions are capped: one beyond `--max-sse-sessions` is answered 503 with what
+/// to do, and a closed session frees its place.
+#[tokio::test]
+async fn legacy_sse_sessions_are_capped() {
+    let fx = Fixture::new();
+    let (_child, url) = fx.http(&["--max-sse-sessions", "1"]).await;
+    let open = || async {
+        reqwest::Client::new()
+            .get(format!("{url}/sse"))
+            .header("Accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap()
+    };
+    let mut first = open().await;
+    assert_eq!(first.status(), 200);
+    let endpoint = first.chunk().await.unwrap().unwrap_or_default();
+    assert!(String::from_utf8_lossy(&endpoint).contains("sessionId="));
+
+    let refused = open().await;
+    assert_eq!(refused.status(), 503);
+    let text = refused.text().await.unwrap();
+    assert!(
+        text.contains("the limit is 1") && text.contains("--max-sse-sessions"),
+        "{text}"
+    );
+
+    // Closing the first session gives its place back.
+    drop(first);
+    let second = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let response = open().await;
+            if response.status() == 200 {
+                return response;
+            }
+            assert_eq!(response.status(), 503);
+        }
+    })
+    .await
+    .expect("the place of a closed session is free within 10 s");
+    drop(second);
+}
