@@ -5,6 +5,9 @@
 //! so thinking blocks keep their signatures; the results of its tool calls go back as one user
 //! message of `tool_result` blocks. A streamed answer is rebuilt block by block into that same
 //! content array, so it ends in the same [`Reply`] the whole answer would have given.
+//!
+//! Long because it holds one wire format whole (request, answer, stream, errors) and its
+//! unit tests (from `#[cfg(test)]` on): split by direction, each half would need the other's types.
 
 use std::collections::BTreeMap;
 

@@ -7,6 +7,9 @@
 //! `functionResponse` parts of a user turn, matched by name (Gemini gives calls an id only
 //! sometimes; when it does, the id goes back too). Errors are google.rpc statuses; the wait a
 //! 429 asks for is in the body (`RetryInfo.retryDelay`), not in a header.
+//!
+//! Long because it holds one wire format whole (request, answer, stream, errors) and its
+//! unit tests (from `#[cfg(test)]` on): split by direction, each half would need the other's types.
 
 use futures::{FutureExt, StreamExt, future::BoxFuture, stream::BoxStream};
 use serde_json::{Map, Value, json};

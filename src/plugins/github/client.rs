@@ -9,6 +9,9 @@
 //! secondary limit (with or without `retry-after`) is waited out when the wait fits in the
 //! call's remaining time; otherwise the model is told plainly when to try again. Writes are
 //! spaced (`write_interval`) as GitHub's guidance for content creation asks.
+//!
+//! Long because rate-limit buckets, waits and error mapping are one state machine, kept with
+//! its unit tests (from `#[cfg(test)]` on).
 
 #![allow(deprecated)] // rmcp marks MCP logging deprecated (SEP-2577); clients still use it.
 
