@@ -6,6 +6,7 @@
 
 pub mod retry;
 pub mod secret;
+pub mod window;
 
 use std::{sync::OnceLock, time::Duration};
 
@@ -13,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use retry::{Next, Retry, RetryPolicy};
 pub use secret::{SecretString, Secrets};
+pub use window::{Slot, Window};
 
 /// The one HTTP client every agent and plugin shares, built on first use.
 ///

@@ -326,14 +326,7 @@ impl Orchestrator {
                 )
                 .with_system_prompt(SYNTHESIS_SYSTEM);
                 let answer = cx.sample(params).await.map_err(|e| e.to_string())?;
-                let written = answer
-                    .message
-                    .content
-                    .into_vec()
-                    .iter()
-                    .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-                    .collect::<Vec<_>>()
-                    .join("\n");
+                let written = crate::plugin::sampled_text(&answer);
                 ("client".to_owned(), Some(answer.model), written)
             }
             None => {

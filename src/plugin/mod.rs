@@ -49,7 +49,7 @@ pub use context::{ProgressSink, StreamControl, StreamRelease, TextSink, ToolCont
 pub use error::{PluginError, ToolError};
 pub use manager::{Manager, ManagerConfig, PluginStatus, Status};
 pub use manifest::Manifest;
-pub use models::{ModelReply, ModelRequest, ModelService, Models};
+pub use models::{ModelReply, ModelRequest, ModelService, Models, sampled_text};
 pub use observe::{CallFinished, CallObserver, CallStarted, ErrorKind, Observers, Outcome};
 pub use registry::{Registry, check_tool_name};
 pub use resource::{Completion, PromptDef, ResourceDef, TemplateDef, UriTemplate};

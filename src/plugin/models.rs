@@ -33,6 +33,19 @@ pub struct ModelReply {
     pub output_tokens: Option<u64>,
 }
 
+/// The text of a client's sampling answer, its text blocks one per line.
+pub fn sampled_text(result: &rmcp::model::CreateMessageResult) -> String {
+    result
+        .message
+        .content
+        .clone()
+        .into_vec()
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// What a plugin implements to offer models to the others (the agents plugin does).
 pub trait ModelService: Send + Sync + 'static {
     /// Whether any model can answer now (a provider is configured).
@@ -95,16 +108,8 @@ impl Models {
             params = params.with_system_prompt(system);
         }
         let result = cx.sample(params).await?;
-        let text = result
-            .message
-            .content
-            .into_vec()
-            .iter()
-            .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-            .collect::<Vec<_>>()
-            .join("");
         Ok(ModelReply {
-            text,
+            text: sampled_text(&result),
             provider: "sampling".into(),
             model: result.model,
             input_tokens: None,

@@ -43,9 +43,14 @@ async fn manager(
 
 /// An rmcp client talking to `manager` over an in-memory duplex.
 async fn client(manager: Arc<Manager>, face: Face) -> RunningService<rmcp::RoleClient, Recorder> {
+    connect(McpHandler::new(manager).on(face)).await
+}
+
+/// An rmcp client talking to `handler` over an in-memory duplex.
+async fn connect(handler: McpHandler) -> RunningService<rmcp::RoleClient, Recorder> {
     let (server_io, client_io) = tokio::io::duplex(64 * 1024);
     tokio::spawn(async move {
-        if let Ok(server) = McpHandler::new(manager).on(face).serve(server_io).await {
+        if let Ok(server) = handler.serve(server_io).await {
             let _ = server.waiting().await;
         }
     });
@@ -437,18 +442,12 @@ async fn a_scoped_connection_lists_and_calls_only_its_tools() {
     let fx = Fixture::empty();
     fx.manifest("testkit", "name = \"testkit\"\nkind = \"builtin\"\n");
     let manager = manager(&fx, plugboard::plugins::catalog(), Duration::from_secs(30)).await;
-    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
     let handler = McpHandler::new(manager).on(Face::Http).scoped(Filters {
         read_only: true,
         exclude_tools: vec!["testkit_panic".into()],
         ..Filters::default()
     });
-    tokio::spawn(async move {
-        if let Ok(server) = handler.serve(server_io).await {
-            let _ = server.waiting().await;
-        }
-    });
-    let client = Recorder::default().serve(client_io).await.unwrap();
+    let client = connect(handler).await;
     let names: Vec<String> = client
         .list_all_tools()
         .await

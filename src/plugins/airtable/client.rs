@@ -2,36 +2,39 @@
 //! retries that never repeat an unsafe write, and errors that say what to fix.
 //!
 //! Limits (api-facts §1): 5 requests/s per base and 50/s per token; going over earns a 429
-//! and a 30-second lockout, with no `Retry-After`. Requests are paced with governor so that no
-//! rolling second ever holds more than five requests to a base: one request per
-//! `base_interval` (a little over 200 ms), per base, shared by every tool and every concurrent
-//! call. A 429 anyway locks the base for `lockout` and the request waits it out and retries.
+//! and a 30-second lockout, with no `Retry-After`. Requests are paced by a rolling window
+//! ([`net::Window`]) so that no second of Airtable's clock ever holds more than five requests
+//! to a base: a request takes one of five places per base (and one of fifty per token), shared
+//! by every tool and every concurrent call, and gives it back one second after its answer came
+//! back — by then Airtable surely counted it, however long it took to arrive. A 429 anyway
+//! locks the base for `lockout` and the request waits it out and retries.
 
 use std::{
     collections::HashMap,
-    num::NonZeroU32,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::time::Instant;
 use url::Url;
 
 use crate::{
-    net::{self, Retry, RetryPolicy, SecretString, Secrets, describe},
+    net::{self, Retry, RetryPolicy, SecretString, Secrets, Slot, Window, describe},
     plugin::ToolError,
 };
 
 /// How the client paces and retries.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Minimum spacing of requests to one base (5/s ceiling → a bit over 200 ms).
-    pub base_interval: Duration,
-    /// Minimum spacing of all requests with this token (50/s ceiling).
-    pub token_interval: Duration,
+    /// Requests per base in any `window` (Airtable: 5 per second).
+    pub per_base: usize,
+    /// Requests per token in any `window` (Airtable: 50 per second).
+    pub per_token: usize,
+    /// The rolling window both limits count in; a place is given back this long after the
+    /// answer, plus a few milliseconds for the two clocks' ticks.
+    pub window: Duration,
     /// How long Airtable refuses a base after a 429.
     pub lockout: Duration,
     /// Attempts for one request (429s waited out, 5xx and resets backed off).
@@ -44,8 +47,9 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            base_interval: Duration::from_millis(205),
-            token_interval: Duration::from_millis(21),
+            per_base: 5,
+            per_token: 50,
+            window: Duration::from_millis(1_005),
             lockout: Duration::from_secs(30),
             attempts: 6,
             backoff: Duration::from_millis(500),
@@ -105,8 +109,8 @@ pub struct Client {
     /// The token again, masked out of every error text (a body may repeat the headers).
     secrets: Secrets,
     limits: Limits,
-    per_base: DefaultKeyedRateLimiter<String>,
-    per_token: DefaultDirectRateLimiter,
+    per_base: Window,
+    per_token: Window,
     /// Bases refusing requests after a 429, until when.
     locked: Mutex<HashMap<String, Instant>>,
 }
@@ -118,12 +122,6 @@ impl std::fmt::Debug for Client {
             .field("base_url", &self.base_url.as_str())
             .finish_non_exhaustive()
     }
-}
-
-fn quota(interval: Duration) -> Quota {
-    Quota::with_period(interval)
-        .expect("a non-zero interval")
-        .allow_burst(NonZeroU32::MIN)
 }
 
 impl Client {
@@ -146,8 +144,8 @@ impl Client {
             base_url,
             secrets: Secrets::new([token.clone()]),
             token,
-            per_base: RateLimiter::keyed(quota(limits.base_interval)),
-            per_token: RateLimiter::direct(quota(limits.token_interval)),
+            per_base: Window::new(limits.per_base, limits.window),
+            per_token: Window::new(limits.per_token, limits.window),
             locked: Mutex::default(),
             limits,
         }))
@@ -219,7 +217,8 @@ impl Client {
                 // The path only: a query string could hold record data.
                 tracing::info!(attempt, method = %method, path = %url.path(), reason = %self.secrets.mask(&last), "retrying an Airtable request");
             }
-            self.pace(base).await;
+            // Held until this attempt is over (answer read or failed), freed a window later.
+            let _places = self.pace(base).await;
             let auth = net::secret::header("Bearer ", &self.token).map_err(|_| {
                 Failure::Transport(
                     "AIRTABLE_API_KEY holds characters a header cannot carry (a line break?)"
@@ -310,25 +309,36 @@ impl Client {
         )))
     }
 
-    /// Wait for this base's lockout (after a 429), then for a slot under both limits.
-    async fn pace(&self, base: Option<&str>) {
+    /// Wait out this base's lockout (after a 429), then take a place under both limits. A
+    /// lockout that began while this request queued sends it back to wait, its places given
+    /// back unused: a request waiting out a lockout holds no place another base could use.
+    async fn pace(&self, base: Option<&str>) -> (Option<Slot>, Slot) {
         let key = base.unwrap_or("").to_owned();
-        loop {
-            let until = self
-                .locked
+        let locked_until = || {
+            self.locked
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get(&key)
-                .copied();
-            match until {
-                Some(t) if t > Instant::now() => tokio::time::sleep_until(t).await,
-                _ => break,
+                .copied()
+                .filter(|t| *t > Instant::now())
+        };
+        loop {
+            while let Some(t) = locked_until() {
+                tokio::time::sleep_until(t).await;
             }
+            let base_place = match base {
+                Some(_) => Some(self.per_base.acquire(&key).await),
+                None => None,
+            };
+            let token_place = self.per_token.acquire("").await;
+            if locked_until().is_none() {
+                return (base_place, token_place);
+            }
+            if let Some(place) = base_place {
+                place.unused();
+            }
+            token_place.unused();
         }
-        if base.is_some() {
-            self.per_base.until_key_ready(&key).await;
-        }
-        self.per_token.until_ready().await;
     }
 
     pub async fn get(&self, url: Url, base: Option<&str>) -> Result<Value, Failure> {
