@@ -11,6 +11,8 @@
 //!   ([`plugin::Toolbox`], [`plugin::Models`]) — the [`plugin::Manager`] (discovery,
 //!   lifecycle, publishing, status) and the one call pipeline every face uses
 //!   ([`plugin::Calls`]: filters, schema check, timeout, isolation, observers).
+//! - [`sandbox`]: the one way a plugin reads a user's files — roots, secrets excluded inside
+//!   them, walks that honour ignore files; the files plugin and the Airtable import use it.
 //! - [`plugins`]: the built-in plugins, one folder each, and [`plugins::catalog`]; a plugin
 //!   never imports another.
 //! - [`agents`]: one module per provider wire format behind one `Agent` trait.
@@ -27,6 +29,7 @@ pub mod net;
 pub mod orchestrator;
 pub mod plugin;
 pub mod plugins;
+pub mod sandbox;
 pub mod server;
 
 #[cfg(test)]

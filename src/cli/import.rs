@@ -21,8 +21,8 @@ pub(super) enum ImportCommand {
         /// Table name or id.
         #[arg(long)]
         table: String,
-        /// The file to import (inside the import folders: PLUGBOARD_FILES_ROOTS or the
-        /// current folder, unless the airtable plugin's `import_roots` says otherwise).
+        /// The file to import (inside the import folders: the airtable plugin's `import_roots`,
+        /// else PLUGBOARD_FILES_ROOTS, else the current folder; `.env` files and keys never).
         file: String,
         /// A key field (1 to 3 times): rows whose keys match a record update it.
         #[arg(long = "key", required = true)]

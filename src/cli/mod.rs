@@ -153,7 +153,12 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let manager = start_manager(&cli.global).await?;
+    // A user who runs `plugboard import` names a file in the folder they are in: with no
+    // import folder configured, that folder is the one open for reading (exclusions still hold).
+    let here = matches!(cli.command, Command::Import(_))
+        .then(std::env::current_dir)
+        .and_then(Result::ok);
+    let manager = start_manager(&cli.global, here).await?;
     let code = match cli.command {
         Command::Serve(args) => serve::run(manager.clone(), args).await,
         Command::Plugins(args) => plugins::run(&manager, args),
@@ -168,8 +173,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     code
 }
 
-/// The one place the CLI builds its [`Manager`], from the global options.
-async fn start_manager(g: &Global) -> anyhow::Result<Arc<Manager>> {
+/// The one place the CLI builds its [`Manager`], from the global options; `files_root` is the
+/// folder files may be read from when the environment names none.
+async fn start_manager(g: &Global, files_root: Option<PathBuf>) -> anyhow::Result<Arc<Manager>> {
     let config = ManagerConfig {
         plugins_dir: g
             .plugins_dir
@@ -186,7 +192,22 @@ async fn start_manager(g: &Global) -> anyhow::Result<Arc<Manager>> {
         call_timeout: seconds(g.call_timeout, "--call-timeout")?,
         catalog: crate::plugins::catalog(),
     };
-    Ok(Manager::start(config).await)
+    let Some(root) = files_root else {
+        return Ok(Manager::start(config).await);
+    };
+    let environment = move || {
+        let mut env = crate::config::environment();
+        let root = root.to_string_lossy().into_owned();
+        env.entry(crate::sandbox::ROOTS_ENV.to_owned())
+            .and_modify(|v| {
+                if v.is_empty() {
+                    v.clone_from(&root)
+                }
+            })
+            .or_insert(root);
+        env
+    };
+    Ok(Manager::start_with_env(config, Box::new(environment)).await)
 }
 
 /// The published name of tool `local` of the plugin running built-in `kind`, whatever

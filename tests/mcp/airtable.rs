@@ -581,27 +581,48 @@ async fn import_report_lists_skipped_and_failed_rows_and_the_rest_lands() {
     client.cancel().await.unwrap();
 }
 
-/// Only files inside the import folders are read: anything else is refused before a single
-/// request reaches Airtable.
+/// Bulk import reads through the one sandbox the files plugin uses: only files inside the import
+/// folders, never a secret inside them, never through a symlink that leaves them. Anything else
+/// is refused before a single request reaches Airtable, and the file's content is not shown.
 #[tokio::test]
-async fn import_outside_the_import_folders_is_refused_and_imports_nothing() {
+async fn import_reads_only_through_the_sandbox_and_imports_nothing_else() {
     let s = Setup::new();
     let base = s.fake.add_base("Paths", "create");
     items_table(&s.fake, &base);
     let outside = s.fx.home.path().join("outside.csv");
     items_csv(&outside, 3);
+    // Secrets inside the folder: excluded by the same default globs as the files plugin's.
+    items_csv(&s.fx.data().join(".env.csv"), 3);
+    std::fs::create_dir_all(s.fx.data().join(".ssh")).unwrap();
+    items_csv(&s.fx.data().join(".ssh/keys.csv"), 3);
     #[cfg(unix)]
-    std::os::unix::fs::symlink(&outside, s.fx.data().join("link.csv")).unwrap();
+    {
+        std::os::unix::fs::symlink(&outside, s.fx.data().join("link.csv")).unwrap();
+        std::os::unix::fs::symlink(
+            s.fx.data().join(".env.csv"),
+            s.fx.data().join("env-link.csv"),
+        )
+        .unwrap();
+    }
     let client = s.client().await;
-    let mut paths = vec![
-        outside.display().to_string(),
-        "../outside.csv".to_owned(),
-        format!("{}/../outside.csv", s.fx.data().display()),
+    let mut refusals = vec![
+        (outside.display().to_string(), "outside the folders"),
+        ("../outside.csv".to_owned(), "climb out"),
+        (
+            format!("{}/../outside.csv", s.fx.data().display()),
+            "outside the folders",
+        ),
+        (
+            ".env.csv".to_owned(),
+            "excluded by the `exclude` setting of the airtable plugin",
+        ),
+        (".ssh/keys.csv".to_owned(), "excluded"),
     ];
     if cfg!(unix) {
-        paths.push("link.csv".to_owned());
+        refusals.push(("link.csv".to_owned(), "leads outside"));
+        refusals.push(("env-link.csv".to_owned(), "excluded"));
     }
-    for path in paths {
+    for (path, why) in refusals {
         let error = fails(
             &client,
             "airtable_bulk_import",
@@ -609,7 +630,7 @@ async fn import_outside_the_import_folders_is_refused_and_imports_nothing() {
         )
         .await;
         assert!(
-            error.starts_with("refused:") && error.contains("not a file inside the import folders"),
+            error.starts_with("refused:") && error.contains(why),
             "{path}: {error}"
         );
         assert!(
@@ -631,6 +652,86 @@ async fn import_outside_the_import_folders_is_refused_and_imports_nothing() {
     assert_eq!(report["created"], 3, "{report}");
     assert_items_exactly_once(&s.fake, &base, 3);
     client.cancel().await.unwrap();
+}
+
+/// With no import folder configured, a model can import no file at all (there is no implicit
+/// "current folder"), and says what to set; inline rows still work. A person running
+/// `plugboard import` names a file in the folder they are in, and that folder is read.
+#[tokio::test]
+async fn with_no_import_folder_a_model_reads_no_file_and_the_cli_reads_its_own_folder() {
+    let s = Setup::new();
+    let manifest = manifest(&s.fx);
+    let without: String = manifest
+        .lines()
+        .filter(|l| !l.starts_with("import_roots"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    s.fx.manifest("airtable", &without);
+    let base = s.fake.add_base("Nowhere", "create");
+    items_table(&s.fake, &base);
+    items_csv(&s.fx.home.path().join("here.csv"), 4);
+    let client = s.client().await;
+    let error = fails(
+        &client,
+        "airtable_bulk_import",
+        json!({"base": base, "table": "Items", "path": "here.csv", "key_fields": ["SKU"]}),
+    )
+    .await;
+    assert!(
+        error.starts_with("refused:")
+            && error.contains("PLUGBOARD_FILES_ROOTS")
+            && error.contains("`import_roots`"),
+        "{error}"
+    );
+    assert_eq!(s.fake.stats().requests_total, 0, "{:?}", s.fake.stats());
+    let inline = ok(
+        &client,
+        "airtable_bulk_import",
+        json!({"base": base, "table": "Items", "key_fields": ["SKU"],
+               "rows": [{"SKU": "SKU-9000", "Name": "inline"}]}),
+    )
+    .await;
+    assert_eq!(inline["created"], 1, "{inline}");
+    client.cancel().await.unwrap();
+
+    let out = s
+        .cli(&[
+            "import", "airtable", "--base", &base, "--table", "Items", "--key", "SKU", "--json",
+            "here.csv",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["created"], 4, "{report}");
+    // The folder the CLI opened keeps its secrets.
+    items_csv(&s.fx.home.path().join(".env.local"), 1);
+    let out = s
+        .cli(&[
+            "import",
+            "airtable",
+            "--base",
+            &base,
+            "--table",
+            "Items",
+            "--key",
+            "SKU",
+            ".env.local",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("excluded"),
+        "{stderr}"
+    );
 }
 
 /// The token never reaches the server's log, at debug level, through a run with retries, a

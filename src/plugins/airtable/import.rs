@@ -16,7 +16,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    path::{Path, PathBuf},
+    path::Path,
     sync::{Arc, Mutex},
     time::Instant,
 };
@@ -125,7 +125,8 @@ impl Airtable {
         }
         let (rows, source) = match (&args.path, &args.rows) {
             (Some(path), None) => {
-                let real = self.import_path(path)?;
+                // The one sandbox: inside the import folders, never an excluded secret.
+                let real = self.files.resolve_file(path)?.real;
                 (read_rows(&real)?, real.display().to_string())
             }
             (None, Some(rows)) => (
@@ -323,32 +324,6 @@ impl Airtable {
             .find(|t| t["id"] == table || t["name"] == table)
             .cloned()
             .ok_or_else(|| ToolError::NotFound(format!("base {base} has no table `{table}`")))
-    }
-
-    /// A file the import may read: inside one of the import roots, after resolving symlinks.
-    fn import_path(&self, path: &str) -> Result<PathBuf, ToolError> {
-        let candidates: Vec<PathBuf> = if Path::new(path).is_absolute() {
-            vec![PathBuf::from(path)]
-        } else {
-            self.import_roots.iter().map(|r| r.join(path)).collect()
-        };
-        for candidate in candidates {
-            if let Ok(real) = std::fs::canonicalize(&candidate)
-                && self.import_roots.iter().any(|r| real.starts_with(r))
-                && real.is_file()
-            {
-                return Ok(real);
-            }
-        }
-        Err(ToolError::Forbidden(format!(
-            "`{path}` is not a file inside the import folders ({}); set the airtable plugin's \
-             `import_roots` setting or PLUGBOARD_FILES_ROOTS to allow another folder",
-            self.import_roots
-                .iter()
-                .map(|r| r.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )))
     }
 
     /// Upsert one batch. `Err` only when Airtable cannot be reached (the import stops);

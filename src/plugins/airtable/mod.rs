@@ -14,7 +14,10 @@ use serde::Deserialize;
 pub use client::{Client, Limits};
 pub use import::{BulkImport, Report};
 
-use crate::plugin::{Plugin, PluginError, PluginSetup, ToolDef};
+use crate::{
+    plugin::{Plugin, PluginError, PluginSetup, ToolDef},
+    sandbox::{self, Exclude, Roots},
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -26,8 +29,12 @@ struct Settings {
     /// Most records one `list_records` / `search_records` call returns.
     max_records_per_call: usize,
     /// Folders `bulk_import` may read files from (`~` is the home folder). Default: the files
-    /// plugin's `PLUGBOARD_FILES_ROOTS`, else the current folder.
+    /// plugin's `PLUGBOARD_FILES_ROOTS`, else none (bulk import then reads only inline rows).
     import_roots: Vec<PathBuf>,
+    /// Files inside those folders that are never imported (as the files plugin's `exclude`).
+    exclude: Vec<String>,
+    /// Globs that win over `exclude` (as the files plugin's `include_anyway`).
+    include_anyway: Vec<String>,
     /// Where interrupted imports keep their checkpoints. Default:
     /// `$XDG_STATE_HOME/plugboard/imports` (`~/.local/state/plugboard/imports`).
     checkpoint_dir: Option<PathBuf>,
@@ -40,6 +47,8 @@ impl Default for Settings {
             request_timeout_secs: 30.0,
             max_records_per_call: 100,
             import_roots: Vec::new(),
+            exclude: sandbox::default_exclude(),
+            include_anyway: sandbox::default_include_anyway(),
             checkpoint_dir: None,
         }
     }
@@ -70,47 +79,62 @@ pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, Pl
             ..Limits::default()
         };
         let client = Client::new(&base_url, token, limits).map_err(PluginError::Init)?;
-        let home = std::env::var_os("HOME").map(PathBuf::from);
-        let expand = |p: PathBuf| match (&home, p.strip_prefix("~")) {
-            (Some(home), Ok(rest)) => home.join(rest),
-            _ => p,
-        };
-        let mut roots: Vec<PathBuf> = if !settings.import_roots.is_empty() {
-            settings.import_roots.clone()
-        } else if let Some(list) = setup.env("PLUGBOARD_FILES_ROOTS") {
-            std::env::split_paths(list)
-                .filter(|p| !p.as_os_str().is_empty())
-                .collect()
-        } else {
-            vec![PathBuf::from(".")]
-        };
-        roots = roots
-            .into_iter()
-            .map(expand)
-            .filter_map(|p| std::fs::canonicalize(&p).ok())
-            .collect();
-        let checkpoint_dir = settings.checkpoint_dir.map(expand).unwrap_or_else(|| {
-            std::env::var_os("XDG_STATE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| home.as_ref().map(|h| h.join(".local/state")))
-                .unwrap_or_else(std::env::temp_dir)
-                .join("plugboard/imports")
-        });
+        let files = import_folders(&settings, setup.env(sandbox::ROOTS_ENV))?;
+        let checkpoint_dir = settings
+            .checkpoint_dir
+            .map(sandbox::expand_home)
+            .unwrap_or_else(|| {
+                std::env::var_os("XDG_STATE_HOME")
+                    .map(PathBuf::from)
+                    .or_else(|| {
+                        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state"))
+                    })
+                    .unwrap_or_else(std::env::temp_dir)
+                    .join("plugboard/imports")
+            });
         Ok(Arc::new(Airtable {
             client,
             max_records: settings.max_records_per_call.clamp(1, 1000),
-            import_roots: roots,
+            files: Arc::new(files),
             checkpoint_dir,
         }) as Arc<dyn Plugin>)
     })
+}
+
+/// The folders bulk import may read: the `import_roots` setting, else `PLUGBOARD_FILES_ROOTS`,
+/// else none. A folder that does not exist is left out with a warning rather than failing the
+/// plugin: its record tools do not need it.
+fn import_folders(settings: &Settings, env_roots: Option<&str>) -> Result<Roots, PluginError> {
+    let paths = if !settings.import_roots.is_empty() {
+        settings.import_roots.clone()
+    } else {
+        env_roots.map(sandbox::split_roots).unwrap_or_default()
+    };
+    let paths: Vec<PathBuf> = paths
+        .into_iter()
+        .map(sandbox::expand_home)
+        .filter(|p| match std::fs::canonicalize(p) {
+            Ok(real) if real.is_dir() => true,
+            _ => {
+                tracing::warn!(folder = %p.display(), "an airtable import folder is not a folder that exists; left out");
+                false
+            }
+        })
+        .collect();
+    let exclude = Exclude::new(&settings.exclude, &settings.include_anyway)
+        .map_err(|e| PluginError::Init(format!("airtable {e}")))?;
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    Roots::exactly(&paths, &cwd, exclude)
+        .map(|roots| roots.owned_by("airtable", "import_roots", None))
+        .map_err(PluginError::Init)
 }
 
 #[derive(Clone)]
 pub(crate) struct Airtable {
     pub client: Arc<Client>,
     pub max_records: usize,
-    /// Canonical folders `bulk_import` may read.
-    pub import_roots: Vec<PathBuf>,
+    /// What `bulk_import` may read: the import folders, secrets excluded.
+    pub files: Arc<Roots>,
     pub checkpoint_dir: PathBuf,
 }
 

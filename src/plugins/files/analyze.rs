@@ -9,9 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     Files, blocking,
     document::{self, Summary},
-    outcome,
-    roots::show,
-    walk,
+    outcome, show, walk,
 };
 use crate::plugin::{Hints, ToolContext, ToolDef, ToolError, ToolOutcome};
 

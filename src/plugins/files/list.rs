@@ -13,8 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Files, blocking, outcome,
-    roots::show,
+    Files, blocking, outcome, show,
     walk::{self, Kind},
 };
 use crate::plugin::{Hints, ToolContext, ToolDef, ToolError, ToolOutcome};

@@ -2,9 +2,9 @@
 //! configured roots.
 //!
 //! # Layout
-//! - `roots`: the sandbox. Every requested path goes through [`Roots::resolve`].
-//! - `exclude`: the secrets inside the roots (`.env`, keys) that no tool ever shows.
-//! - `walk`: walking folders inside the sandbox, shared by the tools; it honours ignore files.
+//! - [`crate::sandbox`] (not here: every plugin that reads a user's file shares it): the roots,
+//!   every requested path going through [`Roots::resolve`]; the secrets inside them (`.env`,
+//!   keys) that no tool ever shows; walks that honour ignore files.
 //! - `list`, `read`, `search`, `analyze`: one tool each, with its arguments and output.
 //! - `document`: titles, word counts and extracts for `analyze`.
 //!
@@ -12,29 +12,24 @@
 
 mod analyze;
 mod document;
-mod exclude;
+#[cfg(test)]
+mod exclude_tests;
+#[cfg(test)]
+mod ignore_tests;
 mod list;
 mod read;
-mod roots;
 mod search;
-mod walk;
 
-use std::{
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::{path::PathBuf, sync::Arc};
 
 use futures::future::BoxFuture;
 use rmcp::model::{CallToolResult, ContentBlock};
 use serde::{Deserialize, Serialize};
 
-pub use exclude::Exclude;
-pub use roots::{Roots, Target};
+use crate::sandbox::{self, show, walk};
+pub use crate::sandbox::{Exclude, ROOTS_ENV, Roots, Target};
 
 use crate::plugin::{Plugin, PluginError, PluginSetup, ToolDef, ToolError, ToolOutcome};
-
-/// The variable that lists the roots; it wins over the `roots` setting.
-pub const ROOTS_ENV: &str = "PLUGBOARD_FILES_ROOTS";
 
 /// `[settings]` of the plugin's manifest.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -71,23 +66,8 @@ impl Default for FilesSettings {
             search_max_hits: 100,
             search_max_file_bytes: 4 * 1024 * 1024,
             analyze_limit: 200,
-            exclude: strings(&[
-                ".env",
-                ".env.*",
-                "*.pem",
-                "*.key",
-                "*.p12",
-                "*.pfx",
-                "id_rsa*",
-                "id_ecdsa*",
-                "id_ed25519*",
-                ".ssh",
-                ".aws",
-                ".gnupg",
-                ".netrc",
-                ".git-credentials",
-            ]),
-            include_anyway: strings(&[".env.example", ".env.sample", ".env.template"]),
+            exclude: sandbox::default_exclude(),
+            include_anyway: sandbox::default_include_anyway(),
             respect_ignore_files: true,
         }
     }
@@ -110,12 +90,8 @@ impl FilesSettings {
 
     /// The compiled `exclude` and `include_anyway` globs.
     fn exclusions(&self) -> Result<Exclude, String> {
-        Exclude::new(&self.exclude, &self.include_anyway)
+        Exclude::new(&self.exclude, &self.include_anyway).map_err(|e| format!("files {e}"))
     }
-}
-
-fn strings(items: &[&str]) -> Vec<String> {
-    items.iter().map(|s| s.to_string()).collect()
 }
 
 /// What every tool of the plugin shares.
@@ -165,30 +141,15 @@ impl FilesPlugin {
         let settings: FilesSettings = setup.settings()?;
         settings.check().map_err(PluginError::Init)?;
         let paths: Vec<PathBuf> = match setup.env(ROOTS_ENV) {
-            Some(list) => std::env::split_paths(list)
-                .filter(|p| !p.as_os_str().is_empty())
-                .collect(),
+            Some(list) => sandbox::split_roots(list),
             None => settings.roots.clone(),
         };
-        let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE"));
-        let paths: Vec<PathBuf> = paths
-            .into_iter()
-            .map(|p| expand_home(p, home.as_deref().map(Path::new)))
-            .collect();
+        let paths: Vec<PathBuf> = paths.into_iter().map(sandbox::expand_home).collect();
         let cwd = std::env::current_dir()
             .map_err(|e| PluginError::Init(format!("cannot read the current directory: {e}")))?;
         let exclude = settings.exclusions().map_err(PluginError::Init)?;
         let roots = Roots::new(&paths, &cwd, exclude).map_err(PluginError::Init)?;
         Ok(Self::new(roots, settings))
-    }
-}
-
-/// `~` and `~/…` name the user's home folder (client configs cannot run a shell to expand it).
-fn expand_home(path: PathBuf, home: Option<&Path>) -> PathBuf {
-    let Some(home) = home else { return path };
-    match path.strip_prefix("~") {
-        Ok(rest) => home.join(rest),
-        Err(_) => path,
     }
 }
 
@@ -294,25 +255,6 @@ mod tests {
                 .collect::<BTreeMap<_, _>>(),
             events: crate::plugin::PluginEvents::detached(),
         }
-    }
-
-    #[test]
-    fn tilde_is_home() {
-        let home = Path::new("/home/ada");
-        assert_eq!(
-            expand_home("~".into(), Some(home)),
-            PathBuf::from("/home/ada")
-        );
-        assert_eq!(
-            expand_home("~/docs".into(), Some(home)),
-            PathBuf::from("/home/ada/docs")
-        );
-        assert_eq!(expand_home("a/~".into(), Some(home)), PathBuf::from("a/~"));
-        assert_eq!(
-            expand_home("~bob".into(), Some(home)),
-            PathBuf::from("~bob")
-        );
-        assert_eq!(expand_home("~/x".into(), None), PathBuf::from("~/x"));
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::{Files, blocking, outcome, roots::show, walk};
+use super::{Files, blocking, outcome, show, walk};
 use crate::plugin::{Hints, ToolContext, ToolDef, ToolError, ToolOutcome};
 
 /// Files up to this size are read to the end to count their lines; bigger ones report

@@ -6,7 +6,7 @@ use regex::bytes::{Regex, RegexBuilder};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Files, blocking, outcome, roots::show, walk};
+use super::{Files, blocking, outcome, show, walk};
 use crate::plugin::{Hints, ToolContext, ToolDef, ToolError, ToolOutcome};
 
 /// Characters of a matching line returned; minified files have lines of megabytes.

@@ -1,5 +1,4 @@
-//! The sandbox: the folders the plugin may read, and the only way a requested path becomes a
-//! real one.
+//! The folders a plugin may read, and the only way a requested path becomes a real one.
 //!
 //! A path is first normalised lexically (so `..` can never climb above a root), then found in a
 //! root, then canonicalised; the canonical path must still lie inside some root, which is what
@@ -10,7 +9,7 @@
 //! requested and the canonical one are judged, so a symlink cannot lead to an excluded file.
 
 use std::{
-    fmt, io,
+    io,
     path::{Component, Path, PathBuf},
 };
 
@@ -23,6 +22,12 @@ pub struct Roots {
     roots: Vec<Root>,
     /// Secrets inside the roots: refused by `resolve`, skipped by walks.
     exclude: Exclude,
+    /// The plugin whose settings these are and its setting naming the roots, for refusals
+    /// (`files`/`roots`, `airtable`/`import_roots`).
+    owner: &'static str,
+    setting: &'static str,
+    /// Where a model can see what is there, for "not found" answers (`files_list`).
+    listing: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -53,9 +58,14 @@ impl Roots {
         } else {
             paths.to_vec()
         };
+        Self::exactly(&paths, cwd, exclude)
+    }
+
+    /// Canonicalise `paths` (relative ones against `cwd`); none means no file can be read.
+    pub fn exactly(paths: &[PathBuf], cwd: &Path, exclude: Exclude) -> Result<Self, String> {
         let mut roots = Vec::with_capacity(paths.len());
         for path in paths {
-            let given = normalize_absolute(&cwd.join(&path));
+            let given = normalize_absolute(&cwd.join(path));
             let real = std::fs::canonicalize(&given)
                 .map_err(|e| format!("files root `{}` cannot be used: {e}", path.display()))?;
             if !real.is_dir() {
@@ -63,7 +73,59 @@ impl Roots {
             }
             roots.push(Root { real, given });
         }
-        Ok(Self { roots, exclude })
+        Ok(Self {
+            roots,
+            exclude,
+            owner: "files",
+            setting: "roots",
+            listing: Some("files_list".into()),
+        })
+    }
+
+    /// Name the plugin these roots belong to, and the tool (if any) that lists them, in what
+    /// refusals say.
+    pub fn owned_by(
+        mut self,
+        owner: &'static str,
+        setting: &'static str,
+        listing: Option<String>,
+    ) -> Self {
+        self.owner = owner;
+        self.setting = setting;
+        self.listing = listing;
+        self
+    }
+
+    /// Whether no folder at all may be read.
+    pub fn is_empty(&self) -> bool {
+        self.roots.is_empty()
+    }
+
+    /// A regular file that may be read (a folder or a device is refused).
+    pub fn resolve_file(&self, path: &str) -> Result<Target, ToolError> {
+        if self.roots.is_empty() {
+            return Err(ToolError::Forbidden(format!(
+                "no folder is open for reading files: set {} (or the {} plugin's `{}` setting) \
+                 to the folders files may be read from",
+                super::ROOTS_ENV,
+                self.owner,
+                self.setting
+            )));
+        }
+        let target = self.resolve(Some(path))?;
+        if !target.real.is_file() {
+            return Err(ToolError::InvalidArguments(format!(
+                "`{path}` is not a file"
+            )));
+        }
+        Ok(target)
+    }
+
+    fn look(&self) -> String {
+        match &self.listing {
+            Some(tool) => format!("; use {tool} to see what is there"),
+            None => String::new(),
+        }
     }
 
     /// The canonical path of root `index`, for output.
@@ -134,8 +196,9 @@ impl Roots {
                 }
             }
             return Err(ToolError::Forbidden(format!(
-                "`{requested}` is outside the folders this tool may read ({self}); \
-                 give a path relative to one of them"
+                "`{requested}` is outside the folders this tool may read ({}); \
+                 give a path relative to one of them",
+                self.names()
             )));
         }
         let rel = normalize_relative(path).ok_or_else(|| {
@@ -145,7 +208,7 @@ impl Roots {
         })?;
         // Before looking on disk, so the answer does not tell whether the file exists.
         if self.exclude.hides(&rel) {
-            return Err(excluded(requested));
+            return Err(excluded(requested, self.owner));
         }
         let found = self
             .roots
@@ -154,14 +217,16 @@ impl Roots {
         match found {
             Some(index) => self.within(index, rel, requested),
             None => Err(ToolError::NotFound(format!(
-                "`{requested}` does not exist in {self}; use files_list to see what is there"
+                "`{requested}` does not exist in {}{}",
+                self.names(),
+                self.look()
             ))),
         }
     }
 
     fn within(&self, root: usize, rel: PathBuf, requested: &str) -> Result<Target, ToolError> {
         if self.exclude.hides(&rel) {
-            return Err(excluded(requested));
+            return Err(excluded(requested, self.owner));
         }
         let candidate = self.roots[root].real.join(&rel);
         let real = match std::fs::canonicalize(&candidate) {
@@ -173,7 +238,8 @@ impl Roots {
                     "does not exist"
                 };
                 return Err(ToolError::NotFound(format!(
-                    "`{requested}` {what}; use files_list to see what is there"
+                    "`{requested}` {what}{}",
+                    self.look()
                 )));
             }
             Err(e) => return Err(ToolError::Failed(format!("cannot open `{requested}`: {e}"))),
@@ -185,27 +251,32 @@ impl Roots {
             )));
         }
         if self.excludes_real(&real, true) {
-            return Err(excluded(requested));
+            return Err(excluded(requested, self.owner));
         }
         Ok(Target { root, rel, real })
     }
 }
 
-impl fmt::Display for Roots {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Roots {
+    /// The canonical roots, quoted, for messages.
+    fn names(&self) -> String {
         let names: Vec<String> = self
             .roots
             .iter()
             .map(|r| format!("`{}`", r.real.display()))
             .collect();
-        f.write_str(&names.join(", "))
+        if names.is_empty() {
+            "no folder".into()
+        } else {
+            names.join(", ")
+        }
     }
 }
 
 /// The refusal of an excluded path. It says why, so the model does not retry another way.
-fn excluded(requested: &str) -> ToolError {
+fn excluded(requested: &str, owner: &str) -> ToolError {
     ToolError::Forbidden(format!(
-        "`{requested}` is excluded by the `exclude` setting of the files plugin (files that may \
+        "`{requested}` is excluded by the `exclude` setting of the {owner} plugin (files that may \
          hold secrets, such as `.env` files and private keys, are never shown), or leads to such \
          a file; it cannot be read, listed or searched"
     ))
