@@ -215,11 +215,8 @@ impl Airtable {
         let mut checkpoint = if args.restart {
             Checkpoint::default()
         } else {
-            std::fs::read(&checkpoint_path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Checkpoint>(&b).ok())
-                .filter(|c| c.job == job)
-                .unwrap_or_default()
+            let legacy = legacy_job_id(&args, &source, &records);
+            load_checkpoint(&self.checkpoint_dir, &job, &legacy)
         };
         checkpoint.job = job.clone();
         let resumed_batches = checkpoint.done.len();
@@ -420,8 +417,64 @@ fn save(path: &Path, checkpoint: &Checkpoint) {
 }
 
 /// The same import (target, rows, mapping, keys) gets the same id, so a re-run finds its
-/// checkpoint; any change starts afresh.
+/// checkpoint; any change starts afresh. SHA-256 over a length-prefixed encoding with object
+/// keys sorted: the same on every build, platform and Rust release (a checkpoint must outlive
+/// an upgrade). 32 hex digits; ids before this were 16 ([`legacy_job_id`]).
 fn job_id(args: &BulkImport, source: &str, records: &[Row]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut part = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    part(b"plugboard bulk import v2");
+    part(args.base.as_bytes());
+    part(args.table.as_bytes());
+    part(source.as_bytes());
+    part(&(args.key_fields.len() as u64).to_le_bytes());
+    for key in &args.key_fields {
+        part(key.as_bytes());
+    }
+    part(&[u8::from(args.typecast)]);
+    match &args.mapping {
+        Some(mapping) => part(&canonical(&Value::Object(mapping.clone()))),
+        None => part(b""),
+    }
+    part(&(records.len() as u64).to_le_bytes());
+    for (n, fields) in records {
+        part(&(*n as u64).to_le_bytes());
+        part(&canonical(&Value::Object(fields.clone())));
+    }
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// JSON with every object's keys sorted, whatever order the map keeps.
+fn canonical(value: &Value) -> Vec<u8> {
+    fn sorted(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                // Built in sorted order; serialised in it whether or not the map keeps order.
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&map[k])))
+                        .collect(),
+                )
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    serde_json::to_vec(&sorted(value)).unwrap_or_default()
+}
+
+/// The id checkpoints had before [`job_id`]: `DefaultHasher`, whose output Rust does not
+/// promise to keep. Only read, once, to carry an interrupted import across the upgrade.
+fn legacy_job_id(args: &BulkImport, source: &str, records: &[Row]) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (
@@ -440,6 +493,30 @@ fn job_id(args: &BulkImport, source: &str, records: &[Row]) -> String {
         serde_json::to_string(r).unwrap_or_default().hash(&mut h);
     }
     format!("{:016x}", h.finish())
+}
+
+/// The checkpoint of job `job` in `dir`; failing that, one an older release left under the
+/// job's `legacy` id, moved to `job`'s name so it is read under the old name only once.
+fn load_checkpoint(dir: &Path, job: &str, legacy: &str) -> Checkpoint {
+    let read = |id: &str| {
+        std::fs::read(dir.join(format!("{id}.json")))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Checkpoint>(&b).ok())
+            .filter(|c| c.job == id)
+    };
+    if let Some(checkpoint) = read(job) {
+        return checkpoint;
+    }
+    let Some(mut checkpoint) = read(legacy) else {
+        return Checkpoint::default();
+    };
+    checkpoint.job = job.to_owned();
+    save(&dir.join(format!("{job}.json")), &checkpoint);
+    if dir.join(format!("{job}.json")).exists() {
+        let _ = std::fs::remove_file(dir.join(format!("{legacy}.json")));
+        tracing::info!(job, legacy, "moved an import checkpoint to its stable id");
+    }
+    checkpoint
 }
 
 /// Rows of a CSV (header row) or JSON (array of objects, or one object per line) file.
@@ -602,5 +679,92 @@ mod tests {
                 .unwrap_err()
                 .contains("Other")
         );
+    }
+
+    fn job(mapping: Option<Value>) -> (BulkImport, Vec<Row>) {
+        let args: BulkImport = serde_json::from_value(json!({
+            "base": "appAAAAAAAAAAAAAA",
+            "table": "Items",
+            "key_fields": ["SKU"],
+            "mapping": mapping,
+        }))
+        .unwrap();
+        let rows = vec![
+            (
+                1,
+                serde_json::from_value(json!({"SKU": "A-1", "Qty": 2})).unwrap(),
+            ),
+            (
+                2,
+                serde_json::from_value(json!({"Qty": 3, "SKU": "A-2"})).unwrap(),
+            ),
+        ];
+        (args, rows)
+    }
+
+    /// The id is a fixed function of the import: this value must never change, or every
+    /// interrupted import is orphaned by the upgrade that changed it.
+    #[test]
+    fn job_ids_are_golden() {
+        let (args, rows) = job(None);
+        // Computed independently (Python's hashlib over the same encoding).
+        assert_eq!(
+            job_id(&args, "/data/items.csv", &rows),
+            "4b63f6f50b1884d26c6932de5a8ed87f"
+        );
+        // Key order inside a row or the mapping does not matter; anything else does.
+        let (mapped, _) = job(Some(json!({"sku": "SKU", "qty": "Qty"})));
+        let (reordered, _) = job(Some(json!({"qty": "Qty", "sku": "SKU"})));
+        assert_eq!(
+            job_id(&mapped, "/data/items.csv", &rows),
+            job_id(&reordered, "/data/items.csv", &rows)
+        );
+        assert_ne!(
+            job_id(&mapped, "/data/items.csv", &rows),
+            job_id(&args, "/data/items.csv", &rows)
+        );
+        assert_ne!(
+            job_id(&args, "/data/other.csv", &rows),
+            job_id(&args, "/data/items.csv", &rows)
+        );
+        assert_ne!(
+            job_id(&args, "/data/items.csv", &rows[..1]),
+            job_id(&args, "/data/items.csv", &rows)
+        );
+    }
+
+    /// A checkpoint an older release wrote under its `DefaultHasher` id is read once: moved to
+    /// the stable id, with what it had done.
+    #[test]
+    fn a_legacy_checkpoint_is_carried_over_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (args, rows) = job(None);
+        let (new, old) = (
+            job_id(&args, "/d/items.csv", &rows),
+            legacy_job_id(&args, "/d/items.csv", &rows),
+        );
+        assert_eq!((new.len(), old.len()), (32, 16));
+        let legacy = Checkpoint {
+            job: old.clone(),
+            done: BTreeSet::from([0, 2]),
+            created: 20,
+            ..Checkpoint::default()
+        };
+        save(&dir.path().join(format!("{old}.json")), &legacy);
+        let loaded = load_checkpoint(dir.path(), &new, &old);
+        assert_eq!((loaded.job.as_str(), loaded.created), (new.as_str(), 20));
+        assert_eq!(loaded.done, BTreeSet::from([0, 2]));
+        assert!(!dir.path().join(format!("{old}.json")).exists());
+        assert!(dir.path().join(format!("{new}.json")).exists());
+        // Read again: the stable one, and nothing else is left.
+        assert_eq!(load_checkpoint(dir.path(), &new, &old).done.len(), 2);
+        // A checkpoint of another job under this name is not taken for this one.
+        let stray = Checkpoint {
+            job: "someone-else".into(),
+            ..Checkpoint::default()
+        };
+        save(&dir.path().join(format!("{old}.json")), &stray);
+        std::fs::remove_file(dir.path().join(format!("{new}.json"))).unwrap();
+        assert!(load_checkpoint(dir.path(), &new, &old).done.is_empty());
     }
 }
