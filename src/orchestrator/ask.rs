@@ -114,7 +114,7 @@ impl Orchestrator {
         let started = Instant::now();
         let deadline = self.agents.timeout(agent.provider());
         let tools = if request.use_tools && agent.supports_tools() {
-            self.tool_specs()
+            self.tool_specs(cx)
         } else {
             Vec::new()
         };
@@ -213,11 +213,11 @@ impl Orchestrator {
         }
     }
 
-    /// The tools a model may call: the published ones (but the agents' own), read-only
-    /// ones only unless configured otherwise.
-    fn offered_tools(&self) -> Vec<rmcp::model::Tool> {
+    /// The tools a model may call: the published ones its caller may call (but the agents'
+    /// own), read-only ones only unless configured otherwise.
+    fn offered_tools(&self, cx: &ToolContext) -> Vec<rmcp::model::Tool> {
         self.toolbox
-            .tools()
+            .tools(cx.caller())
             .into_iter()
             .filter(|t| {
                 !self.settings.read_only_tools
@@ -229,8 +229,8 @@ impl Orchestrator {
     }
 
     /// The offered tools as the model sees them.
-    fn tool_specs(&self) -> Vec<ToolSpec> {
-        self.offered_tools()
+    fn tool_specs(&self, cx: &ToolContext) -> Vec<ToolSpec> {
+        self.offered_tools(cx)
             .into_iter()
             .map(|t| ToolSpec {
                 name: t.name.to_string(),
@@ -264,7 +264,7 @@ impl Orchestrator {
                 );
             }
         };
-        let offered = self.offered_tools();
+        let offered = self.offered_tools(cx);
         if !offered.iter().any(|t| t.name == call.name) {
             let names: Vec<&str> = offered.iter().map(|t| t.name.as_ref()).collect();
             return result(

@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 
 use rmcp::model::{CallToolResult, JsonObject, Tool};
 
-use super::{Manager, ToolContext};
+use super::{Caller, Manager, ToolContext};
 
 #[derive(Clone)]
 pub struct Toolbox {
@@ -29,8 +29,10 @@ impl Toolbox {
         Self::new(Weak::new(), "")
     }
 
-    /// The published tools, except the holder's own.
-    pub fn tools(&self) -> Vec<Tool> {
+    /// The published tools `caller` may call, except the holder's own: a session or token
+    /// scoped to fewer tools sees only those here too, so a model working for it is never
+    /// offered a tool its call would be refused.
+    pub fn tools(&self, caller: &Caller) -> Vec<Tool> {
         let Some(manager) = self.manager.upgrade() else {
             return Vec::new();
         };
@@ -42,7 +44,7 @@ impl Toolbox {
                 registry
                     .entries
                     .get(t.name.as_ref())
-                    .is_some_and(|e| *e.plugin != *self.own)
+                    .is_some_and(|e| *e.plugin != *self.own && caller.allows(&e.plugin, t))
             })
             .cloned()
             .collect()

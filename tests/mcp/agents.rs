@@ -549,6 +549,71 @@ async fn ask_runs_the_models_tool_calls() {
     client.cancel().await.unwrap();
 }
 
+/// A connection scoped to fewer tools than the server publishes (one session, one API token):
+/// a model working for it is offered only those, and calling another is refused. In process,
+/// over a duplex: a scope is set by the face, not by anything a client can send.
+#[tokio::test]
+async fn a_scoped_connection_offers_its_model_only_its_tools() {
+    use plugboard::{
+        plugin::{Face, Filters, Manager, ManagerConfig},
+        server::McpHandler,
+    };
+    use rmcp::ServiceExt;
+
+    let s = Setup::new(&["openai"], "");
+    let env: std::collections::HashMap<String, String> = s.env.iter().cloned().collect();
+    let config = ManagerConfig {
+        plugins_dir: s.fx.plugins(),
+        catalog: plugboard::plugins::catalog(),
+        ..ManagerConfig::default()
+    };
+    let manager = Manager::start_with_env(config, Box::new(move || env.clone())).await;
+    let handler = McpHandler::new(manager).on(Face::Http).scoped(Filters {
+        exclude_tools: vec!["files_search".into()],
+        ..Filters::default()
+    });
+    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(async move {
+        if let Ok(server) = handler.serve(server_io).await {
+            let _ = server.waiting().await;
+        }
+    });
+    let client = crate::support::Recorder::default()
+        .serve(client_io)
+        .await
+        .unwrap();
+
+    s.fake.set(
+        Provider::OpenAi,
+        Behaviour::ToolThenAnswer {
+            tool: "files_search".into(),
+            args: json!({"pattern": "plugboard"}),
+        },
+    );
+    let answer = ok(
+        &client,
+        "ask",
+        json!({"prompt": "search the docs", "provider": "openai", "use_tools": true}),
+    )
+    .await;
+    assert!(
+        answer["answer"]
+            .as_str()
+            .unwrap()
+            .starts_with("tool said: there is no tool `files_search` you may call"),
+        "{answer}"
+    );
+    let offered: Vec<String> = s.fake.requests(Provider::OpenAi)[0].body["tools"]
+        .as_array()
+        .expect("tools offered")
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(offered.contains(&"files_read".to_owned()), "{offered:?}");
+    assert!(!offered.contains(&"files_search".to_owned()), "{offered:?}");
+    client.cancel().await.unwrap();
+}
+
 /// Retries wait as long as each provider asks: `retry-after-ms`/`retry-after` headers, or
 /// Gemini's RetryInfo in the body.
 #[tokio::test]
