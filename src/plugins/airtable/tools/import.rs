@@ -1,0 +1,28 @@
+//! The MCP side of `bulk_import`: its published definition. The import itself (rows, batches,
+//! checkpoints) is the engine in the plugin's `import.rs`.
+
+use std::sync::Arc;
+
+use crate::{
+    plugin::{Hints, ToolDef},
+    plugins::airtable::{Airtable, BulkImport},
+};
+
+pub(super) fn bulk_import(at: &Arc<Airtable>) -> ToolDef {
+    let at = at.clone();
+    ToolDef::new(
+        "bulk_import",
+        "Import rows from a CSV/TSV/JSON/JSONL file (inside the import folders) or inline \
+         `rows` into a table, upserting on `key_fields` so a re-run never duplicates. Columns \
+         go to the fields of the same name unless `mapping` says otherwise. Reports progress; \
+         an interrupted import continues from its checkpoint when run again. Answers with \
+         created, updated, skipped and failed rows (with reasons).",
+        Hints::destructive(true).open_world(),
+        move |args: BulkImport, cx| {
+            let at = at.clone();
+            async move { at.bulk_import(args, cx).await }
+        },
+    )
+    // Large imports run for as long as they need (50 records/s at best); cancel to stop.
+    .with_timeout(std::time::Duration::from_secs(24 * 3600))
+}
