@@ -452,7 +452,7 @@ fn job_id(args: &BulkImport, source: &str, records: &[Row]) -> String {
 }
 
 /// JSON with every object's keys sorted, whatever order the map keeps.
-fn canonical(value: &Value) -> Vec<u8> {
+pub(super) fn canonical(value: &Value) -> Vec<u8> {
     fn sorted(value: &Value) -> Value {
         match value {
             Value::Object(map) => {
