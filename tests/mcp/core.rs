@@ -124,7 +124,8 @@ async fn a_plugin_that_goes_down_withholds_its_tools_until_it_is_back() {
             .filter(|t| t.name.starts_with("testkit_"))
             .count()
     };
-    assert_eq!(tools().await, 5);
+    let published = tools().await;
+    assert!(published > 0);
     let changed = client.service().list_changed.clone();
     let down = client
         .call_tool(call(
@@ -153,7 +154,7 @@ async fn a_plugin_that_goes_down_withholds_its_tools_until_it_is_back() {
     assert_eq!(refused.is_error, Some(true));
     // A minute later (paused time) it reports it is back.
     changed.notified().await;
-    assert_eq!(tools().await, 5);
+    assert_eq!(tools().await, published);
     assert_eq!(status("testkit"), "ready");
 }
 
