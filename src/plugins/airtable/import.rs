@@ -6,13 +6,12 @@
 //! - A checkpoint file records the finished batches and the counts; run the same import again
 //!   and it continues where it stopped. It is removed when the import completes.
 //! - Several batches are in flight at once (the paced client keeps the base under its limit),
-//!   so the import runs at Airtable's ceiling even when each request takes longer than the
-//!   200 ms between requests.
+//!   so the import runs near Airtable's ceiling even when each request takes a while.
 //! - A batch Airtable refuses for its contents (422) is split: each row is sent alone, so one
 //!   bad row fails with its reason and the other nine land.
 //!
-//! A little over 600 lines with its unit tests (from `#[cfg(test)]` on): the import is one
-//! loop of batches, checkpoints and splits.
+//! Over 600 lines only with its unit tests (from `#[cfg(test)]` on): the import is one loop of
+//! batches, checkpoints and splits, and the ids that find a checkpoint again.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -32,7 +31,7 @@ use super::{
     client::{Failure, Repeat, advice},
     tools::BATCH,
 };
-use crate::plugin::{ToolContext, ToolError, ToolOutcome};
+use crate::plugin::{ToolContext, ToolError};
 
 /// A source row number (1-based) and the fields it becomes.
 type Row = (usize, Map<String, Value>);
@@ -105,17 +104,6 @@ struct Checkpoint {
 }
 
 impl Airtable {
-    pub async fn bulk_import(&self, args: BulkImport, cx: ToolContext) -> ToolOutcome {
-        let report = self.import(args, &cx).await?;
-        let failed = !report.complete;
-        let value = serde_json::to_value(&report).unwrap_or_default();
-        if failed {
-            Ok(rmcp::model::CallToolResult::structured_error(value))
-        } else {
-            Ok(rmcp::model::CallToolResult::structured(value))
-        }
-    }
-
     pub async fn import(&self, args: BulkImport, cx: &ToolContext) -> Result<Report, ToolError> {
         let started = Instant::now();
         if args.key_fields.is_empty() || args.key_fields.len() > 3 {

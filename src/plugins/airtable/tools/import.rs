@@ -1,10 +1,12 @@
-//! The MCP side of `bulk_import`: its published definition. The import itself (rows, batches,
-//! checkpoints) is the engine in the plugin's `import.rs`.
+//! The MCP side of `bulk_import`: its published definition and its result. The import itself
+//! (rows, batches, checkpoints) is the engine in the plugin's `import.rs`.
 
 use std::sync::Arc;
 
+use rmcp::model::CallToolResult;
+
 use crate::{
-    plugin::{Hints, ToolDef},
+    plugin::{Hints, ToolContext, ToolDef, ToolOutcome},
     plugins::airtable::{Airtable, BulkImport},
 };
 
@@ -20,9 +22,21 @@ pub(super) fn bulk_import(at: &Arc<Airtable>) -> ToolDef {
         Hints::destructive(true).open_world(),
         move |args: BulkImport, cx| {
             let at = at.clone();
-            async move { at.bulk_import(args, cx).await }
+            async move { run(&at, args, cx).await }
         },
     )
     // Large imports run for as long as they need (50 records/s at best); cancel to stop.
     .with_timeout(std::time::Duration::from_secs(24 * 3600))
+}
+
+/// The import's report as the result: an error result when it did not complete, so the client
+/// sees at a glance that rows are missing (and the report says which, and why).
+async fn run(at: &Airtable, args: BulkImport, cx: ToolContext) -> ToolOutcome {
+    let report = at.import(args, &cx).await?;
+    let value = serde_json::to_value(&report).unwrap_or_default();
+    Ok(if report.complete {
+        CallToolResult::structured(value)
+    } else {
+        CallToolResult::structured_error(value)
+    })
 }
