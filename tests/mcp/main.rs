@@ -18,6 +18,7 @@ mod cli;
 mod core;
 mod files;
 mod github;
+mod inproc;
 mod protocol;
 mod protocol_input;
 mod protocol_stream;

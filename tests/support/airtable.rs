@@ -14,6 +14,11 @@
 //! status: `is_request()` is true (hyper reports "connection reset" or
 //! "connection closed before message completed"), `is_connect()`/`is_timeout()`
 //! are false.
+//!
+//! Time is tokio's clock (rate windows, lockouts, offset expiry): started with
+//! [`FakeAirtable::start`] on a test runtime whose time is paused, a 30 s lockout
+//! passes in virtual time, exactly as long as the client waits; on a runtime of
+//! its own ([`FakeAirtable::start_in_thread`]) tokio's clock is the real one.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -23,7 +28,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -37,6 +42,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 // ---------------------------------------------------------------------------
 // Public API

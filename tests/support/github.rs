@@ -25,6 +25,9 @@
 //!   search_limit)`. Exhausted → 403, `x-ratelimit-remaining: 0`, message
 //!   "API rate limit exceeded for user ID 1." (unauthenticated: "… for 127.0.0.1.").
 //!   Refused and 401/403-UA requests do not count. `GET /rate_limit` is free.
+//!   Windows run on tokio's clock (paused in a test, they pass in virtual time);
+//!   `x-ratelimit-reset` is wall-clock epoch seconds, as GitHub sends it, which is
+//!   also what the client reads its waits from.
 //! - Secondary-limit fault ([`FakeGitHub::secondary_limit_next`]): 403 with
 //!   `retry-after` = the duration rounded up to whole seconds; it does not consume
 //!   primary quota, and the `x-ratelimit-*` headers show quota left.
@@ -79,7 +82,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
@@ -90,6 +93,7 @@ use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 // ---------------------------------------------------------------------------
 // Public API
