@@ -157,6 +157,8 @@ pub struct Recorded {
     pub at: Instant,
     /// The status the fake answered.
     pub status: u16,
+    /// The `x-ratelimit-reset` it answered with (epoch seconds), if any.
+    pub rate_reset: Option<u64>,
 }
 
 /// A running fake. Stops when dropped.
@@ -993,6 +995,7 @@ async fn handle(State(state): State<Arc<Mutex<St>>>, req: Request) -> Response {
         body: parsed.clone().unwrap_or(Value::Null),
         at,
         status: 0,
+        rate_reset: None,
     });
     s.seq += 1;
     let seq = s.seq;
@@ -1076,6 +1079,10 @@ async fn handle(State(state): State<Arc<Mutex<St>>>, req: Request) -> Response {
         h.insert("x-github-media-type", hv("github.v3; format=json"));
     }
     s.requests[idx].status = resp.status().as_u16();
+    s.requests[idx].rate_reset = resp
+        .headers()
+        .get("x-ratelimit-reset")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
     resp
 }
 
