@@ -53,6 +53,13 @@ impl Server {
         self
     }
 
+    pub fn envs<'a>(mut self, vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        for (name, value) in vars {
+            self = self.env(name, value);
+        }
+        self
+    }
+
     /// `--call-timeout`.
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.config.call_timeout = timeout;
