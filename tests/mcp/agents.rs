@@ -3,17 +3,22 @@
 //! available, synthesis by the client's model), the tool-calling loop (a model that calls
 //! `files_read` and then answers), retries that honour each provider's hint, auto-routing
 //! with fallback, malformed and broken answers, streaming on the CLI, and the counters.
+//! Deadlines, latencies and retry waits are tested in process under paused time
+//! ([`Setup::in_process`]) with the shipped waits, asserting exact durations.
 
 use std::time::Duration;
 
+use plugboard::{plugin::Face, server::McpHandler};
 use rmcp::{
     model::{ClientRequest, ReadResourceRequestParams, Request, ServerResult},
     service::PeerRequestOptions,
 };
 use serde_json::{Value, json};
+use tokio::time::Instant;
 
 use crate::{
     fake_llm::{Behaviour, FakeLlm, KEY, Provider},
+    inproc::{Server, connect},
     protocol::{Probe, ProbeClient},
     scenario::call,
     support::{Fixture, text},
@@ -78,13 +83,21 @@ const ALL: [(Provider, &str, &str); 4] = [
 ];
 
 /// The shipped manifest's variables with test settings: every provider on a test model,
-/// anthropic as synthesizer, short waits.
+/// short waits.
 fn manifest(extra: &str) -> String {
+    manifest_waiting(
+        "timeout_secs = 10\nmax_retries = 2\nmax_retry_wait_secs = 5\n",
+        extra,
+    )
+}
+
+/// [`manifest`] with `waits` for its timeout and retry settings (empty: the shipped ones).
+fn manifest_waiting(waits: &str, extra: &str) -> String {
     let shipped = include_str!("../../plugins/agents/plugin.toml");
     let head = shipped.split("\n[settings]").next().unwrap();
     assert!(head.contains("[env.OPENAI_API_KEY]"));
     format!(
-        "{head}\n[settings]\ntimeout_secs = 10\nmax_retries = 2\nmax_retry_wait_secs = 5\n{extra}\n\
+        "{head}\n[settings]\n{waits}{extra}\n\
          [settings.providers.openai]\nmodel = \"gpt-test\"\n\
          [settings.providers.anthropic]\nmodel = \"claude-test\"\n\
          [settings.providers.gemini]\nmodel = \"gemini-test\"\n\
@@ -103,9 +116,20 @@ struct Setup {
 impl Setup {
     /// The files fixture plus the agents plugin, with keys for `providers`.
     fn new(providers: &[&str], settings: &str) -> Self {
-        let fake = FakeLlm::start_in_thread();
+        Self::around(FakeLlm::start_in_thread(), providers, &manifest(settings))
+    }
+
+    /// For a paused-time test: the fake on the test's runtime, the shipped waits (answers may
+    /// take 120 s, retry hints up to 60 s are honoured); connect with
+    /// [`Setup::in_process_client`].
+    async fn in_process(providers: &[&str], settings: &str) -> Self {
+        let manifest = manifest_waiting("", settings);
+        Self::around(FakeLlm::start().await, providers, &manifest)
+    }
+
+    fn around(fake: FakeLlm, providers: &[&str], manifest: &str) -> Self {
         let fx = Fixture::new();
-        fx.manifest("agents", &manifest(settings));
+        fx.manifest("agents", manifest);
         let mut env = Vec::new();
         for name in providers {
             let base = match *name {
@@ -129,6 +153,21 @@ impl Setup {
         )
     }
 
+    async fn all_in_process() -> Self {
+        Self::in_process(
+            &["openai", "anthropic", "gemini", "deepseek"],
+            "synthesizer = \"anthropic\"",
+        )
+        .await
+    }
+
+    /// The plugin in process, with the environment [`Setup::client`]'s server gets.
+    async fn in_process_client(&self, probe: Probe) -> ProbeClient {
+        let env = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let manager = Server::new(&self.fx).envs(env).start().await;
+        connect(McpHandler::new(manager).on(Face::Stdio), probe).await
+    }
+
     fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut cmd = self.fx.command(args);
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
@@ -146,12 +185,14 @@ impl Setup {
     }
 }
 
-/// Consensus answered by all four; the synthesizer (anthropic) names who agreed.
-#[tokio::test]
+/// Consensus answered by all four, asked at once, each taking its three seconds; the
+/// synthesizer (anthropic) names who agreed.
+#[tokio::test(start_paused = true)]
 async fn consensus_asks_four_providers_at_once() {
-    let s = Setup::all();
+    let s = Setup::all_in_process().await;
+    let latency = Duration::from_secs(3);
     for (provider, ..) in ALL {
-        s.fake.set_latency(provider, Duration::from_millis(300));
+        s.fake.set_latency(provider, latency);
     }
     s.fake.push_once(Provider::Anthropic, Behaviour::Echo);
     s.fake.push_once(
@@ -159,7 +200,7 @@ async fn consensus_asks_four_providers_at_once() {
         Behaviour::Answer("All four say 4.\nAGREED: openai, anthropic, gemini, deepseek".into()),
     );
     let probe = Probe::default();
-    let client = s.client(probe.clone()).await;
+    let client = s.in_process_client(probe.clone()).await;
     let tools: Vec<String> = client
         .list_all_tools()
         .await
@@ -172,6 +213,7 @@ async fn consensus_asks_four_providers_at_once() {
         "{tools:?}"
     );
 
+    let started = Instant::now();
     let handle = client
         .send_cancellable_request(
             ClientRequest::CallToolRequest(Request::new(call(
@@ -185,6 +227,8 @@ async fn consensus_asks_four_providers_at_once() {
     let ServerResult::CallToolResult(result) = handle.await_response().await.unwrap() else {
         panic!("not a tool result")
     };
+    // The four answers side by side, then the synthesis.
+    assert_eq!(started.elapsed(), 2 * latency);
     assert_ne!(result.is_error, Some(true), "{}", text(&result));
     let c = result.structured_content.clone().unwrap();
     conforms(&client, "consensus", &c).await;
@@ -253,17 +297,14 @@ async fn consensus_asks_four_providers_at_once() {
         [1.0, 2.0, 3.0, 4.0, 4.0].map(|p| (p, Some(5.0))).to_vec()
     );
 
-    // Fanned out at once: all four requests were in before the first answer could be back.
-    let arrivals: Vec<_> = ALL
-        .iter()
-        .map(|(p, ..)| s.fake.requests(*p)[0].at)
-        .collect();
-    let first = *arrivals.iter().min().unwrap();
-    let last = *arrivals.iter().max().unwrap();
-    assert!(
-        last - first < Duration::from_millis(250),
-        "{:?}",
-        last - first
+    // Fanned out at once: all four requests arrived when the call began.
+    for (provider, name, _) in ALL {
+        assert_eq!(s.fake.requests(provider)[0].at, started, "{name}");
+    }
+    assert_eq!(
+        s.fake.requests(Provider::Anthropic)[1].at - started,
+        latency,
+        "the synthesis was asked as soon as the answers were in"
     );
     // Each provider got its key the way its API wants it, and the stance as system prompt.
     let openai = &s.fake.requests(Provider::OpenAi)[0];
@@ -293,11 +334,12 @@ async fn consensus_asks_four_providers_at_once() {
     client.cancel().await.unwrap();
 }
 
-/// A provider that hangs past its deadline is reported; the others' answers are kept.
-/// A provider that fails is reported with what to do; 5xx are retried, 402 is not.
-#[tokio::test]
+/// A provider that hangs past its deadline is reported when the deadline comes; the others'
+/// answers are kept. A provider that fails is reported with what to do; 5xx are retried, 402
+/// is not.
+#[tokio::test(start_paused = true)]
 async fn late_and_failing_providers_lose_nothing() {
-    let s = Setup::all();
+    let s = Setup::all_in_process().await;
     s.fake.set(Provider::Gemini, Behaviour::Hang);
     s.fake.set(Provider::OpenAi, Behaviour::Status(500));
     s.fake.set(Provider::DeepSeek, Behaviour::Status(402));
@@ -306,18 +348,18 @@ async fn late_and_failing_providers_lose_nothing() {
         Provider::Anthropic,
         Behaviour::Answer("Only one answer.\nAGREED: anthropic".into()),
     );
-    let client = s.client(Probe::default()).await;
-    let started = std::time::Instant::now();
+    let client = s.in_process_client(Probe::default()).await;
+    let started = Instant::now();
     let c = ok(
         &client,
         "consensus",
         json!({"prompt": "Is water wet?", "timeout_secs": 1.5}),
     )
     .await;
-    let took = started.elapsed();
-    assert!(
-        took < Duration::from_secs(5),
-        "waited for the hanging provider: {took:?}"
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(1500),
+        "the deadline"
     );
     let by = |name: &str| {
         c["opinions"]
@@ -614,19 +656,15 @@ async fn a_scoped_connection_offers_its_model_only_its_tools() {
     client.cancel().await.unwrap();
 }
 
-/// Retries wait as long as each provider asks: `retry-after-ms`/`retry-after` headers, or
-/// Gemini's RetryInfo in the body.
-#[tokio::test]
+/// Retries wait exactly as long as each provider asks: `retry-after-ms`/`retry-after`
+/// headers, or Gemini's RetryInfo in the body.
+#[tokio::test(start_paused = true)]
 async fn rate_limits_are_waited_out_as_each_provider_asks() {
-    let s = Setup::all();
-    let client = s.client(Probe::default()).await;
+    let s = Setup::all_in_process().await;
+    let client = s.in_process_client(Probe::default()).await;
+    let wait = Duration::from_secs(20);
     for (provider, name, _) in ALL {
-        s.fake.push_once(
-            provider,
-            Behaviour::RateLimited {
-                wait: Duration::from_millis(400),
-            },
-        );
+        s.fake.push_once(provider, Behaviour::RateLimited { wait });
         let answer = ok(&client, "ask", json!({"prompt": "hi", "provider": name})).await;
         assert!(
             answer["answer"].as_str().unwrap().ends_with("says: hi"),
@@ -634,20 +672,17 @@ async fn rate_limits_are_waited_out_as_each_provider_asks() {
         );
         let requests = s.fake.requests(provider);
         assert_eq!(requests.len(), 2, "{name}");
-        let waited = requests[1].at - requests[0].at;
-        assert!(
-            waited >= Duration::from_millis(400),
-            "{name} retried after {waited:?}, before the 400 ms it was asked to wait"
-        );
+        assert_eq!(requests[1].at - requests[0].at, wait, "{name}");
     }
     client.cancel().await.unwrap();
 }
 
-/// `auto` follows the routing rules, and falls back when the chosen provider fails.
-#[tokio::test]
+/// `auto` follows the routing rules, and falls back when the chosen provider fails (after
+/// its retries, backed off in paused time).
+#[tokio::test(start_paused = true)]
 async fn auto_routing_and_fallback() {
-    let s = Setup::all();
-    let client = s.client(Probe::default()).await;
+    let s = Setup::all_in_process().await;
+    let client = s.in_process_client(Probe::default()).await;
     let answer = ok(
         &client,
         "ask",
@@ -812,9 +847,9 @@ async fn the_cli_streams_answers() {
 /// for any clock: the provider is reported with the wait it asked for, not retried, and the
 /// others' answers are all in the result. A NaN or negative hint is no hint: backed off and
 /// retried. (Before: `Duration::from_secs_f64` panicked and the consensus lost everything.)
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn impossible_retry_hints_lose_no_answer() {
-    let s = Setup::new(&["openai", "anthropic", "gemini", "deepseek"], "");
+    let s = Setup::in_process(&["openai", "anthropic", "gemini", "deepseek"], "").await;
     let header = |name: &str, value: &str| Behaviour::Raw {
         status: 429,
         headers: vec![(name.to_owned(), value.to_owned())],
@@ -835,7 +870,7 @@ async fn impossible_retry_hints_lose_no_answer() {
             .to_string(),
         },
     );
-    let client = s.client(Probe::default()).await;
+    let client = s.in_process_client(Probe::default()).await;
     let c = ok(&client, "consensus", json!({"prompt": "2+2?"})).await;
     let by = |name: &str| {
         c["opinions"]
@@ -890,9 +925,17 @@ async fn impossible_retry_hints_lose_no_answer() {
             .contains("asked to wait more than a century"),
         "{anthropic}"
     );
-    // NaN and negative hints were backed off and retried once.
-    assert_eq!(s.fake.request_count(Provider::OpenAi), 3);
-    assert_eq!(s.fake.request_count(Provider::DeepSeek), 3);
+    // NaN and negative hints were backed off and retried once, after the first backoff of
+    // the schedule (500 ms, jittered to between half and all of it).
+    for provider in [Provider::OpenAi, Provider::DeepSeek] {
+        let requests = s.fake.requests(provider);
+        assert_eq!(requests.len(), 3, "{provider:?}");
+        let backoff = requests[2].at - requests[1].at;
+        assert!(
+            (Duration::from_millis(250)..=Duration::from_millis(500)).contains(&backoff),
+            "{provider:?}: {backoff:?}"
+        );
+    }
     client.cancel().await.unwrap();
 }
 

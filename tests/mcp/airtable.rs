@@ -3,8 +3,10 @@
 //! stdio (or the `plugboard import airtable` command), the shipped manifest's variables.
 //!
 //! The fake enforces Airtable's real 5 requests/s per base (a 429 and a lockout beyond it);
-//! only the lockout is shortened, for the fake and the plugin alike, so the tests stay fast.
-//! This file holds the shared setup and the bulk imports; `airtable_tools.rs` the other tools.
+//! for the binary, the lockout is shortened, for the fake and the plugin alike, so the tests
+//! stay fast. Tests of the lockout itself run in process under paused time with the real
+//! 30 seconds ([`Setup::in_process`]). This file holds the shared setup and the bulk imports;
+//! `airtable_tools.rs` the other tools.
 //!
 //! Every fake has its own limits, so tests with separate fakes run side by side without
 //! slowing each other down. The 1,000-row imports take ~20 s each at Airtable's ceiling
@@ -27,18 +29,20 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     fake_airtable::{FakeAirtable, FakeConfig, Faults},
+    inproc::Server,
     scenario::call,
     support::{Fixture, Recorder, text, write},
 };
 
 pub type Client = RunningService<RoleClient, Recorder>;
 
-/// Seconds a base is refused after a 429, in the fake and in the plugin's settings (the real
-/// API: 30).
+/// Seconds a base is refused after a 429, in the fake and in the plugin's settings, for the
+/// binary (the real API, and the in-process tests: 30).
 pub const LOCKOUT_SECS: u64 = 2;
 
 /// A home with the airtable plugin (the shipped manifest's variables, test settings) and a
-/// fake Airtable on its own thread, so it keeps answering whatever the test awaits.
+/// fake Airtable on its own thread, so it keeps answering whatever the test awaits; or, for a
+/// paused-time test, both in process ([`Setup::in_process`]).
 pub struct Setup {
     pub fx: Fixture,
     pub fake: FakeAirtable,
@@ -58,8 +62,28 @@ impl Setup {
             ..config
         });
         let fx = Fixture::empty();
-        fx.manifest("airtable", &manifest(&fx));
+        fx.manifest(
+            "airtable",
+            &manifest(&fx, Duration::from_secs(LOCKOUT_SECS)),
+        );
         Self { fx, fake, token }
+    }
+
+    /// For a paused-time test: the fake on the test's runtime with `config`'s lockout (by
+    /// default Airtable's real 30 s), the plugin's setting to match; connect with
+    /// [`Setup::in_process_client`].
+    pub async fn in_process(config: FakeConfig) -> Self {
+        let token = config.token.clone();
+        let lockout = config.lockout;
+        let fake = FakeAirtable::start(config).await;
+        let fx = Fixture::empty();
+        fx.manifest("airtable", &manifest(&fx, lockout));
+        Self { fx, fake, token }
+    }
+
+    /// The plugin in process, with the environment [`Setup::client`]'s server gets.
+    pub async fn in_process_client(&self) -> Client {
+        Server::new(&self.fx).envs(self.env()).client().await
     }
 
     pub fn checkpoints(&self) -> PathBuf {
@@ -89,7 +113,7 @@ impl Setup {
 
 /// The shipped manifest (its `[env]` declarations are what hand the variables to the plugin)
 /// with test settings.
-fn manifest(fx: &Fixture) -> String {
+fn manifest(fx: &Fixture, lockout: Duration) -> String {
     let shipped = include_str!("../../plugins/airtable/plugin.toml");
     let head = shipped
         .split("\n[settings]")
@@ -97,7 +121,8 @@ fn manifest(fx: &Fixture) -> String {
         .expect("the shipped manifest");
     assert!(head.contains("[env.AIRTABLE_API_KEY]"), "{shipped}");
     format!(
-        "{head}\n[settings]\nlockout_secs = {LOCKOUT_SECS}\ncheckpoint_dir = {:?}\nimport_roots = [{:?}]\n",
+        "{head}\n[settings]\nlockout_secs = {}\ncheckpoint_dir = {:?}\nimport_roots = [{:?}]\n",
+        lockout.as_secs_f64(),
         fx.home.path().join("checkpoints").display().to_string(),
         fx.data().display().to_string(),
     )
@@ -138,16 +163,12 @@ pub async fn fails(client: &Client, tool: &str, arguments: Value) -> String {
     text(&result)
 }
 
-/// Wait (polling, at most `limit`) until `done` holds.
-pub async fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Wait for `event` (a fake's or a client's `until`): `limit` only makes a broken test fail
+/// instead of hanging; it measures nothing.
+pub async fn until(what: &str, limit: Duration, event: impl Future<Output = ()>) {
+    tokio::time::timeout(limit, event)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not happen within {limit:?}"));
 }
 
 /// The `fields` of every record of a table in the fake, in creation order.
@@ -267,9 +288,11 @@ async fn paced_import_then_rerun() {
         .unwrap();
     let token = handle.progress_token.clone();
     let recorder = client.service().clone();
-    until("10 progress notifications", Duration::from_secs(60), || {
-        recorder.progress.lock().unwrap().len() >= 10
-    })
+    until(
+        "10 progress notifications",
+        Duration::from_secs(60),
+        recorder.until(|r| r.progress.lock().unwrap().len() >= 10),
+    )
     .await;
     let landed = s.fake.records(&base, "Items").len();
     assert!(
@@ -370,7 +393,8 @@ async fn import_under_faults_killed_then_resumed() {
     until(
         "40% of the rows in the fake",
         Duration::from_secs(90),
-        || s.fake.records(&base, "Items").len() >= ROWS * 4 / 10,
+        s.fake
+            .until(|f| f.records(&base, "Items").len() >= ROWS * 4 / 10),
     )
     .await;
     // The worst moment to die: a batch has landed, its answer was lost (the connection reset
@@ -384,7 +408,7 @@ async fn import_under_faults_killed_then_resumed() {
     until(
         "a batch applied whose answer is lost",
         Duration::from_secs(10),
-        || s.fake.stats().injected_reset_after > resets,
+        s.fake.until(|f| f.stats().injected_reset_after > resets),
     )
     .await;
     first.start_kill().unwrap();
@@ -660,7 +684,7 @@ async fn import_reads_only_through_the_sandbox_and_imports_nothing_else() {
 #[tokio::test]
 async fn with_no_import_folder_a_model_reads_no_file_and_the_cli_reads_its_own_folder() {
     let s = Setup::new();
-    let manifest = manifest(&s.fx);
+    let manifest = manifest(&s.fx, Duration::from_secs(LOCKOUT_SECS));
     let without: String = manifest
         .lines()
         .filter(|l| !l.starts_with("import_roots"))
@@ -772,17 +796,22 @@ async fn the_token_never_appears_in_the_log_even_at_debug_level() {
     );
     let faults = async {
         let limit = Duration::from_secs(20);
-        until("a 429", limit, || s.fake.stats().injected_429 > 0).await;
+        until("a 429", limit, s.fake.until(|f| f.stats().injected_429 > 0)).await;
         s.fake.set_faults(Faults {
             rate_500: 1.0,
             ..Faults::default()
         });
-        until("a 500", limit, || s.fake.stats().injected_500 > 0).await;
+        until("a 500", limit, s.fake.until(|f| f.stats().injected_500 > 0)).await;
         s.fake.set_faults(Faults {
             rate_reset_after: 1.0,
             ..Faults::default()
         });
-        until("a reset", limit, || s.fake.stats().injected_reset_after > 0).await;
+        until(
+            "a reset",
+            limit,
+            s.fake.until(|f| f.stats().injected_reset_after > 0),
+        )
+        .await;
         s.fake.set_faults(Faults::default());
     };
     let (upserted, ()) = tokio::join!(upsert, faults);

@@ -5,7 +5,6 @@
 #![allow(deprecated)] // sampling types are marked deprecated in rmcp (SEP-2577).
 
 use std::{
-    collections::HashMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -13,49 +12,17 @@ use std::{
 use futures::future::BoxFuture;
 use plugboard::{
     plugin::{
-        CallFinished, CallObserver, Caller, Face, Filters, Manager, ManagerConfig, Plugin,
-        PluginError, PluginKind, PluginSetup, ToolContext, ToolDef,
+        CallFinished, CallObserver, Caller, Catalog, Face, Filters, Manager, Plugin, PluginError,
+        PluginKind, PluginSetup, ToolContext, ToolDef,
     },
     server::McpHandler,
 };
-use rmcp::{
-    ServiceExt,
-    model::{CallToolRequestParams, CreateMessageRequestParams, SamplingMessage},
-    service::RunningService,
+use rmcp::model::{CallToolRequestParams, CreateMessageRequestParams, SamplingMessage};
+
+use crate::{
+    inproc::{Server, client, connect},
+    support::{Fixture, Recorder, args, text},
 };
-
-use crate::support::{Fixture, Recorder, args, text};
-
-/// A manager over `fx`'s plugins folder with `catalog`, no environment.
-async fn manager(
-    fx: &Fixture,
-    catalog: plugboard::plugin::Catalog,
-    timeout: Duration,
-) -> Arc<Manager> {
-    let config = ManagerConfig {
-        plugins_dir: fx.plugins(),
-        call_timeout: timeout,
-        catalog,
-        ..ManagerConfig::default()
-    };
-    Manager::start_with_env(config, Box::new(HashMap::new)).await
-}
-
-/// An rmcp client talking to `manager` over an in-memory duplex.
-async fn client(manager: Arc<Manager>, face: Face) -> RunningService<rmcp::RoleClient, Recorder> {
-    connect(McpHandler::new(manager).on(face)).await
-}
-
-/// An rmcp client talking to `handler` over an in-memory duplex.
-async fn connect(handler: McpHandler) -> RunningService<rmcp::RoleClient, Recorder> {
-    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
-    tokio::spawn(async move {
-        if let Ok(server) = handler.serve(server_io).await {
-            let _ = server.waiting().await;
-        }
-    });
-    Recorder::default().serve(client_io).await.unwrap()
-}
 
 fn call(name: &str, arguments: serde_json::Value) -> CallToolRequestParams {
     CallToolRequestParams::new(name.to_owned()).with_arguments(args(arguments))
@@ -68,7 +35,10 @@ async fn a_badly_named_tool_is_refused_alone() {
         "testkit",
         "name = \"testkit\"\nkind = \"builtin\"\n[settings]\nextra_tool = \"bad name!\"\n",
     );
-    let manager = manager(&fx, plugboard::plugins::catalog(), Duration::from_secs(30)).await;
+    let manager = Server::new(&fx)
+        .call_timeout(Duration::from_secs(30))
+        .start()
+        .await;
     let status = &manager.statuses()[0];
     assert_eq!(
         status.status,
@@ -113,7 +83,10 @@ async fn a_plugin_that_goes_down_withholds_its_tools_until_it_is_back() {
         "other",
         "name = \"other\"\nkind = \"builtin\"\nbuiltin = \"testkit\"\n",
     );
-    let manager = manager(&fx, plugboard::plugins::catalog(), Duration::from_secs(30)).await;
+    let manager = Server::new(&fx)
+        .call_timeout(Duration::from_secs(30))
+        .start()
+        .await;
     let client = client(manager.clone(), Face::Stdio).await;
     let tools = || async {
         client
@@ -181,7 +154,10 @@ impl CallObserver for Seen {
 async fn observers_see_every_call_with_its_face_client_and_outcome() {
     let fx = Fixture::empty();
     fx.manifest("testkit", "name = \"testkit\"\nkind = \"builtin\"\n");
-    let manager = manager(&fx, plugboard::plugins::catalog(), Duration::from_secs(5)).await;
+    let manager = Server::new(&fx)
+        .call_timeout(Duration::from_secs(5))
+        .start()
+        .await;
     let seen = Arc::new(Seen::default());
     manager.observers().add(seen.clone());
     let client = client(manager.clone(), Face::Http).await;
@@ -234,7 +210,10 @@ async fn observers_see_every_call_with_its_face_client_and_outcome() {
 async fn a_caller_scope_narrows_what_it_may_call() {
     let fx = Fixture::empty();
     fx.manifest("testkit", "name = \"testkit\"\nkind = \"builtin\"\n");
-    let manager = manager(&fx, plugboard::plugins::catalog(), Duration::from_secs(30)).await;
+    let manager = Server::new(&fx)
+        .call_timeout(Duration::from_secs(30))
+        .start()
+        .await;
     let scoped = Caller::new(Face::Rest).with_scope(Filters {
         tools: vec!["testkit_noop".into()],
         ..Filters::default()
@@ -351,8 +330,8 @@ async fn kinds_come_from_the_catalog() {
         "name = \"typo\"\nkind = \"echoes\"\n[echoes]\nword = \"x\"\nwrod = 1\n",
     );
     fx.manifest("wasm", "name = \"wasm\"\nkind = \"wasm\"\n");
-    let catalog = plugboard::plugin::Catalog::new().with_kind("echoes", Echoes);
-    let manager = manager(&fx, catalog, Duration::from_secs(30)).await;
+    let catalog = Catalog::new().with_kind("echoes", Echoes);
+    let manager = Server::new(&fx).catalog(catalog).start().await;
     let status = |name: &str| {
         manager
             .statuses()
@@ -401,27 +380,22 @@ async fn a_plugin_asks_the_hosts_models_without_knowing_who_answers() {
         (result.is_error == Some(true), text(&result))
     };
     // No provider and no client that samples: the error says how to get a model.
-    let alone = manager(&fx, plugboard::plugins::catalog(), Duration::from_secs(30)).await;
+    let alone = Server::new(&fx)
+        .call_timeout(Duration::from_secs(30))
+        .start()
+        .await;
     let (failed, message) = complete(alone).await;
     assert!(failed);
     assert!(message.contains("no model is available"), "{message}");
 
     // With the agents plugin and a provider, the provider answers.
     fx.manifest("agents", include_str!("../../plugins/agents/plugin.toml"));
-    let env: HashMap<String, String> = [
-        ("OPENAI_API_KEY", crate::fake_llm::KEY.to_owned()),
-        ("OPENAI_BASE_URL", fake.openai_base()),
-        ("OPENAI_MODEL", "gpt-test".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let config = ManagerConfig {
-        plugins_dir: fx.plugins(),
-        catalog: plugboard::plugins::catalog(),
-        ..ManagerConfig::default()
-    };
-    let with_agents = Manager::start_with_env(config, Box::new(move || env.clone())).await;
+    let with_agents = Server::new(&fx)
+        .env("OPENAI_API_KEY", crate::fake_llm::KEY)
+        .env("OPENAI_BASE_URL", &fake.openai_base())
+        .env("OPENAI_MODEL", "gpt-test")
+        .start()
+        .await;
     let (failed, answer) = complete(with_agents.clone()).await;
     assert!(!failed, "{answer}");
     assert!(
@@ -442,13 +416,16 @@ async fn a_plugin_asks_the_hosts_models_without_knowing_who_answers() {
 async fn a_scoped_connection_lists_and_calls_only_its_tools() {
     let fx = Fixture::empty();
     fx.manifest("testkit", "name = \"testkit\"\nkind = \"builtin\"\n");
-    let manager = manager(&fx, plugboard::plugins::catalog(), Duration::from_secs(30)).await;
+    let manager = Server::new(&fx)
+        .call_timeout(Duration::from_secs(30))
+        .start()
+        .await;
     let handler = McpHandler::new(manager).on(Face::Http).scoped(Filters {
         read_only: true,
         exclude_tools: vec!["testkit_panic".into()],
         ..Filters::default()
     });
-    let client = connect(handler).await;
+    let client = connect(handler, Recorder::default()).await;
     let names: Vec<String> = client
         .list_all_tools()
         .await

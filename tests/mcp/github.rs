@@ -1,17 +1,21 @@
 //! The `github` plugin against the stateful fake of the GitHub REST API
 //! (`tests/support/github.rs`), driven as users drive it: the built binary with the shipped
-//! manifest's variables, rmcp's client over stdio.
+//! manifest's variables, rmcp's client over stdio. Rate limits, retries and backoff are
+//! tested in process under paused time ([`Setup::in_process`]), with GitHub's real windows
+//! and the shipped write spacing, asserting the exact waits.
 //!
 //! The fake keeps GitHub's real limits (10 code searches and 30 searches per window, 5,000 core
-//! requests); tests that need a limit reached shrink it (or the window) in the fake only.
+//! requests); tests that need a limit reached shrink it in the fake only.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
+use tokio::time::Instant;
 
 use crate::{
     airtable::{Client, call_tool, fails, ok},
     fake_github::{FakeConfig, FakeGitHub, LOGIN, TOKEN},
+    inproc::Server,
     support::{Fixture, text},
 };
 
@@ -32,6 +36,26 @@ impl Setup {
         let fx = Fixture::empty();
         fx.manifest("github", &manifest());
         Self { fx, fake, api_url }
+    }
+
+    /// For a paused-time test: the fake on the test's runtime, and the shipped manifest as it
+    /// is (writes a second apart), for [`Setup::in_process_client`].
+    async fn in_process(config: FakeConfig) -> Self {
+        let fake = FakeGitHub::start(config).await;
+        let api_url = fake.api_url();
+        let fx = Fixture::empty();
+        fx.manifest("github", include_str!("../../plugins/github/plugin.toml"));
+        Self { fx, fake, api_url }
+    }
+
+    /// The plugin in process, with what `plugboard serve --call-timeout` would get.
+    async fn in_process_client(&self, call_timeout: Duration) -> Client {
+        Server::new(&self.fx)
+            .env("GITHUB_TOKEN", TOKEN)
+            .env("GITHUB_API_URL", &self.api_url)
+            .call_timeout(call_timeout)
+            .client()
+            .await
     }
 
     /// GitHub Enterprise Server's layout: the API under `/api/v3`.
@@ -651,24 +675,28 @@ async fn github_errors_say_what_to_fix_and_never_show_the_token() {
     c.cancel().await.unwrap();
 }
 
-#[tokio::test]
+/// The wall clock's Unix seconds, which the client reads `x-ratelimit-reset` against.
+fn wall_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A secondary limit's `retry-after` (GitHub asks for a minute) is waited out exactly, then
+/// the write is sent again and lands once.
+#[tokio::test(start_paused = true)]
 async fn github_secondary_limits_are_waited_out_and_retried() {
-    let s = Setup::new();
+    let s = Setup::in_process(FakeConfig::default()).await;
     seed(&s.fake);
-    let c = s.client().await;
-    s.fake.secondary_limit_next(1, Duration::from_secs(1));
-    let started = Instant::now();
+    let c = s.in_process_client(Duration::from_secs(120)).await;
+    s.fake.secondary_limit_next(1, Duration::from_secs(60));
     let created = ok(
         &c,
         "github_add_issue_comment",
         json!({"owner": "octo", "repo": "hello", "issue_number": 1, "body": "once"}),
     )
     .await;
-    assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
     assert!(created["id"].is_u64());
     let posts = s.hits("/repos/octo/hello/issues/1/comments");
     assert_eq!(
@@ -676,6 +704,7 @@ async fn github_secondary_limits_are_waited_out_and_retried() {
         [403, 201],
         "refused once, then sent again"
     );
+    assert_eq!(posts[1].at - posts[0].at, Duration::from_secs(60));
     assert_eq!(
         s.fake.comments("octo/hello", 1).len(),
         1,
@@ -684,61 +713,73 @@ async fn github_secondary_limits_are_waited_out_and_retried() {
     c.cancel().await.unwrap();
 }
 
-#[tokio::test]
+/// GitHub's 10 code searches a minute: the eleventh waits for the window's reset instead of
+/// being refused, as long as the header said (to the reset, plus a second).
+#[tokio::test(start_paused = true)]
 async fn github_code_search_stays_under_its_per_minute_limit() {
-    // 2 code searches per 2-second window (GitHub: 10 a minute): the third waits for the
-    // window to reset instead of being refused.
-    let s = Setup::with(FakeConfig {
-        code_search_limit: 2,
-        search_window: Duration::from_secs(2),
-        ..FakeConfig::default()
-    });
+    let s = Setup::in_process(FakeConfig::default()).await;
     seed(&s.fake);
     s.fake.add_code("octo/hello", "a.rs", "needle\n");
-    let c = s.client().await;
+    let c = s.in_process_client(Duration::from_secs(120)).await;
     let search = json!({"query": "needle repo:octo/hello"});
-    let started = Instant::now();
-    for _ in 0..3 {
+    for _ in 0..10 {
         let found = ok(&c, "github_search_code", search.clone()).await;
         assert_eq!(found["total_count"], 1);
     }
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "{:?}",
-        started.elapsed()
+    let (before, started) = (wall_secs(), Instant::now());
+    let found = ok(&c, "github_search_code", search.clone()).await;
+    let (waited, after) = (started.elapsed(), wall_secs());
+    assert_eq!(found["total_count"], 1);
+    let hits = s.hits("/search/code");
+    let statuses: Vec<u16> = hits.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200; 11], "never refused");
+    assert_eq!(
+        hits[10].at - hits[9].at,
+        waited,
+        "the wait was before sending"
     );
-    let statuses: Vec<u16> = s.hits("/search/code").iter().map(|r| r.status).collect();
-    assert_eq!(statuses, [200, 200, 200], "never refused");
+    // `reset − now + 1 s`, now being the wall clock's second when the client decided.
+    let reset = hits[9].rate_reset.expect("x-ratelimit-reset");
+    let hinted = (reset - after + 1)..=(reset - before + 1);
+    assert!(
+        waited.subsec_nanos() == 0 && hinted.contains(&waited.as_secs()),
+        "waited {waited:?}; the reset asked for {hinted:?} s"
+    );
+    assert!(waited >= Duration::from_secs(60), "a whole window");
     c.cancel().await.unwrap();
 }
 
-#[tokio::test]
+/// A limit that would outlast the call is reported at once, saying when to try again, and
+/// the request is never sent.
+#[tokio::test(start_paused = true)]
 async fn github_says_plainly_when_a_rate_limit_outlasts_the_call() {
-    // Code search: 2 a minute; the call may run 5 s, so the third search cannot wait.
-    let s = Setup::with(FakeConfig {
-        code_search_limit: 2,
+    // Code search: 10 a minute; the call may run 30 s, so the eleventh search cannot wait.
+    let s = Setup::in_process(FakeConfig {
         core_limit: 3,
         ..FakeConfig::default()
-    });
+    })
+    .await;
     seed(&s.fake);
     s.fake.add_code("octo/hello", "a.rs", "needle\n");
-    let c = s.client_with(&["--call-timeout", "5"], TOKEN).await;
+    let c = s.in_process_client(Duration::from_secs(30)).await;
     let search = json!({"query": "needle repo:octo/hello"});
-    ok(&c, "github_search_code", search.clone()).await;
-    ok(&c, "github_search_code", search.clone()).await;
+    for _ in 0..10 {
+        ok(&c, "github_search_code", search.clone()).await;
+    }
     let started = Instant::now();
     let e = fails(&c, "github_search_code", search.clone()).await;
+    assert_eq!(started.elapsed(), Duration::ZERO, "answered at once");
     assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "answered at once"
-    );
-    assert!(
-        e.contains("code-search rate limit (2 requests a minute) is used up until")
+        e.contains("code-search rate limit (10 requests a minute) is used up until")
             && e.contains("longer than this call may still wait")
             && e.contains("try again after"),
         "{e}"
     );
-    assert_eq!(s.hits("/search/code").len(), 2, "the third was never sent");
+    assert_eq!(
+        s.hits("/search/code").len(),
+        10,
+        "the eleventh was never sent"
+    );
 
     // The core limit (3 an hour here, 5,000 for real): the fourth request is not sent either.
     for _ in 0..3 {
@@ -749,12 +790,14 @@ async fn github_says_plainly_when_a_rate_limit_outlasts_the_call() {
         )
         .await;
     }
+    let started = Instant::now();
     let e = fails(
         &c,
         "github_list_issues",
         json!({"owner": "octo", "repo": "hello"}),
     )
     .await;
+    assert_eq!(started.elapsed(), Duration::ZERO, "answered at once");
     assert!(
         e.contains("REST rate limit (3 requests an hour) is used up"),
         "{e}"
@@ -763,23 +806,18 @@ async fn github_says_plainly_when_a_rate_limit_outlasts_the_call() {
     c.cancel().await.unwrap();
 }
 
-#[tokio::test]
+/// A secondary limit asking for longer than the call may run is reported at once, not
+/// applied; once it has passed, the same call goes through (a write spacing later).
+#[tokio::test(start_paused = true)]
 async fn github_secondary_limit_longer_than_the_call_is_reported_at_once() {
-    let s = Setup::new();
+    let s = Setup::in_process(FakeConfig::default()).await;
     seed(&s.fake);
-    let c = s.client_with(&["--call-timeout", "5"], TOKEN).await;
+    let c = s.in_process_client(Duration::from_secs(30)).await;
     s.fake.secondary_limit_next(1, Duration::from_secs(90));
     let started = Instant::now();
-    let e = fails(
-        &c,
-        "github_add_issue_comment",
-        json!({"owner": "octo", "repo": "hello", "issue_number": 1, "body": "later"}),
-    )
-    .await;
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "answered at once"
-    );
+    let comment = json!({"owner": "octo", "repo": "hello", "issue_number": 1, "body": "later"});
+    let e = fails(&c, "github_add_issue_comment", comment.clone()).await;
+    assert_eq!(started.elapsed(), Duration::ZERO, "answered at once");
     assert!(
         e.contains("secondary rate limit asks to wait 90 s")
             && e.contains("not applied; try again after"),
@@ -787,21 +825,25 @@ async fn github_secondary_limit_longer_than_the_call_is_reported_at_once() {
     );
     assert!(s.fake.comments("octo/hello", 1).is_empty());
     // The limit has passed in the fake: the same call now goes through.
-    ok(
-        &c,
-        "github_add_issue_comment",
-        json!({"owner": "octo", "repo": "hello", "issue_number": 1, "body": "later"}),
-    )
-    .await;
+    ok(&c, "github_add_issue_comment", comment).await;
     assert_eq!(s.fake.comments("octo/hello", 1).len(), 1);
+    let posts = s.hits("/repos/octo/hello/issues/1/comments");
+    assert_eq!(
+        posts[1].at - posts[0].at,
+        Duration::from_secs(1),
+        "the shipped write spacing"
+    );
     c.cancel().await.unwrap();
 }
 
-#[tokio::test]
+/// 5xx on a read are retried after a backoff (500 ms doubling, each jittered to between half
+/// and all of itself); a write GitHub refused (503) is sent again, no sooner than the write
+/// spacing allows; a write that may have landed (500) is reported, never repeated.
+#[tokio::test(start_paused = true)]
 async fn github_server_errors_retry_reads_and_never_repeat_a_write() {
-    let s = Setup::new();
+    let s = Setup::in_process(FakeConfig::default()).await;
     seed(&s.fake);
-    let c = s.client().await;
+    let c = s.in_process_client(Duration::from_secs(120)).await;
     // A read through a 502 and a 500: retried, answered.
     s.fake.fail_next(1, 502, false);
     s.fake.fail_next(1, 500, false);
@@ -812,12 +854,14 @@ async fn github_server_errors_retry_reads_and_never_repeat_a_write() {
     )
     .await;
     assert_eq!(listed["count"], 4);
-    let statuses: Vec<u16> = s
-        .hits("/repos/octo/hello/issues")
-        .iter()
-        .map(|r| r.status)
-        .collect();
+    let reads = s.hits("/repos/octo/hello/issues");
+    let statuses: Vec<u16> = reads.iter().map(|r| r.status).collect();
     assert_eq!(statuses, [502, 500, 200]);
+    let ms = Duration::from_millis;
+    let first = reads[1].at - reads[0].at;
+    let second = reads[2].at - reads[1].at;
+    assert!((ms(250)..=ms(500)).contains(&first), "{first:?}");
+    assert!((ms(500)..=ms(1000)).contains(&second), "{second:?}");
 
     // A write refused with 503 (not applied): sent again, lands once.
     s.fake.fail_next(1, 503, false);
@@ -828,6 +872,12 @@ async fn github_server_errors_retry_reads_and_never_repeat_a_write() {
     )
     .await;
     assert_eq!(s.fake.comments("octo/hello", 2).len(), 1);
+    let posts = s.hits("/repos/octo/hello/issues/2/comments");
+    assert_eq!(
+        posts[1].at - posts[0].at,
+        Duration::from_secs(1),
+        "the backoff (≤ 500 ms), then the rest of the write spacing"
+    );
 
     // A write that landed but whose answer was a 500: reported, not repeated.
     s.fake.fail_next(1, 500, true);

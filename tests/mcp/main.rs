@@ -1,4 +1,6 @@
 //! plugboard driven as users drive it: the built binary, a real MCP client, every transport.
+//! Timeouts, backoff, lockouts and retry hints are tested in process instead (`inproc.rs`),
+//! under paused time, to the exact virtual duration.
 
 mod sse_client;
 mod support;
@@ -18,6 +20,7 @@ mod cli;
 mod core;
 mod files;
 mod github;
+mod inproc;
 mod protocol;
 mod protocol_input;
 mod protocol_stream;

@@ -32,6 +32,7 @@ use rmcp::{
     transport::TokioChildProcess,
 };
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 
 use crate::{
     scenario::call,
@@ -76,6 +77,8 @@ pub struct Probe {
     pub sampling_reply: Option<String>,
     pub elicit_answer: Option<ElicitResult>,
     seen: Arc<Mutex<Seen>>,
+    /// Wakes [`Probe::until`] after each thing kept.
+    heard: Arc<Notify>,
 }
 
 #[derive(Default)]
@@ -112,15 +115,29 @@ impl Probe {
         self.seen.lock().unwrap()
     }
 
-    /// Wait (at most 10 s) until `done` holds for what the client has received.
+    /// Wait until `done` holds for what the client has received, checked now and after each
+    /// thing it receives (an event, not a poll). The 10 s only make a broken test fail
+    /// instead of hanging.
     pub async fn until(&self, what: &str, done: impl Fn(&Seen) -> bool) {
         let waited = tokio::time::timeout(Duration::from_secs(10), async {
-            while !done(&self.seen()) {
-                tokio::time::sleep(Duration::from_millis(10)).await;
+            loop {
+                let heard = self.heard.notified();
+                tokio::pin!(heard);
+                heard.as_mut().enable();
+                if done(&self.seen()) {
+                    return;
+                }
+                heard.await;
             }
         })
         .await;
         assert!(waited.is_ok(), "timed out waiting for {what}");
+    }
+
+    /// Keep something the server sent, and wake [`Probe::until`].
+    fn keep(&self, keep: impl FnOnce(&mut Seen)) {
+        keep(&mut self.seen());
+        self.heard.notify_waiters();
     }
 }
 
@@ -141,7 +158,7 @@ impl ClientHandler for Probe {
         params: CreateMessageRequestParams,
         _cx: RequestContext<RoleClient>,
     ) -> Result<CreateMessageResult, ErrorData> {
-        self.seen().sampling.push(params);
+        self.keep(|s| s.sampling.push(params));
         match &self.sampling_reply {
             Some(reply) => Ok(CreateMessageResult::new(
                 SamplingMessage::assistant_text(reply.clone()),
@@ -157,7 +174,7 @@ impl ClientHandler for Probe {
         request: ElicitRequestParams,
         _cx: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, ErrorData> {
-        self.seen().elicitation.push(request);
+        self.keep(|s| s.elicitation.push(request));
         Ok(self
             .elicit_answer
             .clone()
@@ -169,7 +186,7 @@ impl ClientHandler for Probe {
         params: ProgressNotificationParam,
         _cx: NotificationContext<RoleClient>,
     ) {
-        self.seen().progress.push(params);
+        self.keep(|s| s.progress.push(params));
     }
 
     async fn on_logging_message(
@@ -177,7 +194,7 @@ impl ClientHandler for Probe {
         params: LoggingMessageNotificationParam,
         _cx: NotificationContext<RoleClient>,
     ) {
-        self.seen().logs.push(params);
+        self.keep(|s| s.logs.push(params));
     }
 
     async fn on_resource_updated(
@@ -185,19 +202,19 @@ impl ClientHandler for Probe {
         params: ResourceUpdatedNotificationParam,
         _cx: NotificationContext<RoleClient>,
     ) {
-        self.seen().updated.push(params.uri);
+        self.keep(|s| s.updated.push(params.uri));
     }
 
     async fn on_tool_list_changed(&self, _cx: NotificationContext<RoleClient>) {
-        self.seen().list_changed.push("tools");
+        self.keep(|s| s.list_changed.push("tools"));
     }
 
     async fn on_resource_list_changed(&self, _cx: NotificationContext<RoleClient>) {
-        self.seen().list_changed.push("resources");
+        self.keep(|s| s.list_changed.push("resources"));
     }
 
     async fn on_prompt_list_changed(&self, _cx: NotificationContext<RoleClient>) {
-        self.seen().list_changed.push("prompts");
+        self.keep(|s| s.list_changed.push("prompts"));
     }
 }
 

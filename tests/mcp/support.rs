@@ -409,6 +409,24 @@ pub struct Recorder {
     pub progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
     pub logs: Arc<Mutex<Vec<LoggingMessageNotificationParam>>>,
     pub list_changed: Arc<Notify>,
+    /// Wakes [`Recorder::until`] after each progress or log notification kept.
+    heard: Arc<Notify>,
+}
+
+impl Recorder {
+    /// Resolves once `done` holds of what was kept, checked now and after each progress or
+    /// log notification (an event, not a poll).
+    pub async fn until(&self, done: impl Fn(&Recorder) -> bool) {
+        loop {
+            let heard = self.heard.notified();
+            tokio::pin!(heard);
+            heard.as_mut().enable();
+            if done(self) {
+                return;
+            }
+            heard.await;
+        }
+    }
 }
 
 impl ClientHandler for Recorder {
@@ -418,6 +436,7 @@ impl ClientHandler for Recorder {
         _cx: NotificationContext<RoleClient>,
     ) {
         self.progress.lock().unwrap().push(params);
+        self.heard.notify_waiters();
     }
 
     async fn on_logging_message(
@@ -426,6 +445,7 @@ impl ClientHandler for Recorder {
         _cx: NotificationContext<RoleClient>,
     ) {
         self.logs.lock().unwrap().push(params);
+        self.heard.notify_waiters();
     }
 
     async fn on_tool_list_changed(&self, _cx: NotificationContext<RoleClient>) {

@@ -14,6 +14,11 @@
 //! status: `is_request()` is true (hyper reports "connection reset" or
 //! "connection closed before message completed"), `is_connect()`/`is_timeout()`
 //! are false.
+//!
+//! Time is tokio's clock (rate windows, lockouts, offset expiry): started with
+//! [`FakeAirtable::start`] on a test runtime whose time is paused, a 30 s lockout
+//! passes in virtual time, exactly as long as the client waits; on a runtime of
+//! its own ([`FakeAirtable::start_in_thread`]) tokio's clock is the real one.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -23,7 +28,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -35,8 +40,9 @@ use axum::serve::{IncomingStream, Listener};
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 // ---------------------------------------------------------------------------
 // Public API
@@ -355,6 +361,17 @@ impl FakeAirtable {
         self.lock().stats.clone()
     }
 
+    /// Resolves once `done` holds, checked now and after every request the fake answers
+    /// (an event, not a poll); from any runtime.
+    pub async fn until(&self, done: impl Fn(&FakeAirtable) -> bool) {
+        let mut answered = self.lock().answered.subscribe();
+        while !done(self) {
+            if answered.changed().await.is_err() {
+                panic!("fake airtable: stopped before the condition held");
+            }
+        }
+    }
+
     pub fn reset_stats(&self) {
         self.lock().stats = Stats::default();
     }
@@ -566,23 +583,36 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let limit = lock(&inner).config.max_body_bytes;
+    let response = answer(&inner, &conn, method, uri, headers, body).await;
+    lock(&inner).answered.send_modify(|n| *n += 1);
+    response
+}
+
+async fn answer(
+    inner: &Mutex<Inner>,
+    conn: &ConnMeta,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let limit = lock(inner).config.max_body_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
-        lock(&inner).stats.requests_total += 1;
+        lock(inner).stats.requests_total += 1;
         return json_response(413, &too_large_body());
     }
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => {
-            lock(&inner).stats.requests_total += 1;
+            lock(inner).stats.requests_total += 1;
             return json_response(413, &too_large_body());
         }
     };
-    let outcome = lock(&inner).handle(&method, &uri, &headers, &bytes);
+    let outcome = lock(inner).handle(&method, &uri, &headers, &bytes);
     match outcome {
         Outcome::Reply(status, body) => json_response(status, &body),
         Outcome::Reset => {
@@ -900,6 +930,8 @@ struct Inner {
     bases: Vec<Base>,
     iterators: HashMap<String, Iter>,
     stats: Stats,
+    /// Requests answered so far, for [`FakeAirtable::until`].
+    answered: watch::Sender<u64>,
     token_window: VecDeque<Instant>,
     token_arrivals: VecDeque<Instant>,
     token_locked_until: Option<Instant>,
@@ -1072,6 +1104,7 @@ impl Inner {
             bases: Vec::new(),
             iterators: HashMap::new(),
             stats: Stats::default(),
+            answered: watch::Sender::new(0),
             token_window: VecDeque::new(),
             token_arrivals: VecDeque::new(),
             token_locked_until: None,

@@ -25,6 +25,9 @@
 //!   search_limit)`. Exhausted → 403, `x-ratelimit-remaining: 0`, message
 //!   "API rate limit exceeded for user ID 1." (unauthenticated: "… for 127.0.0.1.").
 //!   Refused and 401/403-UA requests do not count. `GET /rate_limit` is free.
+//!   Windows run on tokio's clock (paused in a test, they pass in virtual time);
+//!   `x-ratelimit-reset` is wall-clock epoch seconds, as GitHub sends it, which is
+//!   also what the client reads its waits from.
 //! - Secondary-limit fault ([`FakeGitHub::secondary_limit_next`]): 403 with
 //!   `retry-after` = the duration rounded up to whole seconds; it does not consume
 //!   primary quota, and the `x-ratelimit-*` headers show quota left.
@@ -79,7 +82,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
@@ -90,6 +93,7 @@ use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 // ---------------------------------------------------------------------------
 // Public API
@@ -153,6 +157,8 @@ pub struct Recorded {
     pub at: Instant,
     /// The status the fake answered.
     pub status: u16,
+    /// The `x-ratelimit-reset` it answered with (epoch seconds), if any.
+    pub rate_reset: Option<u64>,
 }
 
 /// A running fake. Stops when dropped.
@@ -989,6 +995,7 @@ async fn handle(State(state): State<Arc<Mutex<St>>>, req: Request) -> Response {
         body: parsed.clone().unwrap_or(Value::Null),
         at,
         status: 0,
+        rate_reset: None,
     });
     s.seq += 1;
     let seq = s.seq;
@@ -1072,6 +1079,10 @@ async fn handle(State(state): State<Arc<Mutex<St>>>, req: Request) -> Response {
         h.insert("x-github-media-type", hv("github.v3; format=json"));
     }
     s.requests[idx].status = resp.status().as_u16();
+    s.requests[idx].rate_reset = resp
+        .headers()
+        .get("x-ratelimit-reset")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
     resp
 }
 

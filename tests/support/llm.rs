@@ -5,7 +5,9 @@
 //!
 //! Include it with `#[path = "../support/llm.rs"] mod fake_llm;` and start it with
 //! [`FakeLlm::start`] (current tokio runtime) or [`FakeLlm::start_in_thread`] (own
-//! thread, for benches and sync code). Point each client at the matching base URL:
+//! thread, for benches and sync code). Latencies and arrival times ([`Recorded::at`])
+//! are on tokio's clock, so under paused time they are virtual and exact. Point each
+//! client at the matching base URL:
 //!
 //! | provider  | base                       | the client appends                          |
 //! |-----------|----------------------------|---------------------------------------------|
@@ -100,7 +102,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -113,6 +115,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 // ---------------------------------------------------------------------------
 // Public API

@@ -22,7 +22,11 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{
+    Quota, RateLimiter,
+    clock::Clock,
+    state::{InMemoryState, NotKeyed},
+};
 use reqwest::{
     Method, StatusCode,
     header::{ACCEPT, HeaderMap},
@@ -150,7 +154,22 @@ pub struct Client {
     secrets: Secrets,
     limits: Limits,
     buckets: Mutex<HashMap<String, Bucket>>,
-    writes: DefaultDirectRateLimiter,
+    /// Spaces writes `write_interval` apart, on tokio's clock.
+    writes: RateLimiter<NotKeyed, InMemoryState, TokioClock>,
+}
+
+/// governor's clock read from tokio's, so that spacing writes waits on the clock every other
+/// wait uses (cancelled with the call, paused in tests). governor's own `until_ready` sleeps
+/// on a wall-clock timer thread, which paused time cannot see.
+#[derive(Debug, Clone, Copy, Default)]
+struct TokioClock;
+
+impl Clock for TokioClock {
+    type Instant = std::time::Instant;
+
+    fn now(&self) -> Self::Instant {
+        tokio::time::Instant::now().into_std()
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -192,10 +211,11 @@ impl Client {
             base.set_path(&path);
         }
         base.set_query(None);
-        let writes = RateLimiter::direct(
+        let writes = RateLimiter::direct_with_clock(
             Quota::with_period(limits.write_interval.max(Duration::from_millis(1)))
                 .expect("a non-zero interval")
                 .allow_burst(NonZeroU32::MIN),
+            TokioClock,
         );
         Ok(Self {
             base,
@@ -279,7 +299,7 @@ impl Client {
             }
             self.take(resource, cx).await?;
             if write {
-                self.wait(self.writes.until_ready(), cx).await?;
+                self.space_write(cx).await?;
             }
             let auth = net::secret::header("Bearer ", &self.token).map_err(|_| {
                 Failure::Transport(
@@ -522,6 +542,15 @@ impl Client {
             bucket.remaining = bucket.remaining.min(remaining);
             bucket.limit = limit;
         }
+    }
+
+    /// Wait until the next write is due, `write_interval` after the one before.
+    async fn space_write(&self, cx: &ToolContext) -> Result<(), Failure> {
+        while let Err(not_until) = self.writes.check() {
+            self.sleep(not_until.wait_time_from(TokioClock.now()), cx)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn sleep(&self, wait: Duration, cx: &ToolContext) -> Result<(), Failure> {
@@ -814,6 +843,22 @@ mod tests {
         )
         .to_string();
         assert!(told.contains("REST rate limit"), "{told}");
+    }
+
+    /// Writes go `write_interval` apart on tokio's clock: paused, three take two intervals.
+    #[tokio::test(start_paused = true)]
+    async fn writes_are_spaced_on_tokios_clock() {
+        let limits = Limits {
+            write_interval: Duration::from_secs(1),
+            ..Limits::default()
+        };
+        let c = Client::new("https://api.github.com", "t".into(), limits).unwrap();
+        let cx = ToolContext::detached();
+        let started = tokio::time::Instant::now();
+        for _ in 0..3 {
+            c.space_write(&cx).await.unwrap();
+        }
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
     }
 
     #[test]
