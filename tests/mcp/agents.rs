@@ -597,33 +597,20 @@ async fn ask_runs_the_models_tool_calls() {
 #[tokio::test]
 async fn a_scoped_connection_offers_its_model_only_its_tools() {
     use plugboard::{
-        plugin::{Face, Filters, Manager, ManagerConfig},
+        plugin::{Face, Filters},
         server::McpHandler,
     };
-    use rmcp::ServiceExt;
 
     let s = Setup::new(&["openai"], "");
-    let env: std::collections::HashMap<String, String> = s.env.iter().cloned().collect();
-    let config = ManagerConfig {
-        plugins_dir: s.fx.plugins(),
-        catalog: plugboard::plugins::catalog(),
-        ..ManagerConfig::default()
-    };
-    let manager = Manager::start_with_env(config, Box::new(move || env.clone())).await;
+    let manager = crate::inproc::Server::new(&s.fx)
+        .envs(s.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .start()
+        .await;
     let handler = McpHandler::new(manager).on(Face::Http).scoped(Filters {
         exclude_tools: vec!["files_search".into()],
         ..Filters::default()
     });
-    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
-    tokio::spawn(async move {
-        if let Ok(server) = handler.serve(server_io).await {
-            let _ = server.waiting().await;
-        }
-    });
-    let client = crate::support::Recorder::default()
-        .serve(client_io)
-        .await
-        .unwrap();
+    let client = crate::inproc::connect(handler, crate::support::Recorder::default()).await;
 
     s.fake.set(
         Provider::OpenAi,
