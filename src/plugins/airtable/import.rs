@@ -114,7 +114,7 @@ impl Airtable {
         let (rows, source) = match (&args.path, &args.rows) {
             (Some(path), None) => {
                 // The one sandbox: inside the import folders, never an excluded secret.
-                let real = self.files.resolve_file(path)?.real;
+                let real = self.files.get()?.resolve_file(path)?.real;
                 (read_rows(&real)?, real.display().to_string())
             }
             (None, Some(rows)) => (

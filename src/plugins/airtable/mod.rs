@@ -6,7 +6,11 @@ mod client;
 mod import;
 mod tools;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
@@ -15,7 +19,7 @@ pub use client::{Client, Limits};
 pub use import::{BulkImport, Report};
 
 use crate::{
-    plugin::{Plugin, PluginError, PluginSetup, ToolDef},
+    plugin::{Plugin, PluginError, PluginSetup, ToolDef, ToolError},
     sandbox::{self, Exclude, Roots},
 };
 
@@ -79,7 +83,15 @@ pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, Pl
             ..Limits::default()
         };
         let client = Client::new(&base_url, token, limits).map_err(PluginError::Init)?;
-        let files = import_folders(&settings, setup.env(sandbox::ROOTS_ENV))?;
+        let files = ImportFolders {
+            settings: (
+                settings.import_roots.clone(),
+                settings.exclude.clone(),
+                settings.include_anyway.clone(),
+            ),
+            env_roots: setup.env(sandbox::ROOTS_ENV).map(str::to_owned),
+            roots: OnceLock::new(),
+        };
         let checkpoint_dir = settings
             .checkpoint_dir
             .map(sandbox::expand_home)
@@ -101,32 +113,53 @@ pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, Pl
     })
 }
 
-/// The folders bulk import may read: the `import_roots` setting, else `PLUGBOARD_FILES_ROOTS`,
-/// else none. A folder that does not exist is left out with a warning rather than failing the
-/// plugin: its record tools do not need it.
-fn import_folders(settings: &Settings, env_roots: Option<&str>) -> Result<Roots, PluginError> {
-    let paths = if !settings.import_roots.is_empty() {
-        settings.import_roots.clone()
-    } else {
-        env_roots.map(sandbox::split_roots).unwrap_or_default()
-    };
-    let paths: Vec<PathBuf> = paths
-        .into_iter()
-        .map(sandbox::expand_home)
-        .filter(|p| match std::fs::canonicalize(p) {
-            Ok(real) if real.is_dir() => true,
-            _ => {
-                tracing::warn!(folder = %p.display(), "an airtable import folder is not a folder that exists; left out");
-                false
-            }
-        })
-        .collect();
-    let exclude = Exclude::new(&settings.exclude, &settings.include_anyway)
-        .map_err(|e| PluginError::Init(format!("airtable {e}")))?;
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    Roots::exactly(&paths, &cwd, exclude)
-        .map(|roots| roots.owned_by("airtable", "import_roots", None))
-        .map_err(PluginError::Init)
+/// The folders bulk import may read — the `import_roots` setting, else `PLUGBOARD_FILES_ROOTS`,
+/// else none — built on the first import that names a file: compiling the exclusion globs
+/// costs start-up half a millisecond that a server which never imports a file should not pay.
+pub(crate) struct ImportFolders {
+    /// `import_roots`, `exclude`, `include_anyway`.
+    settings: (Vec<PathBuf>, Vec<String>, Vec<String>),
+    env_roots: Option<String>,
+    roots: OnceLock<Result<Roots, String>>,
+}
+
+impl ImportFolders {
+    /// The sandbox the import reads through; a bad glob in the settings is this error.
+    pub fn get(&self) -> Result<&Roots, ToolError> {
+        self.roots
+            .get_or_init(|| self.build())
+            .as_ref()
+            .map_err(|e| ToolError::Failed(e.clone()))
+    }
+
+    /// A folder that does not exist is left out with a warning rather than failing the import
+    /// of a file in another.
+    fn build(&self) -> Result<Roots, String> {
+        let (import_roots, exclude, include_anyway) = &self.settings;
+        let paths = if !import_roots.is_empty() {
+            import_roots.clone()
+        } else {
+            self.env_roots
+                .as_deref()
+                .map(sandbox::split_roots)
+                .unwrap_or_default()
+        };
+        let paths: Vec<PathBuf> = paths
+            .into_iter()
+            .map(sandbox::expand_home)
+            .filter(|p| match std::fs::canonicalize(p) {
+                Ok(real) if real.is_dir() => true,
+                _ => {
+                    tracing::warn!(folder = %p.display(), "an airtable import folder is not a folder that exists; left out");
+                    false
+                }
+            })
+            .collect();
+        let exclude = Exclude::new(exclude, include_anyway).map_err(|e| format!("airtable {e}"))?;
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        Roots::exactly(&paths, &cwd, exclude)
+            .map(|roots| roots.owned_by("airtable", "import_roots", None))
+    }
 }
 
 #[derive(Clone)]
@@ -134,7 +167,7 @@ pub(crate) struct Airtable {
     pub client: Arc<Client>,
     pub max_records: usize,
     /// What `bulk_import` may read: the import folders, secrets excluded.
-    pub files: Arc<Roots>,
+    pub files: Arc<ImportFolders>,
     pub checkpoint_dir: PathBuf,
 }
 
