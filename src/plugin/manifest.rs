@@ -123,10 +123,29 @@ impl Manifest {
     }
 
     pub fn load(path: &Path) -> Result<Self, PluginError> {
-        let text = std::fs::read_to_string(path).map_err(|e| PluginError::Manifest {
+        let failed = |message: String| PluginError::Manifest {
             path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        // Say what is wrong with a manifest that is there but is no file to read.
+        let linked = path.symlink_metadata().is_ok_and(|m| m.is_symlink());
+        match std::fs::metadata(path) {
+            Err(_) if linked => {
+                return Err(failed(
+                    "is a symlink to nothing (its target does not exist)".into(),
+                ));
+            }
+            Ok(meta) if meta.is_dir() => {
+                return Err(failed(
+                    "is a folder; a manifest is a file (plugins/<name>/plugin.toml)".into(),
+                ));
+            }
+            Ok(meta) if !meta.is_file() => {
+                return Err(failed("is not a regular file".into()));
+            }
+            _ => {}
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
         Self::parse(path, &text)
     }
 
@@ -223,7 +242,9 @@ pub fn discover(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let manifest = entry?.path().join("plugin.toml");
-        if manifest.is_file() {
+        // Anything named `plugin.toml` is a plugin, even one that cannot be read (a folder, a
+        // broken symlink): it gets a status saying so rather than vanishing.
+        if manifest.symlink_metadata().is_ok() {
             found.push(manifest);
         }
     }

@@ -368,3 +368,66 @@ async fn a_malformed_env_line_is_named_by_number_only() {
         "{stderr}"
     );
 }
+
+/// A manifest that cannot be read, a second plugin of a name already taken, and plugins whose
+/// dependencies go round in a circle each get a `failed (…)` line saying what is wrong; none
+/// vanishes, and the plugins beside them still start.
+#[tokio::test]
+async fn manifests_that_cannot_start_say_why() {
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.plugins().join("folder/plugin.toml")).unwrap();
+    std::fs::create_dir_all(fx.plugins().join("dangling")).unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(
+        fx.home.path().join("nowhere.toml"),
+        fx.plugins().join("dangling/plugin.toml"),
+    )
+    .unwrap();
+    fx.manifest("z-again", "name = \"files\"\nkind = \"builtin\"\n");
+    let with_dep = |name: &str, dep: &str| {
+        format!(
+            "name = \"{name}\"\nkind = \"builtin\"\nbuiltin = \"testkit\"\nprefix = \"{name}\"\n\
+             [dependencies]\nplugins = [\"{dep}\"]\n"
+        )
+    };
+    fx.manifest("ping", &with_dep("ping", "pong"));
+    fx.manifest("pong", &with_dep("pong", "ping"));
+    fx.manifest("leaf", &with_dep("leaf", "ping"));
+    let (ok, stdout, stderr) = run(&fx, &["plugins"]).await;
+    assert!(ok, "{stdout}\n{stderr}");
+    let line = |start: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no `{start}` line in:\n{stdout}"))
+            .to_owned()
+    };
+    let folder = line("folder");
+    assert!(
+        folder.contains("failed") && folder.contains("is a folder"),
+        "{folder}"
+    );
+    if cfg!(unix) {
+        let dangling = line("dangling");
+        assert!(
+            dangling.contains("failed") && dangling.contains("symlink to nothing"),
+            "{dangling}"
+        );
+    }
+    let again = line("z-again (duplicate)");
+    assert!(
+        again.contains("failed") && again.contains("a plugin named `files` is already loaded from"),
+        "{again}"
+    );
+    assert!(line("files").contains("ready"), "{stdout}");
+    let ping = line("ping");
+    assert!(
+        ping.contains("failed") && ping.contains("go round in a circle: `ping` → `pong` → `ping`"),
+        "{ping}"
+    );
+    let leaf = line("leaf");
+    assert!(
+        leaf.contains("failed") && leaf.contains("`ping` (which cannot start either)"),
+        "{leaf}"
+    );
+}

@@ -1,7 +1,7 @@
 //! Finding the manifests and deciding, before anything starts, whether a plugin can.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     path::{Path, PathBuf},
 };
 
@@ -45,16 +45,39 @@ impl Manager {
                 }
             }
         };
-        let mut seen = HashSet::new();
+        let mut seen: HashMap<String, PathBuf> = HashMap::new();
         let mut found = Vec::new();
         for (path, manifest) in manifests {
             let folder = folder_name(&path);
-            let name = manifest.as_ref().map(|m| m.name.clone()).unwrap_or(folder);
-            if !seen.insert(name.clone()) {
-                tracing::error!(plugin = %name, path = %path.display(), "a plugin of this name is already loaded; ignoring this manifest");
-                continue;
+            let name = manifest
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or(folder.clone());
+            match seen.get(&name) {
+                // A second plugin of the same name: listed (under its folder) as failed, so
+                // the user sees both, and the first keeps running.
+                Some(first) => {
+                    let message = format!(
+                        "a plugin named `{name}` is already loaded from {}; give one of them \
+                         another `name`",
+                        first.display()
+                    );
+                    let mut key = format!("{folder} (duplicate)");
+                    while seen.contains_key(&key) {
+                        key.push('+');
+                    }
+                    seen.insert(key.clone(), path.clone());
+                    let error = PluginError::Manifest {
+                        path: path.clone(),
+                        message,
+                    };
+                    found.push((key, path, Err(error)));
+                }
+                None => {
+                    seen.insert(name.clone(), path.clone());
+                    found.push((name, path, manifest));
+                }
             }
-            found.push((name, path, manifest));
         }
         found
     }

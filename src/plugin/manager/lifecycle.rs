@@ -10,7 +10,7 @@ use std::{
 
 use super::{
     Manager, Offer, Slot, Status,
-    discovery::{fingerprint, folder_name, precheck},
+    discovery::{fingerprint, precheck},
     status::log_status,
 };
 use crate::plugin::{
@@ -42,7 +42,7 @@ impl Manager {
                     if let Some(prev) = previous {
                         self.stop(&name, prev).await;
                     }
-                    fresh.push((path, manifest, fingerprint));
+                    fresh.push((name, path, manifest, fingerprint));
                 }
             }
         }
@@ -53,12 +53,13 @@ impl Manager {
 
         // Plugins that depend on others start in waves, after those are ready.
         let mut waiting: Vec<Slot> = Vec::new();
-        for (path, manifest, fingerprint) in fresh {
+        for (name, path, manifest, fingerprint) in fresh {
             let status = match &manifest {
                 Err(e) => Status::Failed(e.to_string()),
                 Ok(m) => precheck(m, &self.config.catalog, &env),
             };
             let slot = Slot {
+                name,
                 manifest: manifest.ok(),
                 path,
                 fingerprint,
@@ -84,16 +85,27 @@ impl Manager {
                         .all(|d| kept.get(d).is_some_and(|s| s.status == Status::Ready))
                 });
             if ready_now.is_empty() {
-                for mut slot in blocked {
+                let waiting_names: Vec<String> = blocked.iter().map(slot_name).collect();
+                let cycles: Vec<Option<String>> = blocked
+                    .iter()
+                    .map(|slot| cycle_from(&slot_name(slot), &blocked))
+                    .collect();
+                for (mut slot, cycle) in blocked.into_iter().zip(cycles) {
                     let missing: Vec<String> = deps(&slot)
                         .iter()
                         .filter(|d| !kept.get(*d).is_some_and(|s| s.status == Status::Ready))
                         .map(|d| match kept.get(d) {
                             Some(s) => format!("`{d}` ({})", s.status),
+                            None if waiting_names.contains(d) => {
+                                format!("`{d}` (which cannot start either)")
+                            }
                             None => format!("`{d}` (not found)"),
                         })
                         .collect();
-                    slot.status = Status::Failed(format!("needs plugin {}", missing.join(", ")));
+                    slot.status = Status::Failed(match cycle {
+                        Some(cycle) => format!("its dependencies go round in a circle: {cycle}"),
+                        None => format!("needs plugin {}", missing.join(", ")),
+                    });
                     let name = slot_name(&slot);
                     log_status(&name, &slot.status);
                     kept.insert(name, slot);
@@ -287,8 +299,47 @@ fn deps(slot: &Slot) -> &[String] {
 }
 
 fn slot_name(slot: &Slot) -> String {
-    slot.manifest
-        .as_ref()
-        .map(|m| m.name.clone())
-        .unwrap_or_else(|| folder_name(&slot.path))
+    slot.name.clone()
+}
+
+/// The dependency circle `start` is on, among the plugins still waiting, as
+/// "`a` → `b` → `a`"; `None` when it only waits on one that is on a circle or missing.
+fn cycle_from(start: &str, waiting: &[Slot]) -> Option<String> {
+    let deps_of = |name: &str| {
+        waiting
+            .iter()
+            .find(|s| s.name == name)
+            .map(deps)
+            .unwrap_or(&[])
+    };
+    // Depth-first along waiting dependencies, remembering the path.
+    fn walk<'a>(
+        at: &'a str,
+        start: &str,
+        path: &mut Vec<&'a str>,
+        deps_of: &dyn Fn(&str) -> &'a [String],
+    ) -> bool {
+        for next in deps_of(at) {
+            if next == start {
+                path.push(next);
+                return true;
+            }
+            if path.contains(&next.as_str()) {
+                continue;
+            }
+            path.push(next);
+            if walk(next, start, path, deps_of) {
+                return true;
+            }
+            path.pop();
+        }
+        false
+    }
+    let mut path = vec![start];
+    walk(start, start, &mut path, &deps_of).then(|| {
+        path.iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(" → ")
+    })
 }

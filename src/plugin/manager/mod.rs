@@ -64,6 +64,9 @@ impl Default for ManagerConfig {
 
 /// One discovered plugin.
 struct Slot {
+    /// What it is listed and kept under: the manifest's name, or, when there is none (or it is
+    /// taken), its folder's.
+    name: String,
     /// `None` when the manifest itself could not be read.
     manifest: Option<Manifest>,
     path: std::path::PathBuf,
