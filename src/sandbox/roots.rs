@@ -28,6 +28,9 @@ pub struct Roots {
     setting: &'static str,
     /// Where a model can see what is there, for "not found" answers (`files_list`).
     listing: Option<String>,
+    /// Whether a regular file with more than one name may be read. Off by default: a hard link
+    /// inside a root to a file outside it looks, to every path check, like a file inside.
+    hard_links: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +82,7 @@ impl Roots {
             owner: "files",
             setting: "roots",
             listing: Some("files_list".into()),
+            hard_links: false,
         })
     }
 
@@ -94,6 +98,27 @@ impl Roots {
         self.setting = setting;
         self.listing = listing;
         self
+    }
+
+    /// Let regular files with several names (hard links) be read.
+    pub fn allowing_hard_links(mut self, allow: bool) -> Self {
+        self.hard_links = allow;
+        self
+    }
+
+    /// Whether a file with this metadata is refused for being hard-linked: a regular file
+    /// with more than one name, one of which may lie outside every root.
+    pub fn refuses_hard_link(&self, meta: &std::fs::Metadata) -> bool {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            !self.hard_links && meta.is_file() && meta.nlink() > 1
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            false
+        }
     }
 
     /// Whether no folder at all may be read.
@@ -252,6 +277,14 @@ impl Roots {
         }
         if self.excludes_real(&real, true) {
             return Err(excluded(requested, self.owner));
+        }
+        if std::fs::metadata(&real).is_ok_and(|m| self.refuses_hard_link(&m)) {
+            return Err(ToolError::Forbidden(format!(
+                "`{requested}` is a hard link (a file with more than one name, and the other \
+                 may lie outside the folders this tool may read); copy it instead, or set \
+                 the {} plugin's `allow_hard_links` setting if every name is yours to share",
+                self.owner
+            )));
         }
         Ok(Target { root, rel, real })
     }

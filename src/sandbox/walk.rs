@@ -225,6 +225,9 @@ pub fn check(roots: &Roots, start: &Target, entry: &DirEntry) -> Option<Found> {
             return None;
         }
         let meta = fs::metadata(&real).ok()?;
+        if roots.refuses_hard_link(&meta) {
+            return None;
+        }
         return Some(Found {
             sub,
             real,
@@ -236,6 +239,9 @@ pub fn check(roots: &Roots, start: &Target, entry: &DirEntry) -> Option<Found> {
         return None;
     }
     let meta = entry.metadata().ok()?;
+    if roots.refuses_hard_link(&meta) {
+        return None;
+    }
     let kind = if meta.is_dir() {
         Kind::Dir
     } else if meta.is_file() {

@@ -165,3 +165,48 @@ async fn listings_are_bounded_and_resume_with_a_cursor() {
     assert_eq!(seen, expected, "every entry once, in order");
     client.cancel().await.unwrap();
 }
+
+/// A hard link inside a root to a file outside it passes every path check, so a file with more
+/// than one name is refused — read, search, list and analyze alike — unless the user allows it.
+#[cfg(unix)]
+#[tokio::test]
+async fn hard_links_out_of_the_roots_are_refused_unless_allowed() {
+    let fx = Fixture::new();
+    let outside = fx.home.path().join("outside.txt");
+    assert!(
+        std::fs::read_to_string(&outside)
+            .unwrap()
+            .contains("TOP SECRET")
+    );
+    std::fs::hard_link(&outside, fx.data().join("hard.txt")).unwrap();
+    let (client, _) = fx.stdio(&[]).await;
+    let message = refused(&client, "files_read", json!({"path": "hard.txt"})).await;
+    assert!(
+        message.contains("hard link") && message.contains("`allow_hard_links`"),
+        "{message}"
+    );
+    let hits = ok(&client, "files_search", json!({"pattern": "SECRET"})).await;
+    assert_eq!(hits["hits"].as_array().unwrap().len(), 0, "{hits}");
+    let listed = ok(&client, "files_list", json!({"depth": 5})).await;
+    assert!(!listed.to_string().contains("hard.txt"), "{listed}");
+    let analyzed = ok(&client, "files_analyze", json!({"path": "."})).await;
+    assert!(!analyzed.to_string().contains("hard.txt"), "{analyzed}");
+    client.cancel().await.unwrap();
+
+    // Allowed in the manifest, it reads like any file.
+    fx.manifest(
+        "files",
+        &format!(
+            "name = \"files\"\nkind = \"builtin\"\n[env.PLUGBOARD_FILES_ROOTS]\n[settings]\n\
+             roots = [{:?}]\nallow_hard_links = true\n",
+            fx.data().display().to_string()
+        ),
+    );
+    let (client, _) = fx.stdio(&[]).await;
+    let read = client
+        .call_tool(call("files_read", json!({"path": "hard.txt"})))
+        .await
+        .unwrap();
+    assert!(text(&read).contains("TOP SECRET"), "{}", text(&read));
+    client.cancel().await.unwrap();
+}

@@ -39,6 +39,8 @@ struct Settings {
     exclude: Vec<String>,
     /// Globs that win over `exclude` (as the files plugin's `include_anyway`).
     include_anyway: Vec<String>,
+    /// Import files that have more than one name (as the files plugin's `allow_hard_links`).
+    allow_hard_links: bool,
     /// Where interrupted imports keep their checkpoints. Default:
     /// `$XDG_STATE_HOME/plugboard/imports` (`~/.local/state/plugboard/imports`).
     checkpoint_dir: Option<PathBuf>,
@@ -53,6 +55,7 @@ impl Default for Settings {
             import_roots: Vec::new(),
             exclude: sandbox::default_exclude(),
             include_anyway: sandbox::default_include_anyway(),
+            allow_hard_links: false,
             checkpoint_dir: None,
         }
     }
@@ -90,6 +93,7 @@ pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, Pl
                 settings.include_anyway.clone(),
             ),
             env_roots: setup.env(sandbox::ROOTS_ENV).map(str::to_owned),
+            hard_links: settings.allow_hard_links,
             roots: OnceLock::new(),
         };
         let checkpoint_dir = settings
@@ -120,6 +124,7 @@ pub(crate) struct ImportFolders {
     /// `import_roots`, `exclude`, `include_anyway`.
     settings: (Vec<PathBuf>, Vec<String>, Vec<String>),
     env_roots: Option<String>,
+    hard_links: bool,
     roots: OnceLock<Result<Roots, String>>,
 }
 
@@ -157,8 +162,11 @@ impl ImportFolders {
             .collect();
         let exclude = Exclude::new(exclude, include_anyway).map_err(|e| format!("airtable {e}"))?;
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-        Roots::exactly(&paths, &cwd, exclude)
-            .map(|roots| roots.owned_by("airtable", "import_roots", None))
+        Roots::exactly(&paths, &cwd, exclude).map(|roots| {
+            roots
+                .owned_by("airtable", "import_roots", None)
+                .allowing_hard_links(self.hard_links)
+        })
     }
 }
 

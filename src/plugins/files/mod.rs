@@ -55,6 +55,9 @@ pub struct FilesSettings {
     /// Walks leave out what `.gitignore`, `.ignore` and `.git/info/exclude` files name: pointed
     /// at a project, `target/` or `node_modules/` would drown what the model is after.
     pub respect_ignore_files: bool,
+    /// Read regular files that have more than one name (hard links). Off: a hard link inside
+    /// a root to a file outside it passes every path check, so such files are refused.
+    pub allow_hard_links: bool,
 }
 
 impl Default for FilesSettings {
@@ -69,6 +72,7 @@ impl Default for FilesSettings {
             exclude: sandbox::default_exclude(),
             include_anyway: sandbox::default_include_anyway(),
             respect_ignore_files: true,
+            allow_hard_links: false,
         }
     }
 }
@@ -148,7 +152,9 @@ impl FilesPlugin {
         let cwd = std::env::current_dir()
             .map_err(|e| PluginError::Init(format!("cannot read the current directory: {e}")))?;
         let exclude = settings.exclusions().map_err(PluginError::Init)?;
-        let roots = Roots::new(&paths, &cwd, exclude).map_err(PluginError::Init)?;
+        let roots = Roots::new(&paths, &cwd, exclude)
+            .map_err(PluginError::Init)?
+            .allowing_hard_links(settings.allow_hard_links);
         Ok(Self::new(roots, settings))
     }
 }
