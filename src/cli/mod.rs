@@ -16,6 +16,7 @@ mod call;
 mod check;
 mod consensus;
 mod import;
+mod log;
 mod plugins;
 mod serve;
 mod stream;
@@ -267,14 +268,19 @@ fn init_logging(global: &Global) {
     });
     let filter =
         EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
-    // stderr only: in stdio mode stdout carries JSON-RPC and nothing else.
-    let builder = fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // stderr only: in stdio mode stdout carries JSON-RPC and nothing else. Text logs are
+    // escaped (no forged lines, no terminal control from a field), and so without colours.
+    let builder = fmt().with_env_filter(filter);
     let _ = match global.log_format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .with_writer(log::EscapedStderr)
+            .with_ansi(false)
+            .try_init(),
+        LogFormat::Json => builder
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .json()
+            .try_init(),
     };
     // Panics inside plugins are caught and answered as error results; log them once, through
     // tracing, instead of the default hook's unstructured stderr text.

@@ -391,3 +391,37 @@ async fn sigterm_stops_a_stdio_server() {
         .unwrap();
     assert!(status.success(), "{status}: {stderr}");
 }
+
+/// A tool name with a newline and terminal escape bytes cannot forge a log line or drive the
+/// terminal of whoever reads the log: every event stays one line, control bytes spelled out.
+#[tokio::test]
+async fn a_hostile_tool_name_cannot_forge_a_log_line() {
+    let fx = Fixture::new();
+    let log = fx.home.path().join("stderr.log");
+    let (client, _) = fx
+        .stdio_env(&[], &[("PLUGBOARD_LOG", "debug")], Some(&log))
+        .await;
+    let name = "x\n2026-12-06T00:00:00.000000Z  INFO plugboard: forged line\u{1b}[2J";
+    let result = client
+        .call_tool(rmcp::model::CallToolRequestParams::new(name.to_owned()))
+        .await
+        .unwrap();
+    assert_eq!(result.is_error, Some(true));
+    client.cancel().await.unwrap();
+    let bytes = std::fs::read(&log).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("forged line"),
+        "the call was not logged at all, so this test proves nothing:\n{text}"
+    );
+    assert!(
+        !bytes.contains(&0x1b),
+        "a raw escape byte reached the log:\n{text}"
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("2026-12-06T00:00:00.000000Z")),
+        "a forged line:\n{text}"
+    );
+}
