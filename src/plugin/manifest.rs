@@ -123,29 +123,10 @@ impl Manifest {
     }
 
     pub fn load(path: &Path) -> Result<Self, PluginError> {
-        let failed = |message: String| PluginError::Manifest {
+        let text = std::fs::read_to_string(path).map_err(|e| PluginError::Manifest {
             path: path.to_owned(),
-            message,
-        };
-        // Say what is wrong with a manifest that is there but is no file to read.
-        let linked = path.symlink_metadata().is_ok_and(|m| m.is_symlink());
-        match std::fs::metadata(path) {
-            Err(_) if linked => {
-                return Err(failed(
-                    "is a symlink to nothing (its target does not exist)".into(),
-                ));
-            }
-            Ok(meta) if meta.is_dir() => {
-                return Err(failed(
-                    "is a folder; a manifest is a file (plugins/<name>/plugin.toml)".into(),
-                ));
-            }
-            Ok(meta) if !meta.is_file() => {
-                return Err(failed("is not a regular file".into()));
-            }
-            _ => {}
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+            message: unreadable(path, &e),
+        })?;
         Self::parse(path, &text)
     }
 
@@ -238,6 +219,20 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// Find every `<dir>/<name>/plugin.toml`, in name order.
+/// Why a manifest that is there cannot be read, in words (asked only after reading failed, so
+/// a readable one costs no extra look at the disk).
+fn unreadable(path: &Path, error: &std::io::Error) -> String {
+    let linked = path.symlink_metadata().is_ok_and(|m| m.is_symlink());
+    match std::fs::metadata(path) {
+        Err(_) if linked => "is a symlink to nothing (its target does not exist)".into(),
+        Ok(meta) if meta.is_dir() => {
+            "is a folder; a manifest is a file (plugins/<name>/plugin.toml)".into()
+        }
+        Ok(meta) if !meta.is_file() => "is not a regular file".into(),
+        _ => error.to_string(),
+    }
+}
+
 pub fn discover(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)? {

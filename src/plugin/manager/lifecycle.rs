@@ -72,7 +72,7 @@ impl Manager {
             if slot.status == Status::Ready {
                 waiting.push(slot);
             } else {
-                let name = slot_name(&slot);
+                let name = slot.name.clone();
                 log_status(&name, &slot.status);
                 kept.insert(name, slot);
             }
@@ -85,10 +85,10 @@ impl Manager {
                         .all(|d| kept.get(d).is_some_and(|s| s.status == Status::Ready))
                 });
             if ready_now.is_empty() {
-                let waiting_names: Vec<String> = blocked.iter().map(slot_name).collect();
+                let waiting: Vec<String> = blocked.iter().map(|s| s.name.clone()).collect();
                 let cycles: Vec<Option<String>> = blocked
                     .iter()
-                    .map(|slot| cycle_from(&slot_name(slot), &blocked))
+                    .map(|slot| cycle_from(&slot.name, &blocked))
                     .collect();
                 for (mut slot, cycle) in blocked.into_iter().zip(cycles) {
                     let missing: Vec<String> = deps(&slot)
@@ -96,7 +96,7 @@ impl Manager {
                         .filter(|d| !kept.get(*d).is_some_and(|s| s.status == Status::Ready))
                         .map(|d| match kept.get(d) {
                             Some(s) => format!("`{d}` ({})", s.status),
-                            None if waiting_names.contains(d) => {
+                            None if waiting.contains(d) => {
                                 format!("`{d}` (which cannot start either)")
                             }
                             None => format!("`{d}` (not found)"),
@@ -106,7 +106,7 @@ impl Manager {
                         Some(cycle) => format!("its dependencies go round in a circle: {cycle}"),
                         None => format!("needs plugin {}", missing.join(", ")),
                     });
-                    let name = slot_name(&slot);
+                    let name = slot.name.clone();
                     log_status(&name, &slot.status);
                     kept.insert(name, slot);
                 }
@@ -116,7 +116,7 @@ impl Manager {
                 futures::future::join_all(ready_now.into_iter().map(|slot| self.init(slot, &env)))
                     .await;
             for slot in started {
-                let name = slot_name(&slot);
+                let name = slot.name.clone();
                 log_status(&name, &slot.status);
                 kept.insert(name, slot);
             }
@@ -296,10 +296,6 @@ fn deps(slot: &Slot) -> &[String] {
     slot.manifest
         .as_ref()
         .map_or(&[], |m| &m.dependencies.plugins)
-}
-
-fn slot_name(slot: &Slot) -> String {
-    slot.name.clone()
 }
 
 /// The dependency circle `start` is on, among the plugins still waiting, as
