@@ -81,9 +81,19 @@ fn find_dotenv() -> Option<PathBuf> {
 
 /// dotenvy's error without its text, which quotes the malformed line whole.
 fn describe(path: &Path, error: dotenvy::Error) -> DotenvError {
+    let contents = std::fs::read_to_string(path).ok();
+    describe_in(path, contents.as_deref(), error)
+}
+
+/// [`describe`] with the file's `contents` already read (`None` when they cannot be).
+pub(crate) fn describe_in(
+    path: &Path,
+    contents: Option<&str>,
+    error: dotenvy::Error,
+) -> DotenvError {
     let path = path.to_path_buf();
     match error {
-        dotenvy::Error::LineParse(text, _) => match line_number(&path, &text) {
+        dotenvy::Error::LineParse(text, _) => match contents.and_then(|c| line_number(c, &text)) {
             Some(line) => DotenvError::Line { path, line },
             None => DotenvError::Unlocated { path },
         },
@@ -94,8 +104,7 @@ fn describe(path: &Path, error: dotenvy::Error) -> DotenvError {
 }
 
 /// The 1-based number of the line where `text` (a logical line dotenvy refused) starts.
-fn line_number(path: &Path, text: &str) -> Option<usize> {
-    let contents = std::fs::read_to_string(path).ok()?;
+fn line_number(contents: &str, text: &str) -> Option<usize> {
     let first = text.lines().map(str::trim).find(|l| !l.is_empty())?;
     contents
         .lines()

@@ -19,6 +19,7 @@
 //! - [`orchestrator`]: routing, the tool-calling loop, consensus.
 //! - [`server`]: the MCP handler and its transports: stdio, Streamable HTTP (`/mcp`) and
 //!   legacy SSE (`/sse` + `/message`) on one axum port, behind the Host/Origin/token guard.
+//! - `fuzzing` (feature `fuzzing` only): entry points for the fuzz targets in `fuzz/`.
 //!
 //! No module imports one that imports it back (checked by a test below).
 
@@ -31,6 +32,9 @@ pub mod plugin;
 pub mod plugins;
 pub mod sandbox;
 pub mod server;
+
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 
 #[cfg(test)]
 mod layout_tests {

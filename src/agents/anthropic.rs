@@ -303,7 +303,7 @@ fn status_of(kind: &str) -> u16 {
 }
 
 /// A whole message: text blocks joined, `tool_use` blocks as calls, the content array kept.
-fn parse_reply(provider: &str, model: &str, value: &Value) -> Result<Reply, AgentError> {
+pub(crate) fn parse_reply(provider: &str, model: &str, value: &Value) -> Result<Reply, AgentError> {
     if value["type"] == "error"
         && let Some(error) = envelope_error(provider, 200, value)
     {
@@ -372,7 +372,7 @@ struct Block {
 /// deltas and `content_block_stop`, then `message_delta` (stop reason, usage) and
 /// `message_stop`. Text and thinking pass on at once; the blocks are rebuilt into the content
 /// array a whole answer would have had.
-struct Blocks {
+pub(crate) struct Blocks {
     provider: String,
     model: String,
     blocks: BTreeMap<u64, Block>,
@@ -382,7 +382,7 @@ struct Blocks {
 }
 
 impl Blocks {
-    fn new(provider: &str, model: &str) -> Self {
+    pub(crate) fn new(provider: &str, model: &str) -> Self {
         Self {
             provider: provider.to_owned(),
             model: model.to_owned(),

@@ -330,7 +330,7 @@ fn envelope_error(provider: &str, status: u16, value: &Value) -> Option<AgentErr
 
 /// A whole answer: the first candidate's text parts joined (thoughts left out), its
 /// `functionCall` parts as calls, its content kept to send back.
-fn parse_reply(provider: &str, model: &str, value: &Value) -> Result<Reply, AgentError> {
+pub(crate) fn parse_reply(provider: &str, model: &str, value: &Value) -> Result<Reply, AgentError> {
     if let Some(error) = envelope_error(provider, 200, value) {
         return Err(error);
     }
@@ -416,7 +416,7 @@ fn usage(value: &Value) -> Usage {
 /// Reads streamed `GenerateContentResponse` chunks. Text arrives in pieces and passes on at
 /// once; the parts are merged into the content a whole answer would have had. There is no end
 /// marker: the answer is complete when the body ends after a chunk with a `finishReason`.
-struct Chunks {
+pub(crate) struct Chunks {
     provider: String,
     model: String,
     role: Option<Value>,
@@ -427,7 +427,7 @@ struct Chunks {
 }
 
 impl Chunks {
-    fn new(provider: &str, model: &str) -> Self {
+    pub(crate) fn new(provider: &str, model: &str) -> Self {
         Self {
             provider: provider.to_owned(),
             model: model.to_owned(),

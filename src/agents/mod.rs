@@ -18,7 +18,7 @@ pub mod gemini;
 pub mod openai;
 mod providers;
 mod request;
-mod sse;
+pub(crate) mod sse;
 pub mod stats;
 #[cfg(test)]
 mod test_server;

@@ -250,7 +250,7 @@ fn envelope_error(provider: &str, status: u16, value: &Value) -> Option<AgentErr
     })
 }
 
-fn parse_reply(provider: &str, model: &str, value: &Value) -> Result<Reply, AgentError> {
+pub(crate) fn parse_reply(provider: &str, model: &str, value: &Value) -> Result<Reply, AgentError> {
     if let Some(error) = envelope_error(provider, 200, value) {
         return Err(error);
     }
@@ -323,7 +323,7 @@ fn usage(value: &Value) -> Usage {
 
 /// Reads `chat.completion.chunk`s: text and reasoning deltas pass on at once; tool-call
 /// fragments are joined per `index`.
-struct Chunks {
+pub(crate) struct Chunks {
     provider: String,
     model: String,
     text: String,
@@ -335,7 +335,7 @@ struct Chunks {
 }
 
 impl Chunks {
-    fn new(provider: &str, model: &str) -> Self {
+    pub(crate) fn new(provider: &str, model: &str) -> Self {
         Self {
             provider: provider.to_owned(),
             model: model.to_owned(),

@@ -245,17 +245,7 @@ impl Calls {
             }
         };
         let instance = serde_json::Value::Object(args.unwrap_or_default());
-        let problems: Vec<String> = validator
-            .iter_errors(&instance)
-            .map(|e| {
-                let at = e.instance_path().to_string();
-                if at.is_empty() {
-                    e.to_string()
-                } else {
-                    format!("{at}: {e}")
-                }
-            })
-            .collect();
+        let problems = argument_problems(validator, &instance);
         if !problems.is_empty() {
             let message = format!(
                 "invalid arguments for `{name}`: {}. Call tools/list for the input schema.",
@@ -447,6 +437,25 @@ impl Suspended {
 }
 
 /// What the client is told when a handler panicked (the panic is logged).
+/// What is wrong with a call's arguments by its tool's input schema, each problem with where
+/// it is; none when they fit.
+pub(crate) fn argument_problems(
+    validator: &jsonschema::Validator,
+    instance: &serde_json::Value,
+) -> Vec<String> {
+    validator
+        .iter_errors(instance)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            if at.is_empty() {
+                e.to_string()
+            } else {
+                format!("{at}: {e}")
+            }
+        })
+        .collect()
+}
+
 fn panicked(plugin: &str, tool: &str, message: String) -> String {
     tracing::error!(plugin = %plugin, tool = %tool, panic = %message, "tool handler panicked");
     format!(

@@ -21,7 +21,7 @@
 //! - `models.rs`: the host's model service.
 
 mod caller;
-mod calls;
+pub(crate) mod calls;
 pub mod catalog;
 mod context;
 mod error;

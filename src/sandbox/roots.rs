@@ -325,7 +325,7 @@ pub fn show(rel: &Path) -> String {
 }
 
 /// Drop `.` and apply `..` without touching the disk; `None` if `..` climbs above the start.
-fn normalize_relative(path: &Path) -> Option<PathBuf> {
+pub(crate) fn normalize_relative(path: &Path) -> Option<PathBuf> {
     let mut out = PathBuf::new();
     for component in path.components() {
         match component {

@@ -50,12 +50,12 @@ impl Guard {
         }
     }
 
-    fn host_allowed(&self, host: &str) -> bool {
+    pub(crate) fn host_allowed(&self, host: &str) -> bool {
         let host = strip_port(host).to_ascii_lowercase();
         self.hosts.iter().any(|h| h == "*" || *h == host)
     }
 
-    fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+    pub(crate) fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         let host = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
@@ -92,7 +92,7 @@ impl Guard {
 
 /// Why a request was turned away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refusal {
+pub(crate) enum Refusal {
     Host,
     Origin,
     Token,
@@ -133,7 +133,7 @@ pub async fn guard(State(guard): State<Guard>, request: Request<Body>, next: Nex
 
 /// The credentials of `Bearer <token>`. The scheme is case-insensitive (RFC 9110 §11.1), so
 /// `bearer` and `BEARER` count too.
-fn bearer(authorization: &str) -> Option<&str> {
+pub(crate) fn bearer(authorization: &str) -> Option<&str> {
     let (scheme, token) = authorization.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -141,7 +141,7 @@ fn bearer(authorization: &str) -> Option<&str> {
 }
 
 /// `example.com:3000` → `example.com`; `[::1]:3000` → `::1`.
-fn strip_port(host: &str) -> &str {
+pub(crate) fn strip_port(host: &str) -> &str {
     if let Some(rest) = host.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
     }

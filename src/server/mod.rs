@@ -1,9 +1,9 @@
 //! The transports: stdio, and on one HTTP port Streamable HTTP (`/mcp`) plus the legacy
 //! HTTP+SSE transport (`GET /sse`, `POST /message`).
 
-mod decode;
-mod gate;
-mod guard;
+pub(crate) mod decode;
+pub(crate) mod gate;
+pub(crate) mod guard;
 mod handler;
 mod http;
 mod json_first;

@@ -516,8 +516,17 @@ fn read_rows(path: &Path) -> Result<Vec<Map<String, Value>>, ToolError> {
         .to_ascii_lowercase();
     let text = std::fs::read_to_string(path)
         .map_err(|e| ToolError::InvalidArguments(format!("cannot read {}: {e}", path.display())))?;
+    parse_rows(&ext, &text, path)
+}
+
+/// The rows of `text`, a file of type `ext` (lower case, no dot); errors name `path`.
+pub(crate) fn parse_rows(
+    ext: &str,
+    text: &str,
+    path: &Path,
+) -> Result<Vec<Map<String, Value>>, ToolError> {
     let bad = |e: String| ToolError::InvalidArguments(format!("{}: {e}", path.display()));
-    match ext.as_str() {
+    match ext {
         "csv" | "tsv" => {
             let mut reader = csv::ReaderBuilder::new()
                 .delimiter(if ext == "tsv" { b'\t' } else { b',' })
@@ -535,7 +544,7 @@ fn read_rows(path: &Path) -> Result<Vec<Map<String, Value>>, ToolError> {
             }
             Ok(rows)
         }
-        "json" => match serde_json::from_str::<Value>(&text).map_err(|e| bad(e.to_string()))? {
+        "json" => match serde_json::from_str::<Value>(text).map_err(|e| bad(e.to_string()))? {
             Value::Array(items) => items
                 .into_iter()
                 .enumerate()
@@ -562,7 +571,7 @@ fn read_rows(path: &Path) -> Result<Vec<Map<String, Value>>, ToolError> {
 }
 
 /// One source row → the fields to send. Empty cells are left out.
-fn map_row(
+pub(crate) fn map_row(
     row: Map<String, Value>,
     mapping: Option<&Map<String, Value>>,
     types: &HashMap<String, String>,
@@ -596,7 +605,7 @@ fn map_row(
 }
 
 /// Text from a CSV into the value a field of type `kind` takes.
-fn convert(value: Value, kind: &str) -> Result<Value, String> {
+pub(crate) fn convert(value: Value, kind: &str) -> Result<Value, String> {
     let Value::String(text) = value else {
         return Ok(value);
     };

@@ -2,9 +2,9 @@
 //! get, search, create, update, upsert, delete) in batches of 10, tables and fields, and an
 //! exactly-once bulk import. Every request goes through one paced client (see `client.rs`).
 
-mod client;
-mod import;
-mod tools;
+pub(crate) mod client;
+pub(crate) mod import;
+pub(crate) mod tools;
 
 use std::{
     path::PathBuf,

@@ -2,8 +2,8 @@
 //! small set of tools. Every request goes through one client (see `client.rs`) that sends the
 //! headers GitHub asks for and keeps within its rate limits.
 
-mod client;
-mod tools;
+pub(crate) mod client;
+pub(crate) mod tools;
 
 use std::{sync::Arc, time::Duration};
 

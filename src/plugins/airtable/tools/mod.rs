@@ -6,7 +6,7 @@
 //! that name the table's fields.
 
 mod import;
-mod records;
+pub(crate) mod records;
 mod schema;
 mod writes;
 

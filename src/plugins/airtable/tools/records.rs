@@ -135,7 +135,7 @@ struct SearchRecords {
 /// Cursor of `list_records`: Airtable's offset plus how many records were already returned,
 /// so an expired offset restarts the listing without repeating records.
 #[derive(Serialize, Deserialize, Default, Clone)]
-struct Cursor {
+pub(crate) struct Cursor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     o: Option<String>,
     n: usize,
@@ -143,12 +143,12 @@ struct Cursor {
     q: u64,
 }
 
-fn encode_cursor(c: &Cursor) -> String {
+pub(crate) fn encode_cursor(c: &Cursor) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(serde_json::to_vec(c).unwrap_or_default())
 }
 
-fn decode_cursor(s: &str, query: u64) -> Result<Cursor, ToolError> {
+pub(crate) fn decode_cursor(s: &str, query: u64) -> Result<Cursor, ToolError> {
     let bad = || {
         ToolError::InvalidArguments(
             "cursor is not one this tool returned for these arguments; start without it".into(),
@@ -189,7 +189,7 @@ const TEXT_TYPES: &[&str] = &[
 ];
 
 /// A string literal in an Airtable formula.
-fn formula_string(s: &str) -> String {
+pub(crate) fn formula_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 

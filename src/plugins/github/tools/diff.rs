@@ -12,7 +12,7 @@ pub(super) const DIFF_PIECE: usize = 20_000;
 const PATCH_MAX: usize = 4_000;
 
 /// Keep a file's patch bounded; the whole of it is in `get_diff` with `files`.
-pub(super) fn cap_patch(file: &mut Value) {
+pub(crate) fn cap_patch(file: &mut Value) {
     let Some(patch) = file["patch"].as_str() else {
         return;
     };
@@ -29,7 +29,7 @@ pub(super) fn cap_patch(file: &mut Value) {
 
 /// The parts of a unified diff (`diff --git a/x b/y` sections) that touch `files`; also the
 /// files asked for that had no part.
-pub(super) fn only_files(diff: &str, files: &[String]) -> (String, Vec<String>) {
+pub(crate) fn only_files(diff: &str, files: &[String]) -> (String, Vec<String>) {
     let mut kept = String::new();
     let mut found = vec![false; files.len()];
     for section in sections(diff) {
@@ -70,7 +70,7 @@ fn sections(diff: &str) -> Vec<&str> {
 
 /// At most `max` bytes of `text` from `offset`, ending at a line break where one is near, and
 /// a closing line saying what was left out and where to continue.
-pub(super) fn piece(text: &str, offset: usize, max: usize) -> String {
+pub(crate) fn piece(text: &str, offset: usize, max: usize) -> String {
     let total = text.len();
     if total == 0 {
         return "(this pull request changes no text: its diff is empty)".into();

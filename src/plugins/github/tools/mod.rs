@@ -7,10 +7,10 @@
 //! pieces. This file holds the published list and what the families share: request helpers and
 //! the shaping of answers.
 
-mod diff;
+pub(crate) mod diff;
 mod issues;
-mod pulls;
-mod search;
+pub(crate) mod pulls;
+pub(crate) mod search;
 
 use std::sync::Arc;
 
@@ -194,7 +194,7 @@ fn names(v: &Value, key: &str) -> Value {
 }
 
 /// An issue (or the issue side of a pull request) with the fields a model works with.
-fn slim_issue(i: &Value, with_body: bool) -> Value {
+pub(crate) fn slim_issue(i: &Value, with_body: bool) -> Value {
     let mut out = pick(
         i,
         &[

@@ -309,7 +309,7 @@ impl GitHub {
 
 // ---- shaping answers -----------------------------------------------------------------------
 
-fn slim_pull(p: &Value, detail: bool) -> Value {
+pub(crate) fn slim_pull(p: &Value, detail: bool) -> Value {
     let mut out = pick(
         p,
         &[

@@ -206,7 +206,7 @@ impl GitHub {
 // ---- shaping answers -----------------------------------------------------------------------
 
 /// A code search hit: where, and the matching fragments when GitHub sent them.
-fn slim_code(i: &Value) -> Value {
+pub(crate) fn slim_code(i: &Value) -> Value {
     let mut out = pick(i, &["path", "html_url"]);
     out["repository"] = i["repository"]["full_name"].clone();
     let fragments: Vec<Value> = i["text_matches"]
@@ -223,7 +223,7 @@ fn slim_code(i: &Value) -> Value {
 }
 
 /// `…/repos/{owner}/{repo}` → `owner/repo`.
-fn repo_of(url: &str) -> Option<String> {
+pub(crate) fn repo_of(url: &str) -> Option<String> {
     let rest = &url[url.find("/repos/")? + "/repos/".len()..];
     let mut parts = rest.split('/');
     Some(format!("{}/{}", parts.next()?, parts.next()?))
