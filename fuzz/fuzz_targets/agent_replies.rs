@@ -1,0 +1,5 @@
+//! Whole replies and error bodies of the four provider formats.
+
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| plugboard::fuzzing::agents::replies(data));
