@@ -140,15 +140,19 @@ pub(crate) fn bearer(authorization: &str) -> Option<&str> {
         .then(|| token.trim_matches(' '))
 }
 
-/// `example.com:3000` → `example.com`; `[::1]:3000` → `::1`.
+/// `example.com:3000` → `example.com`; `[::1]:3000` → `::1`. Anything else after `]` is no
+/// port, and the host stays as given (so it matches no allowed name).
 pub(crate) fn strip_port(host: &str) -> &str {
+    let is_port = |port: &str| port.chars().all(|c| c.is_ascii_digit());
     if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
+        return match rest.split_once(']') {
+            Some((name, "")) => name,
+            Some((name, port)) if port.strip_prefix(':').is_some_and(is_port) => name,
+            _ => host,
+        };
     }
     match host.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') && port.chars().all(|c| c.is_ascii_digit()) => {
-            name
-        }
+        Some((name, port)) if !name.contains(':') && is_port(port) => name,
         _ => host,
     }
 }
@@ -191,6 +195,29 @@ mod tests {
             (header::ORIGIN, "http://localhost:5173"),
         ];
         assert!(g.check(&headers(&local)).is_ok());
+    }
+
+    #[test]
+    fn a_bracketed_host_with_more_than_a_port_after_it_is_refused() {
+        // Regression (fuzz/ http_guard): everything after `]` was ignored, so `[::1]` followed
+        // by anything passed as loopback.
+        assert_eq!(strip_port("[::1]:3000"), "::1");
+        assert_eq!(strip_port("[::1]"), "::1");
+        assert_eq!(strip_port("[::1]:4\\040"), "[::1]:4\\040");
+        assert_eq!(strip_port("[::1]evil.example"), "[::1]evil.example");
+        let g = Guard::new("127.0.0.1".parse().unwrap(), &[], &[], None);
+        for host in ["[::1]:4\\040", "[::1]evil.example", "[::1]:80]"] {
+            assert_eq!(
+                g.check(&headers(&[(header::HOST, host)])).unwrap_err(),
+                Refusal::Host,
+                "{host}"
+            );
+        }
+        let origin = [
+            (header::HOST, "127.0.0.1:3000"),
+            (header::ORIGIN, "http://[::1]evil.example"),
+        ];
+        assert_eq!(g.check(&headers(&origin)).unwrap_err(), Refusal::Origin);
     }
 
     #[test]
