@@ -51,8 +51,13 @@ impl Guard {
     }
 
     pub(crate) fn host_allowed(&self, host: &str) -> bool {
-        let host = strip_port(host).to_ascii_lowercase();
-        self.hosts.iter().any(|h| h == "*" || *h == host)
+        let name = strip_port(host);
+        // An IPv6 address names a host only in brackets (RFC 3986 §3.2.2).
+        if name.contains(':') && !host.starts_with('[') {
+            return self.hosts.iter().any(|h| h == "*");
+        }
+        let name = name.to_ascii_lowercase();
+        self.hosts.iter().any(|h| h == "*" || *h == name)
     }
 
     pub(crate) fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
@@ -200,13 +205,19 @@ mod tests {
     #[test]
     fn a_bracketed_host_with_more_than_a_port_after_it_is_refused() {
         // Regression (fuzz/ http_guard): everything after `]` was ignored, so `[::1]` followed
-        // by anything passed as loopback.
+        // by anything passed as loopback; and so did `::1` without brackets.
         assert_eq!(strip_port("[::1]:3000"), "::1");
         assert_eq!(strip_port("[::1]"), "::1");
         assert_eq!(strip_port("[::1]:4\\040"), "[::1]:4\\040");
         assert_eq!(strip_port("[::1]evil.example"), "[::1]evil.example");
         let g = Guard::new("127.0.0.1".parse().unwrap(), &[], &[], None);
-        for host in ["[::1]:4\\040", "[::1]evil.example", "[::1]:80]"] {
+        for host in [
+            "[::1]:4\\040",
+            "[::1]evil.example",
+            "[::1]:80]",
+            "::1",
+            "::1:3000",
+        ] {
             assert_eq!(
                 g.check(&headers(&[(header::HOST, host)])).unwrap_err(),
                 Refusal::Host,
