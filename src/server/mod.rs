@@ -1,13 +1,16 @@
 //! The transports: stdio, and on one HTTP port Streamable HTTP (`/mcp`) plus the legacy
 //! HTTP+SSE transport (`GET /sse`, `POST /message`).
 
+mod accept;
 mod decode;
 mod gate;
 mod guard;
 mod handler;
 mod http;
 mod json_first;
+mod sessions;
 mod sse;
+mod status;
 
 use std::sync::Arc;
 
@@ -15,6 +18,7 @@ use rmcp::{ServiceExt, service::ServerInitializeError, transport::async_rw::Asyn
 
 pub use handler::McpHandler;
 pub use http::{DEFAULT_MAX_SSE_SESSIONS, HttpOptions, serve_http};
+pub use sessions::SessionLimits;
 
 use crate::plugin::Manager;
 

@@ -21,6 +21,7 @@ mod core;
 mod files;
 mod github;
 mod inproc;
+mod limits;
 mod protocol;
 mod protocol_input;
 mod protocol_stream;

@@ -1,0 +1,335 @@
+//! Bounded resources over HTTP, through the binary: sessions capped (in all and per client
+//! address) and expired when idle, connections capped, slow or silent clients cut off, and
+//! bodies that are no JSON-RPC message answered. Each drives one limit past its edge.
+
+use std::{net::IpAddr, time::Duration};
+
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+use crate::support::Fixture;
+
+const ACCEPT: &str = "application/json, text/event-stream";
+const VERSION: &str = "2025-11-25";
+
+fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(ip.parse::<IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+/// `initialize` from `http`; the response.
+async fn initialize(http: &reqwest::Client, url: &str) -> reqwest::Response {
+    http.post(format!("{url}/mcp"))
+        .header("Accept", ACCEPT)
+        .json(&json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":VERSION,"capabilities":{},"clientInfo":{"name":"limits","version":"0"}}}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A session opened from `http`: its id, after `notifications/initialized`.
+async fn open_session(http: &reqwest::Client, url: &str) -> String {
+    let response = initialize(http, url).await;
+    assert_eq!(response.status(), 200);
+    let id = response.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let sent = on_session(http, url, &id)
+        .json(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202);
+    id
+}
+
+fn on_session(http: &reqwest::Client, url: &str, id: &str) -> reqwest::RequestBuilder {
+    http.post(format!("{url}/mcp"))
+        .header("Accept", ACCEPT)
+        .header("Mcp-Session-Id", id)
+        .header("MCP-Protocol-Version", VERSION)
+}
+
+async fn list_tools(http: &reqwest::Client, url: &str, id: &str) -> reqwest::Response {
+    on_session(http, url, id)
+        .json(&json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn health(url: &str) -> Value {
+    reqwest::get(format!("{url}/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Poll `/health` until `done` holds (a generous bound, never asserted as a speed).
+async fn until_health(url: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let status = health(url).await;
+            if done(&status) {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("/health never showed {what}"))
+}
+
+/// The probe that found 20,000 sessions in 5 s: now one beyond the cap is 503 saying which
+/// limit, per client address and in all; DELETE frees a place; an idle session is closed and
+/// its id gets 404, while one with a stream open stays; `/health` counts them throughout.
+#[tokio::test]
+async fn streamable_http_sessions_are_capped_and_expire_when_idle() {
+    let fx = Fixture::new();
+    let (_child, url) = fx
+        .http(&[
+            "--max-sessions",
+            "3",
+            "--max-sessions-per-client",
+            "2",
+            "--session-idle-secs",
+            "1",
+        ])
+        .await;
+    // Two client addresses: Linux routes all of 127/8 to loopback.
+    let a = client_from("127.0.0.1");
+    let b = client_from("127.0.0.2");
+
+    let a1 = open_session(&a, &url).await;
+    let a2 = open_session(&a, &url).await;
+    let refused = initialize(&a, &url).await;
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    let text = refused.text().await.unwrap();
+    assert!(
+        text.contains("from this address (the limit is 2)")
+            && text.contains("--max-sessions-per-client"),
+        "{text}"
+    );
+    let b1 = open_session(&b, &url).await;
+    let refused = initialize(&b, &url).await;
+    assert_eq!(refused.status(), 503);
+    let text = refused.text().await.unwrap();
+    assert!(
+        text.contains("too many MCP sessions open (the limit is 3)")
+            && text.contains("--max-sessions "),
+        "{text}"
+    );
+    let status = health(&url).await;
+    assert_eq!(status["sessions"]["streamable_http"]["open"], 3, "{status}");
+    assert_eq!(status["sessions"]["streamable_http"]["max"], 3, "{status}");
+
+    // DELETE ends a session and frees its place; a second DELETE, or one of an id never
+    // given, is 404.
+    let delete = |id: String| {
+        a.delete(format!("{url}/mcp"))
+            .header("Mcp-Session-Id", id)
+            .header("MCP-Protocol-Version", VERSION)
+            .send()
+    };
+    assert!(delete(a1.clone()).await.unwrap().status().is_success());
+    assert_eq!(delete(a1.clone()).await.unwrap().status(), 404);
+    assert_eq!(
+        delete("no-such-session".into()).await.unwrap().status(),
+        404
+    );
+    assert_eq!(list_tools(&a, &url, &a1).await.status(), 404);
+
+    // b1 listens on its stream (GET), so it is never idle; a2 is, and expires.
+    let mut stream = b
+        .get(format!("{url}/mcp"))
+        .header("Accept", "text/event-stream")
+        .header("Mcp-Session-Id", &b1)
+        .header("MCP-Protocol-Version", VERSION)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let status = until_health(&url, "the idle session closed", |s| {
+        s["sessions"]["streamable_http"]["open"] == 1
+    })
+    .await;
+    assert_eq!(status["sessions"]["streamable_http"]["busy"], 1, "{status}");
+    let gone = list_tools(&a, &url, &a2).await;
+    assert_eq!(gone.status(), 404, "an expired session's id is 404");
+    // The listening session still serves, well past the idle time.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(list_tools(&b, &url, &b1).await.status(), 200);
+    // And the client whose sessions ended can open new ones.
+    open_session(&a, &url).await;
+    open_session(&a, &url).await;
+    drop(stream.chunk());
+}
+
+/// Read what the server sends on `tcp` until it closes the connection (bounded by a
+/// generous deadline: the point is that it closes, not how fast).
+async fn read_to_close(tcp: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), tcp.read_to_end(&mut got))
+        .await
+        .expect("the server never closed the connection")
+        .ok();
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+fn host_of(url: &str) -> String {
+    url.trim_start_matches("http://").to_owned()
+}
+
+/// A connection that sends nothing, one whose headers trickle in, and a body trickled against
+/// a large Content-Length are each cut off (the last answered 408) instead of being held
+/// open for as long as the client likes.
+#[tokio::test]
+async fn silent_and_slow_clients_are_cut_off() {
+    let fx = Fixture::new();
+    let (_child, url) = fx
+        .http(&["--header-timeout-secs", "1", "--body-timeout-secs", "1"])
+        .await;
+    let host = host_of(&url);
+
+    let mut silent = TcpStream::connect(&host).await.unwrap();
+    read_to_close(&mut silent).await;
+
+    let mut trickle = TcpStream::connect(&host).await.unwrap();
+    let headers =
+        format!("POST /mcp HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n");
+    let dripping = async {
+        for byte in headers.as_bytes() {
+            if trickle.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("the server took headers a byte every 200 ms to the end");
+    };
+    dripping.await;
+
+    let mut body = TcpStream::connect(&host).await.unwrap();
+    body.write_all(
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+             Accept: {ACCEPT}\r\nContent-Length: 100000\r\n\r\n{{\"jsonrpc\":"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let answer = read_to_close(&mut body).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("--body-timeout-secs"), "{answer}");
+
+    // The server serves on.
+    assert_eq!(health(&url).await["status"], "ok");
+}
+
+/// One connection beyond `--max-connections` is answered 503 and closed; when one closes, a
+/// new one is served.
+#[tokio::test]
+async fn connections_are_capped() {
+    let fx = Fixture::new();
+    let (_child, url) = fx.http(&["--max-connections", "2"]).await;
+    let host = host_of(&url);
+    let first = TcpStream::connect(&host).await.unwrap();
+    let _second = TcpStream::connect(&host).await.unwrap();
+    // Both are accepted before the third arrives: /health counts them.
+    let mut third = TcpStream::connect(&host).await.unwrap();
+    let answer = read_to_close(&mut third).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.contains("the limit is 2") && answer.contains("--max-connections"),
+        "{answer}"
+    );
+    drop(first);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(response) = reqwest::get(format!("{url}/health")).await
+                && response.status() == 200
+            {
+                let status: Value = response.json().await.unwrap();
+                assert_eq!(status["connections"]["max"], 2);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("a place freed by a closed connection is served");
+}
+
+/// Bodies that are no JSON-RPC message get 400 with the JSON-RPC error (not rmcp's 415),
+/// with `id: null` when the id cannot be read and the request's id when it can.
+#[tokio::test]
+async fn http_bodies_that_are_no_message_get_a_json_rpc_error() {
+    let fx = Fixture::new();
+    let (_child, url) = fx.http(&[]).await;
+    let http = reqwest::Client::new();
+    let post = |body: String| {
+        http.post(format!("{url}/mcp"))
+            .header("Accept", ACCEPT)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+    };
+    let answer = post("{not json".into()).await.unwrap();
+    assert_eq!(answer.status(), 400);
+    let error: Value = answer.json().await.unwrap();
+    assert_eq!(error["error"]["code"], -32700, "{error}");
+    assert!(
+        error.as_object().unwrap().contains_key("id") && error["id"].is_null(),
+        "{error}"
+    );
+
+    let answer = post(r#"{"hello":"world"}"#.into()).await.unwrap();
+    assert_eq!(answer.status(), 400);
+    let error: Value = answer.json().await.unwrap();
+    assert_eq!(
+        (error["error"]["code"].clone(), error["id"].clone()),
+        (json!(-32600), Value::Null),
+        "{error}"
+    );
+
+    let deep = format!(
+        r#"{{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{{"name":"files_read","arguments":{{"path":{}0{}}}}}}}"#,
+        "[".repeat(300),
+        "]".repeat(300)
+    );
+    // Nested too deep inside params: refused as bad params, naming the limit, with the id.
+    let answer = post(deep).await.unwrap();
+    let error: Value = answer.json().await.unwrap();
+    assert_eq!(error["id"], 41, "{error}");
+    assert_eq!(error["error"]["code"], -32602, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nested deeper than 128 levels, the limit"),
+        "{error}"
+    );
+    // Nested too deep where no params can say so: -32600 with the id read from the text.
+    let deep = format!(
+        r#"{{"jsonrpc":"2.0","id":42,"method":"notifications/x","result":{}0{}}}"#,
+        "[".repeat(300),
+        "]".repeat(300)
+    );
+    let answer = post(deep).await.unwrap();
+    assert_eq!(answer.status(), 400);
+    let error: Value = answer.json().await.unwrap();
+    assert_eq!(
+        (error["id"].clone(), error["error"]["code"].clone()),
+        (json!(42), json!(-32600)),
+        "{error}"
+    );
+}
