@@ -25,7 +25,7 @@ pub(super) struct ServeArgs {
     /// Extra browser origins allowed (comma-separated, e.g. `https://app.example.com`).
     #[arg(long, env = "PLUGBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
     allowed_origins: Vec<String>,
-    /// Largest HTTP request body accepted, in bytes.
+    /// Largest message accepted, in bytes: an HTTP request body, or one line on stdio.
     #[arg(long, env = "PLUGBOARD_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     max_body_bytes: usize,
     /// Most legacy SSE sessions (GET /sse) open at once; one more is answered 503 until a
@@ -77,7 +77,7 @@ async fn serve_on_worker(manager: Arc<Manager>, args: ServeArgs) -> anyhow::Resu
         None => {
             tracing::info!(tools = manager.tools().len(), "serving MCP on stdio");
             tokio::select! {
-                served = server::serve_stdio(manager) => served,
+                served = server::serve_stdio(manager, args.max_body_bytes) => served,
                 _ = ct.cancelled() => Ok(()),
             }
         }

@@ -92,7 +92,8 @@ async fn a_slow_call_times_out_with_an_error_result() {
 }
 
 /// Raw lines over stdio: stdout carries JSON-RPC only; unknown methods get -32601 even before
-/// initialize; malformed input is answered or ignored without killing the server.
+/// initialize; malformed input is answered (a line that is not JSON with -32700 and a null
+/// id) without killing the server.
 #[tokio::test]
 async fn stdio_raw_protocol_edges() {
     let fx = Fixture::new();
@@ -138,6 +139,12 @@ async fn stdio_raw_protocol_edges() {
     assert_eq!(reply["error"]["code"], -32601, "{reply}");
 
     send("this is not json").await;
+    let reply = next().await;
+    assert_eq!(reply["error"]["code"], -32700, "{reply}");
+    assert!(
+        reply["id"].is_null() && reply.as_object().unwrap().contains_key("id"),
+        "{reply}"
+    );
     send(r#"{"jsonrpc":"2.0","id":2,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#).await;
     let reply = next().await;
     assert_eq!(reply["id"], 2);

@@ -333,3 +333,137 @@ async fn http_bodies_that_are_no_message_get_a_json_rpc_error() {
         "{error}"
     );
 }
+
+/// Lines from `read` until it ends, as JSON.
+async fn json_lines(read: impl tokio::io::AsyncRead + Unpin) -> Vec<Value> {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(read).lines();
+    let mut out = Vec::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        out.push(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}")));
+    }
+    out
+}
+
+fn initialize_line(id: u32) -> String {
+    json!({"jsonrpc":"2.0","id":id,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"lines","version":"0"}}}).to_string()
+}
+
+/// On stdio every line gets an answer: not JSON is -32700, JSON that is no message -32600,
+/// a line over the limit or nested too deep -32600 naming the limit, each with the request's
+/// id when it can be read and `"id": null` when not. The server serves on after each.
+#[tokio::test]
+async fn every_stdio_line_gets_an_answer() {
+    let fx = Fixture::new();
+    let mut child = fx
+        .command(&["serve", "--max-body-bytes", "4000"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let oversized = json!({"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"testkit_echo","arguments":{"text":"x".repeat(10_000)}}});
+    let deep = format!(
+        r#"{{"jsonrpc":"2.0","id":"deep","result":{}0{}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let lines = [
+        initialize_line(1),
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}).to_string(),
+        "this is not json".into(),
+        r#"{"hello":"world"}"#.into(),
+        oversized.to_string(),
+        deep,
+        String::new(),
+        json!({"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"testkit_echo","arguments":{"text":"still here"}}}).to_string(),
+    ];
+    for line in &lines {
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+    drop(stdin);
+    let answers = tokio::time::timeout(
+        Duration::from_secs(60),
+        json_lines(child.stdout.take().unwrap()),
+    )
+    .await
+    .expect("the server answered and exited after stdin closed");
+    let by_code = |code: i64| -> Vec<&Value> {
+        answers
+            .iter()
+            .filter(|a| a["error"]["code"] == code)
+            .collect()
+    };
+    let parse = by_code(-32700);
+    assert_eq!(parse.len(), 1, "{answers:#?}");
+    assert!(parse[0].as_object().unwrap().contains_key("id") && parse[0]["id"].is_null());
+    let invalid = by_code(-32600);
+    assert_eq!(invalid.len(), 3, "{answers:#?}");
+    let message = |a: &Value| a["error"]["message"].as_str().unwrap().to_owned();
+    assert!(invalid[0]["id"].is_null(), "{}", invalid[0]);
+    assert_eq!(invalid[1]["id"], 9);
+    assert!(
+        message(invalid[1]).contains("over 4000 bytes, the limit"),
+        "{}",
+        invalid[1]
+    );
+    assert_eq!(invalid[2]["id"], "deep");
+    assert!(
+        message(invalid[2]).contains("nested deeper than 128"),
+        "{}",
+        invalid[2]
+    );
+    let last = answers
+        .iter()
+        .find(|a| a["id"] == 10)
+        .expect("the call after them was served");
+    assert_eq!(last["result"]["content"][0]["text"], "still here", "{last}");
+    assert_eq!(
+        answers.len(),
+        6,
+        "one answer per request line: {answers:#?}"
+    );
+}
+
+/// A client that sends a call and closes stdin gets the result: the end of input waits for
+/// the calls in flight (here a 60-second call, far past rmcp's 5-second drain, in paused
+/// time over the same transport `plugboard serve` uses on stdio).
+#[tokio::test(start_paused = true)]
+async fn closing_stdin_mid_call_still_delivers_the_result() {
+    let fx = Fixture::new();
+    let manager = crate::inproc::Server::new(&fx).start().await;
+    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+    let (server_read, server_write) = tokio::io::split(server_io);
+    let served = tokio::spawn(plugboard::server::serve_lines(
+        manager,
+        server_read,
+        server_write,
+        1 << 20,
+    ));
+    let (client_read, mut client_write) = tokio::io::split(client_io);
+    let started = tokio::time::Instant::now();
+    for line in [
+        initialize_line(1),
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}).to_string(),
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"testkit_slow","arguments":{"steps":2,"step_ms":30_000}}}).to_string(),
+    ] {
+        client_write.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+    }
+    client_write.shutdown().await.unwrap();
+    drop(client_write);
+    let answers = json_lines(client_read).await;
+    let result = answers
+        .iter()
+        .find(|a| a["id"] == 2)
+        .unwrap_or_else(|| panic!("the call's result was lost: {answers:#?}"));
+    assert_eq!(
+        result["result"]["content"][0]["text"], "completed 2 steps",
+        "{result}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(60));
+    served.await.unwrap().unwrap();
+}
