@@ -277,7 +277,7 @@ fn init_logging(global: &Global) {
             .with_ansi(false)
             .try_init(),
         LogFormat::Json => builder
-            .with_writer(std::io::stderr)
+            .with_writer(log::MaskedStderr)
             .with_ansi(false)
             .json()
             .try_init(),

@@ -82,6 +82,9 @@ async fn serve_on_worker(manager: Arc<Manager>, args: ServeArgs) -> anyhow::Resu
             }
         }
         Some(addr) => {
+            if let Some(token) = &args.token {
+                crate::net::secret::hold(token.expose_secret());
+            }
             let options = server::HttpOptions {
                 addr,
                 token: args.token.filter(|t| !t.expose_secret().is_empty()),

@@ -221,8 +221,11 @@ impl Calls {
             .get(name)
             .filter(|e| caller.allows(&e.plugin, &e.tool));
         let Some(entry) = entry else {
-            let message = unknown_tool(name, &registry, &caller);
-            self.refused("", name, &cx, ErrorKind::UnknownTool, &message);
+            // The name is the client's: shown clipped, and masked like any output.
+            let shown = clip_name(name);
+            let mut message = unknown_tool(&shown, &registry, &caller);
+            crate::net::secret::mask_held_in(&mut message);
+            self.refused("", &shown, &cx, ErrorKind::UnknownTool, &message);
             return Err(error_result(message));
         };
         self.observers.started(&CallStarted {
@@ -384,7 +387,7 @@ impl Calls {
         started: Instant,
         outcome: Result<CallToolResult, (ErrorKind, String)>,
     ) -> CallToolResult {
-        let (result, outcome) = match outcome {
+        let (mut result, outcome) = match outcome {
             Ok(result) if result.is_error == Some(true) => (result, Outcome::ToolError),
             Ok(result) => (result, Outcome::Ok),
             Err((kind, message)) => {
@@ -392,6 +395,7 @@ impl Calls {
                 (result, Outcome::Failed(kind))
             }
         };
+        mask_result(&mut result);
         let error = match outcome {
             Outcome::Failed(_) => result
                 .content
@@ -456,6 +460,43 @@ fn panicked(plugin: &str, tool: &str, message: String) -> String {
 
 fn error_result(message: String) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message)])
+}
+
+/// Every held secret masked out of a tool's result: its text, embedded text resources and
+/// structured content (`net::secret::mask_held`).
+pub(crate) fn mask_result(result: &mut CallToolResult) {
+    use crate::net::secret::{mask_held_in, mask_held_json};
+    use rmcp::model::{ContentBlock, ResourceContents};
+    for block in &mut result.content {
+        match block {
+            ContentBlock::Text(text) => mask_held_in(&mut text.text),
+            ContentBlock::Resource(embedded) => {
+                if let ResourceContents::TextResourceContents { text, .. } = &mut embedded.resource
+                {
+                    mask_held_in(text);
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(structured) = &mut result.structured_content {
+        mask_held_json(structured);
+    }
+}
+
+/// Longest name echoed back in an error or a log line; a client can send a megabyte.
+pub const MAX_SHOWN_NAME: usize = 128;
+
+/// `name` as it may be shown: up to [`MAX_SHOWN_NAME`] bytes, then how long it was.
+pub fn clip_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.len() <= MAX_SHOWN_NAME {
+        return name.into();
+    }
+    let mut end = MAX_SHOWN_NAME;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &name[..end], name.len()).into()
 }
 
 fn unknown_tool(name: &str, registry: &Registry, caller: &super::Caller) -> String {

@@ -252,8 +252,10 @@ impl ToolContext {
 
     /// Report progress, if the client asked for it. Never fails the call.
     pub async fn progress(&self, progress: f64, total: Option<f64>, message: impl Into<String>) {
+        let mut message = message.into();
+        crate::net::secret::mask_held_in(&mut message);
         if let Some(sink) = &self.sink {
-            sink(progress, total, &message.into());
+            sink(progress, total, &message);
             return;
         }
         let Link {
@@ -274,7 +276,8 @@ impl ToolContext {
     }
 
     /// Send a log message to the client, if it asked for messages at this level.
-    pub async fn log(&self, level: LoggingLevel, data: serde_json::Value) {
+    pub async fn log(&self, level: LoggingLevel, mut data: serde_json::Value) {
+        crate::net::secret::mask_held_json(&mut data);
         let link = self.link();
         let wanted = link
             .log_level

@@ -291,7 +291,13 @@ impl ServerHandler for McpHandler {
         cx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let read = self.manager.read_resource(&request.uri, self.context(&cx));
-        Ok(read.await?.into())
+        let mut read = read.await?;
+        for contents in &mut read.contents {
+            if let rmcp::model::ResourceContents::TextResourceContents { text, .. } = contents {
+                crate::net::secret::mask_held_in(text);
+            }
+        }
+        Ok(read.into())
     }
 
     async fn subscribe(
@@ -330,7 +336,7 @@ impl ServerHandler for McpHandler {
         cx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
         let prompt = self.manager.get_prompt(request, self.context(&cx));
-        Ok(prompt.await?.into())
+        Ok(crate::net::secret::mask_held_serde(prompt.await?).into())
     }
 
     async fn complete(

@@ -432,3 +432,24 @@ async fn a_hostile_tool_name_cannot_forge_a_log_line() {
         "a forged line:\n{text}"
     );
 }
+
+/// A megabyte tool name is not echoed whole: the error (and the log line) shows its first
+/// 128 bytes and its length.
+#[tokio::test]
+async fn a_huge_tool_name_is_echoed_clipped() {
+    let fx = Fixture::new();
+    let log = fx.home.path().join("stderr.log");
+    let (client, _) = fx.stdio_env(&[], &[], Some(&log)).await;
+    let name = "n".repeat(1 << 20);
+    let result = client
+        .call_tool(rmcp::model::CallToolRequestParams::new(name))
+        .await
+        .unwrap();
+    assert_eq!(result.is_error, Some(true));
+    let text = crate::support::text(&result);
+    assert!(text.len() < 1024, "{} bytes echoed", text.len());
+    assert!(text.contains("… (1048576 bytes)"), "{text}");
+    client.cancel().await.unwrap();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.len() < 64 * 1024, "{} bytes logged", logged.len());
+}
