@@ -43,7 +43,7 @@ use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
 pub use caller::{Caller, Face, Filters};
-pub use calls::Calls;
+pub use calls::{Calls, MAX_SHOWN_NAME, clip_name};
 pub use catalog::{Builtins, Catalog, Init, PluginKind};
 pub use context::{ProgressSink, StreamControl, StreamRelease, TextSink, ToolContext, severity};
 pub use error::{PluginError, ToolError};

@@ -66,7 +66,10 @@ pub fn decode(body: &[u8]) -> Decoded {
         None => Decoded::Refused(refusal(
             id,
             ErrorCode::METHOD_NOT_FOUND,
-            format!("method `{method}` is not part of MCP"),
+            format!(
+                "method `{}` is not part of MCP",
+                crate::plugin::clip_name(&method)
+            ),
         )),
     }
 }
@@ -262,7 +265,10 @@ pub fn custom_request_error(method: &str, params: Option<&serde_json::Value>) ->
         ),
         None => ErrorData::new(
             ErrorCode::METHOD_NOT_FOUND,
-            format!("method `{method}` is not part of MCP"),
+            format!(
+                "method `{}` is not part of MCP",
+                crate::plugin::clip_name(method)
+            ),
             None,
         ),
     }

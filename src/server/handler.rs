@@ -135,9 +135,10 @@ impl McpHandler {
             Some(_) => Ok(()),
             None => Err(ErrorData::resource_not_found(
                 format!(
-                    "unknown resource `{uri}`; see resources/list and resources/templates/list"
+                    "unknown resource `{}`; see resources/list and resources/templates/list",
+                    crate::plugin::clip_name(uri)
                 ),
-                Some(serde_json::json!({ "uri": uri })),
+                Some(serde_json::json!({ "uri": crate::plugin::clip_name(uri) })),
             )),
         }
     }

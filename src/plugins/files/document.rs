@@ -77,10 +77,11 @@ pub struct Summary {
 
 pub fn summarise(
     path: &Path,
+    file: File,
     kind: &str,
     cancel: &CancellationToken,
 ) -> Result<Option<Summary>, ToolError> {
-    let mut reader = BufReader::with_capacity(64 * 1024, File::open(path)?);
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
     let mut head = Vec::new();
     let (mut words, mut in_word) = (0u64, false);
     loop {
@@ -294,9 +295,14 @@ mod tests {
         let path = dir.path().join(name);
         std::fs::write(&path, content).unwrap();
         let kind = doc_type(&path).unwrap();
-        summarise(&path, kind, &CancellationToken::new())
-            .unwrap()
-            .unwrap()
+        summarise(
+            &path,
+            File::open(&path).unwrap(),
+            kind,
+            &CancellationToken::new(),
+        )
+        .unwrap()
+        .unwrap()
     }
 
     #[test]
