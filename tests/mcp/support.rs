@@ -2,10 +2,11 @@
 //! the built binary launched as users launch it, and rmcp clients for every transport.
 //!
 //! Every binary a fixture launches has its stderr (and a CLI run its stdout) kept and checked
-//! for the suite's fake secrets ([`secrets`], `tests/secrets.txt`): a run is checked when it ends, a server when
-//! its fixture drops. A leak fails the test, quoting the line; a failing test shows what the
-//! servers wrote. With `PLUGBOARD_TEST_OUTPUT=<dir>` set, all of it (and the MCP log messages a
-//! [`Recorder`] heard) is also saved there, one file per capture, for `scripts/secret-scan`.
+//! for the suite's fake secrets ([`secrets`], from `tests/secrets.txt`): a run is checked when
+//! it ends, a server when its fixture drops. A leak fails the test, quoting the line; a failing
+//! test shows what the servers wrote. With `PLUGBOARD_TEST_OUTPUT=<dir>` set, all of it (and the
+//! notifications a [`Recorder`] heard) is also saved there, one file per capture, for
+//! `scripts/secret-scan` to search after the run.
 
 #![allow(deprecated)] // MCP logging is marked deprecated in rmcp (SEP-2577).
 #![allow(dead_code)]
@@ -29,8 +30,8 @@ use tokio::{
     sync::Notify,
 };
 
-#[path = "../support/output.rs"]
 // Each fake carries its own copy: a bench includes one fake without the others.
+#[path = "../support/output.rs"]
 #[allow(clippy::duplicate_mod)]
 mod output;
 

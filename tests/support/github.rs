@@ -95,8 +95,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-#[path = "output.rs"]
 // Each fake carries its own copy: a bench includes one fake without the others.
+#[path = "output.rs"]
 #[allow(clippy::duplicate_mod)]
 mod output;
 
