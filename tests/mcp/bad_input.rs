@@ -193,6 +193,7 @@ async fn stdio_raw_protocol_edges() {
             .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
     }
     let logs = stderr_task.await.unwrap();
+    fx.keep_text("plugboard serve (raw stdio)", &logs);
     assert!(logs.contains("tool call"), "logs go to stderr: {logs}");
 }
 
@@ -307,10 +308,8 @@ async fn http_guard_refuses_foreign_host_origin_and_oversized_bodies() {
 async fn off_loopback_needs_a_token() {
     let fx = Fixture::new();
     let refused = fx
-        .command(&["serve", "--http", "0.0.0.0:0"])
-        .output()
-        .await
-        .unwrap();
+        .run(&mut fx.command(&["serve", "--http", "0.0.0.0:0"]))
+        .await;
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("PLUGBOARD_HTTP_TOKEN"), "{stderr}");
@@ -329,7 +328,7 @@ async fn off_loopback_needs_a_token() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let url = crate::support::listening_url(&mut child).await;
+        let url = fx.listening_url(&mut child).await;
         (child, url.replace("0.0.0.0", "127.0.0.1"))
     };
     let http = reqwest::Client::new();
@@ -396,6 +395,7 @@ async fn sigterm_stops_a_stdio_server() {
     tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr)
         .await
         .unwrap();
+    fx.keep_text("plugboard serve (stopped by SIGTERM)", &stderr);
     assert!(status.success(), "{status}: {stderr}");
 }
 
