@@ -23,7 +23,8 @@ pub fn events(
     response: Response,
 ) -> impl Stream<Item = Result<Event, AgentError>> + Send + 'static {
     let provider = provider.to_owned();
-    sse_stream::SseStream::from_bytes_stream(response.bytes_stream()).filter_map(move |item| {
+    let body = crate::net::capped_stream(response, crate::net::MAX_UPSTREAM_BODY);
+    sse_stream::SseStream::from_bytes_stream(body).filter_map(move |item| {
         let provider = provider.clone();
         async move {
             match item {
@@ -36,6 +37,7 @@ pub fn events(
                 Err(sse_stream::Error::Body(e)) => Some(Err(AgentError::Transport {
                     message: match e.downcast_ref::<reqwest::Error>() {
                         Some(e) => describe(e),
+                        // `BodyError` says itself what went wrong.
                         None => e.to_string(),
                     },
                     provider,

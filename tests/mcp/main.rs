@@ -20,6 +20,7 @@ mod cli;
 mod core;
 mod files;
 mod github;
+mod hostile;
 mod inproc;
 mod limits;
 mod protocol;
