@@ -387,7 +387,7 @@ impl Calls {
         started: Instant,
         outcome: Result<CallToolResult, (ErrorKind, String)>,
     ) -> CallToolResult {
-        let (mut result, outcome) = match outcome {
+        let (result, outcome) = match outcome {
             Ok(result) if result.is_error == Some(true) => (result, Outcome::ToolError),
             Ok(result) => (result, Outcome::Ok),
             Err((kind, message)) => {
@@ -395,6 +395,19 @@ impl Calls {
                 (result, Outcome::Failed(kind))
             }
         };
+        let size = result_size(&result);
+        let (result, outcome) = if size > MAX_RESULT_BYTES {
+            let message = format!(
+                "`{tool}` returned {} MiB, over the {} MiB a result may hold; ask for less (a \
+                 smaller range, page or limit)",
+                size >> 20,
+                MAX_RESULT_BYTES >> 20
+            );
+            (error_result(message), Outcome::Failed(ErrorKind::Failed))
+        } else {
+            (result, outcome)
+        };
+        let mut result = result;
         mask_result(&mut result);
         let error = match outcome {
             Outcome::Failed(_) => result
@@ -482,6 +495,45 @@ pub(crate) fn mask_result(result: &mut CallToolResult) {
     if let Some(structured) = &mut result.structured_content {
         mask_held_json(structured);
     }
+}
+
+/// The most a tool's result may hold (its content and structured content together): more
+/// would be refused by clients anyway (rmcp's reads events of up to 16 MiB).
+pub const MAX_RESULT_BYTES: usize = 16 * 1024 * 1024;
+
+/// About how many bytes `result` takes on the wire (its texts, data and structured content).
+fn result_size(result: &CallToolResult) -> usize {
+    use rmcp::model::{ContentBlock, ResourceContents};
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut size = 0;
+    for block in &result.content {
+        size += match block {
+            ContentBlock::Text(t) => t.text.len(),
+            ContentBlock::Image(i) => i.data.len(),
+            ContentBlock::Audio(a) => a.data.len(),
+            ContentBlock::Resource(r) => match &r.resource {
+                ResourceContents::TextResourceContents { text, .. } => text.len(),
+                ResourceContents::BlobResourceContents { blob, .. } => blob.len(),
+                _ => 0,
+            },
+            _ => 0,
+        };
+    }
+    if let Some(structured) = &result.structured_content {
+        let mut count = Count(0);
+        let _ = serde_json::to_writer(&mut count, structured);
+        size += count.0;
+    }
+    size
 }
 
 /// Longest name echoed back in an error or a log line; a client can send a megabyte.

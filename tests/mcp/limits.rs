@@ -467,3 +467,90 @@ async fn closing_stdin_mid_call_still_delivers_the_result() {
     assert!(started.elapsed() >= Duration::from_secs(60));
     served.await.unwrap().unwrap();
 }
+
+/// Calls in flight are bounded per session and per server: one beyond either limit is a
+/// tool error naming the limit and its setting, the others finish, and a place freed is
+/// usable again (paused time, in process).
+#[tokio::test(start_paused = true)]
+async fn calls_in_flight_are_capped_per_session_and_per_server() {
+    use rmcp::model::CallToolRequestParams;
+    let fx = Fixture::new();
+    let manager = crate::inproc::Server::new(&fx)
+        .max_calls(3, 2)
+        .start()
+        .await;
+    let one = crate::inproc::client(manager.clone(), plugboard::plugin::Face::Stdio).await;
+    let two = crate::inproc::client(manager, plugboard::plugin::Face::Stdio).await;
+    let slow = || {
+        CallToolRequestParams::new("testkit_slow").with_arguments(
+            json!({"steps": 1, "step_ms": 10_000})
+                .as_object()
+                .unwrap()
+                .clone(),
+        )
+    };
+    let texts = |results: Vec<rmcp::model::CallToolResult>| -> Vec<String> {
+        results.iter().map(crate::support::text).collect()
+    };
+    // Three on one session (limit 2): one refused.
+    let results = futures::future::join_all((0..3).map(|_| one.call_tool(slow()))).await;
+    let results = texts(results.into_iter().map(Result::unwrap).collect());
+    let refused: Vec<&String> = results.iter().filter(|t| t.contains("too many")).collect();
+    assert_eq!(refused.len(), 1, "{results:?}");
+    assert!(
+        refused[0].contains("on this session (the limit is 2)")
+            && refused[0].contains("--max-calls-per-session"),
+        "{}",
+        refused[0]
+    );
+    assert_eq!(
+        results.iter().filter(|t| *t == "completed 1 steps").count(),
+        2,
+        "{results:?}"
+    );
+    // Two on each session (server limit 3): one refused for the server.
+    let all = futures::future::join_all(
+        (0..2)
+            .map(|_| one.call_tool(slow()))
+            .chain((0..2).map(|_| two.call_tool(slow()))),
+    )
+    .await;
+    let results = texts(all.into_iter().map(Result::unwrap).collect());
+    let refused: Vec<&String> = results.iter().filter(|t| t.contains("too many")).collect();
+    assert_eq!(refused.len(), 1, "{results:?}");
+    assert!(
+        refused[0].contains("on this server (the limit is 3)")
+            && refused[0].contains("--max-calls"),
+        "{}",
+        refused[0]
+    );
+    // Places are given back: a call now goes through.
+    let after = one.call_tool(slow()).await.unwrap();
+    assert_eq!(crate::support::text(&after), "completed 1 steps");
+}
+
+/// A tool result over 16 MiB is replaced by an error saying so (clients could not read it
+/// anyway), and the server serves on.
+#[tokio::test]
+async fn an_oversize_result_is_refused() {
+    let fx = Fixture::new();
+    let (client, _) = fx.stdio(&[]).await;
+    let call = |text: String, repeat: u32| {
+        rmcp::model::CallToolRequestParams::new("testkit_echo").with_arguments(
+            json!({"text": text, "repeat": repeat})
+                .as_object()
+                .unwrap()
+                .clone(),
+        )
+    };
+    let result = client
+        .call_tool(call("x".repeat(20_000), 1000))
+        .await
+        .unwrap();
+    assert_eq!(result.is_error, Some(true));
+    let text = crate::support::text(&result);
+    assert!(text.contains("over the 16 MiB a result may hold"), "{text}");
+    let small = client.call_tool(call("ok".into(), 2)).await.unwrap();
+    assert_eq!(crate::support::text(&small), "okok");
+    client.cancel().await.unwrap();
+}
