@@ -48,6 +48,8 @@ pub async fn health(State(status): State<Status>) -> Json<Value> {
             "legacy_sse": { "open": sse_open, "max": status.sse.max_sessions },
         },
         "memory": { "rss_bytes": rss_bytes() },
+        // Every task alive on the runtime: sessions, calls, connections, sweepers.
+        "tasks": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
     }))
 }
 
