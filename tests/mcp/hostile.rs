@@ -213,3 +213,142 @@ async fn malformed_and_broken_answers_fail_clearly() {
     assert!((1..=5).contains(&resets), "{resets} attempts");
     c.cancel().await.unwrap();
 }
+
+/// A service a plugin talks to, pointed at a raw server: the manifest, the variables, and a
+/// call that reaches it.
+#[derive(Clone, Copy, Debug)]
+enum Service {
+    GitHub,
+    Airtable,
+    OpenAi,
+    Anthropic,
+}
+
+impl Service {
+    const ALL: [Service; 4] = [
+        Service::GitHub,
+        Service::Airtable,
+        Service::OpenAi,
+        Service::Anthropic,
+    ];
+
+    async fn client(self, fx: &Fixture, url: &str) -> crate::airtable::Client {
+        let (name, manifest) = match self {
+            Service::GitHub => ("github", include_str!("../../plugins/github/plugin.toml")),
+            Service::Airtable => (
+                "airtable",
+                include_str!("../../plugins/airtable/plugin.toml"),
+            ),
+            Service::OpenAi | Service::Anthropic => {
+                ("agents", include_str!("../../plugins/agents/plugin.toml"))
+            }
+        };
+        fx.manifest(name, manifest);
+        let key = crate::fake_llm::KEY;
+        let env: Vec<(&str, String)> = match self {
+            Service::GitHub => vec![
+                ("GITHUB_TOKEN", TOKEN.into()),
+                ("GITHUB_API_URL", url.into()),
+            ],
+            Service::Airtable => vec![
+                (
+                    "AIRTABLE_API_KEY",
+                    crate::fake_airtable::DEFAULT_TOKEN.into(),
+                ),
+                ("AIRTABLE_BASE_URL", url.into()),
+            ],
+            Service::OpenAi => vec![
+                ("OPENAI_API_KEY", key.into()),
+                ("OPENAI_BASE_URL", format!("{url}/v1")),
+                ("OPENAI_MODEL", "gpt-test".into()),
+            ],
+            Service::Anthropic => vec![
+                ("ANTHROPIC_API_KEY", key.into()),
+                ("ANTHROPIC_BASE_URL", url.into()),
+                ("ANTHROPIC_MODEL", "claude-test".into()),
+            ],
+        };
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        fx.stdio_env(&["--call-timeout", "60"], &env, None).await.0
+    }
+
+    fn call(self) -> (&'static str, serde_json::Value) {
+        match self {
+            Service::GitHub => (LIST, list_args()),
+            Service::Airtable => (
+                "airtable_list_records",
+                json!({"base": "appHostile0000000", "table": "Items"}),
+            ),
+            Service::OpenAi => ("ask", json!({"prompt": "hi", "provider": "openai"})),
+            Service::Anthropic => ("ask", json!({"prompt": "hi", "provider": "anthropic"})),
+        }
+    }
+
+    /// The key this service's requests carry, as it would appear in a request head.
+    fn key(self) -> &'static str {
+        match self {
+            Service::GitHub => TOKEN,
+            Service::Airtable => crate::fake_airtable::DEFAULT_TOKEN,
+            Service::OpenAi | Service::Anthropic => crate::fake_llm::KEY,
+        }
+    }
+}
+
+/// Every plugin that talks to a service, against an upstream that declares a body past the
+/// limit and one that redirects to another host: each call ends in a clear error, and no
+/// request — so no key — reaches the other host.
+#[tokio::test]
+async fn every_service_client_refuses_oversize_answers_and_foreign_redirects() {
+    let (elsewhere, elsewhere_seen) = raw_server(
+        "127.0.0.2",
+        Arc::new(|_: &str| response("200 OK", "", "{}")),
+    )
+    .await;
+    for service in Service::ALL {
+        let big: Answer = Arc::new(|_: &str| {
+            Reply::Bytes(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 104857600\r\n\r\n{"
+                    .to_vec(),
+            )
+        });
+        let (url, heads) = raw_server("127.0.0.1", big).await;
+        let fx = Fixture::empty();
+        let c = service.client(&fx, &url).await;
+        let (tool, args) = service.call();
+        let e = fails(&c, tool, args.clone()).await;
+        assert!(e.contains("over 64 MiB"), "{service:?}: {e}");
+        assert!(
+            !heads.lock().unwrap().is_empty(),
+            "{service:?} reached the server"
+        );
+        c.cancel().await.unwrap();
+
+        let target = format!("{elsewhere}/stolen");
+        let redirect: Answer = Arc::new(move |_: &str| {
+            response(
+                "307 Temporary Redirect",
+                &format!("location: {target}\r\n"),
+                "",
+            )
+        });
+        let (url, heads) = raw_server("127.0.0.1", redirect).await;
+        let fx = Fixture::empty();
+        let c = service.client(&fx, &url).await;
+        let e = fails(&c, tool, args).await;
+        assert!(!e.contains(service.key()), "{service:?}: {e}");
+        assert!(
+            heads
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|h| h.contains(service.key())),
+            "{service:?}: the request to the configured URL carries the key"
+        );
+        c.cancel().await.unwrap();
+    }
+    assert!(
+        elsewhere_seen.lock().unwrap().is_empty(),
+        "a redirect was followed to another host: {:?}",
+        elsewhere_seen.lock().unwrap()
+    );
+}
