@@ -237,7 +237,12 @@ async fn a_huge_sparse_file_is_read_only_up_to_the_limit() {
     assert!(said.len() <= 2 * 1024 * 1024, "{} bytes read", said.len());
     let hits = ok(&client, "files_search", json!({"pattern": "word"})).await;
     assert!(!hits.to_string().contains("huge"), "{hits}");
-    let analyzed = ok(&client, "files_analyze", json!({"path": ".", "glob": "huge.md"})).await;
+    let analyzed = ok(
+        &client,
+        "files_analyze",
+        json!({"path": ".", "glob": "huge.md"}),
+    )
+    .await;
     assert!(analyzed.to_string().contains("huge.md"), "{analyzed}");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let rss_kb: u64 = status

@@ -131,6 +131,21 @@ async fn streamable_http_sessions_are_capped_and_expire_when_idle() {
     let status = health(&url).await;
     assert_eq!(status["sessions"]["streamable_http"]["open"], 3, "{status}");
     assert_eq!(status["sessions"]["streamable_http"]["max"], 3, "{status}");
+    // The flood that took 1 GB: now every one is refused and memory stays where it was.
+    let before = status["memory"]["rss_bytes"].as_u64().unwrap();
+    for _ in 0..500 {
+        assert_eq!(initialize(&a, &url).await.status(), 503);
+    }
+    let status = health(&url).await;
+    assert_eq!(status["sessions"]["streamable_http"]["open"], 3, "{status}");
+    let grown = status["memory"]["rss_bytes"]
+        .as_u64()
+        .unwrap()
+        .saturating_sub(before);
+    assert!(
+        grown < 16 << 20,
+        "RSS grew {grown} bytes over 500 refused sessions"
+    );
 
     // DELETE ends a session and frees its place; a second DELETE, or one of an id never
     // given, is 404.
