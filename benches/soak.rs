@@ -7,7 +7,7 @@
 //! Each client's calls mix, per hundred: 90 fast calls (`testkit_echo`, checked), 5 slow ones
 //! with progress (`testkit_slow`, a progress token sent), 3 cancelled mid-call
 //! (`notifications/cancelled` after 15 ms), and 2 disconnects mid-call (a second client that
-//! starts a slow call and goes away; at most `SOAK_DISCONNECTS` per client, default 20).
+//! starts a slow call and goes away; at most `SOAK_DISCONNECTS` per client, default 4).
 //!
 //! Prints per transport: calls, errors (a call that failed or answered wrong), cancellations,
 //! disconnects, p50/p99 of the fast calls, and the server's RSS after warm-up (the first tenth
@@ -121,7 +121,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 async fn one_client(kind: Kind, url: String, calls: usize, stats: Arc<Stats>, seed: usize) {
-    let max_disconnects = env_usize("SOAK_DISCONNECTS", 20);
+    let max_disconnects = env_usize("SOAK_DISCONNECTS", 4);
     let client = match connect(kind, &url).await {
         Ok(client) => client,
         Err(e) => {
@@ -246,7 +246,10 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let bin = common::binary();
+    // SOAK_BIN: another build of the server (a debug one, to look into a finding).
+    let bin = std::env::var_os("SOAK_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(common::binary);
     let calls = env_usize("SOAK_CALLS", 10_000);
     let home = tempfile::tempdir().unwrap();
     let plugins = home.path().join("plugins");
@@ -303,9 +306,18 @@ async fn main() {
             let (stats, http, url) = (stats.clone(), http.clone(), url.clone());
             tokio::spawn(async move {
                 let mut warm = None;
+                let mut in_flight = 0;
                 loop {
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    let rss = rss_mb(&health(&http, &url).await);
+                    let status = health(&http, &url).await;
+                    let rss = rss_mb(&status);
+                    let now = status["calls"]["in_flight"].as_u64().unwrap_or(0);
+                    if now > in_flight {
+                        in_flight = now;
+                        if std::env::var_os("SOAK_VERBOSE").is_some() {
+                            println!("    in flight {now}: {status}");
+                        }
+                    }
                     if warm.is_none() && stats.calls.load(Ordering::Relaxed) >= warm_at {
                         warm = Some(rss);
                     }

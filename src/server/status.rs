@@ -47,6 +47,11 @@ pub async fn health(State(status): State<Status>) -> Json<Value> {
             "streamable_http": status.sessions.counts(),
             "legacy_sse": { "open": sse_open, "max": status.sse.max_sessions },
         },
+        "calls": {
+            "in_flight": status.sse.manager.config().max_calls
+                .saturating_sub(status.sse.manager.call_slots().available_permits()),
+            "max": status.sse.manager.config().max_calls,
+        },
         "memory": { "rss_bytes": rss_bytes() },
         // Every task alive on the runtime: sessions, calls, connections, sweepers.
         "tasks": tokio::runtime::Handle::current().metrics().num_alive_tasks(),

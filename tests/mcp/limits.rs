@@ -569,3 +569,65 @@ async fn an_oversize_result_is_refused() {
     assert_eq!(crate::support::text(&small), "okok");
     client.cancel().await.unwrap();
 }
+
+/// A client that deletes its session while a call is running does not leave the call stuck:
+/// the tool's log notifications (which the closing session no longer writes) are skipped after
+/// a short wait, and the call runs to its end instead of hanging until rmcp's drain cancels it.
+/// Found by the soak bench: such calls held their slots for the 5-second drain, and at 60
+/// disconnects a second the server refused calls as "too many in flight".
+#[tokio::test]
+async fn a_call_of_a_deleted_session_is_not_held_up_by_its_notifications() {
+    let fx = Fixture::new();
+    let log = fx.home.path().join("http.log");
+    fx.log_file(&log);
+    let _child = fx
+        .command(&["serve", "--http", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let url = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(rest) = text.split("listening on ").nth(1) {
+                return rest.split_whitespace().next().unwrap().to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the server listens");
+    let http = reqwest::Client::new();
+    let id = open_session(&http, &url).await;
+    // 20 steps of 10 ms, a log notification each (the session's level is info).
+    let call = on_session(&http, &url, &id)
+        .json(&json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"testkit_slow","arguments":{"steps":20,"step_ms":10}}}))
+        .send();
+    let running = tokio::spawn(call);
+    until_health(&url, "the call in flight", |s| s["calls"]["in_flight"] == 1).await;
+    running.abort();
+    let deleted = http
+        .delete(format!("{url}/mcp"))
+        .header("Mcp-Session-Id", &id)
+        .header("MCP-Protocol-Version", VERSION)
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success());
+    until_health(&url, "no call in flight", |s| s["calls"]["in_flight"] == 0).await;
+    let finished = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| l.contains("tool=testkit_slow")) {
+                return line.to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the call was logged");
+    assert!(
+        finished.contains("ok=true"),
+        "the call ran to its end rather than being cancelled by the drain: {finished}"
+    );
+}
