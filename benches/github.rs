@@ -39,7 +39,7 @@ fn plugboard(bin: &Path, home: &Path, fake: &FakeGitHub, args: &[&str]) -> Comma
         .env("AIRTABLE_BASE_URL", "http://127.0.0.1:9")
         .env("OPENAI_API_KEY", "sk-bench")
         .env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-        .env("GEMINI_API_KEY", "bench")
+        .env("GEMINI_API_KEY", "gemini-bench-key")
         .env("GEMINI_BASE_URL", "http://127.0.0.1:9")
         .env("PLUGBOARD_FILES_ROOTS", home)
         .arg("serve")

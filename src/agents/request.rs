@@ -134,10 +134,12 @@ pub async fn json_body(
     provider: &str,
     response: Response,
 ) -> Result<serde_json::Value, AgentError> {
-    let bytes = response.bytes().await.map_err(|e| AgentError::Transport {
-        provider: provider.to_owned(),
-        message: net::describe(&e),
-    })?;
+    let bytes = net::read_body(response, net::MAX_UPSTREAM_BODY)
+        .await
+        .map_err(|e| AgentError::Transport {
+            provider: provider.to_owned(),
+            message: e.to_string(),
+        })?;
     serde_json::from_slice(&bytes).map_err(|e| AgentError::Malformed {
         provider: provider.to_owned(),
         message: format!("not JSON ({e})"),

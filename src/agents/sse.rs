@@ -27,12 +27,16 @@ pub fn events(
 ) -> impl Stream<Item = Result<Event, AgentError>> + Send + 'static {
     let provider = provider.to_owned();
     let mut parser = Parser::default();
-    response
-        .bytes_stream()
+    // Bounded as every upstream answer is: a stream past the limit ends with an error.
+    crate::net::capped_stream(response, crate::net::MAX_UPSTREAM_BODY)
         .map(move |chunk| match chunk {
             Ok(bytes) => parser.feed(&bytes).into_iter().map(Ok).collect(),
-            Err(e) => vec![Err(AgentError::Transport {
+            Err(crate::net::BodyError::Transport(e)) => vec![Err(AgentError::Transport {
                 message: describe(&e),
+                provider: provider.clone(),
+            })],
+            Err(e) => vec![Err(AgentError::Transport {
+                message: e.to_string(),
                 provider: provider.clone(),
             })],
         })

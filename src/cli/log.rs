@@ -28,12 +28,50 @@ pub struct Escaped<W>(pub W);
 
 impl<W: Write> Write for Escaped<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write_all(&escape(buf))?;
+        self.0.write_all(&masked(escape(buf)))?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.0.flush()
+    }
+}
+
+/// Standard error with every held secret masked (for JSON logs, which need no escaping).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MaskedStderr;
+
+impl<'a> MakeWriter<'a> for MaskedStderr {
+    type Writer = Masked<io::Stderr>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        Masked(io::stderr())
+    }
+}
+
+/// Writes each buffer with every secret the process holds masked
+/// (`net::secret::mask_held`): a log line is output like any other.
+#[derive(Debug)]
+pub struct Masked<W>(pub W);
+
+impl<W: Write> Write for Masked<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write_all(&masked(buf.to_vec()))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+fn masked(buf: Vec<u8>) -> Vec<u8> {
+    match String::from_utf8(buf) {
+        Ok(text) => match crate::net::secret::mask_held(&text) {
+            std::borrow::Cow::Borrowed(_) => text.into_bytes(),
+            std::borrow::Cow::Owned(masked) => masked.into_bytes(),
+        },
+        Err(e) => e.into_bytes(),
     }
 }
 

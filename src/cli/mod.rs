@@ -76,6 +76,12 @@ struct Global {
         global = true
     )]
     call_timeout: f64,
+    /// Tool calls in flight at once over MCP, server-wide; one more gets a tool error.
+    #[arg(long, env = "PLUGBOARD_MAX_CALLS", default_value_t = crate::plugin::DEFAULT_MAX_CALLS, global = true)]
+    max_calls: usize,
+    /// Tool calls in flight at once on one MCP session.
+    #[arg(long, env = "PLUGBOARD_MAX_CALLS_PER_SESSION", default_value_t = crate::plugin::DEFAULT_MAX_CALLS_PER_SESSION, global = true)]
+    max_calls_per_session: usize,
     /// Seconds a plugin may take to start.
     #[arg(
         long,
@@ -192,6 +198,8 @@ async fn start_manager(g: &Global, files_root: Option<PathBuf>) -> anyhow::Resul
         init_timeout: seconds(g.init_timeout, "--init-timeout")?,
         call_timeout: seconds(g.call_timeout, "--call-timeout")?,
         catalog: crate::plugins::catalog(),
+        max_calls: g.max_calls,
+        max_calls_per_session: g.max_calls_per_session,
     };
     let Some(root) = files_root else {
         return Ok(Manager::start(config).await);
@@ -277,7 +285,7 @@ fn init_logging(global: &Global) {
             .with_ansi(false)
             .try_init(),
         LogFormat::Json => builder
-            .with_writer(std::io::stderr)
+            .with_writer(log::MaskedStderr)
             .with_ansi(false)
             .json()
             .try_init(),

@@ -1,6 +1,6 @@
 //! `plugboard serve`: MCP over stdio, or over HTTP with `--http`.
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc};
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use clap::Args;
@@ -25,13 +25,33 @@ pub(super) struct ServeArgs {
     /// Extra browser origins allowed (comma-separated, e.g. `https://app.example.com`).
     #[arg(long, env = "PLUGBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
     allowed_origins: Vec<String>,
-    /// Largest HTTP request body accepted, in bytes.
+    /// Largest message accepted, in bytes: an HTTP request body, or one line on stdio.
     #[arg(long, env = "PLUGBOARD_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     max_body_bytes: usize,
     /// Most legacy SSE sessions (GET /sse) open at once; one more is answered 503 until a
     /// session closes.
     #[arg(long, env = "PLUGBOARD_MAX_SSE_SESSIONS", default_value_t = server::DEFAULT_MAX_SSE_SESSIONS)]
     max_sse_sessions: usize,
+    /// Most Streamable HTTP sessions open at once; one more `initialize` is answered 503.
+    #[arg(long, env = "PLUGBOARD_MAX_SESSIONS", default_value_t = server::SessionLimits::default().max)]
+    max_sessions: usize,
+    /// Most Streamable HTTP sessions open at once from one client address.
+    #[arg(long, env = "PLUGBOARD_MAX_SESSIONS_PER_CLIENT", default_value_t = server::SessionLimits::default().per_client)]
+    max_sessions_per_client: usize,
+    /// Seconds a Streamable HTTP session may sit unused (no request in flight, no stream
+    /// open) before it is closed; its id then gets 404 and the client initializes again.
+    #[arg(long, env = "PLUGBOARD_SESSION_IDLE_SECS", default_value_t = server::SessionLimits::default().idle.as_secs())]
+    session_idle_secs: u64,
+    /// Most HTTP connections open at once; one more is answered 503 and closed.
+    #[arg(long, env = "PLUGBOARD_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// Seconds allowed for a request's headers, from when the connection opens or its last
+    /// response ends: a connection that sends nothing is closed after this.
+    #[arg(long, env = "PLUGBOARD_HEADER_TIMEOUT_SECS", default_value_t = 15)]
+    header_timeout_secs: u64,
+    /// Seconds allowed for a request's body, after its headers; slower is answered 408.
+    #[arg(long, env = "PLUGBOARD_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    body_timeout_secs: u64,
 }
 
 fn secret(value: &str) -> Result<SecretString, Infallible> {
@@ -57,11 +77,14 @@ async fn serve_on_worker(manager: Arc<Manager>, args: ServeArgs) -> anyhow::Resu
         None => {
             tracing::info!(tools = manager.tools().len(), "serving MCP on stdio");
             tokio::select! {
-                served = server::serve_stdio(manager) => served,
+                served = server::serve_stdio(manager, args.max_body_bytes) => served,
                 _ = ct.cancelled() => Ok(()),
             }
         }
         Some(addr) => {
+            if let Some(token) = &args.token {
+                crate::net::secret::hold(token.expose_secret());
+            }
             let options = server::HttpOptions {
                 addr,
                 token: args.token.filter(|t| !t.expose_secret().is_empty()),
@@ -69,6 +92,14 @@ async fn serve_on_worker(manager: Arc<Manager>, args: ServeArgs) -> anyhow::Resu
                 allowed_origins: clean(&args.allowed_origins),
                 max_body_bytes: args.max_body_bytes,
                 max_sse_sessions: args.max_sse_sessions,
+                sessions: server::SessionLimits {
+                    max: args.max_sessions,
+                    per_client: args.max_sessions_per_client,
+                    idle: Duration::from_secs(args.session_idle_secs.max(1)),
+                },
+                max_connections: args.max_connections,
+                header_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
+                body_timeout: Duration::from_secs(args.body_timeout_secs.max(1)),
             };
             server::serve_http(manager, options, ct).await
         }

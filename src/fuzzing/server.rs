@@ -11,9 +11,8 @@ use std::{
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use rmcp::{
-    RoleServer,
     model::{ClientJsonRpcMessage, ClientRequest, ErrorCode, JsonRpcMessage},
-    transport::{Transport, async_rw::AsyncRwTransport},
+    transport::Transport,
 };
 use secrecy::SecretString;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -22,7 +21,11 @@ use crate::server::{
     decode::{self, Decoded},
     gate::MethodGate,
     guard::{self, Guard},
+    lines::Lines,
 };
+
+/// The line limit the stdio target runs with: small, so that over-long lines are exercised.
+const FUZZ_MAX_LINE: usize = 4096;
 
 /// One message as Streamable HTTP decodes it: the fast path first, rmcp's decoding for what
 /// it leaves. A request the fast path decodes is the one rmcp decodes; a request it refuses
@@ -120,19 +123,24 @@ impl AsyncWrite for Written {
     }
 }
 
-/// What the stdio transport (rmcp's framing behind our method gate) makes of a stdin that
-/// delivers `pieces`: the messages handed to the server, and what was answered directly.
+/// What the stdio transport (our line framing behind our method gate) makes of a stdin that
+/// delivers `pieces`: the messages handed to the server (each request answered at once, as
+/// the server would, so that the end of input is reported), and what was written.
 fn stdio_session(pieces: Vec<&[u8]>) -> (Vec<String>, Vec<u8>) {
     let out = Written::default();
     let read = Pieces(pieces.into_iter().map(<[u8]>::to_vec).collect());
-    let mut transport = MethodGate::new(AsyncRwTransport::<RoleServer, _, _>::new_server(
-        read,
-        out.clone(),
-    ));
+    let mut transport = MethodGate::new(Lines::new(read, out.clone(), FUZZ_MAX_LINE));
     let received = super::block_on(async {
         let mut received = Vec::new();
         while let Some(message) = transport.receive().await {
             received.push(serde_json::to_string(&message).unwrap_or_default());
+            if let JsonRpcMessage::Request(request) = message {
+                let answer = rmcp::model::ServerJsonRpcMessage::response(
+                    rmcp::model::ServerResult::empty(()),
+                    request.id,
+                );
+                let _ = transport.send(answer).await;
+            }
         }
         received
     });
@@ -149,7 +157,12 @@ pub fn stdio(bytes: &[u8]) {
     let whole = stdio_session(vec![input]);
     let split = stdio_session(super::pieces(input, sizes));
     assert_eq!(whole, split, "the messages depend on how stdin was split");
-    for line in whole.1.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+    let answers: Vec<&[u8]> = whole
+        .1
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    for line in &answers {
         assert!(
             serde_json::from_slice::<serde_json::Value>(line).is_ok(),
             "an answer that is not JSON: {}",

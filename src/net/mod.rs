@@ -28,12 +28,99 @@ pub fn client() -> Result<&'static reqwest::Client, String> {
         .get_or_init(|| {
             reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
+                .redirect(same_origin_redirects())
                 .user_agent(concat!("plugboard/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(|e| format!("cannot build the HTTP client: {e}"))
         })
         .as_ref()
         .map_err(Clone::clone)
+}
+
+/// Redirects are followed only within the origin the request went to (GitHub answers a
+/// renamed repository with one), at most five: never to another host or scheme, where the
+/// request's key would follow it (reqwest drops `Authorization` across hosts, but not an
+/// API-key header of a provider's own).
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().cloned();
+        let same = first.is_some_and(|first| {
+            first.scheme() == attempt.url().scheme()
+                && first.host_str() == attempt.url().host_str()
+                && first.port_or_known_default() == attempt.url().port_or_known_default()
+        });
+        if !same {
+            tracing::warn!("an upstream redirected to another origin; not followed");
+            attempt.stop()
+        } else if attempt.previous().len() > 5 {
+            attempt.error("more than five redirects")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// The most of one upstream answer read into memory (a provider's streamed answer counts
+/// whole): an upstream that sends more is cut off with an error, not buffered.
+pub const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
+
+/// Why an answer's body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    Transport(reqwest::Error),
+    /// Over [`MAX_UPSTREAM_BODY`] (or the limit given).
+    TooLarge(usize),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Transport(e) => f.write_str(&describe(e)),
+            BodyError::TooLarge(limit) => write!(
+                f,
+                "the answer is over {} MiB, the most read; ask for less (a smaller page or range)",
+                limit >> 20
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+/// The whole body of `response`, up to `limit` bytes.
+pub async fn read_body(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<tokio_util::bytes::Bytes, BodyError> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge(limit));
+    }
+    let mut body = tokio_util::bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// The body of `response` as a stream that ends in an error once more than `limit` bytes
+/// have come.
+pub fn capped_stream(
+    response: reqwest::Response,
+    limit: usize,
+) -> impl futures::Stream<Item = Result<tokio_util::bytes::Bytes, BodyError>> + Send + 'static {
+    use futures::StreamExt;
+    let mut seen = 0usize;
+    response.bytes_stream().map(move |chunk| {
+        let chunk = chunk.map_err(BodyError::Transport)?;
+        seen += chunk.len();
+        if seen > limit {
+            return Err(BodyError::TooLarge(limit));
+        }
+        Ok(chunk)
+    })
 }
 
 /// A transport error in words, without the URL (which can carry a key for some services).

@@ -221,8 +221,11 @@ impl Calls {
             .get(name)
             .filter(|e| caller.allows(&e.plugin, &e.tool));
         let Some(entry) = entry else {
-            let message = unknown_tool(name, &registry, &caller);
-            self.refused("", name, &cx, ErrorKind::UnknownTool, &message);
+            // The name is the client's: shown clipped, and masked like any output.
+            let shown = clip_name(name);
+            let mut message = unknown_tool(&shown, &registry, &caller);
+            crate::net::secret::mask_held_in(&mut message);
+            self.refused("", &shown, &cx, ErrorKind::UnknownTool, &message);
             return Err(error_result(message));
         };
         self.observers.started(&CallStarted {
@@ -382,6 +385,20 @@ impl Calls {
                 (result, Outcome::Failed(kind))
             }
         };
+        let size = result_size(&result);
+        let (result, outcome) = if size > MAX_RESULT_BYTES {
+            let message = format!(
+                "`{tool}` returned {} MiB, over the {} MiB a result may hold; ask for less (a \
+                 smaller range, page or limit)",
+                size >> 20,
+                MAX_RESULT_BYTES >> 20
+            );
+            (error_result(message), Outcome::Failed(ErrorKind::Failed))
+        } else {
+            (result, outcome)
+        };
+        let mut result = result;
+        mask_result(&mut result);
         let error = match outcome {
             Outcome::Failed(_) => result
                 .content
@@ -465,6 +482,82 @@ fn panicked(plugin: &str, tool: &str, message: String) -> String {
 
 fn error_result(message: String) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message)])
+}
+
+/// Every held secret masked out of a tool's result: its text, embedded text resources and
+/// structured content (`net::secret::mask_held`).
+pub(crate) fn mask_result(result: &mut CallToolResult) {
+    use crate::net::secret::{mask_held_in, mask_held_json};
+    use rmcp::model::{ContentBlock, ResourceContents};
+    for block in &mut result.content {
+        match block {
+            ContentBlock::Text(text) => mask_held_in(&mut text.text),
+            ContentBlock::Resource(embedded) => {
+                if let ResourceContents::TextResourceContents { text, .. } = &mut embedded.resource
+                {
+                    mask_held_in(text);
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(structured) = &mut result.structured_content {
+        mask_held_json(structured);
+    }
+}
+
+/// The most a tool's result may hold (its content and structured content together): more
+/// would be refused by clients anyway (rmcp's reads events of up to 16 MiB).
+pub const MAX_RESULT_BYTES: usize = 16 * 1024 * 1024;
+
+/// About how many bytes `result` takes on the wire (its texts, data and structured content).
+fn result_size(result: &CallToolResult) -> usize {
+    use rmcp::model::{ContentBlock, ResourceContents};
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut size = 0;
+    for block in &result.content {
+        size += match block {
+            ContentBlock::Text(t) => t.text.len(),
+            ContentBlock::Image(i) => i.data.len(),
+            ContentBlock::Audio(a) => a.data.len(),
+            ContentBlock::Resource(r) => match &r.resource {
+                ResourceContents::TextResourceContents { text, .. } => text.len(),
+                ResourceContents::BlobResourceContents { blob, .. } => blob.len(),
+                _ => 0,
+            },
+            _ => 0,
+        };
+    }
+    if let Some(structured) = &result.structured_content {
+        let mut count = Count(0);
+        let _ = serde_json::to_writer(&mut count, structured);
+        size += count.0;
+    }
+    size
+}
+
+/// Longest name echoed back in an error or a log line; a client can send a megabyte.
+pub const MAX_SHOWN_NAME: usize = 128;
+
+/// `name` as it may be shown: up to [`MAX_SHOWN_NAME`] bytes, then how long it was.
+pub fn clip_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.len() <= MAX_SHOWN_NAME {
+        return name.into();
+    }
+    let mut end = MAX_SHOWN_NAME;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &name[..end], name.len()).into()
 }
 
 fn unknown_tool(name: &str, registry: &Registry, caller: &super::Caller) -> String {

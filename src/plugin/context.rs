@@ -52,7 +52,15 @@ pub struct ToolContext {
     budget: Option<(Instant, Duration)>,
     /// Who is calling: the face, the client, what it may see.
     caller: Caller,
+    /// Set once a notification could not be delivered in time: the rest are skipped.
+    muted: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// How long a notification (progress, log) may hold a tool up. rmcp's send waits until the
+/// session has written it, and a session being closed writes nothing until its drain ends
+/// (seconds): a tool that logs each step would stall that long, its call slot held (found by
+/// the soak bench).
+const NOTIFY_WAIT: Duration = Duration::from_millis(500);
 
 /// Receives an answer as it is written.
 pub type TextSink = Arc<dyn Fn(&str) + Send + Sync>;
@@ -127,6 +135,32 @@ impl ToolContext {
             text: None,
             budget: None,
             caller: Caller::default(),
+            muted: Arc::default(),
+        }
+    }
+
+    /// Send a notification best-effort: skipped once one was not delivered in time, and never
+    /// waited for longer than [`NOTIFY_WAIT`] or past the call's cancellation.
+    async fn notify(
+        &self,
+        peer: &Peer<RoleServer>,
+        send: impl std::future::Future<Output = Result<(), rmcp::service::ServiceError>>,
+    ) {
+        use std::sync::atomic::Ordering;
+        if self.muted.load(Ordering::Relaxed) || peer.is_transport_closed() {
+            return;
+        }
+        tokio::select! {
+            sent = send => {
+                if let Err(e) = sent {
+                    tracing::debug!(error = %e, "notification not delivered");
+                }
+            }
+            () = tokio::time::sleep(NOTIFY_WAIT) => {
+                tracing::debug!("notification not delivered in time; skipping the rest");
+                self.muted.store(true, Ordering::Relaxed);
+            }
+            () = self.ct.cancelled() => {}
         }
     }
 
@@ -252,8 +286,10 @@ impl ToolContext {
 
     /// Report progress, if the client asked for it. Never fails the call.
     pub async fn progress(&self, progress: f64, total: Option<f64>, message: impl Into<String>) {
+        let mut message = message.into();
+        crate::net::secret::mask_held_in(&mut message);
         if let Some(sink) = &self.sink {
-            sink(progress, total, &message.into());
+            sink(progress, total, &message);
             return;
         }
         let Link {
@@ -268,13 +304,12 @@ impl ToolContext {
         if let Some(total) = total {
             param = param.with_total(total);
         }
-        if let Err(e) = peer.notify_progress(param).await {
-            tracing::debug!(error = %e, "progress notification not delivered");
-        }
+        self.notify(&peer, peer.notify_progress(param)).await;
     }
 
     /// Send a log message to the client, if it asked for messages at this level.
-    pub async fn log(&self, level: LoggingLevel, data: serde_json::Value) {
+    pub async fn log(&self, level: LoggingLevel, mut data: serde_json::Value) {
+        crate::net::secret::mask_held_json(&mut data);
         let link = self.link();
         let wanted = link
             .log_level
@@ -283,9 +318,7 @@ impl ToolContext {
             (Some(peer), true) => {
                 let param = LoggingMessageNotificationParam::new(level, data)
                     .with_logger(self.plugin.to_string());
-                if let Err(e) = peer.notify_logging_message(param).await {
-                    tracing::debug!(error = %e, "log notification not delivered");
-                }
+                self.notify(peer, peer.notify_logging_message(param)).await;
             }
             (None, _) => tracing::info!(plugin = %self.plugin, ?level, %data, "tool log"),
             _ => {}

@@ -43,11 +43,13 @@ use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
 pub use caller::{Caller, Face, Filters};
-pub use calls::Calls;
+pub use calls::{Calls, MAX_SHOWN_NAME, clip_name};
 pub use catalog::{Builtins, Catalog, Init, PluginKind};
 pub use context::{ProgressSink, StreamControl, StreamRelease, TextSink, ToolContext, severity};
 pub use error::{PluginError, ToolError};
-pub use manager::{Manager, ManagerConfig, PluginStatus, Status};
+pub use manager::{
+    DEFAULT_MAX_CALLS, DEFAULT_MAX_CALLS_PER_SESSION, Manager, ManagerConfig, PluginStatus, Status,
+};
 pub use manifest::Manifest;
 pub use models::{ModelReply, ModelRequest, ModelService, Models, sampled_text};
 pub use observe::{CallFinished, CallObserver, CallStarted, ErrorKind, Observers, Outcome};

@@ -29,12 +29,13 @@ impl Manager {
         let Some((plugin, reader, vars)) = registry.resolve(uri) else {
             return Err(ErrorData::resource_not_found(
                 format!(
-                    "unknown resource `{uri}`; resources/list and resources/templates/list show \
+                    "unknown resource `{}`; resources/list and resources/templates/list show \
                      the {} resources and {} templates available",
+                    super::clip_name(uri),
                     registry.resources.len(),
                     registry.templates.len()
                 ),
-                Some(serde_json::json!({ "uri": uri })),
+                Some(serde_json::json!({ "uri": super::clip_name(uri) })),
             ));
         };
         let what = format!("reading `{uri}`");
@@ -67,7 +68,8 @@ impl Manager {
             let known: Vec<&str> = registry.prompts.iter().map(|p| p.name.as_str()).collect();
             return Err(ErrorData::invalid_params(
                 format!(
-                    "unknown prompt `{name}`; available: {}",
+                    "unknown prompt `{}`; available: {}",
+                    super::clip_name(name),
                     if known.is_empty() {
                         "none".to_owned()
                     } else {
@@ -127,12 +129,19 @@ impl Manager {
         let (completer, plugin): (Option<Completer>, Arc<str>) = match &request.r#ref {
             Reference::Prompt(p) => {
                 let entry = registry.prompt_entries.get(&p.name).ok_or_else(|| {
-                    ErrorData::invalid_params(format!("unknown prompt `{}`", p.name), None)
+                    ErrorData::invalid_params(
+                        format!("unknown prompt `{}`", super::clip_name(&p.name)),
+                        None,
+                    )
                 })?;
                 let declared = entry.prompt.arguments.as_deref().unwrap_or_default();
                 if !declared.iter().any(|a| a.name == argument) {
                     return Err(ErrorData::invalid_params(
-                        format!("prompt `{}` has no argument `{argument}`", p.name),
+                        format!(
+                            "prompt `{}` has no argument `{}`",
+                            p.name,
+                            super::clip_name(&argument)
+                        ),
                         None,
                     ));
                 }
@@ -147,7 +156,7 @@ impl Manager {
                         ErrorData::invalid_params(
                             format!(
                                 "unknown resource template `{}`; see resources/templates/list",
-                                r.uri
+                                super::clip_name(&r.uri)
                             ),
                             None,
                         )

@@ -9,6 +9,7 @@
 //! whose whole point is a folder, falls back to the one it was started in).
 
 mod exclude;
+mod open;
 pub(crate) mod roots;
 pub mod walk;
 

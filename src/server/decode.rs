@@ -66,7 +66,10 @@ pub fn decode(body: &[u8]) -> Decoded {
         None => Decoded::Refused(refusal(
             id,
             ErrorCode::METHOD_NOT_FOUND,
-            format!("method `{method}` is not part of MCP"),
+            format!(
+                "method `{}` is not part of MCP",
+                crate::plugin::clip_name(&method)
+            ),
         )),
     }
 }
@@ -111,6 +114,11 @@ fn bad_params(method: &str, error: &serde_json::Error) -> String {
     let cause = cause
         .rsplit_once(" at line ")
         .map_or(cause.as_str(), |(cause, _)| cause);
+    if cause.starts_with("recursion limit exceeded") {
+        return format!(
+            "invalid params for `{method}`: nested deeper than {MAX_DEPTH} levels, the limit"
+        );
+    }
     format!("invalid params for `{method}`: {cause}")
 }
 
@@ -133,6 +141,112 @@ fn is_mcp_method(method: &str) -> bool {
     )
 }
 
+/// JSON nesting the parser follows (serde_json's limit); a message nested deeper is refused.
+pub const MAX_DEPTH: usize = 128;
+
+/// Decode a message [`decode`] left to rmcp as rmcp does, or the JSON-RPC error that answers
+/// it: `-32700` for bytes that are not JSON, `-32600` for JSON that is no message or is
+/// nested past [`MAX_DEPTH`]. The error carries the request's id when it can be read, else
+/// `null` (JSON-RPC 2.0 §5: the id is null when it cannot be detected).
+pub fn decode_rest(body: &[u8]) -> Result<ClientJsonRpcMessage, serde_json::Value> {
+    serde_json::from_slice(body).map_err(|e| unreadable(body, &e))
+}
+
+/// The answer to a message that could not be decoded (see [`decode_rest`]).
+pub fn unreadable(body: &[u8], error: &serde_json::Error) -> serde_json::Value {
+    use serde_json::error::Category;
+    let cause = error.to_string();
+    let cause = cause
+        .rsplit_once(" at line ")
+        .map_or(cause.as_str(), |(cause, _)| cause);
+    let (code, message) = if cause.starts_with("recursion limit exceeded") {
+        (
+            ErrorCode::INVALID_REQUEST,
+            format!("request nested deeper than {MAX_DEPTH} levels, the limit"),
+        )
+    } else if matches!(error.classify(), Category::Syntax | Category::Eof) {
+        (ErrorCode::PARSE_ERROR, format!("not JSON: {cause}"))
+    } else {
+        (
+            ErrorCode::INVALID_REQUEST,
+            format!("not a JSON-RPC 2.0 message: {cause}"),
+        )
+    };
+    error_reply(read_id(body), code, message)
+}
+
+/// A JSON-RPC error with `id` (`null` when `None`).
+pub fn error_reply(id: Option<RequestId>, code: ErrorCode, message: String) -> serde_json::Value {
+    serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": { "code": code.0, "message": message },
+    })
+}
+
+/// The `id` of a JSON object whose whole cannot be read (too deep, too long, malformed
+/// later on): the first top-level `"id"` member, when it is a string or an integer and
+/// comes before whatever is wrong.
+pub fn read_id(body: &[u8]) -> Option<RequestId> {
+    let mut i = body.iter().position(|b| !b.is_ascii_whitespace())?;
+    if body[i] != b'{' {
+        return None;
+    }
+    i += 1;
+    let mut depth = 1usize;
+    // At depth 1, whether the next string is a member's name.
+    let mut expect_key = true;
+    while i < body.len() {
+        match body[i] {
+            b'"' => {
+                let end = string_end(body, i)?;
+                if depth == 1 && expect_key && &body[i..=end] == br#""id""# {
+                    let rest = &body[end + 1..];
+                    let colon = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+                    if rest[colon] != b':' {
+                        return None;
+                    }
+                    let value = &rest[colon + 1..];
+                    let mut values = serde_json::Deserializer::from_slice(value).into_iter();
+                    return match values.next()? {
+                        Ok(serde_json::Value::String(s)) => Some(RequestId::String(s.into())),
+                        Ok(serde_json::Value::Number(n)) => n.as_i64().map(RequestId::Number),
+                        _ => None,
+                    };
+                }
+                if depth == 1 {
+                    expect_key = false;
+                }
+                i = end;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return None;
+                }
+            }
+            b',' if depth == 1 => expect_key = true,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The index of the quote closing the string that opens at `start`.
+fn string_end(body: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    while i < body.len() {
+        match body[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 /// The error for a request rmcp could only decode as a custom one: its method is not MCP's,
 /// or it is and its params do not fit.
 pub fn custom_request_error(method: &str, params: Option<&serde_json::Value>) -> ErrorData {
@@ -151,7 +265,10 @@ pub fn custom_request_error(method: &str, params: Option<&serde_json::Value>) ->
         ),
         None => ErrorData::new(
             ErrorCode::METHOD_NOT_FOUND,
-            format!("method `{method}` is not part of MCP"),
+            format!(
+                "method `{}` is not part of MCP",
+                crate::plugin::clip_name(method)
+            ),
             None,
         ),
     }
@@ -257,6 +374,60 @@ mod tests {
         ] {
             assert!(matches!(decode(body.as_bytes()), Decoded::Other), "{body}");
         }
+    }
+
+    #[test]
+    fn undecodable_messages_are_answered_with_the_id_when_it_can_be_read() {
+        let reply = decode_rest(b"not json").unwrap_err();
+        assert_eq!(reply["id"], serde_json::Value::Null);
+        assert_eq!(reply["error"]["code"], -32700);
+        assert!(reply.as_object().unwrap().contains_key("id"));
+
+        let reply =
+            decode_rest(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"#)
+                .unwrap_err();
+        assert_eq!(
+            (reply["id"].clone(), reply["error"]["code"].clone()),
+            (7.into(), (-32700).into())
+        );
+
+        let reply = decode_rest(br#"{"foo":1}"#).unwrap_err();
+        assert_eq!(
+            (reply["id"].clone(), reply["error"]["code"].clone()),
+            (serde_json::Value::Null, (-32600).into())
+        );
+
+        let deep = format!(
+            r#"{{"jsonrpc":"2.0","id":"deep-1","method":"tools/call","params":{{"name":"x","arguments":{{"a":{}1{}}}}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let reply = decode_rest(deep.as_bytes()).unwrap_err();
+        assert_eq!(reply["id"], "deep-1");
+        assert_eq!(reply["error"]["code"], -32600);
+        assert_eq!(
+            reply["error"]["message"],
+            "request nested deeper than 128 levels, the limit"
+        );
+    }
+
+    #[test]
+    fn the_id_is_read_only_from_the_top_level_object() {
+        assert_eq!(read_id(br#" {"id": 5}"#), Some(RequestId::Number(5)));
+        assert_eq!(
+            read_id(br#"{"a":{"id":1},"id":"x\"y"}"#),
+            Some(RequestId::String("x\"y".into()))
+        );
+        assert_eq!(
+            read_id(br#"{"a":"id","b":["id",{"id":2}],"id":3,"#),
+            Some(RequestId::Number(3))
+        );
+        assert_eq!(read_id(br#"{"method":"id","params":{}}"#), None);
+        assert_eq!(read_id(br#"{"id":null}"#), None);
+        assert_eq!(read_id(br#"{"id":1.5}"#), None);
+        assert_eq!(read_id(br#"[{"id":1}]"#), None);
+        assert_eq!(read_id(br#"{"x":"unterminated"#), None);
+        assert_eq!(read_id(b""), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use std::{
     future::Future,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use rmcp::{
@@ -60,12 +61,64 @@ impl<T: Transport<RoleServer>> Transport<RoleServer> for MethodGate<T> {
     }
 }
 
+/// How much of a request body is read, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_bytes: usize,
+    /// From the end of the headers to the body's last byte; a body trickled slower is cut off.
+    pub timeout: Duration,
+}
+
+/// Read a POST's whole body before anything else sees it: over `max_bytes` is 413, slower
+/// than `timeout` is 408. What follows gets the body in memory.
+pub async fn read_body(
+    axum::extract::State(limits): axum::extract::State<BodyLimits>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::{body::Body, http::StatusCode, response::IntoResponse};
+
+    if request.method() != axum::http::Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes =
+        match tokio::time::timeout(limits.timeout, axum::body::to_bytes(body, limits.max_bytes))
+            .await
+        {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(_)) => {
+                return (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "request body over {} bytes, the limit (--max-body-bytes)",
+                        limits.max_bytes
+                    ),
+                )
+                    .into_response();
+            }
+            Err(_) => {
+                tracing::warn!("HTTP request body not received in time");
+                return (
+                    StatusCode::REQUEST_TIMEOUT,
+                    [(axum::http::header::CONNECTION, "close")],
+                    format!(
+                        "request body not received within {} s (--body-timeout-secs)",
+                        limits.timeout.as_secs()
+                    ),
+                )
+                    .into_response();
+            }
+        };
+    next.run(axum::extract::Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
 /// The same rules for Streamable HTTP, applied before rmcp sees the request (rmcp would first
-/// ask for a session or for 2026-07-28 request metadata). Bodies over `limit` get 413. A
-/// request for one of MCP's common methods is decoded here, once, and handed on with the
-/// request as [`Parsed`].
+/// ask for a session or for 2026-07-28 request metadata). A request for one of MCP's common
+/// methods is decoded here, once, and handed on with the request as [`Parsed`]; a body that
+/// is no JSON-RPC message is answered 400 with the JSON-RPC error.
 pub async fn refuse_unknown_methods(
-    axum::extract::State(limit): axum::extract::State<usize>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -75,15 +128,9 @@ pub async fn refuse_unknown_methods(
         return next.run(request).await;
     }
     let (mut parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body over {limit} bytes"),
-            )
-                .into_response();
-        }
+    // Already in memory (`read_body`).
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::BAD_REQUEST.into_response();
     };
     match decode::decode(&bytes) {
         Decoded::Refused(reply) => return axum::Json(reply).into_response(),
@@ -92,7 +139,17 @@ pub async fn refuse_unknown_methods(
                 .extensions
                 .insert(Parsed(Arc::new(Mutex::new(Some(message)))));
         }
-        Decoded::Other => {}
+        Decoded::Other => match decode::decode_rest(&bytes) {
+            // Not JSON, or no JSON-RPC message: 400 with the JSON-RPC error (rmcp would say
+            // 415, which is about the content type).
+            Err(reply) => return (StatusCode::BAD_REQUEST, axum::Json(reply)).into_response(),
+            Ok(JsonRpcMessage::Request(request))
+                if matches!(request.request, ClientRequest::InitializeRequest(_)) =>
+            {
+                parts.extensions.insert(super::sessions::Initialize);
+            }
+            Ok(_) => {}
+        },
     }
     next.run(axum::extract::Request::from_parts(parts, Body::from(bytes)))
         .await

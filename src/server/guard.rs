@@ -61,6 +61,22 @@ impl Guard {
     }
 
     pub(crate) fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        self.check_origin(headers)?;
+        if let Some(token) = &self.token {
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|h| h.to_str().ok())
+                .and_then(bearer)
+                .unwrap_or("");
+            if !constant_time_eq(given.as_bytes(), token.expose_secret().as_bytes()) {
+                return Err(Refusal::Token);
+            }
+        }
+        Ok(())
+    }
+
+    /// Host and Origin only (a preflight's check: it carries no credentials).
+    fn check_origin(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         let host = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
@@ -79,16 +95,6 @@ impl Guard {
             });
             if !by_host && !self.origins.contains(&origin) {
                 return Err(Refusal::Origin);
-            }
-        }
-        if let Some(token) = &self.token {
-            let given = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|h| h.to_str().ok())
-                .and_then(bearer)
-                .unwrap_or("");
-            if !constant_time_eq(given.as_bytes(), token.expose_secret().as_bytes()) {
-                return Err(Refusal::Token);
             }
         }
         Ok(())
@@ -127,13 +133,63 @@ impl IntoResponse for Refusal {
 }
 
 pub async fn guard(State(guard): State<Guard>, request: Request<Body>, next: Next) -> Response {
-    match guard.check(request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(refusal) => {
-            tracing::warn!(?refusal, path = %request.uri().path(), "HTTP request refused");
-            refusal.into_response()
-        }
+    // A CORS preflight carries no credentials: it passes on Host and Origin alone, and is
+    // answered here for an allowed origin (a foreign one was refused by the check).
+    let preflight = request.method() == axum::http::Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let checked = if preflight {
+        guard.check_origin(request.headers())
+    } else {
+        guard.check(request.headers())
+    };
+    if let Err(refusal) = checked {
+        tracing::warn!(?refusal, path = %crate::plugin::clip_name(request.uri().path()), "HTTP request refused");
+        return refusal.into_response();
     }
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    if preflight {
+        let Some(origin) = origin else {
+            return StatusCode::NO_CONTENT.into_response();
+        };
+        return (
+            StatusCode::NO_CONTENT,
+            [
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, origin),
+                (
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    "GET, POST, DELETE".parse().expect("static"),
+                ),
+                (
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    "authorization, content-type, accept, last-event-id, mcp-session-id, \
+                     mcp-protocol-version, mcp-method, mcp-name"
+                        .parse()
+                        .expect("static"),
+                ),
+                (
+                    header::ACCESS_CONTROL_MAX_AGE,
+                    "600".parse().expect("static"),
+                ),
+                (header::VARY, "Origin".parse().expect("static")),
+            ],
+        )
+            .into_response();
+    }
+    let mut response = next.run(request).await;
+    if let Some(origin) = origin {
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            "mcp-session-id, mcp-protocol-version"
+                .parse()
+                .expect("static"),
+        );
+        headers.append(header::VARY, "Origin".parse().expect("static"));
+    }
+    response
 }
 
 /// The credentials of `Bearer <token>`. The scheme is case-insensitive (RFC 9110 §11.1), so

@@ -40,12 +40,18 @@ pub struct McpHandler {
     face: Face,
     /// Narrower filters for this connection's client than the server's, if any.
     scope: Option<Arc<Filters>>,
+    /// One permit per tool call in flight on this session (`max_calls_per_session`).
+    call_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl McpHandler {
     pub fn new(manager: Arc<Manager>) -> Self {
         let changes = Arc::new(Mutex::new(Some(manager.subscribe())));
+        let per_session = manager.config().max_calls_per_session;
         Self {
+            call_slots: Arc::new(tokio::sync::Semaphore::new(
+                per_session.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             manager,
             session_log_level: Arc::new(Mutex::new(LoggingLevel::Info)),
             changes,
@@ -135,9 +141,10 @@ impl McpHandler {
             Some(_) => Ok(()),
             None => Err(ErrorData::resource_not_found(
                 format!(
-                    "unknown resource `{uri}`; see resources/list and resources/templates/list"
+                    "unknown resource `{}`; see resources/list and resources/templates/list",
+                    crate::plugin::clip_name(uri)
                 ),
-                Some(serde_json::json!({ "uri": uri })),
+                Some(serde_json::json!({ "uri": crate::plugin::clip_name(uri) })),
             )),
         }
     }
@@ -177,6 +184,15 @@ async fn push(
         Change::Status(_) => return true,
     };
     sent.is_ok()
+}
+
+/// The answer to a call over a limit on calls in flight.
+fn too_many(where_: &str, limit: usize, setting: &str) -> CallToolResponse {
+    rmcp::model::CallToolResult::error(vec![rmcp::model::ContentBlock::text(format!(
+        "too many tool calls in flight {where_} (the limit is {limit}): wait for one to finish \
+         and call again, or raise {setting}"
+    ))])
+    .into()
 }
 
 impl ServerHandler for McpHandler {
@@ -244,6 +260,21 @@ impl ServerHandler for McpHandler {
         request: CallToolRequestParams,
         cx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        // Bounded: a client firing calls without waiting gets an answer, not a task each.
+        let Ok(_session_slot) = self.call_slots.clone().try_acquire_owned() else {
+            return Ok(too_many(
+                "on this session",
+                self.manager.config().max_calls_per_session,
+                "--max-calls-per-session (PLUGBOARD_MAX_CALLS_PER_SESSION)",
+            ));
+        };
+        let Ok(_server_slot) = self.manager.call_slots().clone().try_acquire_owned() else {
+            return Ok(too_many(
+                "on this server",
+                self.manager.config().max_calls,
+                "--max-calls (PLUGBOARD_MAX_CALLS)",
+            ));
+        };
         let tool_cx = self.context(&cx);
         if stateless(&cx) {
             return Ok(self
@@ -291,7 +322,13 @@ impl ServerHandler for McpHandler {
         cx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let read = self.manager.read_resource(&request.uri, self.context(&cx));
-        Ok(read.await?.into())
+        let mut read = read.await?;
+        for contents in &mut read.contents {
+            if let rmcp::model::ResourceContents::TextResourceContents { text, .. } = contents {
+                crate::net::secret::mask_held_in(text);
+            }
+        }
+        Ok(read.into())
     }
 
     async fn subscribe(
@@ -330,7 +367,7 @@ impl ServerHandler for McpHandler {
         cx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
         let prompt = self.manager.get_prompt(request, self.context(&cx));
-        Ok(prompt.await?.into())
+        Ok(crate::net::secret::mask_held_serde(prompt.await?).into())
     }
 
     async fn complete(

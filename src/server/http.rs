@@ -1,7 +1,7 @@
 //! One HTTP port: Streamable HTTP at `/mcp` (both protocol generations) and the legacy
 //! HTTP+SSE transport at `/sse` + `/message`, behind the Host/Origin/token guard.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
 use axum::{
@@ -9,16 +9,20 @@ use axum::{
     extract::DefaultBodyLimit,
     middleware,
     routing::{get, post},
-    serve::ListenerExt,
 };
 use rmcp::transport::{
     StreamableHttpServerConfig, StreamableHttpService,
     streamable_http_server::session::local::LocalSessionManager,
 };
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::{McpHandler, gate, guard, json_first, sse};
+use super::{
+    McpHandler, accept, gate, guard, json_first,
+    sessions::{self, SessionLimits, Sessions},
+    sse, status,
+};
 use crate::plugin::{Face, Manager};
 
 /// How many legacy SSE sessions may be open at once unless `--max-sse-sessions` says otherwise:
@@ -36,10 +40,49 @@ pub struct HttpOptions {
     pub max_body_bytes: usize,
     /// Legacy SSE sessions open at once; `GET /sse` beyond it is answered 503.
     pub max_sse_sessions: usize,
+    /// Streamable HTTP sessions: caps and idle expiry.
+    pub sessions: SessionLimits,
+    /// Connections open at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// Time for a request's headers, counted from when the connection opens or its previous
+    /// response ends: a connection that sends nothing, or its headers too slowly, is closed.
+    pub header_timeout: Duration,
+    /// Time for a request's body, from the end of its headers.
+    pub body_timeout: Duration,
 }
 
-pub fn router(manager: Arc<Manager>, options: &HttpOptions, ct: CancellationToken) -> Router {
-    let sessions = Arc::new(LocalSessionManager::default());
+impl HttpOptions {
+    /// The defaults, on `addr`.
+    pub fn on(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            token: None,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_body_bytes: 4 * 1024 * 1024,
+            max_sse_sessions: DEFAULT_MAX_SSE_SESSIONS,
+            sessions: SessionLimits::default(),
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(15),
+            body_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The app on the port, and what its status reports.
+pub fn router(
+    manager: Arc<Manager>,
+    options: &HttpOptions,
+    connections: Arc<Semaphore>,
+    ct: CancellationToken,
+) -> Router {
+    let mut rmcp_sessions = LocalSessionManager::default();
+    // Idle sessions are closed by `Sessions`, which knows when one has a stream open or a
+    // request in flight; rmcp's own timer would end a session listening on a quiet stream.
+    rmcp_sessions.session_config.keep_alive = None;
+    let rmcp_sessions = Arc::new(rmcp_sessions);
+    let sessions = Sessions::new(rmcp_sessions.clone(), options.sessions);
+    sessions.spawn_sweeper(ct.child_token());
     let config = StreamableHttpServerConfig::default()
         .with_json_response(true)
         // The guard checks Host and Origin for every endpoint, /mcp included.
@@ -47,18 +90,18 @@ pub fn router(manager: Arc<Manager>, options: &HttpOptions, ct: CancellationToke
         .disable_allowed_origins()
         .with_max_request_body_bytes(options.max_body_bytes)
         // How soon a client reconnects to a stream that ended early (SEP-1699).
-        .with_sse_retry(Some(std::time::Duration::from_secs(1)))
+        .with_sse_retry(Some(Duration::from_secs(1)))
         .with_cancellation_token(ct.child_token());
     let json_first = json_first::JsonFirst {
         streams: json_first::Streams::default(),
-        sessions: sessions.clone(),
+        sessions: rmcp_sessions.clone(),
         keep_alive: config.sse_keep_alive,
         ct: ct.child_token(),
     };
     let factory_manager = manager.clone();
     let mcp = StreamableHttpService::new(
         move || Ok(McpHandler::new(factory_manager.clone()).on(Face::Http)),
-        sessions,
+        rmcp_sessions,
         config,
     );
     let guard = guard::Guard::new(
@@ -67,23 +110,29 @@ pub fn router(manager: Arc<Manager>, options: &HttpOptions, ct: CancellationToke
         &options.allowed_origins,
         options.token.as_ref(),
     );
+    let sse = sse::SseState::new(manager, options.max_sse_sessions, ct);
+    let status = status::Status::new(sessions.clone(), sse.clone(), connections);
     let legacy = Router::new()
         .route("/sse", get(sse::open))
         .route("/message", post(sse::post))
-        .with_state(sse::SseState::new(manager, options.max_sse_sessions, ct));
+        .with_state(sse);
     let mcp = Router::new()
         .fallback_service(mcp)
         .layer(middleware::from_fn_with_state(
             json_first,
             json_first::prefer_json,
         ))
-        .layer(middleware::from_fn_with_state(
-            options.max_body_bytes,
-            gate::refuse_unknown_methods,
-        ));
+        .layer(middleware::from_fn_with_state(sessions, sessions::limit))
+        .layer(middleware::from_fn(gate::refuse_unknown_methods));
+    let body = gate::BodyLimits {
+        max_bytes: options.max_body_bytes,
+        timeout: options.body_timeout,
+    };
     Router::new()
         .nest("/mcp", mcp)
         .merge(legacy)
+        .route("/health", get(status::health).with_state(status))
+        .layer(middleware::from_fn_with_state(body, gate::read_body))
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(middleware::from_fn_with_state(guard, guard::guard))
 }
@@ -110,22 +159,17 @@ pub async fn serve_http(
         .await
         .with_context(|| format!("cannot listen on {}", options.addr))?;
     let local = listener.local_addr()?;
-    // Small JSON-RPC messages must not wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    let app = router(manager, &options, ct.clone());
+    let connections = Arc::new(Semaphore::new(
+        options.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
+    let app = router(manager, &options, connections.clone(), ct.clone());
     // Tests and scripts read this line to learn the port when asked for port 0.
     eprintln!(
         "plugboard: listening on http://{local} (Streamable HTTP at /mcp, legacy SSE at /sse)"
     );
     tracing::info!(addr = %local, "HTTP server listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(ct.cancelled_owned())
-        .await
-        .context("HTTP server failed")
+    accept::serve(listener, app, &options, connections, ct).await;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -135,12 +179,8 @@ mod tests {
     #[test]
     fn debug_of_the_options_has_no_token() {
         let options = HttpOptions {
-            addr: ([127, 0, 0, 1], 0).into(),
             token: Some(SecretString::from("tok-options-5a4b3c")),
-            allowed_hosts: vec![],
-            allowed_origins: vec![],
-            max_body_bytes: 1024,
-            max_sse_sessions: 1,
+            ..HttpOptions::on(([127, 0, 0, 1], 0).into())
         };
         let debug = format!("{options:?}");
         assert!(!debug.contains("tok-options-5a4b3c"), "{debug}");

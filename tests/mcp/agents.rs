@@ -176,11 +176,14 @@ impl Setup {
 
     async fn client(&self, probe: Probe) -> ProbeClient {
         use rmcp::{ServiceExt, transport::TokioChildProcess};
-        let transport = TokioChildProcess::builder(self.command(&["serve"]))
-            .stderr(std::process::Stdio::null())
+        let (transport, stderr) = TokioChildProcess::builder(self.command(&["serve"]))
+            .stderr(std::process::Stdio::piped())
             .spawn()
-            .unwrap()
-            .0;
+            .unwrap();
+        self.fx.keep(
+            "plugboard serve (agents probe)".into(),
+            stderr.expect("stderr piped"),
+        );
         probe.serve(transport).await.expect("initialize over stdio")
     }
 }
@@ -469,14 +472,14 @@ async fn consensus_with_no_provider_says_what_to_set() {
     sampling.cancel().await.unwrap();
 
     // The CLI says the same, and `check` lists the providers.
-    let out = s.command(&["consensus", "2+2?"]).output().await.unwrap();
+    let out = s.fx.run(&mut s.command(&["consensus", "2+2?"])).await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("no provider is available: openai (no key: set OPENAI_API_KEY)"),
         "{stderr}"
     );
-    let out = s.command(&["check"]).output().await.unwrap();
+    let out = s.fx.run(&mut s.command(&["check"])).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("AI providers:\n  openai     not available: no key: set OPENAI_API_KEY\n"),
@@ -757,11 +760,9 @@ async fn bad_answers_are_clear_errors() {
 
     // The CLI streams; a stream that breaks off is an error after what was shown.
     s.fake.set(Provider::OpenAi, Behaviour::MidStreamError);
-    let out = s
-        .command(&["ask", "--provider", "openai", "hi"])
-        .output()
-        .await
-        .unwrap();
+    let out =
+        s.fx.run(&mut s.command(&["ask", "--provider", "openai", "hi"]))
+            .await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("openai broke off its answer"), "{stderr}");
@@ -773,11 +774,9 @@ async fn bad_answers_are_clear_errors() {
 async fn the_cli_streams_answers() {
     let s = Setup::all();
     for (provider, name, model) in ALL {
-        let out = s
-            .command(&["ask", "--provider", name, "Say hi"])
-            .output()
-            .await
-            .unwrap();
+        let out =
+            s.fx.run(&mut s.command(&["ask", "--provider", name, "Say hi"]))
+                .await;
         assert!(
             out.status.success(),
             "{}",
@@ -798,16 +797,14 @@ async fn the_cli_streams_answers() {
         Provider::Anthropic,
         Behaviour::Answer("They agree.\nAGREED: openai, gemini".into()),
     );
-    let out = s
-        .command(&[
+    let out =
+        s.fx.run(&mut s.command(&[
             "consensus",
             "--providers",
             "anthropic,openai,gemini",
             "2+2?",
-        ])
-        .output()
-        .await
-        .unwrap();
+        ]))
+        .await;
     assert!(
         out.status.success(),
         "{}",
@@ -945,12 +942,12 @@ async fn an_error_echoing_the_headers_shows_no_key() {
     }
     client.cancel().await.unwrap();
     // Streamed on the CLI, and logged at debug level: the key is in neither.
-    let out = s
-        .command(&["ask", "--provider", "openai", "hi"])
-        .env("RUST_LOG", "debug")
-        .output()
-        .await
-        .unwrap();
+    let out =
+        s.fx.run(
+            s.command(&["ask", "--provider", "openai", "hi"])
+                .env("RUST_LOG", "debug"),
+        )
+        .await;
     assert!(!out.status.success());
     let all = format!(
         "{}{}",
@@ -975,7 +972,7 @@ async fn an_undeclared_key_variable_is_not_read() {
     s.fx.manifest("agents", &format!("{}\n{local}", manifest("")));
     let mut cmd = s.command(&["check"]);
     cmd.env("LOCAL_LLM_KEY", KEY);
-    let out = cmd.output().await.unwrap();
+    let out = s.fx.run(&mut cmd).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains(
@@ -994,7 +991,7 @@ async fn an_undeclared_key_variable_is_not_read() {
     );
     let mut cmd = s.command(&["ask", "--provider", "local", "hi"]);
     cmd.env("LOCAL_LLM_KEY", KEY);
-    let out = cmd.output().await.unwrap();
+    let out = s.fx.run(&mut cmd).await;
     assert!(
         out.status.success(),
         "{}",

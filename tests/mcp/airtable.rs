@@ -382,6 +382,7 @@ async fn import_under_faults_killed_then_resumed() {
         "import", "airtable", "--base", &base, "--table", "Items", &file, "--key", "SKU", "--json",
     ];
     let log = s.fx.home.path().join("first-run.log");
+    s.fx.log_file(&log);
 
     let mut first = s
         .cli(&import)
@@ -437,10 +438,9 @@ async fn import_under_faults_killed_then_resumed() {
     // attempts (the report says so and keeps the checkpoint); every run must resume.
     let mut runs = Vec::new();
     let report = loop {
-        let out = tokio::time::timeout(Duration::from_secs(180), s.cli(&import).output())
+        let out = tokio::time::timeout(Duration::from_secs(180), s.fx.run(&mut s.cli(&import)))
             .await
-            .expect("the import run finished within 180 s")
-            .unwrap();
+            .expect("the import run finished within 180 s");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         runs.push((out.status.code(), stdout.clone(), stderr.clone()));
@@ -718,14 +718,12 @@ async fn with_no_import_folder_a_model_reads_no_file_and_the_cli_reads_its_own_f
     assert_eq!(inline["created"], 1, "{inline}");
     client.cancel().await.unwrap();
 
-    let out = s
-        .cli(&[
+    let out =
+        s.fx.run(&mut s.cli(&[
             "import", "airtable", "--base", &base, "--table", "Items", "--key", "SKU", "--json",
             "here.csv",
-        ])
-        .output()
-        .await
-        .unwrap();
+        ]))
+        .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -736,8 +734,8 @@ async fn with_no_import_folder_a_model_reads_no_file_and_the_cli_reads_its_own_f
     assert_eq!(report["created"], 4, "{report}");
     // The folder the CLI opened keeps its secrets.
     items_csv(&s.fx.home.path().join(".env.local"), 1);
-    let out = s
-        .cli(&[
+    let out =
+        s.fx.run(&mut s.cli(&[
             "import",
             "airtable",
             "--base",
@@ -747,10 +745,8 @@ async fn with_no_import_folder_a_model_reads_no_file_and_the_cli_reads_its_own_f
             "--key",
             "SKU",
             ".env.local",
-        ])
-        .output()
-        .await
-        .unwrap();
+        ]))
+        .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && stderr.contains("excluded"),

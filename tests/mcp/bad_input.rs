@@ -92,7 +92,8 @@ async fn a_slow_call_times_out_with_an_error_result() {
 }
 
 /// Raw lines over stdio: stdout carries JSON-RPC only; unknown methods get -32601 even before
-/// initialize; malformed input is answered or ignored without killing the server.
+/// initialize; malformed input is answered (a line that is not JSON with -32700 and a null
+/// id) without killing the server.
 #[tokio::test]
 async fn stdio_raw_protocol_edges() {
     let fx = Fixture::new();
@@ -138,6 +139,12 @@ async fn stdio_raw_protocol_edges() {
     assert_eq!(reply["error"]["code"], -32601, "{reply}");
 
     send("this is not json").await;
+    let reply = next().await;
+    assert_eq!(reply["error"]["code"], -32700, "{reply}");
+    assert!(
+        reply["id"].is_null() && reply.as_object().unwrap().contains_key("id"),
+        "{reply}"
+    );
     send(r#"{"jsonrpc":"2.0","id":2,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#).await;
     let reply = next().await;
     assert_eq!(reply["id"], 2);
@@ -186,6 +193,7 @@ async fn stdio_raw_protocol_edges() {
             .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
     }
     let logs = stderr_task.await.unwrap();
+    fx.keep_text("plugboard serve (raw stdio)", &logs);
     assert!(logs.contains("tool call"), "logs go to stderr: {logs}");
 }
 
@@ -300,10 +308,8 @@ async fn http_guard_refuses_foreign_host_origin_and_oversized_bodies() {
 async fn off_loopback_needs_a_token() {
     let fx = Fixture::new();
     let refused = fx
-        .command(&["serve", "--http", "0.0.0.0:0"])
-        .output()
-        .await
-        .unwrap();
+        .run(&mut fx.command(&["serve", "--http", "0.0.0.0:0"]))
+        .await;
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("PLUGBOARD_HTTP_TOKEN"), "{stderr}");
@@ -322,7 +328,7 @@ async fn off_loopback_needs_a_token() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let url = crate::support::listening_url(&mut child).await;
+        let url = fx.listening_url(&mut child).await;
         (child, url.replace("0.0.0.0", "127.0.0.1"))
     };
     let http = reqwest::Client::new();
@@ -389,6 +395,7 @@ async fn sigterm_stops_a_stdio_server() {
     tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr)
         .await
         .unwrap();
+    fx.keep_text("plugboard serve (stopped by SIGTERM)", &stderr);
     assert!(status.success(), "{status}: {stderr}");
 }
 
@@ -424,4 +431,25 @@ async fn a_hostile_tool_name_cannot_forge_a_log_line() {
             .any(|l| l.starts_with("2026-12-06T00:00:00.000000Z")),
         "a forged line:\n{text}"
     );
+}
+
+/// A megabyte tool name is not echoed whole: the error (and the log line) shows its first
+/// 128 bytes and its length.
+#[tokio::test]
+async fn a_huge_tool_name_is_echoed_clipped() {
+    let fx = Fixture::new();
+    let log = fx.home.path().join("stderr.log");
+    let (client, _) = fx.stdio_env(&[], &[], Some(&log)).await;
+    let name = "n".repeat(1 << 20);
+    let result = client
+        .call_tool(rmcp::model::CallToolRequestParams::new(name))
+        .await
+        .unwrap();
+    assert_eq!(result.is_error, Some(true));
+    let text = crate::support::text(&result);
+    assert!(text.len() < 1024, "{} bytes echoed", text.len());
+    assert!(text.contains("… (1048576 bytes)"), "{text}");
+    client.cancel().await.unwrap();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.len() < 64 * 1024, "{} bytes logged", logged.len());
 }

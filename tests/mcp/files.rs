@@ -46,6 +46,10 @@ async fn nothing_outside_the_roots_is_ever_read() {
         ("files_read", json!({"path": "/etc/passwd"})),
         ("files_read", json!({"path": "escape.txt"})),
         ("files_read", json!({"path": "docs/guide.md\u{0}"})),
+        // Paths are not URLs: a percent-encoded escape is a literal name, found nowhere.
+        ("files_read", json!({"path": "%2e%2e/outside.txt"})),
+        ("files_read", json!({"path": "..%2foutside.txt"})),
+        ("files_read", json!({"path": "%2E%2E%2Foutside.txt"})),
         ("files_list", json!({"path": ".."})),
         ("files_list", json!({"path": "/"})),
         ("files_search", json!({"pattern": "SECRET", "path": ".."})),
@@ -209,4 +213,47 @@ async fn hard_links_out_of_the_roots_are_refused_unless_allowed() {
         .unwrap();
     assert!(text(&read).contains("TOP SECRET"), "{}", text(&read));
     client.cancel().await.unwrap();
+}
+
+/// A sparse file far larger than the machine's memory is never read whole: `files_read`
+/// reads at most its limit, search skips it by size, and `files_analyze` counts words in its
+/// first 64 MiB only (scaled to the size); each answers, and the server's memory stays small.
+#[tokio::test]
+async fn a_huge_sparse_file_is_read_only_up_to_the_limit() {
+    let fx = Fixture::new();
+    let text = "word ".repeat(4096);
+    for name in ["huge.log", "huge.md"] {
+        let file = std::fs::File::create(fx.data().join(name)).unwrap();
+        std::io::Write::write_all(&mut &file, text.as_bytes()).unwrap();
+        // 64 GiB, almost all of it a hole.
+        file.set_len(64 << 30).unwrap();
+    }
+    let (client, pid) = fx.stdio(&[]).await;
+    let result = client
+        .call_tool(call("files_read", json!({"path": "huge.log"})))
+        .await
+        .unwrap();
+    let said = text_of(&result);
+    assert!(said.len() <= 2 * 1024 * 1024, "{} bytes read", said.len());
+    let hits = ok(&client, "files_search", json!({"pattern": "word"})).await;
+    assert!(!hits.to_string().contains("huge"), "{hits}");
+    let analyzed = ok(
+        &client,
+        "files_analyze",
+        json!({"path": ".", "glob": "huge.md"}),
+    )
+    .await;
+    assert!(analyzed.to_string().contains("huge.md"), "{analyzed}");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(rss_kb < 512 * 1024, "RSS {rss_kb} kB after a 64 GiB file");
+    client.cancel().await.unwrap();
+}
+
+fn text_of(result: &rmcp::model::CallToolResult) -> String {
+    text(result)
 }

@@ -978,3 +978,56 @@ async fn github_hostile_rate_limit_headers_are_reported() {
     );
     c.cancel().await.unwrap();
 }
+
+/// Every secret the server holds is masked in everything it returns, whatever the text came
+/// from: here a model provider's key (which the GitHub client never sees) inside an issue
+/// body and inside an upstream error, in both the text and the structured result.
+#[tokio::test]
+async fn a_key_held_anywhere_is_masked_in_any_result() {
+    let s = Setup::new();
+    seed(&s.fake);
+    let other = crate::fake_llm::KEY;
+    let n = s.fake.add_issue(
+        "octo/hello",
+        "Leaked",
+        &format!("my key is {other} oops"),
+        &[],
+        None,
+        "open",
+    );
+    let c =
+        s.fx.stdio_env(
+            &[],
+            &[
+                ("GITHUB_TOKEN", TOKEN),
+                ("GITHUB_API_URL", s.api_url.as_str()),
+                ("OPENAI_API_KEY", other),
+            ],
+            None,
+        )
+        .await
+        .0;
+    let result = call_tool(
+        &c,
+        "github_issue_read",
+        json!({"owner": "octo", "repo": "hello", "issue_number": n, "method": "get"}),
+    )
+    .await;
+    let shown = format!("{} {:?}", text(&result), result.structured_content);
+    assert!(shown.contains("my key is [redacted] oops"), "{shown}");
+    assert!(!shown.contains(other), "{shown}");
+    s.fake.raw_next(
+        400,
+        &[],
+        &format!(r#"{{"message":"Bad request: x-upstream-key: {other}"}}"#),
+    );
+    let e = fails(
+        &c,
+        "github_list_issues",
+        json!({"owner": "octo", "repo": "hello"}),
+    )
+    .await;
+    assert!(e.contains("x-upstream-key: [redacted]"), "{e}");
+    assert!(!e.contains(other), "{e}");
+    c.cancel().await.unwrap();
+}

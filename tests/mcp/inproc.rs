@@ -66,6 +66,13 @@ impl Server {
         self
     }
 
+    /// `--max-calls` and `--max-calls-per-session`.
+    pub fn max_calls(mut self, server: usize, session: usize) -> Self {
+        self.config.max_calls = server;
+        self.config.max_calls_per_session = session;
+        self
+    }
+
     pub fn catalog(mut self, catalog: Catalog) -> Self {
         self.config.catalog = catalog;
         self

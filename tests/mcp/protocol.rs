@@ -220,12 +220,15 @@ impl ClientHandler for Probe {
 
 /// `plugboard serve` on stdio (a 2025-11-25 session) with `probe` as the client.
 pub async fn stdio(fx: &Fixture, probe: Probe) -> (ProbeClient, u32) {
-    let transport = TokioChildProcess::builder(fx.command(&["serve"]))
-        .stderr(Stdio::null())
+    let (transport, stderr) = TokioChildProcess::builder(fx.command(&["serve"]))
+        .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
-        .0;
+        .unwrap();
     let pid = transport.id().unwrap();
+    fx.keep(
+        format!("plugboard serve (probe, pid {pid})"),
+        stderr.expect("stderr piped"),
+    );
     let client = probe.serve(transport).await.expect("initialize over stdio");
     (client, pid)
 }

@@ -170,9 +170,13 @@ impl RawStdio {
             .command(&["serve"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        fx.keep(
+            "plugboard serve (raw stdio)".into(),
+            child.stderr.take().unwrap(),
+        );
         let stdin = child.stdin.take().unwrap();
         let lines = BufReader::new(child.stdout.take().unwrap()).lines();
         Self {

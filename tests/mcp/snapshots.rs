@@ -114,7 +114,7 @@ async fn agents() -> Vec<Value> {
             &[
                 ("OPENAI_API_KEY", "sk-snapshot"),
                 ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
-                ("GEMINI_API_KEY", "snapshot"),
+                ("GEMINI_API_KEY", "gemini-snapshot-key"),
                 ("GEMINI_BASE_URL", "http://127.0.0.1:9"),
             ],
             None,

@@ -2,9 +2,11 @@
 //! the built binary launched as users launch it, and rmcp clients for every transport.
 //!
 //! Every binary a fixture launches has its stderr (and a CLI run its stdout) kept and checked
-//! for the suite's fake secrets ([`SECRETS`]): a run is checked when it ends, a server when
-//! its fixture drops. A leak fails the test, quoting the line; a failing test shows what the
-//! servers wrote.
+//! for the suite's fake secrets ([`secrets`], from `tests/secrets.txt`): a run is checked when
+//! it ends, a server when its fixture drops. A leak fails the test, quoting the line; a failing
+//! test shows what the servers wrote. With `PLUGBOARD_TEST_OUTPUT=<dir>` set, all of it (and the
+//! notifications a [`Recorder`] heard) is also saved there, one file per capture, for
+//! `scripts/secret-scan` to search after the run.
 
 #![allow(deprecated)] // MCP logging is marked deprecated in rmcp (SEP-2577).
 #![allow(dead_code)]
@@ -28,42 +30,34 @@ use tokio::{
     sync::Notify,
 };
 
+// Each fake carries its own copy: a bench includes one fake without the others.
+#[path = "../support/output.rs"]
+#[allow(clippy::duplicate_mod)]
+mod output;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_plugboard");
 
-/// Every fake key and token the suite hands the binary. None may appear in anything it
-/// writes: not in a log line, an error, or a CLI's output.
-pub const SECRETS: &[&str] = &[
-    crate::fake_llm::KEY,
-    crate::fake_airtable::DEFAULT_TOKEN,
-    crate::fake_github::TOKEN,
-    // tests/mcp/airtable.rs (and the secret part of its token on its own)
-    "patSECRETsecret42",
-    "feedface0123456789abcdef",
-    "patOTHERtoken0000.0",
-    // tests/mcp/github.rs
-    "ghp_wrongwrongwrongwrongwrongwrongwrong",
-    // tests/mcp/agents.rs
-    "sk-ant-wrong-secret",
-    // tests/mcp/snapshots.rs
-    "patSNAPSHOT0000000.0",
-    "sk-snapshot",
-    "ghp_snapshot",
-    // tests/mcp/cli.rs
-    "sk-live-abcdef123456",
-    "sk-dotenv-7d6c5b4a3",
-    // tests/mcp/bad_input.rs, tests/mcp/transports.rs
-    "tok-123456",
-    "tok-transports-3c2b1a",
-];
+/// Every fake key and token the suite and the benches hand the binary, one a line
+/// (`tests/secrets.txt`, which `scripts/secret-scan` reads too). None may appear in anything
+/// the binary writes: not in a log line, an error, or a CLI's output.
+const SECRETS_TXT: &str = include_str!("../secrets.txt");
 
-/// The lines of `text` that contain one of [`SECRETS`].
+/// The entries of [`SECRETS_TXT`]: its lines without blanks and `#` comments.
+pub fn secrets() -> impl Iterator<Item = &'static str> {
+    SECRETS_TXT
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+}
+
+/// The lines of `text` that contain one of [`secrets`].
 pub fn leaks(text: &str) -> Vec<&str> {
     text.lines()
-        .filter(|line| SECRETS.iter().any(|secret| line.contains(secret)))
+        .filter(|line| secrets().any(|secret| line.contains(secret)))
         .collect()
 }
 
-/// Fail, quoting the line, if `text` (what `what` wrote) holds one of [`SECRETS`].
+/// Fail, quoting the line, if `text` (what `what` wrote) holds one of [`secrets`].
 pub fn assert_no_secrets(what: &str, text: &str) {
     let leaked = leaks(text);
     assert!(
@@ -93,8 +87,12 @@ pub struct Fixture {
     pub home: tempfile::TempDir,
     /// The stderr of every server this fixture launched, checked when it drops.
     logs: Mutex<Vec<Log>>,
-    /// Files the servers' stderr went to (`stdio_env`), checked when it drops.
+    /// Files the servers' stderr went to (`stdio_env`, [`Fixture::log_file`]), checked when
+    /// it drops.
     log_files: Mutex<Vec<PathBuf>>,
+    /// Whether dropping saves the captures (`PLUGBOARD_TEST_OUTPUT`): off only where a test
+    /// plants a secret on purpose, which the scan would rightly report.
+    save: bool,
 }
 
 impl Drop for Fixture {
@@ -114,6 +112,9 @@ impl Drop for Fixture {
             all.push((format!("the server logging to {}", path.display()), text));
         }
         for (what, text) in &all {
+            if self.save {
+                output::save("server-stderr", what, text);
+            }
             if std::thread::panicking() {
                 // The test failed: show what the servers said.
                 eprintln!("=== stderr of {what} ===\n{text}=== end ===");
@@ -191,31 +192,66 @@ impl Fixture {
             home,
             logs: Mutex::default(),
             log_files: Mutex::default(),
+            save: true,
         }
     }
 
     /// Run `cmd` to its end and check everything it wrote for secrets.
     pub async fn output(&self, cmd: &mut Command) -> Ran {
-        let out = cmd.output().await.unwrap();
-        let ran = Ran {
+        let out = self.run(cmd).await;
+        Ran {
             ok: out.status.success(),
             status: out.status,
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        assert_no_secrets("the CLI's stdout", &ran.stdout);
-        assert_no_secrets("the CLI's stderr", &ran.stderr);
-        ran
+        }
+    }
+
+    /// [`Fixture::output`] for a test that reads the bytes: run `cmd` to its end, keep what it
+    /// wrote (`PLUGBOARD_TEST_OUTPUT`) and check it for secrets.
+    pub async fn run(&self, cmd: &mut Command) -> std::process::Output {
+        let args: Vec<_> = cmd
+            .as_std()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let out = cmd.output().await.unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        output::save(
+            "cli",
+            &format!("plugboard {args:?} ({})", out.status),
+            &format!("--- stdout\n{stdout}\n--- stderr\n{stderr}"),
+        );
+        assert_no_secrets("the CLI's stdout", &stdout);
+        assert_no_secrets("the CLI's stderr", &stderr);
+        out
     }
 
     /// Keep what a server writes to `stderr`, to check it when the fixture drops.
-    fn keep(&self, what: String, stderr: impl AsyncRead + Unpin + Send + 'static) {
+    pub fn keep(&self, what: String, stderr: impl AsyncRead + Unpin + Send + 'static) {
         let text = Arc::new(Mutex::new(String::new()));
         self.logs.lock().unwrap().push(Log {
             what,
             text: text.clone(),
         });
         tokio::spawn(drain(BufReader::new(stderr).lines(), text));
+    }
+
+    /// Check (and keep) `text`, what `what` wrote that a test read itself, when the fixture
+    /// drops.
+    pub fn keep_text(&self, what: &str, text: &str) {
+        let kept = Arc::new(Mutex::new(text.to_owned()));
+        self.logs.lock().unwrap().push(Log {
+            what: what.to_owned(),
+            text: kept,
+        });
+    }
+
+    /// Check (and keep) the file at `path` when the fixture drops: a server's stderr that a
+    /// test sent to a file of its own.
+    pub fn log_file(&self, path: &Path) {
+        self.log_files.lock().unwrap().push(path.to_path_buf());
     }
 
     pub fn plugins(&self) -> PathBuf {
@@ -335,7 +371,8 @@ impl Fixture {
         (child, url)
     }
 
-    /// [`listening_url`], keeping the server's stderr to check when the fixture drops.
+    /// Read the server's stderr until it says where it listens (its URL), and keep all of it
+    /// to check when the fixture drops.
     pub async fn listening_url(&self, child: &mut Child) -> String {
         let text = Arc::new(Mutex::new(String::new()));
         self.logs.lock().unwrap().push(Log {
@@ -346,16 +383,7 @@ impl Fixture {
     }
 }
 
-/// Read the server's stderr until it says where it listens; keep draining it afterwards.
-/// Lines up to the listening line are checked for secrets; prefer
-/// [`Fixture::listening_url`], which checks them all.
-pub async fn listening_url(child: &mut Child) -> String {
-    let text = Arc::new(Mutex::new(String::new()));
-    let url = read_listening_url(child, text.clone()).await;
-    assert_no_secrets("the server's stderr", &text.lock().unwrap());
-    url
-}
-
+/// Read `child`'s stderr into `text` until it says where it listens; keep draining it afterwards.
 async fn read_listening_url(child: &mut Child, text: Arc<Mutex<String>>) -> String {
     let stderr = child.stderr.take().expect("stderr piped");
     let mut lines = BufReader::new(stderr).lines();
@@ -404,13 +432,62 @@ pub fn sighup(pid: u32) {
 }
 
 /// A client handler that keeps what the server sent it.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Recorder {
     pub progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
     pub logs: Arc<Mutex<Vec<LoggingMessageNotificationParam>>>,
     pub list_changed: Arc<Notify>,
     /// Wakes [`Recorder::until`] after each progress or log notification kept.
     heard: Arc<Notify>,
+    /// Saves what was heard for the secret scan when the last clone drops.
+    _saved: Arc<SaveHeard>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        let progress = Arc::default();
+        let logs = Arc::default();
+        Self {
+            _saved: Arc::new(SaveHeard {
+                progress: Arc::clone(&progress),
+                logs: Arc::clone(&logs),
+            }),
+            progress,
+            logs,
+            list_changed: Arc::default(),
+            heard: Arc::default(),
+        }
+    }
+}
+
+/// The progress and log notifications a [`Recorder`] heard: text the server wrote to its
+/// client, saved (`PLUGBOARD_TEST_OUTPUT`) when it drops.
+struct SaveHeard {
+    progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
+    logs: Arc<Mutex<Vec<LoggingMessageNotificationParam>>>,
+}
+
+impl Drop for SaveHeard {
+    fn drop(&mut self) {
+        let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        if progress.is_empty() && logs.is_empty() {
+            return;
+        }
+        let lines: Vec<String> = progress
+            .iter()
+            .map(|p| serde_json::to_string(p).unwrap_or_default())
+            .chain(
+                logs.iter()
+                    .map(|l| serde_json::to_string(l).unwrap_or_default()),
+            )
+            .collect();
+        output::save(
+            "mcp-notifications",
+            "progress and log notifications a client heard",
+            &(lines.join("\n") + "\n"),
+        );
+    }
 }
 
 impl Recorder {
@@ -497,7 +574,8 @@ fn the_secrets_check_catches_a_leaking_line() {
     assert!(leaks("INFO nothing to see\n").is_empty());
 
     // A fixture whose server wrote a secret fails its test when it drops.
-    let fx = Fixture::empty();
+    let mut fx = Fixture::empty();
+    fx.save = false;
     let text = Arc::new(Mutex::new(String::new()));
     keep_line(&text, &format!("DEBUG key={}", crate::fake_llm::KEY));
     fx.logs.lock().unwrap().push(Log {
@@ -513,5 +591,22 @@ fn the_secrets_check_catches_a_leaking_line() {
     assert!(
         message.contains("a fake server: DEBUG key=fake-key-0123456789"),
         "{message}"
+    );
+}
+
+/// The fakes' own keys are in `tests/secrets.txt`, the one list both checks read.
+#[test]
+fn the_secret_list_holds_the_fakes_keys() {
+    let listed: Vec<&str> = secrets().collect();
+    for key in [
+        crate::fake_llm::KEY,
+        crate::fake_airtable::DEFAULT_TOKEN,
+        crate::fake_github::TOKEN,
+    ] {
+        assert!(listed.contains(&key), "{key} is not in tests/secrets.txt");
+    }
+    assert!(
+        listed.iter().all(|s| !s.starts_with('#') && s.len() >= 8),
+        "entries are whole keys, long enough not to match ordinary text: {listed:?}"
     );
 }

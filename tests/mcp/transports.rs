@@ -313,3 +313,116 @@ async fn legacy_sse_sessions_are_capped() {
     .expect("the place of a closed session is free within 10 s");
     drop(second);
 }
+
+/// Nobody gets in without the token, whatever the path or where the token is put: every
+/// route, path tricks included, is 401 without the header (a token in the query string is
+/// not one); CORS preflights are answered only for allowed origins, and answers to an allowed
+/// origin say so (a browser client such as the MCP Inspector can read them).
+#[tokio::test]
+async fn nobody_gets_in_and_cors_is_answered_only_for_allowed_origins() {
+    let fx = Fixture::new();
+    let token = "tok-transports-3c2b1a";
+    let (_child, url) = fx
+        .http(&[
+            "--token",
+            token,
+            "--allowed-origins",
+            "https://app.example.com",
+        ])
+        .await;
+    let http = reqwest::Client::new();
+    for path in [
+        "/mcp",
+        "/sse",
+        "/message?sessionId=x",
+        "/health",
+        "//mcp",
+        "/mcp/",
+        "/%6dcp",
+        "/mcp/../health",
+        "/./health",
+        "/nope",
+    ] {
+        for query in [
+            "",
+            "?token=tok-transports-3c2b1a",
+            "?access_token=tok-transports-3c2b1a",
+        ] {
+            let sep = if path.contains('?') && !query.is_empty() {
+                "&"
+            } else {
+                ""
+            };
+            let target = format!(
+                "{url}{path}{sep}{}",
+                query.trim_start_matches(if sep.is_empty() { "" } else { "?" })
+            );
+            let status = http.get(&target).send().await.unwrap().status();
+            assert_eq!(status, 401, "GET {target}");
+            let status = http.post(&target).body("{}").send().await.unwrap().status();
+            assert_eq!(status, 401, "POST {target}");
+        }
+    }
+    let ok = http
+        .get(format!("{url}/health"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+
+    let preflight = |origin: &'static str| {
+        http.request(reqwest::Method::OPTIONS, format!("{url}/mcp"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let foreign = preflight("https://evil.example").await.unwrap();
+    assert_eq!(foreign.status(), 403);
+    assert!(
+        !foreign
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+    for allowed in ["https://app.example.com", "http://localhost:6274"] {
+        let answer = preflight(allowed).await.unwrap();
+        assert_eq!(answer.status(), 204, "{allowed}");
+        assert_eq!(answer.headers()["access-control-allow-origin"], allowed);
+        let methods = answer.headers()["access-control-allow-methods"]
+            .to_str()
+            .unwrap();
+        assert!(
+            methods.contains("POST") && methods.contains("DELETE"),
+            "{methods}"
+        );
+        let headers = answer.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap();
+        assert!(
+            headers.contains("authorization") && headers.contains("mcp-session-id"),
+            "{headers}"
+        );
+    }
+    let answer = http
+        .get(format!("{url}/health"))
+        .bearer_auth(token)
+        .header("Origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert!(
+        answer.headers()["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .contains("mcp-session-id")
+    );
+}

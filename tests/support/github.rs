@@ -95,6 +95,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+// Each fake carries its own copy: a bench includes one fake without the others.
+#[path = "output.rs"]
+#[allow(clippy::duplicate_mod)]
+mod output;
+
 // ---------------------------------------------------------------------------
 // Public API
 // ---------------------------------------------------------------------------
@@ -414,9 +419,26 @@ impl FakeGitHub {
 }
 
 impl Drop for FakeGitHub {
+    /// Stops serving. With `PLUGBOARD_TEST_OUTPUT` set, every request received is saved for
+    /// the secret scan.
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if output::dir().is_some() {
+            let lines: Vec<String> = self
+                .requests()
+                .into_iter()
+                .map(|r| {
+                    json!({"method": r.method, "path": r.path, "headers": r.headers, "body": r.body})
+                        .to_string()
+                })
+                .collect();
+            output::save(
+                "fake-github-requests",
+                "requests the fake GitHub received (its own token redacted)",
+                &(lines.join("\n") + "\n"),
+            );
         }
     }
 }

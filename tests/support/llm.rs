@@ -117,6 +117,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+// Each fake carries its own copy: a bench includes one fake without the others.
+#[path = "output.rs"]
+#[allow(clippy::duplicate_mod)]
+mod output;
+
 // ---------------------------------------------------------------------------
 // Public API
 // ---------------------------------------------------------------------------
@@ -343,9 +348,22 @@ impl FakeLlm {
 
 impl Drop for FakeLlm {
     /// Stops accepting connections; hanging requests (and latency sleeps) end at
-    /// once with a broken response, so shutdown never waits for them.
+    /// once with a broken response, so shutdown never waits for them. With
+    /// `PLUGBOARD_TEST_OUTPUT` set, every request received is saved for the secret scan.
     fn drop(&mut self) {
         self.shared.stop.send_replace(true);
+        if output::dir().is_some() {
+            let lines: Vec<String> = Provider::ALL
+                .into_iter()
+                .flat_map(|p| self.requests(p))
+                .map(|r| json!({"path": r.path, "headers": r.headers, "body": r.body}).to_string())
+                .collect();
+            output::save(
+                "fake-llm-requests",
+                "requests the fake LLM providers received (their own key redacted)",
+                &(lines.join("\n") + "\n"),
+            );
+        }
     }
 }
 

@@ -18,6 +18,34 @@ use crate::plugin::{
     isolate::{Isolated, panic_message, spawn_limited},
 };
 
+/// Hold every secret the plugins may read (`net::secret::hold`): variables named like one
+/// (`*_KEY`, `*_TOKEN`, …) and those a manifest marks `secret = true`.
+fn hold_secrets(
+    env: &std::collections::HashMap<String, String>,
+    found: &[(
+        String,
+        std::path::PathBuf,
+        Result<crate::plugin::Manifest, PluginError>,
+    )],
+) {
+    use crate::net::secret::{hold, is_secret_name};
+    for (name, value) in env {
+        if is_secret_name(name) {
+            hold(value);
+        }
+    }
+    for (_, _, manifest) in found {
+        let Ok(manifest) = manifest else { continue };
+        for (name, var) in &manifest.env {
+            if var.secret
+                && let Some(value) = env.get(name)
+            {
+                hold(value);
+            }
+        }
+    }
+}
+
 /// How long a plugin's `shutdown` may take before the others go on without it.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
 
@@ -28,6 +56,7 @@ impl Manager {
         let _guard = self.reloading.lock().await;
         let env = (self.env)();
         let found = self.discover();
+        hold_secrets(&env, &found);
 
         let mut old = std::mem::take(&mut *self.slots.write().unwrap_or_else(|e| e.into_inner()));
         let mut kept = BTreeMap::new();

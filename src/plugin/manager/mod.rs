@@ -47,6 +47,11 @@ pub struct ManagerConfig {
     pub call_timeout: Duration,
     /// The kinds of plugin this manager can start, and the shipped manifests.
     pub catalog: Catalog,
+    /// Tool calls in flight at once, server-wide, over MCP; one more is refused with a tool
+    /// error until one ends.
+    pub max_calls: usize,
+    /// Tool calls in flight at once on one MCP session.
+    pub max_calls_per_session: usize,
 }
 
 impl Default for ManagerConfig {
@@ -58,6 +63,8 @@ impl Default for ManagerConfig {
             init_timeout: Duration::from_secs(30),
             call_timeout: Duration::from_secs(120),
             catalog: Catalog::default(),
+            max_calls: DEFAULT_MAX_CALLS,
+            max_calls_per_session: DEFAULT_MAX_CALLS_PER_SESSION,
         }
     }
 }
@@ -109,8 +116,15 @@ impl Offer {
     }
 }
 
+/// `--max-calls`: every call holds a task and what it has read.
+pub const DEFAULT_MAX_CALLS: usize = 256;
+/// `--max-calls-per-session`.
+pub const DEFAULT_MAX_CALLS_PER_SESSION: usize = 64;
+
 pub struct Manager {
     config: ManagerConfig,
+    /// One permit per MCP tool call in flight (`max_calls`).
+    call_slots: Arc<tokio::sync::Semaphore>,
     slots: RwLock<BTreeMap<String, Slot>>,
     /// The published snapshot; replaced whole on every change.
     published: Published,
@@ -141,7 +155,13 @@ impl Manager {
     ) -> Arc<Self> {
         let published = Published::default();
         let calls = Calls::new(published.clone(), config.call_timeout, Observers::default());
+        let call_slots = Arc::new(tokio::sync::Semaphore::new(
+            config
+                .max_calls
+                .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+        ));
         let manager = Arc::new_cyclic(|me| Self {
+            call_slots,
             config,
             slots: RwLock::new(BTreeMap::new()),
             published,
@@ -158,6 +178,11 @@ impl Manager {
 
     pub fn config(&self) -> &ManagerConfig {
         &self.config
+    }
+
+    /// The server-wide places for MCP tool calls in flight.
+    pub fn call_slots(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.call_slots
     }
 
     /// The current published tool set.

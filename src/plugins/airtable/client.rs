@@ -249,9 +249,16 @@ impl Client {
                 }
             };
             let status = response.status();
-            let bytes = match response.bytes().await {
+            let bytes = match crate::net::read_body(response, crate::net::MAX_UPSTREAM_BODY).await {
                 Ok(b) => b,
-                Err(e) => {
+                Err(crate::net::BodyError::TooLarge(limit)) => {
+                    return Err(Failure::Unknown(format!(
+                        "Airtable's answer was over {} MiB, the most read; ask for fewer records \
+                         or fields",
+                        limit >> 20
+                    )));
+                }
+                Err(crate::net::BodyError::Transport(e)) => {
                     last = format!(
                         "the connection broke while reading Airtable's answer ({})",
                         describe(&e)

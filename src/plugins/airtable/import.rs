@@ -114,8 +114,10 @@ impl Airtable {
         let (rows, source) = match (&args.path, &args.rows) {
             (Some(path), None) => {
                 // The one sandbox: inside the import folders, never an excluded secret.
-                let real = self.files.get()?.resolve_file(path)?.real;
-                (read_rows(&real)?, real.display().to_string())
+                let roots = self.files.get()?;
+                let real = roots.resolve_file(path)?.real;
+                let (file, _) = roots.open_file(&real, path)?;
+                (read_rows(&real, file)?, real.display().to_string())
             }
             (None, Some(rows)) => (
                 rows.iter()
@@ -508,14 +510,27 @@ fn load_checkpoint(dir: &Path, job: &str, legacy: &str) -> Checkpoint {
 }
 
 /// Rows of a CSV (header row) or JSON (array of objects, or one object per line) file.
-fn read_rows(path: &Path) -> Result<Vec<Map<String, Value>>, ToolError> {
+/// The largest file an import reads: its rows are held in memory (with their checkpoint).
+pub const MAX_IMPORT_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+fn read_rows(path: &Path, file: std::fs::File) -> Result<Vec<Map<String, Value>>, ToolError> {
+    use std::io::Read;
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let text = std::fs::read_to_string(path)
+    let mut text = String::new();
+    file.take(MAX_IMPORT_FILE_BYTES + 1)
+        .read_to_string(&mut text)
         .map_err(|e| ToolError::InvalidArguments(format!("cannot read {}: {e}", path.display())))?;
+    if text.len() as u64 > MAX_IMPORT_FILE_BYTES {
+        return Err(ToolError::InvalidArguments(format!(
+            "{} is over {} MiB, the most one import reads; split it into smaller files",
+            path.display(),
+            MAX_IMPORT_FILE_BYTES >> 20
+        )));
+    }
     parse_rows(&ext, &text, path)
 }
 

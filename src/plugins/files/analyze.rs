@@ -120,8 +120,8 @@ async fn analyze(files: Arc<Files>, args: AnalyzeArgs, cx: ToolContext) -> ToolO
             return Err(walk::cancelled());
         }
         let batch: Vec<Candidate> = batches.by_ref().take(BATCH).collect();
-        let cancel = cx.cancellation().clone();
-        documents.extend(blocking(move || summarise_all(batch, &cancel)).await?);
+        let (files, cancel) = (files.clone(), cx.cancellation().clone());
+        documents.extend(blocking(move || summarise_all(&files, batch, &cancel)).await?);
         let done = total - batches.len();
         cx.progress(
             done as f64,
@@ -174,13 +174,18 @@ fn find(
 }
 
 fn summarise_all(
+    files: &Files,
     batch: Vec<Candidate>,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<Vec<Document>, ToolError> {
     let mut documents = Vec::with_capacity(batch.len());
     for c in batch {
         // A file that vanished or cannot be read is left out, not fatal to the whole summary.
-        let summary = match document::summarise(&c.real, c.kind, cancel) {
+        let summary = match files
+            .roots
+            .open_file(&c.real, &c.path)
+            .and_then(|(file, _)| document::summarise(&c.real, file, c.kind, cancel))
+        {
             Ok(Some(summary)) => summary,
             Ok(None) => continue,
             Err(ToolError::Failed(m)) if cancel.is_cancelled() => return Err(ToolError::Failed(m)),

@@ -68,6 +68,10 @@ pub fn doc_type(path: &Path) -> Option<&'static str> {
     })
 }
 
+/// Words are counted in this much of a document; past it, the count is scaled to its size
+/// (a 64 GiB sparse file is not read whole).
+pub const MAX_COUNTED_BYTES: u64 = 64 * 1024 * 1024;
+
 /// The facts of one document. `None` if it turns out to be binary.
 pub struct Summary {
     pub title: String,
@@ -77,20 +81,28 @@ pub struct Summary {
 
 pub fn summarise(
     path: &Path,
+    file: File,
     kind: &str,
     cancel: &CancellationToken,
 ) -> Result<Option<Summary>, ToolError> {
-    let mut reader = BufReader::with_capacity(64 * 1024, File::open(path)?);
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
     let mut head = Vec::new();
-    let (mut words, mut in_word) = (0u64, false);
+    let (mut words, mut in_word, mut read) = (0u64, false, 0u64);
     loop {
         if cancel.is_cancelled() {
             return Err(walk::cancelled());
+        }
+        if read >= MAX_COUNTED_BYTES {
+            // A huge (or sparse) file: the count so far, scaled to its size.
+            words = (words as f64 * size as f64 / read as f64) as u64;
+            break;
         }
         let buf = reader.fill_buf()?;
         if buf.is_empty() {
             break;
         }
+        read += buf.len() as u64;
         if head.len() < HEAD_BYTES {
             head.extend_from_slice(&buf[..buf.len().min(HEAD_BYTES - head.len())]);
             if walk::looks_binary(&head) {
@@ -294,9 +306,14 @@ mod tests {
         let path = dir.path().join(name);
         std::fs::write(&path, content).unwrap();
         let kind = doc_type(&path).unwrap();
-        summarise(&path, kind, &CancellationToken::new())
-            .unwrap()
-            .unwrap()
+        summarise(
+            &path,
+            File::open(&path).unwrap(),
+            kind,
+            &CancellationToken::new(),
+        )
+        .unwrap()
+        .unwrap()
     }
 
     #[test]

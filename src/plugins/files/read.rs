@@ -128,19 +128,14 @@ fn read(files: &Files, args: ReadArgs, cancel: &CancellationToken) -> ToolOutcom
     let range = args.range()?;
     let target = files.roots.resolve(Some(&args.path))?;
     let path = show(&target.rel);
-    let meta = std::fs::metadata(&target.real)?;
-    if meta.is_dir() {
+    if target.real.is_dir() {
         return Err(ToolError::InvalidArguments(format!(
             "`{path}` is a folder; use files_list to see what is in it"
         )));
     }
-    if !meta.is_file() {
-        return Err(ToolError::InvalidArguments(format!(
-            "`{path}` is not a regular file (a pipe, socket or device) and cannot be read"
-        )));
-    }
+    // Opened beneath its root, and judged by what was opened (type, links, size).
+    let (mut file, meta) = files.roots.open_file(&target.real, &path)?;
     let size = meta.len();
-    let mut file = File::open(&target.real)?;
     let mut head = Vec::with_capacity(walk::SNIFF_BYTES);
     (&mut file)
         .take(walk::SNIFF_BYTES as u64)

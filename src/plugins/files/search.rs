@@ -116,10 +116,22 @@ fn search(files: &Files, args: SearchArgs, cx: &ToolContext) -> ToolOutcome {
             skipped += 1;
             continue;
         }
-        let Ok(bytes) = std::fs::read(&found.real) else {
+        let shown = found.real.display().to_string();
+        let Ok((file, _)) = files.roots.open_file(&found.real, &shown) else {
             skipped += 1;
             continue;
         };
+        // Read no more than the limit, whatever the file has grown to since it was listed.
+        let mut bytes = Vec::new();
+        if std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, settings.search_max_file_bytes),
+            &mut bytes,
+        )
+        .is_err()
+        {
+            skipped += 1;
+            continue;
+        }
         if walk::looks_binary(&bytes) {
             skipped += 1;
             continue;

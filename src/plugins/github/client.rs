@@ -332,9 +332,17 @@ impl Client {
             let status = response.status();
             let headers = response.headers().clone();
             self.note(resource, &headers);
-            let bytes = match self.wait(response.bytes(), cx).await? {
+            let body = crate::net::read_body(response, crate::net::MAX_UPSTREAM_BODY);
+            let bytes = match self.wait(body, cx).await? {
                 Ok(b) => b,
-                Err(e) => {
+                Err(crate::net::BodyError::TooLarge(limit)) => {
+                    return Err(Failure::Unknown(format!(
+                        "GitHub's answer was over {} MiB, the most read; ask for less (a \
+                         smaller page)",
+                        limit >> 20
+                    )));
+                }
+                Err(crate::net::BodyError::Transport(e)) => {
                     last = format!("the connection broke while reading ({})", describe(&e));
                     if write {
                         return Err(Failure::Unknown(format!(
