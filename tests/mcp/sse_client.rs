@@ -25,7 +25,14 @@ pub async fn connect(base: &str) -> impl Transport<RoleClient> + 'static {
     let (event_tx, mut events) = mpsc::channel::<(String, String)>(64);
     tokio::spawn(async move {
         let (mut buf, mut event, mut data) = (String::new(), String::new(), String::new());
-        while let Some(Ok(chunk)) = body.next().await {
+        // Ends when the transport is dropped too, not only when the server ends the stream: a
+        // client that goes away closes its connection.
+        loop {
+            let chunk = tokio::select! {
+                chunk = body.next() => chunk,
+                () = event_tx.closed() => return,
+            };
+            let Some(Ok(chunk)) = chunk else { return };
             buf.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(i) = buf.find('\n') {
                 let line: String = buf.drain(..=i).collect();
@@ -69,7 +76,13 @@ pub async fn connect(base: &str) -> impl Transport<RoleClient> + 'static {
     });
     let (incoming_tx, incoming) = mpsc::channel::<ServerJsonRpcMessage>(64);
     tokio::spawn(async move {
-        while let Some((kind, data)) = events.recv().await {
+        loop {
+            let next = tokio::select! {
+                next = events.recv() => next,
+                // The transport was dropped: let the reader go, which closes the stream.
+                () = incoming_tx.closed() => return,
+            };
+            let Some((kind, data)) = next else { return };
             if kind == "message" {
                 let message = serde_json::from_str(&data).expect("server message is JSON-RPC");
                 if incoming_tx.send(message).await.is_err() {
