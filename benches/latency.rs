@@ -301,25 +301,7 @@ impl Raw {
 
 /// Start `plugboard serve --http 127.0.0.1:0`; the child and its base URL.
 async fn serve_http(bin: &Path, home: &Path) -> (Child, String) {
-    let mut child = serve(bin, home, &["--http", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("server announces its address");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, url)
+    common::serve_http(&mut serve(bin, home, &["--http", "127.0.0.1:0"])).await
 }
 
 /// Round trips measured: `CALLS` of them, after 100 that warm up.

@@ -20,7 +20,6 @@ mod common;
 mod sse_client;
 
 use std::{
-    process::Stdio,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -38,10 +37,7 @@ use rmcp::{
     transport::StreamableHttpClientTransport,
 };
 use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::Command,
-};
+use tokio::process::Command;
 
 const CLIENTS: usize = 50;
 
@@ -259,24 +255,14 @@ async fn main() {
         "name = \"testkit\"\nkind = \"builtin\"\n",
     )
     .unwrap();
-    let mut child = Command::new(&bin)
-        .args(["serve", "--http", "127.0.0.1:0", "--session-idle-secs", "5"])
-        .env("PLUGBOARD_PLUGINS_DIR", &plugins)
-        .env("PLUGBOARD_LOG", "error")
-        .current_dir(home.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next_line().await.unwrap().expect("server exited");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (mut child, url) = common::serve_http(
+        Command::new(&bin)
+            .args(["serve", "--http", "127.0.0.1:0", "--session-idle-secs", "5"])
+            .env("PLUGBOARD_PLUGINS_DIR", &plugins)
+            .env("PLUGBOARD_LOG", "error")
+            .current_dir(home.path()),
+    )
+    .await;
     let http = reqwest::Client::new();
     let idle = health(&http, &url).await;
     println!(

@@ -115,3 +115,28 @@ impl McpStdio {
         result["structuredContent"].clone()
     }
 }
+
+/// Start `command` (a `plugboard serve --http 127.0.0.1:0`) with its stderr read for the
+/// address it listens on, and drained afterwards; the child and its base URL.
+#[allow(dead_code)] // not every bench serves HTTP
+pub async fn serve_http(command: &mut Command) -> (Child, String) {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("server announces its address");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, url)
+}

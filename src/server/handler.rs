@@ -42,13 +42,20 @@ pub struct McpHandler {
     scope: Option<Arc<Filters>>,
     /// One permit per tool call in flight on this session (`max_calls_per_session`).
     call_slots: Arc<tokio::sync::Semaphore>,
+    /// Cancelled when the last clone of this handler is dropped, i.e. when its session has
+    /// ended: what the session's own tasks (the change pusher) stop on.
+    ended: tokio_util::sync::CancellationToken,
+    _ended_guard: Arc<tokio_util::sync::DropGuard>,
 }
 
 impl McpHandler {
     pub fn new(manager: Arc<Manager>) -> Self {
         let changes = Arc::new(Mutex::new(Some(manager.subscribe())));
         let per_session = manager.config().max_calls_per_session;
+        let ended = tokio_util::sync::CancellationToken::new();
         Self {
+            _ended_guard: Arc::new(ended.clone().drop_guard()),
+            ended,
             call_slots: Arc::new(tokio::sync::Semaphore::new(
                 per_session.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
             )),
@@ -396,10 +403,17 @@ impl ServerHandler for McpHandler {
         let mut changes = self.changes();
         let peer = cx.peer.clone();
         let subscribed = self.subscriptions.clone();
+        let ended = self.ended.clone();
         tokio::spawn(async move {
-            // Ends when the manager is dropped or the client goes away.
+            // Ends with the session (its handler dropped), when the manager is dropped, or when
+            // a push finds the client gone. Waiting on changes alone kept one task (and its
+            // peer) per ended session alive until the next reload — found by the soak bench.
             loop {
-                let change = match changes.recv().await {
+                let change = tokio::select! {
+                    change = changes.recv() => change,
+                    () = ended.cancelled() => break,
+                };
+                let change = match change {
                     Ok(change) => change,
                     // Missed some: say everything may have changed.
                     Err(RecvError::Lagged(_)) => Change::Tools,

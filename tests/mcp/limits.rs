@@ -631,3 +631,34 @@ async fn a_call_of_a_deleted_session_is_not_held_up_by_its_notifications() {
         "the call ran to its end rather than being cancelled by the drain: {finished}"
     );
 }
+
+/// Sessions that end leave nothing running: after 10 sessions are opened, used and deleted,
+/// the server's task count (in `/health`) comes back to what it was. Each ended session used
+/// to leave its change-pushing task (and its peer) alive until the next reload — found by
+/// the soak bench.
+#[tokio::test]
+async fn ended_sessions_leave_no_task_behind() {
+    let fx = Fixture::new();
+    let (_child, url) = fx.http(&[]).await;
+    let http = reqwest::Client::new();
+    let idle = until_health(&url, "a settled server", |s| s["tasks"].is_u64()).await["tasks"]
+        .as_u64()
+        .unwrap();
+    for _ in 0..10 {
+        let id = open_session(&http, &url).await;
+        assert_eq!(list_tools(&http, &url, &id).await.status(), 200);
+        let deleted = http
+            .delete(format!("{url}/mcp"))
+            .header("Mcp-Session-Id", &id)
+            .header("MCP-Protocol-Version", VERSION)
+            .send()
+            .await
+            .unwrap();
+        assert!(deleted.status().is_success());
+    }
+    until_health(&url, "the tasks of ended sessions gone", |s| {
+        s["sessions"]["streamable_http"]["open"] == 0
+            && s["tasks"].as_u64().is_some_and(|t| t <= idle + 2)
+    })
+    .await;
+}
