@@ -28,7 +28,7 @@ pub struct Escaped<W>(pub W);
 
 impl<W: Write> Write for Escaped<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write_all(&masked(escape(buf)))?;
+        write_masked(&mut self.0, &escape(buf))?;
         Ok(buf.len())
     }
 
@@ -56,7 +56,7 @@ pub struct Masked<W>(pub W);
 
 impl<W: Write> Write for Masked<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write_all(&masked(buf.to_vec()))?;
+        write_masked(&mut self.0, buf)?;
         Ok(buf.len())
     }
 
@@ -65,13 +65,11 @@ impl<W: Write> Write for Masked<W> {
     }
 }
 
-fn masked(buf: Vec<u8>) -> Vec<u8> {
-    match String::from_utf8(buf) {
-        Ok(text) => match crate::net::secret::mask_held(&text) {
-            std::borrow::Cow::Borrowed(_) => text.into_bytes(),
-            std::borrow::Cow::Owned(masked) => masked.into_bytes(),
-        },
-        Err(e) => e.into_bytes(),
+/// `buf` written with every held secret masked; copied only when there is one to mask.
+fn write_masked(out: &mut impl Write, buf: &[u8]) -> io::Result<()> {
+    match std::str::from_utf8(buf).map(crate::net::secret::mask_held) {
+        Ok(std::borrow::Cow::Owned(masked)) => out.write_all(masked.as_bytes()),
+        _ => out.write_all(buf),
     }
 }
 

@@ -268,14 +268,14 @@ impl ServerHandler for McpHandler {
         cx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         // Bounded: a client firing calls without waiting gets an answer, not a task each.
-        let Ok(_session_slot) = self.call_slots.clone().try_acquire_owned() else {
+        let Ok(_session_slot) = self.call_slots.try_acquire() else {
             return Ok(too_many(
                 "on this session",
                 self.manager.config().max_calls_per_session,
                 "--max-calls-per-session (PLUGBOARD_MAX_CALLS_PER_SESSION)",
             ));
         };
-        let Ok(_server_slot) = self.manager.call_slots().clone().try_acquire_owned() else {
+        let Ok(_server_slot) = self.manager.call_slots().try_acquire() else {
             return Ok(too_many(
                 "on this server",
                 self.manager.config().max_calls,

@@ -221,10 +221,10 @@ async fn hard_links_out_of_the_roots_are_refused_unless_allowed() {
 #[tokio::test]
 async fn a_huge_sparse_file_is_read_only_up_to_the_limit() {
     let fx = Fixture::new();
-    let text = "word ".repeat(4096);
+    let words = "word ".repeat(4096);
     for name in ["huge.log", "huge.md"] {
         let file = std::fs::File::create(fx.data().join(name)).unwrap();
-        std::io::Write::write_all(&mut &file, text.as_bytes()).unwrap();
+        std::io::Write::write_all(&mut &file, words.as_bytes()).unwrap();
         // 64 GiB, almost all of it a hole.
         file.set_len(64 << 30).unwrap();
     }
@@ -233,7 +233,7 @@ async fn a_huge_sparse_file_is_read_only_up_to_the_limit() {
         .call_tool(call("files_read", json!({"path": "huge.log"})))
         .await
         .unwrap();
-    let said = text_of(&result);
+    let said = text(&result);
     assert!(said.len() <= 2 * 1024 * 1024, "{} bytes read", said.len());
     let hits = ok(&client, "files_search", json!({"pattern": "word"})).await;
     assert!(!hits.to_string().contains("huge"), "{hits}");
@@ -252,8 +252,4 @@ async fn a_huge_sparse_file_is_read_only_up_to_the_limit() {
         .unwrap();
     assert!(rss_kb < 512 * 1024, "RSS {rss_kb} kB after a 64 GiB file");
     client.cancel().await.unwrap();
-}
-
-fn text_of(result: &rmcp::model::CallToolResult) -> String {
-    text(result)
 }
