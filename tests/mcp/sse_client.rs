@@ -1,6 +1,8 @@
 //! A minimal client side of the legacy HTTP+SSE transport (rmcp no longer ships one), so the
 //! same rmcp client can drive `GET /sse` + `POST /message`.
 
+use std::time::Duration;
+
 use futures::StreamExt;
 use rmcp::{
     RoleClient,
@@ -9,7 +11,7 @@ use rmcp::{
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::PollSender;
+use tokio_util::sync::{CancellationToken, PollSender};
 
 /// Open `GET {base}/sse`, read the `endpoint` event, and return an rmcp client transport.
 pub async fn connect(base: &str) -> impl Transport<RoleClient> + 'static {
@@ -23,7 +25,12 @@ pub async fn connect(base: &str) -> impl Transport<RoleClient> + 'static {
     assert_eq!(response.status(), 200, "GET /sse");
     let mut body = response.bytes_stream();
     let (event_tx, mut events) = mpsc::channel::<(String, String)>(64);
+    // Cancelled when the stream is gone (either side closed it): the session is then over, and
+    // a message still queued (rmcp cancels what was in flight when dropped) may find it gone.
+    let stream_gone = CancellationToken::new();
+    let _gone_on_return = stream_gone.clone().drop_guard();
     tokio::spawn(async move {
+        let _gone_on_return = _gone_on_return;
         let (mut buf, mut event, mut data) = (String::new(), String::new(), String::new());
         // Ends when the transport is dropped too, not only when the server ends the stream: a
         // client that goes away closes its connection.
@@ -65,13 +72,22 @@ pub async fn connect(base: &str) -> impl Transport<RoleClient> + 'static {
     let (to_server, mut outgoing) = mpsc::channel::<ClientJsonRpcMessage>(64);
     tokio::spawn(async move {
         while let Some(message) = outgoing.recv().await {
-            let response = http
-                .post(&post_url)
-                .json(&message)
-                .send()
-                .await
-                .expect("POST /message");
-            assert_eq!(response.status(), 202, "POST /message");
+            let response = http.post(&post_url).json(&message).send().await;
+            if stream_gone.is_cancelled() {
+                return;
+            }
+            let status = response.expect("POST /message").status();
+            // The server ended the session as its stream closed; the reader may not have
+            // seen the end yet. A 404 while the stream stays open is a failure.
+            let gone = stream_gone.cancelled();
+            if status == 404
+                && tokio::time::timeout(Duration::from_secs(5), gone)
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
+            assert_eq!(status, 202, "POST /message");
         }
     });
     let (incoming_tx, incoming) = mpsc::channel::<ServerJsonRpcMessage>(64);
