@@ -11,6 +11,7 @@ pub mod airtable;
 pub mod conformance;
 pub mod files;
 pub mod github;
+pub mod organize;
 pub mod testkit;
 
 /// The plugin kinds this binary offers its manager, with the manifests in this repository's
@@ -22,6 +23,7 @@ pub fn catalog() -> Catalog {
         .with("airtable", airtable::init)
         .with("files", files::init)
         .with("github", github::init)
+        .with("organize", organize::init)
         .with("testkit", testkit::init);
     #[cfg(feature = "conformance")]
     let builtins = builtins.with("conformance", conformance::init);
@@ -34,5 +36,9 @@ pub fn catalog() -> Catalog {
         )
         .with_shipped("files", include_str!("../../plugins/files/plugin.toml"))
         .with_shipped("github", include_str!("../../plugins/github/plugin.toml"))
+        .with_shipped(
+            "organize",
+            include_str!("../../plugins/organize/plugin.toml"),
+        )
         .with_shipped("testkit", include_str!("../../plugins/testkit/plugin.toml"))
 }

@@ -23,6 +23,7 @@ mod github;
 mod hostile;
 mod inproc;
 mod limits;
+mod organize;
 mod protocol;
 mod protocol_input;
 mod protocol_stream;

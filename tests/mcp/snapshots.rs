@@ -140,6 +140,18 @@ async fn github() -> Vec<Value> {
     tools_of(client).await
 }
 
+async fn organize() -> Vec<Value> {
+    // The shipped manifest alone: the tool is published whether or not the plugins it works
+    // through are ready (a call says which are missing).
+    let fx = Fixture::empty();
+    fx.manifest(
+        "organize",
+        include_str!("../../plugins/organize/plugin.toml"),
+    );
+    let (client, _) = fx.stdio(&["--toolsets", "organize"]).await;
+    tools_of(client).await
+}
+
 async fn tools_of(client: RunningService<RoleClient, Recorder>) -> Vec<Value> {
     let tools = client.list_all_tools().await.unwrap();
     client.cancel().await.unwrap();
@@ -184,6 +196,11 @@ async fn agents_tools() {
 }
 
 #[tokio::test]
+async fn organize_tools() {
+    snapshot_each(&organize().await);
+}
+
+#[tokio::test]
 async fn github_tools() {
     let tools = github().await;
     // What the plugin costs a model's context on every turn: kept small on purpose
@@ -197,10 +214,19 @@ async fn github_tools() {
 /// snapshot would otherwise linger unchecked, and a new tool would go unreviewed.
 #[tokio::test]
 async fn every_snapshot_is_a_published_tool() {
-    let (files, testkit, airtable, agents, github) =
-        tokio::join!(files(), testkit(), airtable(), agents(), github());
+    let (files, testkit, airtable, agents, github, organize) = tokio::join!(
+        files(),
+        testkit(),
+        airtable(),
+        agents(),
+        github(),
+        organize()
+    );
     let mut published = BTreeSet::new();
-    for tool in [files, testkit, airtable, agents, github].iter().flatten() {
+    for tool in [files, testkit, airtable, agents, github, organize]
+        .iter()
+        .flatten()
+    {
         let name = tool["name"].as_str().unwrap().to_owned();
         assert!(
             published.insert(name.clone()),

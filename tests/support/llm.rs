@@ -173,6 +173,9 @@ pub enum Behaviour {
     Echo,
     /// Answer with exactly this text.
     Answer(String),
+    /// Answer with what the script writes for the request's last user text (a scripted
+    /// model: the organizer's tests classify documents by what the prompt holds).
+    Script(Script),
     /// First turn: call `tool` with `args` (a JSON object). When the request's last
     /// message carries a tool result (OpenAI/DeepSeek role "tool", Anthropic user
     /// message with tool_result blocks, Gemini user parts with functionResponse),
@@ -213,6 +216,16 @@ pub enum Behaviour {
     /// This status in the provider's own envelope, whose message repeats the request's
     /// headers verbatim, key included (as some proxies and misconfigured servers do).
     EchoHeaders(u16),
+}
+
+/// A function from the last user text to the answer. `Debug` shows only that it is one.
+#[derive(Clone)]
+pub struct Script(pub Arc<dyn Fn(&str) -> String + Send + Sync>);
+
+impl std::fmt::Debug for Script {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Script(…)")
+    }
 }
 
 /// One request as the fake received it.
@@ -685,6 +698,7 @@ async fn respond(
     let reply = match behaviour {
         Behaviour::Echo => echo_reply(p, conv),
         Behaviour::Answer(text) => Reply::Text(text),
+        Behaviour::Script(script) => Reply::Text((script.0)(&conv.last_user_text)),
         Behaviour::ToolThenAnswer { tool, args } => match &conv.tool_result {
             Some(result) => Reply::Text(format!("tool said: {result}")),
             None => Reply::Tool { name: tool, args },

@@ -37,7 +37,16 @@ pub struct AnalyzeArgs {
     /// may hold secrets stay hidden either way. Default: false. A `path` that is itself ignored
     /// is walked anyway.
     include_ignored: Option<bool>,
+    /// Characters of opening text per document (default 240, at most 8000).
+    #[schemars(range(min = 1, max = 8000))]
+    extract_chars: Option<usize>,
+    /// Also give each document's SHA-256 (`sha256`), to tell later whether it changed.
+    /// Default: false.
+    hash: Option<bool>,
 }
+
+/// Files found that are not summarised are listed up to this many (and all counted).
+const MAX_SKIPPED_LISTED: usize = 200;
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct AnalyzeOutput {
@@ -51,6 +60,18 @@ pub struct AnalyzeOutput {
     total_found: usize,
     /// More documents were found than summarised; raise `limit` or narrow `path`/`glob`.
     truncated: bool,
+    /// Files under `path` (matching `glob`) that are not summarised, and why: not a text
+    /// document, binary content, or unreadable. At most 200 listed.
+    skipped: Vec<Skipped>,
+    /// All files skipped, listed or not.
+    skipped_total: usize,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Skipped {
+    /// Relative to the root.
+    path: String,
+    reason: String,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -69,8 +90,12 @@ pub struct Document {
     modified: Option<String>,
     /// Whitespace-separated words in the whole file.
     words: u64,
-    /// The first ~240 characters after the title, whitespace collapsed.
+    /// The first ~240 characters after the title (or `extract_chars`), whitespace collapsed.
     extract: String,
+    /// SHA-256 of the content, hex (with `hash: true`): of the whole file, or of its first
+    /// 64 MiB and its size for a larger one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
 }
 
 pub(super) fn tool(files: Arc<Files>) -> ToolDef {
@@ -78,8 +103,9 @@ pub(super) fn tool(files: Arc<Files>) -> ToolDef {
         "analyze",
         "Summarise the documents in a folder inside the allowed roots: for each text document \
          (Markdown, text, HTML, JSON, CSV, YAML, TOML, XML, source code, …) its title, type, size, \
-         modification time, word count and the opening ~240 characters. What `.gitignore` files \
-         exclude (build output, dependencies) is skipped unless `include_ignored` is true. Use \
+         modification time, word count and the opening ~240 characters (`extract_chars` for \
+         more), with a SHA-256 per document on request (`hash`); files it cannot summarise are \
+         listed with the reason. What `.gitignore` files exclude (build output, dependencies) is skipped unless `include_ignored` is true. Use \
          it to get an overview of a folder before reading files with files_read.",
         Hints::read_only(),
         move |args: AnalyzeArgs, cx: ToolContext| {
@@ -104,11 +130,18 @@ async fn analyze(files: Arc<Files>, args: AnalyzeArgs, cx: ToolContext) -> ToolO
         .limit
         .unwrap_or(files.settings.analyze_limit)
         .clamp(1, MAX_LIMIT);
+    let detail = document::Detail {
+        extract_chars: args
+            .extract_chars
+            .unwrap_or(document::EXTRACT_CHARS)
+            .clamp(1, document::MAX_EXTRACT_CHARS),
+        hash: args.hash.unwrap_or(false),
+    };
     let found = {
         let (files, cancel) = (files.clone(), cx.cancellation().clone());
         blocking(move || find(&files, &args, &cancel)).await?
     };
-    let (root, folder, mut candidates) = found;
+    let (root, folder, mut candidates, mut skipped) = found;
     let total_found = candidates.len();
     candidates.truncate(limit);
     let total = candidates.len();
@@ -121,7 +154,10 @@ async fn analyze(files: Arc<Files>, args: AnalyzeArgs, cx: ToolContext) -> ToolO
         }
         let batch: Vec<Candidate> = batches.by_ref().take(BATCH).collect();
         let (files, cancel) = (files.clone(), cx.cancellation().clone());
-        documents.extend(blocking(move || summarise_all(&files, batch, &cancel)).await?);
+        let (done, left_out) =
+            blocking(move || summarise_all(&files, batch, detail, &cancel)).await?;
+        documents.extend(done);
+        skipped.extend(left_out);
         let done = total - batches.len();
         cx.progress(
             done as f64,
@@ -131,12 +167,17 @@ async fn analyze(files: Arc<Files>, args: AnalyzeArgs, cx: ToolContext) -> ToolO
         .await;
     }
 
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    let skipped_total = skipped.len();
+    skipped.truncate(MAX_SKIPPED_LISTED);
     let output = AnalyzeOutput {
         root,
         folder,
         documents,
         total_found,
         truncated: total_found > total,
+        skipped,
+        skipped_total,
     };
     outcome(vec![render(&output, limit)], &output)
 }
@@ -146,17 +187,37 @@ fn find(
     files: &Files,
     args: &AnalyzeArgs,
     cancel: &tokio_util::sync::CancellationToken,
-) -> Result<(String, String, Vec<Candidate>), ToolError> {
+) -> Result<(String, String, Vec<Candidate>, Vec<Skipped>), ToolError> {
     let glob = walk::glob(args.glob.as_deref())?;
     let target = files.roots.resolve(Some(&args.path))?;
     let respect = files.respects_ignore_files(args.include_ignored);
     let mut candidates = Vec::new();
+    let mut skipped = Vec::new();
     for found in walk::files_under(&files.roots, &target, glob.as_ref(), respect, cancel) {
         let found = found?;
         let shown = walk::under(&target.rel, &found.sub);
         // A link is a document by its own name, not its target's.
         let Some(kind) = document::doc_type(&shown).or_else(|| document::doc_type(&found.real))
         else {
+            // Dot files (`.gitignore`, `.DS_Store`) are the folder's housekeeping, not
+            // documents anyone expects summarised or reported.
+            if shown
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            {
+                continue;
+            }
+            let reason = match shown.extension() {
+                Some(ext) => format!(
+                    "not a text document (.{})",
+                    ext.to_string_lossy().to_lowercase()
+                ),
+                None => "not a text document".to_owned(),
+            };
+            skipped.push(Skipped {
+                path: show(&shown),
+                reason,
+            });
             continue;
         };
         candidates.push(Candidate {
@@ -170,31 +231,47 @@ fn find(
         files.roots.root_display(target.root),
         show(&target.rel),
         candidates,
+        skipped,
     ))
 }
 
 fn summarise_all(
     files: &Files,
     batch: Vec<Candidate>,
+    detail: document::Detail,
     cancel: &tokio_util::sync::CancellationToken,
-) -> Result<Vec<Document>, ToolError> {
+) -> Result<(Vec<Document>, Vec<Skipped>), ToolError> {
     let mut documents = Vec::with_capacity(batch.len());
+    let mut skipped = Vec::new();
     for c in batch {
         // A file that vanished or cannot be read is left out, not fatal to the whole summary.
         let summary = match files
             .roots
             .open_file(&c.real, &c.path)
-            .and_then(|(file, _)| document::summarise(&c.real, file, c.kind, cancel))
+            .and_then(|(file, _)| document::summarise(&c.real, file, c.kind, detail, cancel))
         {
             Ok(Some(summary)) => summary,
-            Ok(None) => continue,
+            Ok(None) => {
+                skipped.push(Skipped {
+                    path: c.path,
+                    reason: "binary content".into(),
+                });
+                continue;
+            }
             Err(ToolError::Failed(m)) if cancel.is_cancelled() => return Err(ToolError::Failed(m)),
-            Err(_) => continue,
+            Err(e) => {
+                skipped.push(Skipped {
+                    path: c.path,
+                    reason: format!("unreadable: {e}"),
+                });
+                continue;
+            }
         };
         let Summary {
             title,
             words,
             extract,
+            sha256,
         } = summary;
         documents.push(Document {
             path: c.path,
@@ -204,9 +281,10 @@ fn summarise_all(
             modified: walk::modified(&c.meta),
             words,
             extract,
+            sha256,
         });
     }
-    Ok(documents)
+    Ok((documents, skipped))
 }
 
 fn render(output: &AnalyzeOutput, limit: usize) -> String {
@@ -229,6 +307,25 @@ fn render(output: &AnalyzeOutput, limit: usize) -> String {
         if !d.extract.is_empty() {
             text.push_str(&format!("  {}\n", d.extract));
         }
+    }
+    if output.skipped_total > 0 {
+        let names: Vec<&str> = output
+            .skipped
+            .iter()
+            .take(10)
+            .map(|s| s.path.as_str())
+            .collect();
+        let more = output.skipped_total.saturating_sub(names.len());
+        text.push_str(&format!(
+            "\n{} file(s) skipped (see `skipped` for why): {}{}\n",
+            output.skipped_total,
+            names.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ));
     }
     if output.truncated {
         text.push_str(&format!(
@@ -288,6 +385,48 @@ mod tests {
         assert_eq!(docs[0]["words"], 5);
         assert_eq!(docs[2]["title"], "Page");
         assert_eq!(docs[2]["extract"], "Hello there");
+        assert!(b.get("sha256").is_none(), "hashes only on request");
+        assert_eq!(out["skipped_total"], 2);
+        assert_eq!(
+            out["skipped"],
+            json!([
+                {"path": "docs/fake.md", "reason": "binary content"},
+                {"path": "docs/photo.png", "reason": "not a text document (.png)"},
+            ])
+        );
+    }
+
+    #[tokio::test]
+    async fn longer_extracts_and_hashes_on_request() {
+        let dir = folder();
+        let long = format!("# Long\n\n{}", "word ".repeat(400));
+        fs::write(dir.path().join("docs/long.md"), &long).unwrap();
+        let plugin = plugin(dir.path(), FilesSettings::default());
+        let out = call_ok(
+            &plugin,
+            "analyze",
+            json!({"path": "docs", "glob": "*.md", "extract_chars": 1000, "hash": true}),
+        )
+        .await;
+        let long_doc = &out["documents"][1];
+        assert_eq!(long_doc["path"], "docs/long.md");
+        // The extract's characters, then `…` for the text that goes on.
+        assert_eq!(long_doc["extract"].as_str().unwrap().chars().count(), 1001);
+        use sha2::Digest;
+        let expected: String = sha2::Sha256::digest(long.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(long_doc["sha256"], expected);
+        let short = call_ok(&plugin, "analyze", json!({"path": "docs/long.md"})).await;
+        assert_eq!(
+            short["documents"][0]["extract"]
+                .as_str()
+                .unwrap()
+                .chars()
+                .count(),
+            241
+        );
     }
 
     #[tokio::test]

@@ -16,8 +16,11 @@ use crate::plugin::ToolError;
 /// Enough of the start of a document to find its title and opening text.
 const HEAD_BYTES: usize = 64 * 1024;
 
-/// Characters in an extract.
-const EXTRACT_CHARS: usize = 240;
+/// Characters in an extract unless the caller asks for more.
+pub const EXTRACT_CHARS: usize = 240;
+
+/// Most characters an extract may have (it comes from the first [`HEAD_BYTES`]).
+pub const MAX_EXTRACT_CHARS: usize = 8000;
 
 const SOURCE: [&str; 52] = [
     "rs", "py", "pyi", "js", "mjs", "cjs", "ts", "tsx", "jsx", "go", "java", "kt", "kts", "scala",
@@ -77,17 +80,41 @@ pub struct Summary {
     pub title: String,
     pub words: u64,
     pub extract: String,
+    /// SHA-256 of the content, hex, when asked for: of the whole file, or of its first
+    /// [`MAX_COUNTED_BYTES`] and its size for a larger one.
+    pub sha256: Option<String>,
+}
+
+/// What to say about a document beyond its title and word count.
+#[derive(Debug, Clone, Copy)]
+pub struct Detail {
+    /// Characters in the extract (at most [`MAX_EXTRACT_CHARS`]).
+    pub extract_chars: usize,
+    /// Compute a content hash.
+    pub hash: bool,
+}
+
+impl Default for Detail {
+    fn default() -> Self {
+        Self {
+            extract_chars: EXTRACT_CHARS,
+            hash: false,
+        }
+    }
 }
 
 pub fn summarise(
     path: &Path,
     file: File,
     kind: &str,
+    detail: Detail,
     cancel: &CancellationToken,
 ) -> Result<Option<Summary>, ToolError> {
+    use sha2::Digest;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut reader = BufReader::with_capacity(64 * 1024, file);
     let mut head = Vec::new();
+    let mut hasher = detail.hash.then(sha2::Sha256::new);
     let (mut words, mut in_word, mut read) = (0u64, false, 0u64);
     loop {
         if cancel.is_cancelled() {
@@ -96,6 +123,9 @@ pub fn summarise(
         if read >= MAX_COUNTED_BYTES {
             // A huge (or sparse) file: the count so far, scaled to its size.
             words = (words as f64 * size as f64 / read as f64) as u64;
+            if let Some(h) = hasher.as_mut() {
+                h.update(size.to_le_bytes());
+            }
             break;
         }
         let buf = reader.fill_buf()?;
@@ -108,6 +138,9 @@ pub fn summarise(
             if walk::looks_binary(&head) {
                 return Ok(None);
             }
+        }
+        if let Some(h) = hasher.as_mut() {
+            h.update(buf);
         }
         for &b in buf {
             let space = b.is_ascii_whitespace();
@@ -123,9 +156,11 @@ pub fn summarise(
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let sha256 = hasher.map(|h| hex(&h.finalize()));
+    let chars = detail.extract_chars.clamp(1, MAX_EXTRACT_CHARS);
     let (title, body) = match kind {
         "markdown" => markdown(text),
-        "html" => return Ok(Some(html(text, stem, words))),
+        "html" => return Ok(Some(html(text, stem, words, chars, sha256))),
         "org" => line_title(text, &ORG_TITLE),
         "asciidoc" => line_title(text, &ADOC_TITLE),
         "restructuredtext" => rst(text),
@@ -139,8 +174,13 @@ pub fn summarise(
     Ok(Some(Summary {
         title,
         words,
-        extract: extract(body),
+        extract: extract(body, chars),
+        sha256,
     }))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 static HEADING: LazyLock<Regex> =
@@ -244,7 +284,7 @@ fn rst(text: &str) -> (Option<String>, &str) {
     (None, text)
 }
 
-fn html(text: &str, stem: String, words: u64) -> Summary {
+fn html(text: &str, stem: String, words: u64, chars: usize, sha256: Option<String>) -> Summary {
     let (title, body) = match HTML_TITLE.captures(text).or_else(|| HTML_H1.captures(text)) {
         Some(c) => {
             let end = c.get(0).map_or(0, |m| m.end());
@@ -260,7 +300,8 @@ fn html(text: &str, stem: String, words: u64) -> Summary {
     Summary {
         title,
         words,
-        extract: extract(&plain(body)),
+        extract: extract(&plain(body), chars),
+        sha256,
     }
 }
 
@@ -293,8 +334,8 @@ fn collapse(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn extract(body: &str) -> String {
-    walk::clip(&collapse(body), EXTRACT_CHARS)
+fn extract(body: &str, chars: usize) -> String {
+    walk::clip(&collapse(body), chars)
 }
 
 #[cfg(test)]
@@ -310,6 +351,7 @@ mod tests {
             &path,
             File::open(&path).unwrap(),
             kind,
+            Detail::default(),
             &CancellationToken::new(),
         )
         .unwrap()

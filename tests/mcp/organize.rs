@@ -1,0 +1,535 @@
+//! `airtable_ai_organize` as a user runs it: the binary over stdio with the shipped files,
+//! airtable, agents and organize manifests, against the fake Airtable and a scripted model on
+//! the fake OpenAI API. The model's answers are computed from the prompt (each document's
+//! category from its name, tags from its `Topics:` line), so what lands in the table is known.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+use crate::{
+    airtable::{Client, LOCKOUT_SECS, call_tool, ok},
+    fake_airtable::{FakeAirtable, FakeConfig},
+    fake_llm::{Behaviour, FakeLlm, KEY, Provider, Script},
+    support::{Fixture, text, write},
+};
+
+/// A home with the four plugins, a fake Airtable with an empty `Research` table (only its
+/// primary `Title` field), and the scripted model.
+struct Org {
+    fx: Fixture,
+    airtable: FakeAirtable,
+    llm: FakeLlm,
+    base: String,
+}
+
+fn head(shipped: &str) -> &str {
+    shipped.split("\n[settings]").next().expect("a manifest")
+}
+
+impl Org {
+    fn new() -> Self {
+        let airtable = FakeAirtable::start_in_thread(FakeConfig {
+            lockout: std::time::Duration::from_secs(LOCKOUT_SECS),
+            ..FakeConfig::default()
+        });
+        let base = airtable.add_base("Research base", "create");
+        airtable.add_table(&base, "Research", &[("Title", "singleLineText", None)]);
+        let llm = FakeLlm::start_in_thread();
+        llm.set(
+            Provider::OpenAi,
+            Behaviour::Script(Script(std::sync::Arc::new(model))),
+        );
+        let fx = Fixture::empty();
+        let data = fx.data().display().to_string();
+        let state = fx.home.path().join("state").display().to_string();
+        fx.manifest(
+            "files",
+            &format!("name = \"files\"\nkind = \"builtin\"\n[settings]\nroots = [{data:?}]\n"),
+        );
+        fx.manifest(
+            "airtable",
+            &format!(
+                "{}\n[settings]\nlockout_secs = {LOCKOUT_SECS}\ncheckpoint_dir = {:?}\n",
+                head(include_str!("../../plugins/airtable/plugin.toml")),
+                format!("{state}/imports"),
+            ),
+        );
+        fx.manifest(
+            "agents",
+            &format!(
+                "{}\n[settings]\n[settings.providers.openai]\nmodel = \"gpt-5-mini\"\n",
+                head(include_str!("../../plugins/agents/plugin.toml")),
+            ),
+        );
+        let organize = include_str!("../../plugins/organize/plugin.toml").replace(
+            "# checkpoint_dir = \"~/.local/state/plugboard/organize\"",
+            &format!("checkpoint_dir = {:?}", format!("{state}/organize")),
+        );
+        assert!(
+            organize.contains("\ncheckpoint_dir = "),
+            "the shipped manifest changed"
+        );
+        fx.manifest("organize", &organize);
+        Self {
+            fx,
+            airtable,
+            llm,
+            base,
+        }
+    }
+
+    async fn client(&self) -> Client {
+        let env = [
+            ("AIRTABLE_API_KEY", self.airtable_token()),
+            ("AIRTABLE_BASE_URL", self.airtable.url.as_str()),
+            ("OPENAI_API_KEY", KEY),
+            ("OPENAI_BASE_URL", &self.llm.openai_base()),
+        ];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, *v)).collect();
+        self.fx.stdio_env(&[], &env, None).await.0
+    }
+
+    fn airtable_token(&self) -> &'static str {
+        crate::fake_airtable::DEFAULT_TOKEN
+    }
+
+    fn records(&self) -> Vec<Value> {
+        self.airtable.records(&self.base, "Research")
+    }
+
+    fn model_requests(&self) -> usize {
+        self.llm.request_count(Provider::OpenAi)
+    }
+}
+
+/// The scripted model: a taxonomy when asked for one, else each document's class.
+fn model(prompt: &str) -> String {
+    if prompt.contains("propose the categories") {
+        return json!({"categories": [
+            {"name": "Frameworks", "description": "software frameworks"},
+            {"name": "Systems", "description": "operating and distributed systems"},
+            {"name": "Research", "description": "everything else"},
+        ]})
+        .to_string();
+    }
+    let mut documents = Vec::new();
+    for line in prompt.lines().filter(|l| l.starts_with("{\"id\"")) {
+        let doc: Value = serde_json::from_str(line).expect("a document line");
+        let path = doc["path"].as_str().unwrap();
+        let body = doc["text"].as_str().unwrap();
+        let name = path.rsplit('/').next().unwrap();
+        let category = if name.starts_with("framework") {
+            "Frameworks"
+        } else if name.starts_with("system") {
+            "Systems"
+        } else {
+            "Research"
+        };
+        let topics = body
+            .split("Topics:")
+            .nth(1)
+            .and_then(|t| t.split('.').next())
+            .unwrap_or("misc");
+        // Tags as a model writes them: capitals and plurals, normalised by the organizer.
+        let tags: Vec<String> = topics
+            .split(',')
+            .map(|t| {
+                let t = t.trim().to_uppercase();
+                if t.ends_with('S') { t } else { format!("{t}S") }
+            })
+            .collect();
+        let edited = if body.contains("EDITED") {
+            " (revised)"
+        } else {
+            ""
+        };
+        documents.push(json!({
+            "id": doc["id"],
+            "category": category,
+            "tags": tags,
+            "summary": format!("About {}{edited}.", doc["title"].as_str().unwrap()),
+        }));
+    }
+    // Fenced, as models do despite being asked not to.
+    format!("```json\n{}\n```", json!({ "documents": documents }))
+}
+
+/// Documents under data/research: 14 to organize, an image, a binary file, a folder
+/// `.gitignore` leaves out.
+fn corpus(fx: &Fixture) -> BTreeMap<String, (&'static str, Vec<&'static str>)> {
+    let data = fx.data();
+    let mut expected = BTreeMap::new();
+    let docs: [(&str, &str, &str, &'static str, &[&'static str]); 14] = [
+        (
+            "framework-tokio.md",
+            "Tokio",
+            "rust, async",
+            "Frameworks",
+            &["rust", "async"],
+        ),
+        (
+            "framework-axum.md",
+            "Axum",
+            "rust, http",
+            "Frameworks",
+            &["rust", "http"],
+        ),
+        (
+            "framework-react.md",
+            "React",
+            "javascript, frontend",
+            "Frameworks",
+            &["javascript", "frontend"],
+        ),
+        (
+            "system-raft.md",
+            "Raft",
+            "consensus, replication",
+            "Systems",
+            &["consensus", "replication"],
+        ),
+        (
+            "system-paxos.md",
+            "Paxos",
+            "consensus, proofs",
+            "Systems",
+            &["consensus", "proof"],
+        ),
+        (
+            "nested/deeper/system-linux.md",
+            "Linux",
+            "kernels, schedulers",
+            "Systems",
+            &["kernel", "scheduler"],
+        ),
+        (
+            "nested/paper-attention.md",
+            "Attention",
+            "transformers, nlp",
+            "Research",
+            &["transformer", "nlp"],
+        ),
+        (
+            "nested/paper-bert.md",
+            "BERT",
+            "transformers, nlp",
+            "Research",
+            &["transformer", "nlp"],
+        ),
+        (
+            "paper-gpt.txt",
+            "",
+            "transformers, generation",
+            "Research",
+            &["transformer", "generation"],
+        ),
+        (
+            "paper-resnet.md",
+            "ResNet",
+            "vision, cnns",
+            "Research",
+            &["vision", "cnn"],
+        ),
+        (
+            "paper-vit.md",
+            "ViT",
+            "vision, transformers",
+            "Research",
+            &["vision", "transformer"],
+        ),
+        (
+            "notes-reading.md",
+            "Reading list",
+            "books",
+            "Research",
+            &["book"],
+        ),
+        (
+            "notes-ideas.md",
+            "Ideas",
+            "ideas, async",
+            "Research",
+            &["idea", "async"],
+        ),
+        (
+            "framework-tower.md",
+            "Tower",
+            "rust, middleware",
+            "Frameworks",
+            &["rust", "middleware"],
+        ),
+    ];
+    for (path, title, topics, category, tags) in docs {
+        let body = if title.is_empty() {
+            format!("Plain text notes about generative models. Topics: {topics}.\n")
+        } else {
+            format!("# {title}\n\nNotes on {title}. Topics: {topics}. More text follows.\n")
+        };
+        write(&data.join("research").join(path), &body);
+        expected.insert(format!("research/{path}"), (category, tags.to_vec()));
+    }
+    write(&data.join("research/figure.png"), "\u{89}PNG\r\n\u{1a}\n");
+    std::fs::write(data.join("research/blob.md"), b"# x\0\x01binary").unwrap();
+    write(&data.join("research/.gitignore"), "drafts/\n");
+    write(
+        &data.join("research/drafts/wip.md"),
+        "# WIP\n\nTopics: secret.\n",
+    );
+    expected
+}
+
+fn organize_args(base: &str, apply: bool) -> Value {
+    json!({"base": base, "table": "Research", "path": "research", "apply": apply})
+}
+
+/// Path → the record's fields.
+fn by_path(records: &[Value]) -> BTreeMap<String, Value> {
+    records
+        .iter()
+        .map(|r| {
+            (
+                r["fields"]["File Path"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                r.clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn organize_plans_applies_and_then_has_nothing_to_do() {
+    let org = Org::new();
+    let expected = corpus(&org.fx);
+    let client = org.client().await;
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "airtable_ai_organize"));
+
+    // The dry run: the plan, nothing written.
+    let plan = ok(
+        &client,
+        "airtable_ai_organize",
+        organize_args(&org.base, false),
+    )
+    .await;
+    assert_eq!(plan["applied"], false);
+    assert_eq!(plan["documents"], 14);
+    assert_eq!(plan["create"].as_array().unwrap().len(), 14, "{plan:#}");
+    assert_eq!(plan["update"], json!([]));
+    assert_eq!(plan["taxonomy"], "proposed");
+    let skipped: BTreeMap<&str, &str> = plan["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["path"].as_str().unwrap(), s["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        skipped,
+        BTreeMap::from([
+            ("research/blob.md", "binary content"),
+            ("research/figure.png", "not a text document (.png)"),
+        ])
+    );
+    let fields: BTreeSet<&str> = plan["fields_to_create"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        BTreeSet::from([
+            "Category",
+            "Content Hash",
+            "File Path",
+            "Related",
+            "Status",
+            "Summary",
+            "Tags"
+        ])
+    );
+    assert_eq!(
+        plan["categories"],
+        json!([
+            {"name": "Research", "records": 7},
+            {"name": "Frameworks", "records": 4},
+            {"name": "Systems", "records": 3},
+        ])
+    );
+    // One taxonomy request, then 14 documents in batches of 8.
+    assert_eq!(org.model_requests(), 3);
+    let usage = &plan["models"][0];
+    assert_eq!(
+        (usage["provider"].as_str(), usage["requests"].as_u64()),
+        (Some("openai"), Some(3))
+    );
+    assert!(
+        usage["input_tokens"].as_u64().unwrap() > 0 && usage["cost_usd"].as_f64().unwrap() > 0.0
+    );
+    assert!(org.records().is_empty(), "a dry run writes nothing");
+    let said = text(
+        &call_tool(
+            &client,
+            "airtable_ai_organize",
+            organize_args(&org.base, false),
+        )
+        .await,
+    );
+    assert!(said.contains("a dry run: nothing was written"), "{said}");
+    assert_eq!(
+        org.model_requests(),
+        3,
+        "a second plan reuses what the model said"
+    );
+
+    // Apply: exactly one record per document, as the model said, linked both ways; the
+    // model is not asked again.
+    let done = ok(
+        &client,
+        "airtable_ai_organize",
+        organize_args(&org.base, true),
+    )
+    .await;
+    assert_eq!(done["applied"], true);
+    assert_eq!(done["failed"], json!([]), "{done:#}");
+    assert_eq!(org.model_requests(), 3);
+    let records = org.records();
+    assert_eq!(records.len(), 14);
+    let stored = by_path(&records);
+    assert_eq!(
+        stored.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    let id_of: BTreeMap<&str, &str> = stored
+        .iter()
+        .map(|(p, r)| (r["id"].as_str().unwrap(), p.as_str()))
+        .collect();
+    for (path, (category, tags)) in &expected {
+        let f = &stored[path]["fields"];
+        assert_eq!(f["Category"], *category, "{path}");
+        assert_eq!(f["Tags"], json!(tags), "{path}");
+        assert_eq!(f["Status"], "Organized");
+        assert_eq!(f["Content Hash"].as_str().unwrap().len(), 64);
+        assert!(f["Summary"].as_str().unwrap().starts_with("About "), "{f}");
+    }
+    assert_eq!(
+        stored["research/paper-gpt.txt"]["fields"]["Title"],
+        "paper-gpt"
+    );
+    let mut pairs = 0;
+    for (path, record) in &stored {
+        for id in record["fields"]["Related"].as_array().into_iter().flatten() {
+            let other = id_of[id.as_str().unwrap()];
+            let back = &stored[other]["fields"]["Related"];
+            assert!(
+                back.as_array().unwrap().contains(&record["id"]),
+                "{path} → {other} has no way back"
+            );
+            pairs += 1;
+        }
+    }
+    assert!(pairs > 0);
+    assert_eq!(done["links"], pairs / 2);
+    // Sharing two tags relates: Attention and BERT.
+    let attention = &stored["research/nested/paper-attention.md"];
+    assert!(
+        attention["fields"]["Related"]
+            .as_array()
+            .unwrap()
+            .contains(&stored["research/nested/paper-bert.md"]["id"])
+    );
+
+    // Again over unchanged files: no model request, no write.
+    let before = org.airtable.stats().requests_total;
+    let again = ok(
+        &client,
+        "airtable_ai_organize",
+        organize_args(&org.base, true),
+    )
+    .await;
+    assert_eq!(again["unchanged"], 14);
+    assert_eq!(
+        (
+            again["create"].as_array().unwrap().len(),
+            again["update"].as_array().unwrap().len()
+        ),
+        (0, 0)
+    );
+    assert_eq!(again["link_updates"], 0);
+    assert_eq!(again["airtable_requests"]["writes"], 0);
+    assert_eq!(org.model_requests(), 3);
+    assert_eq!(
+        org.airtable.stats().requests_total - before,
+        2,
+        "the schema and one page of records"
+    );
+    assert_eq!(by_path(&org.records()), stored);
+
+    // Two files edited: exactly two updates, one model request, no new category.
+    let data = org.fx.data().join("research");
+    for name in ["framework-axum.md", "paper-resnet.md"] {
+        let body = std::fs::read_to_string(data.join(name)).unwrap();
+        write(&data.join(name), &format!("{body}EDITED later.\n"));
+    }
+    let edited = ok(
+        &client,
+        "airtable_ai_organize",
+        organize_args(&org.base, true),
+    )
+    .await;
+    assert_eq!(edited["taxonomy"], "table");
+    let updated: Vec<&str> = edited["update"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        updated,
+        ["research/framework-axum.md", "research/paper-resnet.md"]
+    );
+    assert_eq!(edited["create"], json!([]));
+    assert_eq!(edited["unchanged"], 12);
+    let changes = &edited["update"][0]["changes"];
+    assert_eq!(
+        changes.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["Content Hash", "Summary"]
+    );
+    assert_eq!(changes["Summary"]["to"], "About Axum (revised).");
+    assert_eq!(org.model_requests(), 4);
+    let after = org.records();
+    assert_eq!(after.len(), 14, "updated, not duplicated");
+    assert_eq!(
+        by_path(&after)["research/framework-axum.md"]["id"],
+        stored["research/framework-axum.md"]["id"]
+    );
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn organize_without_a_model_says_how_to_get_one() {
+    let org = Org::new();
+    corpus(&org.fx);
+    // No provider key: the test client does not sample, so no model can answer.
+    let env = [
+        ("AIRTABLE_API_KEY", org.airtable_token()),
+        ("AIRTABLE_BASE_URL", org.airtable.url.as_str()),
+    ];
+    let (client, _) = org.fx.stdio_env(&[], &env, None).await;
+    let result = call_tool(
+        &client,
+        "airtable_ai_organize",
+        organize_args(&org.base, false),
+    )
+    .await;
+    assert_eq!(result.is_error, Some(true));
+    let said = text(&result);
+    assert!(
+        said.contains("configure a provider") && said.contains("sampling"),
+        "{said}"
+    );
+    assert!(org.records().is_empty());
+    client.cancel().await.unwrap();
+}
