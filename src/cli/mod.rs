@@ -6,6 +6,7 @@
 //!   [`check`])
 //! - `call`: one tool from the shell ([`call`])
 //! - `import airtable`: a bulk import with a progress bar ([`import`])
+//! - `organize`: a folder into Airtable with AI, planned or applied ([`organize`])
 //! - `ask`, `consensus`: the agents plugin's tools, streamed ([`ask`], [`consensus`])
 //!
 //! Every command works on a [`Manager`] built by [`start_manager`], the one place that
@@ -17,6 +18,7 @@ mod check;
 mod consensus;
 mod import;
 mod log;
+mod organize;
 mod plugins;
 mod serve;
 mod stream;
@@ -119,6 +121,9 @@ enum Command {
     /// Import rows into a service, with a progress bar.
     #[command(subcommand)]
     Import(import::ImportCommand),
+    /// Organize a folder of documents into an Airtable table with AI: prints the plan, or
+    /// writes it with --apply.
+    Organize(organize::OrganizeArgs),
     /// Ask an AI model; the answer is written out as it arrives.
     Ask(ask::AskArgs),
     /// Ask several AI models at once; each answer is shown as it arrives, then the synthesis.
@@ -162,7 +167,7 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // A user who runs `plugboard import` names a file in the folder they are in: with no
     // import folder configured, that folder is the one open for reading (exclusions still hold).
-    let here = matches!(cli.command, Command::Import(_))
+    let here = matches!(cli.command, Command::Import(_) | Command::Organize(_))
         .then(std::env::current_dir)
         .and_then(Result::ok);
     let manager = start_manager(&cli.global, here).await?;
@@ -173,6 +178,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Call(args) => call::run(&manager, args).await,
         Command::Check => Ok(check::run(&manager).await),
         Command::Import(what) => import::run(&manager, what).await,
+        Command::Organize(args) => organize::run(&manager, args).await,
         Command::Ask(args) => ask::run(&manager, args).await,
         Command::Consensus(args) => consensus::run(&manager, args).await,
     };

@@ -50,6 +50,12 @@ impl Toolbox {
             .collect()
     }
 
+    /// The published name of tool `local` of the plugin running built-in `kind` (whatever
+    /// prefix its manifest gives it), if it is published.
+    pub fn find_tool(&self, kind: &str, local: &str) -> Option<String> {
+        self.manager.upgrade()?.find_tool(kind, local)
+    }
+
     /// Call a published tool. Failures (unknown tool, bad arguments, errors inside the tool)
     /// come back as `isError: true` results, as they do for clients.
     pub async fn call(&self, name: &str, args: JsonObject, cx: ToolContext) -> CallToolResult {

@@ -71,6 +71,7 @@ impl Org {
             "the shipped manifest changed"
         );
         fx.manifest("organize", &organize);
+        std::fs::write(fx.home.path().join("organize.toml"), &organize).unwrap();
         Self {
             fx,
             airtable,
@@ -79,15 +80,40 @@ impl Org {
         }
     }
 
-    async fn client(&self) -> Client {
-        let env = [
-            ("AIRTABLE_API_KEY", self.airtable_token()),
-            ("AIRTABLE_BASE_URL", self.airtable.url.as_str()),
-            ("OPENAI_API_KEY", KEY),
-            ("OPENAI_BASE_URL", &self.llm.openai_base()),
+    /// Change a line of the organize manifest's settings.
+    fn setting(&self, from: &str, to: &str) {
+        let kept = self.fx.home.path().join("organize.toml");
+        let text = std::fs::read_to_string(&kept).unwrap();
+        assert!(text.contains(from), "no `{from}` in the organize manifest");
+        let text = text.replace(from, to);
+        std::fs::write(&kept, &text).unwrap();
+        self.fx.manifest("organize", &text);
+    }
+
+    /// What the server needs: the fake Airtable, and (with `model`) the fake OpenAI.
+    fn env(&self, model: bool) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("AIRTABLE_API_KEY", self.airtable_token().to_owned()),
+            ("AIRTABLE_BASE_URL", self.airtable.url.clone()),
         ];
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, *v)).collect();
+        if model {
+            env.push(("OPENAI_API_KEY", KEY.to_owned()));
+            env.push(("OPENAI_BASE_URL", self.llm.openai_base()));
+        }
+        env
+    }
+
+    async fn client(&self) -> Client {
+        let env = self.env(true);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         self.fx.stdio_env(&[], &env, None).await.0
+    }
+
+    /// `plugboard ARGS…` with the fakes' environment.
+    fn cli(&self, args: &[&str], model: bool) -> tokio::process::Command {
+        let mut cmd = self.fx.command(args);
+        cmd.envs(self.env(model));
+        cmd
     }
 
     fn airtable_token(&self) -> &'static str {
@@ -513,10 +539,8 @@ async fn organize_without_a_model_says_how_to_get_one() {
     let org = Org::new();
     corpus(&org.fx);
     // No provider key: the test client does not sample, so no model can answer.
-    let env = [
-        ("AIRTABLE_API_KEY", org.airtable_token()),
-        ("AIRTABLE_BASE_URL", org.airtable.url.as_str()),
-    ];
+    let env = org.env(false);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (client, _) = org.fx.stdio_env(&[], &env, None).await;
     let result = call_tool(
         &client,
@@ -531,5 +555,219 @@ async fn organize_without_a_model_says_how_to_get_one() {
         "{said}"
     );
     assert!(org.records().is_empty());
+    client.cancel().await.unwrap();
+}
+
+/// The command line: the plan, then `--apply`, with the same engine.
+#[tokio::test]
+async fn organize_from_the_command_line() {
+    let org = Org::new();
+    corpus(&org.fx);
+    let base = org.base.clone();
+    let args = [
+        "organize",
+        "data/research",
+        "--base",
+        &base,
+        "--table",
+        "Research",
+    ];
+    let plan = org.fx.output(&mut org.cli(&args, true)).await;
+    assert!(plan.ok, "{}", plan.stderr);
+    assert!(
+        plan.stdout
+            .starts_with("Plan for organizing research into Research")
+            && plan.stdout.contains("14 documents · 14 to create"),
+        "{}",
+        plan.stdout
+    );
+    assert!(org.records().is_empty());
+    let mut apply: Vec<&str> = args.to_vec();
+    apply.extend(["--apply", "--json"]);
+    let done = org.fx.output(&mut org.cli(&apply, true)).await;
+    assert!(done.ok, "{}", done.stderr);
+    let report: Value = serde_json::from_str(&done.stdout).unwrap();
+    assert_eq!(report["applied"], true);
+    assert_eq!(report["create"].as_array().unwrap().len(), 14);
+    assert_eq!(org.records().len(), 14);
+    assert_eq!(
+        org.model_requests(),
+        3,
+        "the apply used the plan's classification"
+    );
+
+    // With no provider, the command line has no client to sample: it says so.
+    let none = org
+        .fx
+        .output(&mut org.cli(&[&apply[..], &["--restart"]].concat(), false))
+        .await;
+    // Everything is unchanged, so no model is needed at all...
+    assert!(none.ok, "{}", none.stderr);
+    // ...until a document changes.
+    write(
+        &org.fx.data().join("research/new.md"),
+        "# New\n\nTopics: fresh.\n",
+    );
+    let none = org
+        .fx
+        .output(&mut org.cli(&[&apply[..], &["--restart"]].concat(), false))
+        .await;
+    assert!(!none.ok);
+    assert!(
+        none.stderr.contains("configure a provider") && none.stderr.contains("sampling"),
+        "{}",
+        none.stderr
+    );
+}
+
+/// A client that answers sampling requests with the scripted model.
+#[derive(Clone, Default)]
+struct Sampler {
+    asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl rmcp::ClientHandler for Sampler {
+    fn get_info(&self) -> rmcp::model::ClientConfig {
+        let mut capabilities = rmcp::model::ClientCapabilities::default();
+        capabilities.sampling = Some(Default::default());
+        rmcp::model::ClientConfig::new(
+            capabilities,
+            rmcp::model::Implementation::new("sampler", "0"),
+        )
+    }
+
+    #[allow(deprecated)]
+    async fn create_message(
+        &self,
+        params: rmcp::model::CreateMessageRequestParams,
+        _cx: rmcp::service::RequestContext<rmcp::RoleClient>,
+    ) -> Result<rmcp::model::CreateMessageResult, rmcp::ErrorData> {
+        use rmcp::model::{CreateMessageResult, SamplingMessage};
+        self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let prompt: String = params
+            .messages
+            .iter()
+            .flat_map(|m| m.content.clone().into_vec())
+            .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        Ok(CreateMessageResult::new(
+            SamplingMessage::assistant_text(model(&prompt)),
+            "client-model".into(),
+        )
+        .with_stop_reason(CreateMessageResult::STOP_REASON_END_TURN))
+    }
+}
+
+/// With no provider configured, the client's own model classifies, through sampling.
+#[tokio::test]
+async fn organize_with_the_clients_model_by_sampling() {
+    use rmcp::{ServiceExt, transport::TokioChildProcess};
+    let org = Org::new();
+    let expected = corpus(&org.fx);
+    let sampler = Sampler::default();
+    let (transport, stderr) = TokioChildProcess::builder(org.cli(&["serve"], false))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    org.fx.keep(
+        "plugboard serve (sampler)".into(),
+        stderr.expect("stderr piped"),
+    );
+    let client = sampler.clone().serve(transport).await.unwrap();
+    let result = client
+        .call_tool(crate::scenario::call(
+            "airtable_ai_organize",
+            organize_args(&org.base, true),
+        ))
+        .await
+        .unwrap();
+    assert_ne!(result.is_error, Some(true), "{}", text(&result));
+    let done = result.structured_content.unwrap();
+    assert_eq!(done["create"].as_array().unwrap().len(), 14);
+    let usage = &done["models"][0];
+    assert_eq!(
+        (
+            usage["provider"].as_str(),
+            usage["model"].as_str(),
+            usage["estimated_tokens"].as_bool()
+        ),
+        (Some("sampling"), Some("client-model"), Some(true))
+    );
+    assert_eq!(sampler.asked.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(org.model_requests(), 0);
+    let stored = by_path(&org.records());
+    for (path, (category, _)) in &expected {
+        assert_eq!(stored[path]["fields"]["Category"], *category, "{path}");
+    }
+    client.cancel().await.unwrap();
+}
+
+/// A model that answers badly: invalid JSON is asked for again once (with the reason), and a
+/// document still unanswered is reported, not guessed; its record waits for the next run.
+#[tokio::test]
+async fn a_model_that_answers_badly_is_asked_again_then_reported() {
+    let org = Org::new();
+    corpus(&org.fx);
+    // One request at a time, so the scripted answers below meet the batches in order.
+    org.setting("llm_in_flight = 4", "llm_in_flight = 1");
+    // The taxonomy, then the first batch: not JSON, then JSON that leaves out one document.
+    org.llm.push_once(
+        Provider::OpenAi,
+        Behaviour::Script(Script(std::sync::Arc::new(model))),
+    );
+    org.llm.push_once(
+        Provider::OpenAi,
+        Behaviour::Answer("I think these are all research.".into()),
+    );
+    org.llm.push_once(
+        Provider::OpenAi,
+        Behaviour::Script(Script(std::sync::Arc::new(|prompt: &str| {
+            let full: Value = serde_json::from_str(
+                model(prompt)
+                    .trim_start_matches("```json\n")
+                    .trim_end_matches("\n```"),
+            )
+            .unwrap();
+            let mut docs = full["documents"].as_array().unwrap().clone();
+            docs.retain(|d| d["id"] != "d1");
+            json!({ "documents": docs }).to_string()
+        }))),
+    );
+    let client = org.client().await;
+    let plan = ok(
+        &client,
+        "airtable_ai_organize",
+        organize_args(&org.base, true),
+    )
+    .await;
+    let failed = plan["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{plan:#}");
+    let reason = failed[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("could not be used, twice") && reason.contains("no answer for d1"),
+        "{reason}"
+    );
+    assert_eq!(org.records().len(), 13);
+    // The retry said why the first answer was refused.
+    let requests = org.llm.requests(Provider::OpenAi);
+    let retry = requests[2].body.to_string();
+    assert!(
+        retry.contains("could not be used") && retry.contains("holds no JSON object"),
+        "{retry}"
+    );
+    // The next run asks only about the one that failed, and nothing else changes.
+    let before = org.model_requests();
+    let again = ok(
+        &client,
+        "airtable_ai_organize",
+        organize_args(&org.base, true),
+    )
+    .await;
+    assert_eq!(again["failed"], json!([]));
+    assert_eq!(again["create"].as_array().unwrap().len(), 1);
+    assert_eq!(again["unchanged"], 13);
+    assert_eq!(org.model_requests() - before, 1);
+    assert_eq!(org.records().len(), 14);
     client.cancel().await.unwrap();
 }

@@ -31,14 +31,14 @@ use super::{
 };
 use crate::plugin::{ToolContext, ToolError, ToolOutcome};
 
-/// The tools the organizer works through.
-const NEEDS: [&str; 6] = [
-    "files_analyze",
-    "airtable_describe_base",
-    "airtable_list_records",
-    "airtable_upsert_records",
-    "airtable_update_records",
-    "airtable_create_field",
+/// The tools the organizer works through: (built-in plugin, tool).
+const NEEDS: [(&str, &str); 6] = [
+    ("files", "analyze"),
+    ("airtable", "describe_base"),
+    ("airtable", "list_records"),
+    ("airtable", "upsert_records"),
+    ("airtable", "update_records"),
+    ("airtable", "create_field"),
 ];
 
 /// Most documents one run organizes (files_analyze's limit).
@@ -159,10 +159,12 @@ pub struct AirtableRequests {
 struct Host<'a> {
     inner: &'a Inner,
     cx: &'a ToolContext,
+    /// `files_analyze` → its published name (the plugins' prefixes are their manifests').
+    names: HashMap<String, String>,
 }
 
 impl Host<'_> {
-    fn require(&self) -> Result<(), ToolError> {
+    fn require(&mut self) -> Result<(), ToolError> {
         let have: BTreeSet<String> = self
             .inner
             .toolbox
@@ -170,7 +172,16 @@ impl Host<'_> {
             .into_iter()
             .map(|t| t.name.to_string())
             .collect();
-        let missing: Vec<&str> = NEEDS.into_iter().filter(|n| !have.contains(*n)).collect();
+        let mut missing = Vec::new();
+        for (kind, local) in NEEDS {
+            let usual = format!("{kind}_{local}");
+            match self.inner.toolbox.find_tool(kind, local) {
+                Some(name) if have.contains(&name) => {
+                    self.names.insert(usual, name);
+                }
+                _ => missing.push(usual),
+            }
+        }
         if missing.is_empty() {
             return Ok(());
         }
@@ -191,7 +202,8 @@ impl Host<'_> {
             )));
         };
         let inner = self.cx.inner(self.cx.caller().face);
-        let result = self.inner.toolbox.call(tool, args, inner).await;
+        let name = self.names.get(tool).map_or(tool, String::as_str);
+        let result = self.inner.toolbox.call(name, args, inner).await;
         if result.is_error == Some(true) {
             return Err(ToolError::Failed(format!("{tool}: {}", text_of(&result))));
         }
@@ -327,11 +339,13 @@ fn save(path: &std::path::Path, checkpoint: &Checkpoint) {
 
 pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) -> ToolOutcome {
     let started = Instant::now();
-    let host = Host {
+    let mut host = Host {
         inner: &inner,
         cx: &cx,
+        names: HashMap::new(),
     };
     host.require()?;
+    let host = host;
     let settings = &inner.settings;
     let f = &settings.fields;
     let apply = args.apply.unwrap_or(false);
@@ -597,6 +611,14 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
         .collect();
 
     let mut failed: BTreeMap<String, String> = BTreeMap::new();
+    if !uncached.is_empty() && !inner.models.available(&cx) {
+        return Err(ToolError::Failed(format!(
+            "{} document(s) need a model to classify them, and none is available: configure a \
+             provider for the agents plugin (e.g. OPENAI_API_KEY or ANTHROPIC_API_KEY), or \
+             call from a client that supports sampling (its own model then answers)",
+            uncached.len()
+        )));
+    }
     if !uncached.is_empty() {
         let batches = batches(&uncached, settings.batch_documents, settings.batch_chars);
         let total = uncached.len();
