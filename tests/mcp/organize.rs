@@ -33,9 +33,19 @@ impl Org {
             lockout: std::time::Duration::from_secs(LOCKOUT_SECS),
             ..FakeConfig::default()
         });
+        Self::with(airtable, FakeLlm::start_in_thread(), LOCKOUT_SECS)
+    }
+
+    /// Both fakes on the test's runtime (for paused time), Airtable's real 30 s lockout.
+    async fn in_process(config: FakeConfig) -> Self {
+        let lockout = config.lockout.as_secs();
+        let airtable = FakeAirtable::start(config).await;
+        Self::with(airtable, FakeLlm::start().await, lockout)
+    }
+
+    fn with(airtable: FakeAirtable, llm: FakeLlm, lockout_secs: u64) -> Self {
         let base = airtable.add_base("Research base", "create");
         airtable.add_table(&base, "Research", &[("Title", "singleLineText", None)]);
-        let llm = FakeLlm::start_in_thread();
         llm.set(
             Provider::OpenAi,
             Behaviour::Script(Script(std::sync::Arc::new(model))),
@@ -50,7 +60,7 @@ impl Org {
         fx.manifest(
             "airtable",
             &format!(
-                "{}\n[settings]\nlockout_secs = {LOCKOUT_SECS}\ncheckpoint_dir = {:?}\n",
+                "{}\n[settings]\nlockout_secs = {lockout_secs}\ncheckpoint_dir = {:?}\n",
                 head(include_str!("../../plugins/airtable/plugin.toml")),
                 format!("{state}/imports"),
             ),
@@ -770,4 +780,163 @@ async fn a_model_that_answers_badly_is_asked_again_then_reported() {
     assert_eq!(org.model_requests() - before, 1);
     assert_eq!(org.records().len(), 14);
     client.cancel().await.unwrap();
+}
+
+/// The model rate-limits and then hangs past its deadline, and Airtable answers a fifth of
+/// the writes with 429s, 500s and cut connections (one applied before the cut), in paused
+/// time with the real 30 s lockout: the first run reports the documents it could not
+/// classify, the second finishes them, and the table ends with every document once.
+#[tokio::test(start_paused = true)]
+async fn faults_from_the_model_and_airtable_lose_nothing() {
+    use crate::fake_airtable::Faults;
+    let org = Org::in_process(FakeConfig {
+        faults: Faults {
+            seed: 7,
+            rate_429: 0.05,
+            rate_500: 0.05,
+            rate_503: 0.05,
+            rate_reset_after: 0.05,
+            ..Faults::default()
+        },
+        ..FakeConfig::default()
+    })
+    .await;
+    let expected = corpus(&org.fx);
+    // One request at a time, so the scripted answers meet the requests in order.
+    org.setting("llm_in_flight = 4", "llm_in_flight = 1");
+    let model_script = || Behaviour::Script(Script(std::sync::Arc::new(model)));
+    // The taxonomy; then the first batch: 429 (waited out and retried), then no answer.
+    org.llm.push_once(Provider::OpenAi, model_script());
+    org.llm.push_once(
+        Provider::OpenAi,
+        Behaviour::RateLimited {
+            wait: std::time::Duration::from_secs(3),
+        },
+    );
+    org.llm.push_once(Provider::OpenAi, Behaviour::Hang);
+    let env = org.env(true);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let client = crate::inproc::Server::new(&org.fx)
+        .envs(env)
+        .call_timeout(std::time::Duration::from_secs(3600))
+        .client()
+        .await;
+    let first = ok(
+        &client,
+        "airtable_ai_organize",
+        organize_args(&org.base, true),
+    )
+    .await;
+    let failed = first["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 8, "the first batch: {first:#}");
+    for f in failed {
+        let reason = f["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("not classified: ") && reason.contains("did not answer within"),
+            "{reason}"
+        );
+    }
+    assert_eq!(org.records().len(), 6);
+
+    let second = ok(
+        &client,
+        "airtable_ai_organize",
+        organize_args(&org.base, true),
+    )
+    .await;
+    assert_eq!(second["failed"], json!([]), "{second:#}");
+    assert_eq!(second["unchanged"], 6);
+    let records = org.records();
+    let paths: Vec<&str> = records
+        .iter()
+        .map(|r| r["fields"]["File Path"].as_str().unwrap())
+        .collect();
+    let unique: BTreeSet<&str> = paths.iter().copied().collect();
+    assert_eq!(
+        paths.len(),
+        unique.len(),
+        "a record written twice: {paths:?}"
+    );
+    assert_eq!(unique, expected.keys().map(String::as_str).collect());
+    let stats = org.airtable.stats();
+    assert!(
+        stats.injected_total() > 0,
+        "no fault was injected: {stats:?}"
+    );
+    assert_eq!(stats.rate_limited_429, 0, "the pacer kept under the limit");
+    client.cancel().await.unwrap();
+}
+
+/// `plugboard organize --apply` killed with SIGKILL while it writes, then run again: every
+/// document once, linked both ways, and the second run asks the model nothing (what it said
+/// was kept before the writes began).
+#[tokio::test]
+async fn an_apply_killed_mid_write_resumes_without_duplicates() {
+    let org = Org::new();
+    let data = org.fx.data().join("research");
+    let topics = ["rust", "async", "consensus", "vision", "nlp", "kernel"];
+    for i in 0..60 {
+        let (a, b) = (topics[i % 6], topics[(i / 6) % 6]);
+        let name = ["framework", "system", "paper"][i % 3];
+        write(
+            &data.join(format!("{name}-{i:02}.md")),
+            &format!("# Document {i}\n\nTopics: {a}, {b}.\n"),
+        );
+    }
+    let base = org.base.clone();
+    let args = [
+        "organize",
+        "data/research",
+        "--base",
+        &base,
+        "--table",
+        "Research",
+        "--apply",
+    ];
+    let mut child = org
+        .cli(&args, true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (b, table) = (org.base.clone(), "Research");
+    org.airtable
+        .until(|f| f.records(&b, table).len() >= 20)
+        .await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let landed = org.records().len();
+    assert!((20..60).contains(&landed), "killed after {landed} records");
+    let asked = org.model_requests();
+
+    let again = org.fx.output(&mut org.cli(&args, true)).await;
+    assert!(again.ok, "{}\n{}", again.stdout, again.stderr);
+    assert_eq!(
+        org.model_requests(),
+        asked,
+        "the second run asked the model again"
+    );
+    let records = org.records();
+    let stored = by_path(&records);
+    assert_eq!(
+        (records.len(), stored.len()),
+        (60, 60),
+        "every document once"
+    );
+    let ids: BTreeSet<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    for r in &records {
+        for other in r["fields"]["Related"].as_array().into_iter().flatten() {
+            let other = records
+                .iter()
+                .find(|o| o["id"] == *other)
+                .expect("a link to a record that exists");
+            assert!(ids.contains(other["id"].as_str().unwrap()));
+            assert!(
+                other["fields"]["Related"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&r["id"])
+            );
+        }
+    }
 }
