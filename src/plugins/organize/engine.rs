@@ -12,7 +12,10 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     path::PathBuf,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Instant,
 };
 
@@ -367,7 +370,6 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
     };
 
     // 1. The documents.
-    cx.progress(0.0, None, "scanning the folder").await;
     let mut scan_args = json!({
         "path": args.path,
         "limit": MAX_DOCUMENTS,
@@ -414,7 +416,6 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
     out.documents = docs.len();
 
     // 2. The table.
-    cx.progress(0.0, None, "reading the table").await;
     let schema = host
         .call(
             "airtable_describe_base",
@@ -584,8 +585,6 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
         out.taxonomy = "table".into();
         Vec::new()
     } else {
-        cx.progress(0.0, None, "asking the model for categories")
-            .await;
         let shown: Vec<Shown<'_>> = needs_class.iter().map(|d| shown(d, "")).collect();
         let names = model::propose_taxonomy(
             &inner.models,
@@ -619,66 +618,113 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
             uncached.len()
         )));
     }
-    if !uncached.is_empty() {
-        let batches = batches(&uncached, settings.batch_documents, settings.batch_chars);
-        let total = uncached.len();
-        let mut done = 0usize;
-        let (models, taxonomy, provider) = (&inner.models, &taxonomy, provider.as_deref());
-        let requests: Vec<_> = batches
-            .into_iter()
-            .map(|batch| {
-                classify_batch(
-                    models,
-                    &cx,
-                    provider,
-                    batch,
-                    taxonomy,
-                    max_tags,
-                    summary_words,
-                )
-            })
-            .collect();
-        let mut results = stream::iter(requests).buffer_unordered(settings.llm_in_flight.max(1));
-        while let Some((batch, result, used)) = results.next().await {
-            for (key, u) in used {
-                let sum = usages.entry(key).or_default();
-                sum.requests += u.requests;
-                sum.input_tokens += u.input_tokens;
-                sum.output_tokens += u.output_tokens;
-                sum.estimated |= u.estimated;
-            }
-            for (i, d) in batch.iter().enumerate() {
-                let id = format!("d{}", i + 1);
-                if let Some(class) = result.classes.get(&id) {
-                    checkpoint.classes.insert(d.hash.clone(), class.clone());
-                } else {
-                    let why = result
-                        .failed
-                        .get(&id)
-                        .cloned()
-                        .unwrap_or_else(|| "the model gave no answer for it".into());
-                    failed.insert(d.path.clone(), format!("not classified: {why}"));
-                }
-            }
-            checkpoint.usage = usages
+    if apply {
+        if !out.fields_to_create.is_empty() && !create_fields {
+            let names: Vec<&str> = out
+                .fields_to_create
                 .iter()
-                .map(|((p, m), u)| (p.clone(), m.clone(), u.clone()))
+                .map(|p| p.name.as_str())
                 .collect();
-            save(&checkpoint_path, &checkpoint);
-            done += batch.len();
-            cx.progress(
-                done as f64,
-                Some(total as f64),
-                format!("classified {done} of {total} documents"),
-            )
-            .await;
-            if cx.is_cancelled() {
-                return Err(ToolError::Failed(
-                    "cancelled; what was classified is kept for the next run".into(),
-                ));
+            return Err(ToolError::InvalidArguments(format!(
+                "the table lacks the fields {}: create them, or allow create_fields; nothing was \
+                 written",
+                names.join(", ")
+            )));
+        }
+        for plan in out.fields_to_create.clone() {
+            let mut spec = json!({
+                "base": args.base,
+                "table": table_id,
+                "name": plan.name,
+                "type": plan.kind,
+            });
+            let options = match plan.kind.as_str() {
+                "singleSelect" | "multipleSelects" => {
+                    let names: Vec<String> = if plan.name == f.category {
+                        taxonomy.clone()
+                    } else if plan.name == f.status {
+                        vec![settings.status.clone()]
+                    } else {
+                        // The tags known now; the writes add the others (typecast).
+                        let known: BTreeSet<&String> = checkpoint
+                            .classes
+                            .values()
+                            .flat_map(|c| c.tags.iter())
+                            .collect();
+                        known.into_iter().cloned().collect()
+                    };
+                    Some(
+                        json!({"choices": names.iter().map(|n| json!({"name": n})).collect::<Vec<_>>()}),
+                    )
+                }
+                "multipleRecordLinks" => Some(json!({"linkedTableId": table_id})),
+                _ => None,
+            };
+            if let Some(options) = options {
+                spec["options"] = options;
             }
+            host.call("airtable_create_field", spec).await?;
+            out.airtable_requests.writes += 1;
         }
     }
+
+    // What apply writes, sent to the writer as it is known: first what needs no model now,
+    // then each batch as the model answers.
+    let progress = Progress::new(&cx);
+    progress.more(uncached.len());
+    let (tx, rx) = tokio::sync::mpsc::channel::<(String, Map<String, Value>)>(4 * BATCH);
+    let classify = async {
+        if apply {
+            let ready = needs_class
+                .iter()
+                .filter_map(|d| Some((*d, checkpoint.classes.get(&d.hash)?)))
+                .map(|(d, c)| {
+                    (
+                        d.path.clone(),
+                        fields_for(d, c, f, &fields, &settings.status),
+                    )
+                })
+                .collect::<Vec<_>>();
+            progress.more(ready.len());
+            for record in ready {
+                let _ = tx.send(record).await;
+            }
+        }
+        classify_all(
+            &inner,
+            &cx,
+            provider.as_deref(),
+            &uncached,
+            &taxonomy,
+            (max_tags, summary_words),
+            &mut checkpoint,
+            &checkpoint_path,
+            &mut usages,
+            &mut failed,
+            &progress,
+            apply.then_some((&tx, f, &fields, settings.status.as_str())),
+        )
+        .await?;
+        drop(tx);
+        Ok::<(), ToolError>(())
+    };
+    let write = async {
+        if apply {
+            write_records(
+                &host,
+                (&args.base, &table_id, &f.path),
+                rx,
+                settings.writes_in_flight,
+                &progress,
+            )
+            .await
+        } else {
+            drop(rx);
+            Written::default()
+        }
+    };
+    let (classified, mut written) = tokio::join!(classify, write);
+    classified?;
 
     // 6. The records as they should be.
     let class_of = |d: &Doc| -> Option<Class> {
@@ -812,6 +858,12 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
         }
     }
 
+    if apply {
+        // A field created by this run got its options with it.
+        out.options_to_create
+            .retain(|field, _| !out.fields_to_create.iter().any(|p| p.name == *field));
+    }
+
     // 7. Related documents, from what every record will say.
     let profiles: Vec<Profile<'_>> = classes
         .iter()
@@ -864,106 +916,14 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
         return finish(out);
     }
 
-    // 8. Apply: the fields, the records, the links.
-    if !out.fields_to_create.is_empty() && !create_fields {
-        let names: Vec<&str> = out
-            .fields_to_create
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect();
-        return Err(ToolError::InvalidArguments(format!(
-            "the table lacks the fields {}: create them, or allow create_fields; nothing was \
-             written",
-            names.join(", ")
-        )));
-    }
-    for plan in out.fields_to_create.clone() {
-        let mut spec = json!({
-            "base": args.base,
-            "table": table_id,
-            "name": plan.name,
-            "type": plan.kind,
-        });
-        let options = match plan.kind.as_str() {
-            "singleSelect" | "multipleSelects" => {
-                let names: Vec<String> = if plan.name == f.category {
-                    taxonomy.clone()
-                } else if plan.name == f.status {
-                    vec![settings.status.clone()]
-                } else {
-                    all_tags.iter().map(|t| (*t).to_owned()).collect()
-                };
-                Some(
-                    json!({"choices": names.iter().map(|n| json!({"name": n})).collect::<Vec<_>>()}),
-                )
-            }
-            "multipleRecordLinks" => Some(json!({"linkedTableId": table_id})),
-            _ => None,
-        };
-        if let Some(options) = options {
-            spec["options"] = options;
-        }
-        host.call("airtable_create_field", spec).await?;
-        out.airtable_requests.writes += 1;
-    }
-    out.options_to_create
-        .retain(|field, _| !out.fields_to_create.iter().any(|p| p.name == *field));
-
+    // 8. Apply: the links (the fields came first, the records as they were classified).
     let mut ids: HashMap<String, String> = existing
         .iter()
         .map(|(path, r)| (path.clone(), r.id.clone()))
         .collect();
-    let total = writes.len();
-    let chunks: Vec<Vec<(String, Map<String, Value>)>> =
-        writes.chunks(BATCH).map(<[_]>::to_vec).collect();
-    let mut written = 0usize;
-    let mut write_failed: BTreeMap<String, String> = BTreeMap::new();
-    let mut results = stream::iter(chunks.into_iter().map(|chunk| {
-        let (host, base, table_id, key) = (&host, &args.base, &table_id, &f.path);
-        async move {
-            let records: Vec<Value> = chunk.iter().map(|(_, fl)| json!({"fields": fl})).collect();
-            let answer = host
-                .call(
-                    "airtable_upsert_records",
-                    json!({
-                        "base": base,
-                        "table": table_id,
-                        "records": records,
-                        "fields_to_merge_on": [key],
-                        "typecast": true,
-                    }),
-                )
-                .await;
-            (chunk, answer)
-        }
-    }))
-    .buffer_unordered(settings.writes_in_flight.max(1));
-    while let Some((chunk, answer)) = results.next().await {
-        out.airtable_requests.writes += 1;
-        match answer {
-            Ok(answer) => {
-                for r in answer["records"].as_array().into_iter().flatten() {
-                    let path = r["fields"][&f.path].as_str().unwrap_or_default();
-                    if let Some(id) = r["id"].as_str() {
-                        ids.insert(path.to_owned(), id.to_owned());
-                    }
-                }
-            }
-            Err(e) => {
-                for (path, _) in &chunk {
-                    write_failed.insert(path.clone(), format!("not written: {e}"));
-                }
-            }
-        }
-        written += chunk.len();
-        cx.progress(
-            written as f64,
-            Some(total as f64),
-            format!("wrote {written} of {total} records"),
-        )
-        .await;
-    }
-    drop(results);
+    ids.extend(std::mem::take(&mut written.ids));
+    out.airtable_requests.writes += written.requests;
+    let write_failed = std::mem::take(&mut written.failed);
     for planned in out.create.iter_mut().chain(out.update.iter_mut()) {
         planned.record_id = ids.get(&planned.path).cloned();
     }
@@ -983,6 +943,7 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
         link_writes.push(json!({"id": id, "fields": {f.related.clone(): targets}}));
     }
     let link_total = link_writes.len();
+    progress.more(link_total);
     let mut link_done = 0usize;
     let link_chunks: Vec<Vec<Value>> = link_writes.chunks(BATCH).map(<[_]>::to_vec).collect();
     let mut results = stream::iter(link_chunks.into_iter().map(|chunk| {
@@ -1006,12 +967,9 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
             ));
         }
         link_done += n;
-        cx.progress(
-            link_done as f64,
-            Some(link_total as f64),
-            format!("linked {link_done} of {link_total} records"),
-        )
-        .await;
+        progress
+            .step(n, format!("linked {link_done} of {link_total} records"))
+            .await;
     }
     drop(results);
 
@@ -1027,6 +985,234 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
     }
     out.wall_ms = started.elapsed().as_millis() as u64;
     finish(out)
+}
+
+/// One progress count for the whole run (MCP wants it to grow with every notification):
+/// documents classified, records written and records linked, of all there are to do.
+struct Progress<'a> {
+    cx: &'a ToolContext,
+    done: AtomicUsize,
+    total: AtomicUsize,
+    sent: tokio::sync::Mutex<usize>,
+}
+
+impl<'a> Progress<'a> {
+    fn new(cx: &'a ToolContext) -> Self {
+        Self {
+            cx,
+            done: AtomicUsize::new(0),
+            total: AtomicUsize::new(0),
+            sent: tokio::sync::Mutex::new(0),
+        }
+    }
+
+    fn more(&self, n: usize) {
+        self.total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    async fn step(&self, n: usize, message: String) {
+        self.done.fetch_add(n, Ordering::Relaxed);
+        let mut sent = self.sent.lock().await;
+        let now = self.done.load(Ordering::Relaxed);
+        if now > *sent {
+            *sent = now;
+            let total = self.total.load(Ordering::Relaxed).max(now);
+            self.cx
+                .progress(now as f64, Some(total as f64), message)
+                .await;
+        }
+    }
+}
+
+/// What the upserts did: the records' ids by path, the paths not written and why, requests.
+#[derive(Default)]
+struct Written {
+    ids: HashMap<String, String>,
+    failed: BTreeMap<String, String>,
+    requests: usize,
+}
+
+/// Upsert records as they come (10 per request, `in_flight` requests at once), while the
+/// model is still classifying the rest.
+async fn write_records(
+    host: &Host<'_>,
+    target: (&str, &str, &str),
+    rx: tokio::sync::mpsc::Receiver<(String, Map<String, Value>)>,
+    in_flight: usize,
+    progress: &Progress<'_>,
+) -> Written {
+    let (base, table_id, key) = target;
+    let chunks = tokio_stream::StreamExt::chunks_timeout(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+        BATCH,
+        std::time::Duration::from_millis(50),
+    );
+    let results = chunks
+        .map(|chunk: Vec<(String, Map<String, Value>)>| async move {
+            let records: Vec<Value> = chunk.iter().map(|(_, fl)| json!({"fields": fl})).collect();
+            let answer = host
+                .call(
+                    "airtable_upsert_records",
+                    json!({
+                        "base": base,
+                        "table": table_id,
+                        "records": records,
+                        "fields_to_merge_on": [key],
+                        "typecast": true,
+                    }),
+                )
+                .await;
+            (chunk, answer)
+        })
+        .buffer_unordered(in_flight.max(1));
+    let mut results = std::pin::pin!(results);
+    let mut written = Written::default();
+    let mut count = 0usize;
+    while let Some((chunk, answer)) = results.next().await {
+        written.requests += 1;
+        match answer {
+            Ok(answer) => {
+                for r in answer["records"].as_array().into_iter().flatten() {
+                    let path = r["fields"][key].as_str().unwrap_or_default();
+                    if let Some(id) = r["id"].as_str() {
+                        written.ids.insert(path.to_owned(), id.to_owned());
+                    }
+                }
+            }
+            Err(e) => {
+                for (path, _) in &chunk {
+                    written
+                        .failed
+                        .insert(path.clone(), format!("not written: {e}"));
+                }
+            }
+        }
+        count += chunk.len();
+        progress
+            .step(chunk.len(), format!("wrote {count} records"))
+            .await;
+    }
+    written
+}
+
+/// The fields a document's record gets.
+fn fields_for(
+    d: &Doc,
+    class: &Class,
+    f: &FieldNames,
+    fields: &HashMap<String, Value>,
+    status: &str,
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert(f.title.clone(), d.title.clone().into());
+    out.insert(f.category.clone(), class.category.clone().into());
+    out.insert(f.tags.clone(), tag_value(fields, &f.tags, &class.tags));
+    out.insert(f.summary.clone(), class.summary.clone().into());
+    out.insert(f.path.clone(), d.path.clone().into());
+    out.insert(f.status.clone(), status.into());
+    out.insert(f.hash.clone(), d.hash.clone().into());
+    out
+}
+
+/// Where classified records go when applying: the writer's queue, the field names, the
+/// table's fields and the status to set.
+type Writer<'a> = (
+    &'a tokio::sync::mpsc::Sender<(String, Map<String, Value>)>,
+    &'a FieldNames,
+    &'a HashMap<String, Value>,
+    &'a str,
+);
+
+/// Classify `docs` in batches, `llm_in_flight` requests at once, keeping each answer in the
+/// checkpoint as it comes and, when applying, sending its records to the writer.
+#[allow(clippy::too_many_arguments)]
+async fn classify_all(
+    inner: &Inner,
+    cx: &ToolContext,
+    provider: Option<&str>,
+    docs: &[&Doc],
+    taxonomy: &[String],
+    (max_tags, summary_words): (usize, usize),
+    checkpoint: &mut Checkpoint,
+    checkpoint_path: &std::path::Path,
+    usages: &mut Usages,
+    failed: &mut BTreeMap<String, String>,
+    progress: &Progress<'_>,
+    writer: Option<Writer<'_>>,
+) -> Result<(), ToolError> {
+    if docs.is_empty() {
+        return Ok(());
+    }
+    let settings = &inner.settings;
+    let batches = batches(docs, settings.batch_documents, settings.batch_chars);
+    let total = docs.len();
+    let mut done = 0usize;
+    let requests: Vec<_> = batches
+        .into_iter()
+        .map(|batch| {
+            classify_batch(
+                &inner.models,
+                cx,
+                provider,
+                batch,
+                taxonomy,
+                max_tags,
+                summary_words,
+            )
+        })
+        .collect();
+    let mut results = stream::iter(requests).buffer_unordered(settings.llm_in_flight.max(1));
+    while let Some((batch, result, used)) = results.next().await {
+        for (key, u) in used {
+            let sum = usages.entry(key).or_default();
+            sum.requests += u.requests;
+            sum.input_tokens += u.input_tokens;
+            sum.output_tokens += u.output_tokens;
+            sum.estimated |= u.estimated;
+        }
+        let mut ready = Vec::new();
+        for (i, d) in batch.iter().enumerate() {
+            let id = format!("d{}", i + 1);
+            if let Some(class) = result.classes.get(&id) {
+                checkpoint.classes.insert(d.hash.clone(), class.clone());
+                if let Some((_, f, fields, status)) = writer {
+                    ready.push((d.path.clone(), fields_for(d, class, f, fields, status)));
+                }
+            } else {
+                let why = result
+                    .failed
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_else(|| "the model gave no answer for it".into());
+                failed.insert(d.path.clone(), format!("not classified: {why}"));
+            }
+        }
+        checkpoint.usage = usages
+            .iter()
+            .map(|((p, m), u)| (p.clone(), m.clone(), u.clone()))
+            .collect();
+        // Kept before anything is written: a kill after the write finds the answer here.
+        save(checkpoint_path, checkpoint);
+        done += batch.len();
+        progress.more(ready.len());
+        progress
+            .step(
+                batch.len(),
+                format!("classified {done} of {total} documents"),
+            )
+            .await;
+        if let Some((tx, ..)) = writer {
+            for record in ready {
+                let _ = tx.send(record).await;
+            }
+        }
+        if cx.is_cancelled() {
+            return Err(ToolError::Failed(
+                "cancelled; what was classified is kept for the next run".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One model request over a batch, with its own usage count.
