@@ -149,6 +149,10 @@ fn model(prompt: &str) -> String {
         ]})
         .to_string();
     }
+    if !prompt.starts_with("Task: classify") {
+        // A turn of `ask` (the tool's result came back): the model's last word.
+        return "Your research is organized.".into();
+    }
     let mut documents = Vec::new();
     for line in prompt.lines().filter(|l| l.starts_with("{\"id\"")) {
         let doc: Value = serde_json::from_str(line).expect("a document line");
@@ -939,4 +943,48 @@ async fn an_apply_killed_mid_write_resumes_without_duplicates() {
             );
         }
     }
+}
+
+/// The natural-language path: `ask` with tools, a model that decides to call
+/// airtable_ai_organize (write tools allowed by the user's settings), and the same result.
+#[tokio::test]
+async fn ask_with_tools_organizes_through_the_tool_calling_loop() {
+    let org = Org::new();
+    let expected = corpus(&org.fx);
+    org.fx.manifest(
+        "agents",
+        &format!(
+            "{}\n[settings]\nagent_tools = \"all\"\n[settings.providers.openai]\nmodel = \"gpt-5-mini\"\n",
+            head(include_str!("../../plugins/agents/plugin.toml")),
+        ),
+    );
+    org.llm.push_once(
+        Provider::OpenAi,
+        Behaviour::ToolThenAnswer {
+            tool: "airtable_ai_organize".into(),
+            args: json!({"base": org.base, "table": "Research", "path": "research", "apply": true}),
+        },
+    );
+    let client = org.client().await;
+    let answer = ok(
+        &client,
+        "ask",
+        json!({"prompt": "Organize my research files into Airtable", "use_tools": true}),
+    )
+    .await;
+    let calls = answer["tool_calls"]
+        .as_array()
+        .expect("the tool calls made");
+    assert_eq!(calls.len(), 1, "{answer:#}");
+    assert_eq!(
+        (calls[0]["tool"].as_str(), calls[0]["is_error"].as_bool()),
+        (Some("airtable_ai_organize"), Some(false))
+    );
+    assert_eq!(answer["answer"], "Your research is organized.");
+    let stored = by_path(&org.records());
+    assert_eq!(stored.len(), 14);
+    for (path, (category, _)) in &expected {
+        assert_eq!(stored[path]["fields"]["Category"], *category, "{path}");
+    }
+    client.cancel().await.unwrap();
 }

@@ -1,0 +1,262 @@
+//! Organizing research into Airtable with AI, against the floor of the two ceilings.
+//!
+//! `cargo bench --bench organize` builds the release binary and runs `plugboard organize DIR
+//! --apply` on `DOCS` documents (default 500) against the fake Airtable enforcing the real
+//! limits (5 requests/s per base, 50/s per token, a 30 s lockout after a 429) and the fake
+//! OpenAI answering every request in 300 ms (a scripted classifier: the answer is computed
+//! from the prompt). The floor is the slower of the two ceilings, each at its best:
+//!
+//! - the model: one taxonomy request, then ⌈DOCS / batch_documents⌉ requests,
+//!   `llm_in_flight` at once, 300 ms each;
+//! - Airtable: the fewest requests the result needs (the schema and the records read, the
+//!   fields created, ⌈DOCS / 10⌉ upserts, ⌈relinked / 10⌉ link updates) at 5 requests/s.
+//!
+//! Prints wall time against the floor (target: within 15%), model requests and tokens per
+//! document, the 429s served (target: none), then a second run over the unchanged files
+//! (target: under 2 s, no model request, no write).
+
+mod common;
+#[path = "../tests/support/airtable.rs"]
+mod fake_airtable;
+#[path = "../tests/support/llm.rs"]
+mod fake_llm;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use fake_airtable::{FakeAirtable, FakeConfig};
+use fake_llm::{Behaviour, FakeLlm, Provider, Script};
+use serde_json::{Value, json};
+
+const LATENCY: Duration = Duration::from_millis(300);
+const BATCH_DOCUMENTS: usize = 8;
+const LLM_IN_FLIGHT: usize = 4;
+const AIRTABLE_RPS: f64 = 5.0;
+const TOPICS: [&str; 12] = [
+    "rust",
+    "async",
+    "consensus",
+    "vision",
+    "nlp",
+    "kernel",
+    "storage",
+    "network",
+    "compiler",
+    "database",
+    "security",
+    "graphics",
+];
+
+/// The scripted model: three categories; each document's category from its name, its tags
+/// from its `Topics:` line.
+fn model(prompt: &str) -> String {
+    if prompt.contains("propose the categories") {
+        return json!({"categories": [
+            {"name": "Frameworks"}, {"name": "Systems"}, {"name": "Research"}
+        ]})
+        .to_string();
+    }
+    let mut documents = Vec::new();
+    for line in prompt.lines().filter(|l| l.starts_with("{\"id\"")) {
+        let doc: Value = serde_json::from_str(line).expect("a document line");
+        let path = doc["path"].as_str().unwrap_or_default();
+        let text = doc["text"].as_str().unwrap_or_default();
+        let category = match path.rsplit('/').next().unwrap_or_default() {
+            n if n.starts_with("framework") => "Frameworks",
+            n if n.starts_with("system") => "Systems",
+            _ => "Research",
+        };
+        let tags: Vec<&str> = text
+            .split("Topics:")
+            .nth(1)
+            .and_then(|t| t.split('.').next())
+            .unwrap_or("misc")
+            .split(',')
+            .map(str::trim)
+            .collect();
+        documents.push(json!({
+            "id": doc["id"],
+            "category": category,
+            "tags": tags,
+            "summary": format!("A note on {}.", tags.join(" and ")),
+        }));
+    }
+    json!({ "documents": documents }).to_string()
+}
+
+fn main() {
+    let docs: usize = std::env::var("DOCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    let bin = common::binary();
+    let airtable = FakeAirtable::start_in_thread(FakeConfig {
+        per_base_rps: 5,
+        per_token_rps: 50,
+        lockout: Duration::from_secs(30),
+        ..FakeConfig::default()
+    });
+    let base = airtable.add_base("Bench", "create");
+    airtable.add_table(&base, "Research", &[("Title", "singleLineText", None)]);
+    let llm = FakeLlm::start_in_thread();
+    llm.set(Provider::OpenAi, Behaviour::Script(Script(Arc::new(model))));
+    llm.set_latency(Provider::OpenAi, LATENCY);
+
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("research");
+    for i in 0..docs {
+        let name = ["framework", "system", "paper"][i % 3];
+        let (a, b) = (TOPICS[i % 12], TOPICS[(i / 12 + 5) % 12]);
+        let path = data.join(format!("{}/{name}-{i:04}.md", i % 7));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(
+            &path,
+            format!(
+                "# Document {i}\n\nNotes about {a} and {b}. Topics: {a}, {b}.\n\n{}\n",
+                "Body text of the note. ".repeat(40)
+            ),
+        )
+        .unwrap();
+    }
+    let plugins = home.path().join("plugins");
+    let manifest = |name: &str, text: String| {
+        std::fs::create_dir_all(plugins.join(name)).unwrap();
+        std::fs::write(plugins.join(name).join("plugin.toml"), text).unwrap();
+    };
+    let head = |shipped: &str| shipped.split("\n[settings]").next().unwrap().to_owned();
+    manifest(
+        "files",
+        format!(
+            "name = \"files\"\nkind = \"builtin\"\n[settings]\nroots = [{:?}]\n",
+            home.path().display().to_string()
+        ),
+    );
+    manifest(
+        "airtable",
+        format!(
+            "{}\n[settings]\nlockout_secs = 30\n",
+            head(include_str!("../plugins/airtable/plugin.toml"))
+        ),
+    );
+    manifest(
+        "agents",
+        format!(
+            "{}\n[settings]\n[settings.providers.openai]\nmodel = \"gpt-5-mini\"\n",
+            head(include_str!("../plugins/agents/plugin.toml"))
+        ),
+    );
+    let organize = include_str!("../plugins/organize/plugin.toml").replace(
+        "# checkpoint_dir = \"~/.local/state/plugboard/organize\"",
+        &format!(
+            "checkpoint_dir = {:?}",
+            home.path().join("state").display().to_string()
+        ),
+    );
+    assert!(organize.contains(&format!("batch_documents = {BATCH_DOCUMENTS}")));
+    assert!(organize.contains(&format!("llm_in_flight = {LLM_IN_FLIGHT}")));
+    manifest("organize", organize);
+
+    let run = || {
+        let started = Instant::now();
+        let out = std::process::Command::new(&bin)
+            .arg("--plugins-dir")
+            .arg(&plugins)
+            .args([
+                "organize", "--base", &base, "--table", "Research", "--apply", "--json",
+            ])
+            .arg(&data)
+            .current_dir(home.path())
+            .env("AIRTABLE_API_KEY", fake_airtable::DEFAULT_TOKEN)
+            .env("AIRTABLE_BASE_URL", &airtable.url)
+            .env("OPENAI_API_KEY", fake_llm::KEY)
+            .env("OPENAI_BASE_URL", llm.openai_base())
+            .env("PLUGBOARD_LOG", "warn")
+            .env_remove("PLUGBOARD_FILES_ROOTS")
+            .output()
+            .expect("run plugboard organize");
+        let wall = started.elapsed().as_secs_f64();
+        assert!(
+            out.status.success(),
+            "organize failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+        (wall, report)
+    };
+
+    let (wall, report) = run();
+    let records = airtable.records(&base, "Research");
+    assert_eq!(records.len(), docs, "one record per document");
+    let stats = airtable.stats();
+    let model_requests = llm.request_count(Provider::OpenAi);
+    let relinked = report["link_updates"].as_u64().unwrap_or(0) as usize;
+    let fields = report["fields_to_create"].as_array().map_or(0, Vec::len);
+    let llm_floor =
+        LATENCY.as_secs_f64() * (1 + docs.div_ceil(BATCH_DOCUMENTS).div_ceil(LLM_IN_FLIGHT)) as f64;
+    let airtable_requests = 2 + fields + docs.div_ceil(10) + relinked.div_ceil(10);
+    let airtable_floor = airtable_requests as f64 / AIRTABLE_RPS;
+    let floor = llm_floor.max(airtable_floor);
+    let usage = &report["models"][0];
+    let (input, output) = (
+        usage["input_tokens"].as_u64().unwrap_or(0),
+        usage["output_tokens"].as_u64().unwrap_or(0),
+    );
+
+    println!(
+        "organize {docs} documents (fake OpenAI {} ms per request; fake Airtable 5 req/s per base, 50/s per token, 30 s lockout)\n",
+        LATENCY.as_millis()
+    );
+    println!(
+        "floor, the model: 1 + ⌈{docs}/{BATCH_DOCUMENTS}⌉ requests, {LLM_IN_FLIGHT} at once     {llm_floor:>7.1} s"
+    );
+    println!(
+        "floor, Airtable: {airtable_requests} requests (2 reads, {fields} fields, {} upserts, {} link updates) at 5/s   {airtable_floor:>7.1} s",
+        docs.div_ceil(10),
+        relinked.div_ceil(10)
+    );
+    println!(
+        "plugboard organize --apply, wall clock   {wall:>7.1} s   × {:.3} of the floor ({floor:.1} s)",
+        wall / floor
+    );
+    println!(
+        "model requests {model_requests} ({:.3} per document) · tokens {input} in + {output} out ({:.0} + {:.0} per document)",
+        model_requests as f64 / docs as f64,
+        input as f64 / docs as f64,
+        output as f64 / docs as f64
+    );
+    println!(
+        "Airtable requests {} · 429s served {} · most requests to the base in any 1 s window {}",
+        stats.requests_total,
+        stats.total_429(),
+        stats
+            .max_requests_1s_per_base
+            .get(&base)
+            .copied()
+            .unwrap_or(0)
+    );
+    println!(
+        "created {} · categories {} · tags {} · links {}",
+        report["create"].as_array().map_or(0, Vec::len),
+        report["categories"],
+        report["tags"],
+        report["links"]
+    );
+
+    // A new process knows nothing of the last one's requests: started within the same
+    // second, its first reads would meet Airtable's rolling window (and a 30 s lockout).
+    std::thread::sleep(Duration::from_millis(1100));
+    let before = airtable.stats();
+    let (again, report) = run();
+    let after = airtable.stats();
+    println!(
+        "\nre-run over unchanged files: {again:.2} s · model requests {} · Airtable requests {} (writes {}) · 429s {} · unchanged {}",
+        llm.request_count(Provider::OpenAi) - model_requests,
+        after.requests_total - before.requests_total,
+        report["airtable_requests"]["writes"],
+        after.total_429() - before.total_429(),
+        report["unchanged"]
+    );
+}
