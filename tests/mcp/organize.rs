@@ -158,7 +158,11 @@ fn model(prompt: &str) -> String {
         let doc: Value = serde_json::from_str(line).expect("a document line");
         let path = doc["path"].as_str().unwrap();
         let body = doc["text"].as_str().unwrap();
-        let name = path.rsplit('/').next().unwrap();
+        // A record organized in place is known by its id: its title says what it is.
+        let name = match path.rsplit('/').next().unwrap() {
+            id if id.starts_with("rec") => doc["title"].as_str().unwrap().to_lowercase(),
+            file => file.to_owned(),
+        };
         let category = if name.starts_with("framework") {
             "Frameworks"
         } else if name.starts_with("system") {
@@ -986,5 +990,118 @@ async fn ask_with_tools_organizes_through_the_tool_calling_loop() {
     for (path, (category, _)) in &expected {
         assert_eq!(stored[path]["fields"]["Category"], *category, "{path}");
     }
+    client.cancel().await.unwrap();
+}
+
+/// Without `path`, the records already in a table are organized in place: categorized,
+/// tagged and summarised from their own fields, updated by id; then nothing to do, until one
+/// changes.
+#[tokio::test]
+async fn records_already_in_a_table_are_organized_in_place() {
+    let org = Org::new();
+    org.airtable.add_table(
+        &org.base,
+        "Notes",
+        &[
+            ("Name", "singleLineText", None),
+            ("Notes", "multilineText", None),
+        ],
+    );
+    let notes = [
+        ("framework tokio", "An async runtime. Topics: rust, async."),
+        (
+            "system raft",
+            "Replicated logs. Topics: consensus, replication.",
+        ),
+        ("paper bert", "Language models. Topics: transformers, nlp."),
+        (
+            "paper attention",
+            "Attention layers. Topics: transformers, nlp.",
+        ),
+    ];
+    let rows: Vec<serde_json::Map<String, Value>> = notes
+        .iter()
+        .map(|(name, text)| {
+            let row = json!({"Name": name, "Notes": text});
+            row.as_object().unwrap().clone()
+        })
+        .collect();
+    org.airtable.insert_records(&org.base, "Notes", rows);
+    let client = org.client().await;
+    let args = json!({"base": org.base, "table": "Notes", "apply": true});
+    let done = ok(&client, "airtable_ai_organize", args.clone()).await;
+    assert_eq!(done["source"], "records");
+    assert_eq!(done["update"].as_array().unwrap().len(), 4, "{done:#}");
+    assert_eq!(done["create"], json!([]));
+    let fields: BTreeSet<&str> = done["fields_to_create"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        BTreeSet::from([
+            "Category",
+            "Content Hash",
+            "Related",
+            "Status",
+            "Summary",
+            "Tags"
+        ])
+    );
+    let records = org.airtable.records(&org.base, "Notes");
+    assert_eq!(records.len(), 4, "organized in place, none added");
+    let by_name: BTreeMap<&str, &Value> = records
+        .iter()
+        .map(|r| (r["fields"]["Name"].as_str().unwrap(), &r["fields"]))
+        .collect();
+    assert_eq!(by_name["framework tokio"]["Category"], "Frameworks");
+    assert_eq!(
+        by_name["system raft"]["Tags"],
+        json!(["consensus", "replication"])
+    );
+    assert_eq!(by_name["paper bert"]["Summary"], "About paper bert.");
+    assert_eq!(
+        by_name["paper bert"]["Notes"],
+        "Language models. Topics: transformers, nlp."
+    );
+    let bert_links = by_name["paper bert"]["Related"].as_array().unwrap();
+    assert_eq!(bert_links.len(), 1);
+    let asked = org.model_requests();
+
+    let again = ok(&client, "airtable_ai_organize", args.clone()).await;
+    assert_eq!(
+        (
+            again["unchanged"].as_u64(),
+            again["airtable_requests"]["writes"].as_u64()
+        ),
+        (Some(4), Some(0))
+    );
+    assert_eq!(org.model_requests(), asked);
+
+    // A user edits one record's notes: that one is classified again and updated.
+    let raft = records
+        .iter()
+        .find(|r| r["fields"]["Name"] == "system raft")
+        .unwrap();
+    ok(
+        &client,
+        "airtable_update_records",
+        json!({"base": org.base, "table": "Notes", "records": [
+            {"id": raft["id"], "fields": {"Notes": "Replicated logs, EDITED. Topics: consensus, replication."}}
+        ]}),
+    )
+    .await;
+    let edited = ok(&client, "airtable_ai_organize", args).await;
+    let updated: Vec<&str> = edited["update"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(updated, ["system raft"]);
+    assert_eq!(edited["unchanged"], 3);
+    assert_eq!(org.model_requests(), asked + 1);
     client.cancel().await.unwrap();
 }

@@ -56,6 +56,8 @@ const BATCH: usize = 10;
 pub struct Outcome {
     /// False: this is the plan, nothing was written.
     pub applied: bool,
+    /// `files` (a folder's documents) or `records` (the table's own records, in place).
+    pub source: String,
     pub base: String,
     pub table: String,
     /// The folder organized, relative to its root.
@@ -235,13 +237,16 @@ fn text_of(result: &CallToolResult) -> String {
 
 // ---- documents, records and the checkpoint -------------------------------------------------
 
-/// A document found by the scan.
+/// A document found by the scan, or a record organized in place.
 struct Doc {
+    /// The file's path; for a record organized in place, its id.
     path: String,
     title: String,
     kind: String,
     extract: String,
     hash: String,
+    /// A record of the table itself, updated by id (not upserted on a path).
+    in_place: bool,
 }
 
 /// A record already in the table.
@@ -365,56 +370,68 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
         .or_else(|| (!settings.provider.is_empty()).then(|| settings.provider.clone()));
     let mut out = Outcome {
         applied: apply,
+        source: if args.path.is_some() {
+            "files"
+        } else {
+            "records"
+        }
+        .into(),
         base: args.base.clone(),
         ..Outcome::default()
     };
 
-    // 1. The documents.
-    let mut scan_args = json!({
-        "path": args.path,
-        "limit": MAX_DOCUMENTS,
-        "extract_chars": settings.extract_chars.clamp(1, 8000),
-        "hash": true,
-    });
-    if let Some(glob) = &args.glob {
-        scan_args["glob"] = glob.clone().into();
+    // 1. The documents: a folder's, or (without `path`) the table's own records, read below.
+    let records_source = args.path.is_none();
+    let mut docs: Vec<Doc> = Vec::new();
+    if let Some(folder_arg) = &args.path {
+        let mut scan_args = json!({
+            "path": folder_arg,
+            "limit": MAX_DOCUMENTS,
+            "extract_chars": settings.extract_chars.clamp(1, 8000),
+            "hash": true,
+        });
+        if let Some(glob) = &args.glob {
+            scan_args["glob"] = glob.clone().into();
+        }
+        if let Some(ignored) = args.include_ignored {
+            scan_args["include_ignored"] = ignored.into();
+        }
+        let scan = host.call("files_analyze", scan_args).await?;
+        out.folder = scan["folder"].as_str().unwrap_or_default().to_owned();
+        docs = scan["documents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| Doc {
+                path: d["path"].as_str().unwrap_or_default().to_owned(),
+                title: d["title"].as_str().unwrap_or_default().to_owned(),
+                kind: d["type"].as_str().unwrap_or_default().to_owned(),
+                extract: d["extract"].as_str().unwrap_or_default().to_owned(),
+                hash: d["sha256"].as_str().unwrap_or_default().to_owned(),
+                in_place: false,
+            })
+            .collect();
+        out.skipped = scan["skipped"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| Problem {
+                path: s["path"].as_str().unwrap_or_default().to_owned(),
+                reason: s["reason"].as_str().unwrap_or_default().to_owned(),
+            })
+            .collect();
+        out.skipped_total = scan["skipped_total"].as_u64().unwrap_or(0) as usize;
+        if scan["truncated"] == true {
+            out.warnings.push(format!(
+                "the folder holds {} documents; this run organizes the first {MAX_DOCUMENTS} by \
+                 path: narrow `path` or `glob` and run again for the rest",
+                scan["total_found"]
+            ));
+        }
+        out.documents = docs.len();
+    } else {
+        out.folder = "(the table's records)".into();
     }
-    if let Some(ignored) = args.include_ignored {
-        scan_args["include_ignored"] = ignored.into();
-    }
-    let scan = host.call("files_analyze", scan_args).await?;
-    out.folder = scan["folder"].as_str().unwrap_or_default().to_owned();
-    let docs: Vec<Doc> = scan["documents"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|d| Doc {
-            path: d["path"].as_str().unwrap_or_default().to_owned(),
-            title: d["title"].as_str().unwrap_or_default().to_owned(),
-            kind: d["type"].as_str().unwrap_or_default().to_owned(),
-            extract: d["extract"].as_str().unwrap_or_default().to_owned(),
-            hash: d["sha256"].as_str().unwrap_or_default().to_owned(),
-        })
-        .collect();
-    out.skipped = scan["skipped"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|s| Problem {
-            path: s["path"].as_str().unwrap_or_default().to_owned(),
-            reason: s["reason"].as_str().unwrap_or_default().to_owned(),
-        })
-        .collect();
-    out.skipped_total = scan["skipped_total"].as_u64().unwrap_or(0) as usize;
-    if scan["truncated"] == true {
-        out.warnings.push(format!(
-            "the folder holds {} documents; this run organizes the first {MAX_DOCUMENTS} by \
-             path: narrow `path` or `glob` and run again for the rest",
-            scan["total_found"]
-        ));
-    }
-    out.documents = docs.len();
-
     // 2. The table.
     let schema = host
         .call(
@@ -442,6 +459,19 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
         .flatten()
         .filter_map(|fd| Some((fd["name"].as_str()?.to_owned(), fd.clone())))
         .collect();
+    // The record's name, for the records source: the title field, else the primary field.
+    let primary: String = if fields.contains_key(&f.title) {
+        f.title.clone()
+    } else {
+        table["fields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|fd| fd["id"] == table["primaryFieldId"])
+            .and_then(|fd| fd["name"].as_str())
+            .unwrap_or(&f.title)
+            .to_owned()
+    };
     let choices = |name: &str| -> Vec<String> {
         fields
             .get(name)
@@ -453,14 +483,16 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
     };
     let roles: Vec<(&str, &str)> = {
         let mut r = vec![
-            (f.title.as_str(), "singleLineText"),
             (f.category.as_str(), "singleSelect"),
             (f.tags.as_str(), "multipleSelects"),
             (f.summary.as_str(), "multilineText"),
-            (f.path.as_str(), "singleLineText"),
             (f.status.as_str(), "singleSelect"),
             (f.hash.as_str(), "singleLineText"),
         ];
+        if !records_source {
+            r.insert(0, (f.title.as_str(), "singleLineText"));
+            r.insert(4, (f.path.as_str(), "singleLineText"));
+        }
         if link_related {
             r.push((f.related.as_str(), "multipleRecordLinks"));
         }
@@ -488,7 +520,7 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
     // 3. The records already there, by path.
     let mut existing: HashMap<String, Record> = HashMap::new();
     let mut path_of_id: HashMap<String, String> = HashMap::new();
-    if fields.contains_key(&f.path) {
+    if records_source || fields.contains_key(&f.path) {
         let wanted: Vec<&str> = roles
             .iter()
             .map(|(name, _)| *name)
@@ -499,9 +531,11 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
             let mut list = json!({
                 "base": args.base,
                 "table": table_id,
-                "fields": wanted,
                 "limit": 1000,
             });
+            if !records_source {
+                list["fields"] = json!(wanted);
+            }
             if let Some(c) = &cursor {
                 list["cursor"] = c.clone().into();
             }
@@ -513,6 +547,13 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
                     id: r["id"].as_str().unwrap_or_default().to_owned(),
                     fields: r["fields"].as_object().cloned().unwrap_or_default(),
                 };
+                if records_source {
+                    // The record is the document, known by its id.
+                    docs.push(record_doc(&record, f, &primary, settings.extract_chars));
+                    path_of_id.insert(record.id.clone(), record.id.clone());
+                    existing.insert(record.id.clone(), record);
+                    continue;
+                }
                 let path = record.text(&f.path);
                 if path.is_empty() {
                     continue;
@@ -525,6 +566,10 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
                 _ => break,
             }
         }
+    }
+
+    if records_source {
+        out.documents = docs.len();
     }
 
     // 4. What changed.
@@ -712,7 +757,11 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
         if apply {
             write_records(
                 &host,
-                (&args.base, &table_id, &f.path),
+                (
+                    &args.base,
+                    &table_id,
+                    if records_source { "" } else { &f.path },
+                ),
                 rx,
                 settings.writes_in_flight,
                 &progress,
@@ -1042,6 +1091,8 @@ async fn write_records(
     progress: &Progress<'_>,
 ) -> Written {
     let (base, table_id, key) = target;
+    // Records organized in place are updated by id; documents are upserted on their path.
+    let by_id = key.is_empty();
     let chunks = tokio_stream::StreamExt::chunks_timeout(
         tokio_stream::wrappers::ReceiverStream::new(rx),
         BATCH,
@@ -1049,9 +1100,26 @@ async fn write_records(
     );
     let results = chunks
         .map(|chunk: Vec<(String, Map<String, Value>)>| async move {
-            let records: Vec<Value> = chunk.iter().map(|(_, fl)| json!({"fields": fl})).collect();
-            let answer = host
-                .call(
+            let answer = if by_id {
+                let records: Vec<Value> = chunk
+                    .iter()
+                    .map(|(id, fl)| json!({"id": id, "fields": fl}))
+                    .collect();
+                host.call(
+                    "airtable_update_records",
+                    json!({
+                        "base": base,
+                        "table": table_id,
+                        "records": records,
+                        "mode": "merge",
+                        "typecast": true,
+                    }),
+                )
+                .await
+            } else {
+                let records: Vec<Value> =
+                    chunk.iter().map(|(_, fl)| json!({"fields": fl})).collect();
+                host.call(
                     "airtable_upsert_records",
                     json!({
                         "base": base,
@@ -1061,7 +1129,8 @@ async fn write_records(
                         "typecast": true,
                     }),
                 )
-                .await;
+                .await
+            };
             (chunk, answer)
         })
         .buffer_unordered(in_flight.max(1));
@@ -1073,7 +1142,11 @@ async fn write_records(
         match answer {
             Ok(answer) => {
                 for r in answer["records"].as_array().into_iter().flatten() {
-                    let path = r["fields"][key].as_str().unwrap_or_default();
+                    let path = if by_id {
+                        r["id"].as_str().unwrap_or_default()
+                    } else {
+                        r["fields"][key].as_str().unwrap_or_default()
+                    };
                     if let Some(id) = r["id"].as_str() {
                         written.ids.insert(path.to_owned(), id.to_owned());
                     }
@@ -1095,7 +1168,8 @@ async fn write_records(
     written
 }
 
-/// The fields a document's record gets.
+/// The fields a document's record gets (a record organized in place keeps its own title and
+/// has no path).
 fn fields_for(
     d: &Doc,
     class: &Class,
@@ -1104,14 +1178,67 @@ fn fields_for(
     status: &str,
 ) -> Map<String, Value> {
     let mut out = Map::new();
-    out.insert(f.title.clone(), d.title.clone().into());
+    if !d.in_place {
+        out.insert(f.title.clone(), d.title.clone().into());
+        out.insert(f.path.clone(), d.path.clone().into());
+    }
     out.insert(f.category.clone(), class.category.clone().into());
     out.insert(f.tags.clone(), tag_value(fields, &f.tags, &class.tags));
     out.insert(f.summary.clone(), class.summary.clone().into());
-    out.insert(f.path.clone(), d.path.clone().into());
     out.insert(f.status.clone(), status.into());
     out.insert(f.hash.clone(), d.hash.clone().into());
     out
+}
+
+/// A record organized in place, as a document: its text fields (not those the organizer
+/// writes), in field-name order, are what the model reads and what the hash covers.
+fn record_doc(record: &Record, f: &FieldNames, primary: &str, extract_chars: usize) -> Doc {
+    let managed = [
+        &f.category,
+        &f.tags,
+        &f.summary,
+        &f.status,
+        &f.hash,
+        &f.related,
+        &f.path,
+    ];
+    let mut names: Vec<&String> = record
+        .fields
+        .keys()
+        .filter(|k| !managed.contains(k))
+        .collect();
+    names.sort();
+    let mut content = String::new();
+    for name in names {
+        let value = match &record.fields[name.as_str()] {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Array(items) if items.iter().all(Value::is_string) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => continue,
+        };
+        if !value.trim().is_empty() {
+            content.push_str(&format!("{name}: {value}\n"));
+        }
+    }
+    let title = Some(record.text(primary))
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| record.id.clone());
+    Doc {
+        path: record.id.clone(),
+        title,
+        kind: "record".into(),
+        extract: crate::sandbox::walk::clip(&content, extract_chars.clamp(1, 8000)),
+        hash: sha2::Sha256::digest(content.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        in_place: true,
+    }
 }
 
 /// Where classified records go when applying: the writer's queue, the field names, the
@@ -1339,6 +1466,7 @@ mod tests {
             kind: "text".into(),
             extract: "x".repeat(chars),
             hash: String::new(),
+            in_place: false,
         }
     }
 

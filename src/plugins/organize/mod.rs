@@ -113,8 +113,11 @@ pub struct OrganizeArgs {
     /// `create_fields`).
     pub table: String,
     /// Folder of documents to organize, inside the files plugin's roots (as for
-    /// files_analyze): one record per document, upserted on its path.
-    pub path: String,
+    /// files_analyze): one record per document, upserted on its path. Leave it out to
+    /// organize the records already in `table` instead: each is categorized, tagged and
+    /// summarised from its own text fields, in place.
+    #[serde(default)]
+    pub path: Option<String>,
     /// Only documents whose path relative to `path` matches this glob, e.g. `**/*.md`.
     #[serde(default)]
     pub glob: Option<String>,
@@ -198,6 +201,7 @@ impl Plugin for Organize {
                 "Organize a folder of documents (research notes, papers, docs) into an Airtable \
                  table with AI: one record per document with its title, a category, tags, a \
                  summary, its path, a status, a content hash and links to related documents. \
+                 Without `path`, the records already in the table are organized in place. \
                  The categories are the ones given, the table's own, or a taxonomy the model \
                  proposes for the whole collection. Dry run by default: the answer is the plan \
                  (records to create and update, field by field, fields to create, model \
