@@ -253,3 +253,90 @@ async fn a_huge_sparse_file_is_read_only_up_to_the_limit() {
     assert!(rss_kb < 512 * 1024, "RSS {rss_kb} kB after a 64 GiB file");
     client.cancel().await.unwrap();
 }
+
+/// PDFs and DOCX files are read, searched and summarised by their text (extracted in a child
+/// process with limits); a damaged one is a clear reason, never a hang.
+#[tokio::test]
+async fn pdf_and_docx_are_read_searched_and_summarised_by_their_text() {
+    use plugboard::plugins::files::extract::samples::{docx_bytes, pdf_bytes};
+    let fx = Fixture::new();
+    let data = fx.data();
+    std::fs::write(
+        data.join("docs/paper.pdf"),
+        pdf_bytes(
+            Some("A Paper"),
+            &["First line of the paper\nneedle in a PDF", "Page two"],
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("docs/notes.docx"),
+        docx_bytes(None, &["Meeting notes", "A needle in a DOCX"]),
+    )
+    .unwrap();
+    let broken = pdf_bytes(None, &["cut"]);
+    std::fs::write(data.join("docs/broken.pdf"), &broken[..broken.len() / 2]).unwrap();
+    let (client, _) = fx.stdio(&[]).await;
+
+    let read = ok(&client, "files_read", json!({"path": "docs/paper.pdf"})).await;
+    assert_eq!(read["extracted_from"], "pdf");
+    let body = read["text"].as_str().unwrap();
+    assert!(
+        body.contains("needle in a PDF") && body.contains("Page two"),
+        "{body}"
+    );
+    let lines = ok(
+        &client,
+        "files_read",
+        json!({"path": "docs/notes.docx", "start_line": 2, "end_line": 2}),
+    )
+    .await;
+    assert_eq!(lines["text"], "A needle in a DOCX\n");
+    assert_eq!(lines["total_lines"], 2);
+
+    let hits = ok(
+        &client,
+        "files_search",
+        json!({"pattern": "needle in a", "path": "docs"}),
+    )
+    .await;
+    let found: Vec<&str> = hits["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, ["docs/notes.docx", "docs/paper.pdf"], "{hits}");
+
+    let summary = ok(
+        &client,
+        "files_analyze",
+        json!({"path": "docs", "glob": "*.{pdf,docx}"}),
+    )
+    .await;
+    let docs = summary["documents"].as_array().unwrap();
+    let titles: Vec<(&str, &str)> = docs
+        .iter()
+        .map(|d| (d["path"].as_str().unwrap(), d["title"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            ("docs/notes.docx", "Meeting notes"),
+            ("docs/paper.pdf", "A Paper")
+        ]
+    );
+    assert_eq!(docs[1]["type"], "pdf");
+    let skipped = &summary["skipped"][0];
+    assert_eq!(skipped["path"], "docs/broken.pdf");
+    assert!(
+        skipped["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("damaged PDF"),
+        "{skipped}"
+    );
+    let damaged = refused(&client, "files_read", json!({"path": "docs/broken.pdf"})).await;
+    assert!(damaged.contains("damaged PDF"), "{damaged}");
+    client.cancel().await.unwrap();
+}

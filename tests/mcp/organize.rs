@@ -199,7 +199,8 @@ fn model(prompt: &str) -> String {
     format!("```json\n{}\n```", json!({ "documents": documents }))
 }
 
-/// Documents under data/research: 14 to organize, an image, a binary file, a folder
+/// Documents under data/research: 17 to organize (14 Markdown or text, two PDFs, a DOCX), an
+/// image, a binary file, a damaged PDF, a folder
 /// `.gitignore` leaves out.
 fn corpus(fx: &Fixture) -> BTreeMap<String, (&'static str, Vec<&'static str>)> {
     let data = fx.data();
@@ -313,6 +314,58 @@ fn corpus(fx: &Fixture) -> BTreeMap<String, (&'static str, Vec<&'static str>)> {
         write(&data.join("research").join(path), &body);
         expected.insert(format!("research/{path}"), (category, tags.to_vec()));
     }
+    // Research is mostly PDFs: two real ones (one titled by its metadata, one by its first
+    // line), a DOCX, and a damaged PDF reported as such.
+    use plugboard::plugins::files::extract::samples::{docx_bytes, pdf_bytes};
+    std::fs::create_dir_all(data.join("research/papers")).unwrap();
+    std::fs::write(
+        data.join("research/papers/paper-transformer.pdf"),
+        pdf_bytes(
+            Some("The Transformer"),
+            &[
+                "Attention replaces recurrence.",
+                "Topics: transformers, attention.",
+            ],
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("research/papers/system-gfs.pdf"),
+        pdf_bytes(
+            None,
+            &["The Google File System\nA distributed file system. Topics: storage, replication."],
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("research/framework-notes.docx"),
+        docx_bytes(
+            Some("Framework notes"),
+            &["Notes on frameworks.", "Topics: rust, http."],
+        ),
+    )
+    .unwrap();
+    let broken = pdf_bytes(None, &["This one is cut short."]);
+    std::fs::write(
+        data.join("research/papers/broken.pdf"),
+        &broken[..broken.len() / 3],
+    )
+    .unwrap();
+    for (path, category, tags) in [
+        (
+            "papers/paper-transformer.pdf",
+            "Research",
+            vec!["transformer", "attention"],
+        ),
+        (
+            "papers/system-gfs.pdf",
+            "Systems",
+            vec!["storage", "replication"],
+        ),
+        ("framework-notes.docx", "Frameworks", vec!["rust", "http"]),
+    ] {
+        expected.insert(format!("research/{path}"), (category, tags));
+    }
     write(&data.join("research/figure.png"), "\u{89}PNG\r\n\u{1a}\n");
     std::fs::write(data.join("research/blob.md"), b"# x\0\x01binary").unwrap();
     write(&data.join("research/.gitignore"), "drafts/\n");
@@ -359,8 +412,8 @@ async fn organize_plans_applies_and_then_has_nothing_to_do() {
     )
     .await;
     assert_eq!(plan["applied"], false);
-    assert_eq!(plan["documents"], 14);
-    assert_eq!(plan["create"].as_array().unwrap().len(), 14, "{plan:#}");
+    assert_eq!(plan["documents"], 17);
+    assert_eq!(plan["create"].as_array().unwrap().len(), 17, "{plan:#}");
     assert_eq!(plan["update"], json!([]));
     assert_eq!(plan["taxonomy"], "proposed");
     let skipped: BTreeMap<&str, &str> = plan["skipped"]
@@ -369,13 +422,11 @@ async fn organize_plans_applies_and_then_has_nothing_to_do() {
         .iter()
         .map(|s| (s["path"].as_str().unwrap(), s["reason"].as_str().unwrap()))
         .collect();
-    assert_eq!(
-        skipped,
-        BTreeMap::from([
-            ("research/blob.md", "binary content"),
-            ("research/figure.png", "not a text document (.png)"),
-        ])
-    );
+    assert_eq!(skipped.len(), 3, "{skipped:?}");
+    assert_eq!(skipped["research/blob.md"], "binary content");
+    assert_eq!(skipped["research/figure.png"], "not a text document (.png)");
+    let damaged = skipped["research/papers/broken.pdf"];
+    assert!(damaged.starts_with("damaged PDF: "), "{damaged}");
     let fields: BTreeSet<&str> = plan["fields_to_create"]
         .as_array()
         .unwrap()
@@ -397,17 +448,17 @@ async fn organize_plans_applies_and_then_has_nothing_to_do() {
     assert_eq!(
         plan["categories"],
         json!([
-            {"name": "Research", "records": 7},
-            {"name": "Frameworks", "records": 4},
-            {"name": "Systems", "records": 3},
+            {"name": "Research", "records": 8},
+            {"name": "Frameworks", "records": 5},
+            {"name": "Systems", "records": 4},
         ])
     );
-    // One taxonomy request, then 14 documents in batches of 8.
-    assert_eq!(org.model_requests(), 3);
+    // One taxonomy request, then 17 documents in batches of 8.
+    assert_eq!(org.model_requests(), 4);
     let usage = &plan["models"][0];
     assert_eq!(
         (usage["provider"].as_str(), usage["requests"].as_u64()),
-        (Some("openai"), Some(3))
+        (Some("openai"), Some(4))
     );
     assert!(
         usage["input_tokens"].as_u64().unwrap() > 0 && usage["cost_usd"].as_f64().unwrap() > 0.0
@@ -424,7 +475,7 @@ async fn organize_plans_applies_and_then_has_nothing_to_do() {
     assert!(said.contains("a dry run: nothing was written"), "{said}");
     assert_eq!(
         org.model_requests(),
-        3,
+        4,
         "a second plan reuses what the model said"
     );
 
@@ -438,9 +489,9 @@ async fn organize_plans_applies_and_then_has_nothing_to_do() {
     .await;
     assert_eq!(done["applied"], true);
     assert_eq!(done["failed"], json!([]), "{done:#}");
-    assert_eq!(org.model_requests(), 3);
+    assert_eq!(org.model_requests(), 4);
     let records = org.records();
-    assert_eq!(records.len(), 14);
+    assert_eq!(records.len(), 17);
     let stored = by_path(&records);
     assert_eq!(
         stored.keys().collect::<Vec<_>>(),
@@ -493,7 +544,7 @@ async fn organize_plans_applies_and_then_has_nothing_to_do() {
         organize_args(&org.base, true),
     )
     .await;
-    assert_eq!(again["unchanged"], 14);
+    assert_eq!(again["unchanged"], 17);
     assert_eq!(
         (
             again["create"].as_array().unwrap().len(),
@@ -503,7 +554,7 @@ async fn organize_plans_applies_and_then_has_nothing_to_do() {
     );
     assert_eq!(again["link_updates"], 0);
     assert_eq!(again["airtable_requests"]["writes"], 0);
-    assert_eq!(org.model_requests(), 3);
+    assert_eq!(org.model_requests(), 4);
     assert_eq!(
         org.airtable.stats().requests_total - before,
         2,
@@ -535,16 +586,16 @@ async fn organize_plans_applies_and_then_has_nothing_to_do() {
         ["research/framework-axum.md", "research/paper-resnet.md"]
     );
     assert_eq!(edited["create"], json!([]));
-    assert_eq!(edited["unchanged"], 12);
+    assert_eq!(edited["unchanged"], 15);
     let changes = &edited["update"][0]["changes"];
     assert_eq!(
         changes.as_object().unwrap().keys().collect::<Vec<_>>(),
         ["Content Hash", "Summary"]
     );
     assert_eq!(changes["Summary"]["to"], "About Axum (revised).");
-    assert_eq!(org.model_requests(), 4);
+    assert_eq!(org.model_requests(), 5);
     let after = org.records();
-    assert_eq!(after.len(), 14, "updated, not duplicated");
+    assert_eq!(after.len(), 17, "updated, not duplicated");
     assert_eq!(
         by_path(&after)["research/framework-axum.md"]["id"],
         stored["research/framework-axum.md"]["id"]
@@ -595,7 +646,7 @@ async fn organize_from_the_command_line() {
     assert!(
         plan.stdout
             .starts_with("Plan for organizing research into Research")
-            && plan.stdout.contains("14 documents · 14 to create"),
+            && plan.stdout.contains("17 documents · 17 to create"),
         "{}",
         plan.stdout
     );
@@ -606,11 +657,11 @@ async fn organize_from_the_command_line() {
     assert!(done.ok, "{}", done.stderr);
     let report: Value = serde_json::from_str(&done.stdout).unwrap();
     assert_eq!(report["applied"], true);
-    assert_eq!(report["create"].as_array().unwrap().len(), 14);
-    assert_eq!(org.records().len(), 14);
+    assert_eq!(report["create"].as_array().unwrap().len(), 17);
+    assert_eq!(org.records().len(), 17);
     assert_eq!(
         org.model_requests(),
-        3,
+        4,
         "the apply used the plan's classification"
     );
 
@@ -702,7 +753,7 @@ async fn organize_with_the_clients_model_by_sampling() {
         .unwrap();
     assert_ne!(result.is_error, Some(true), "{}", text(&result));
     let done = result.structured_content.unwrap();
-    assert_eq!(done["create"].as_array().unwrap().len(), 14);
+    assert_eq!(done["create"].as_array().unwrap().len(), 17);
     let usage = &done["models"][0];
     assert_eq!(
         (
@@ -712,7 +763,7 @@ async fn organize_with_the_clients_model_by_sampling() {
         ),
         (Some("sampling"), Some("client-model"), Some(true))
     );
-    assert_eq!(sampler.asked.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(sampler.asked.load(std::sync::atomic::Ordering::SeqCst), 4);
     assert_eq!(org.model_requests(), 0);
     let stored = by_path(&org.records());
     for (path, (category, _)) in &expected {
@@ -766,7 +817,7 @@ async fn a_model_that_answers_badly_is_asked_again_then_reported() {
         reason.contains("could not be used, twice") && reason.contains("no answer for d1"),
         "{reason}"
     );
-    assert_eq!(org.records().len(), 13);
+    assert_eq!(org.records().len(), 16);
     // The retry said why the first answer was refused.
     let requests = org.llm.requests(Provider::OpenAi);
     let retry = requests[2].body.to_string();
@@ -784,9 +835,9 @@ async fn a_model_that_answers_badly_is_asked_again_then_reported() {
     .await;
     assert_eq!(again["failed"], json!([]));
     assert_eq!(again["create"].as_array().unwrap().len(), 1);
-    assert_eq!(again["unchanged"], 13);
+    assert_eq!(again["unchanged"], 16);
     assert_eq!(org.model_requests() - before, 1);
-    assert_eq!(org.records().len(), 14);
+    assert_eq!(org.records().len(), 17);
     client.cancel().await.unwrap();
 }
 
@@ -844,7 +895,7 @@ async fn faults_from_the_model_and_airtable_lose_nothing() {
             "{reason}"
         );
     }
-    assert_eq!(org.records().len(), 6);
+    assert_eq!(org.records().len(), 9);
 
     let second = ok(
         &client,
@@ -853,7 +904,7 @@ async fn faults_from_the_model_and_airtable_lose_nothing() {
     )
     .await;
     assert_eq!(second["failed"], json!([]), "{second:#}");
-    assert_eq!(second["unchanged"], 6);
+    assert_eq!(second["unchanged"], 9);
     let records = org.records();
     let paths: Vec<&str> = records
         .iter()
@@ -986,7 +1037,7 @@ async fn ask_with_tools_organizes_through_the_tool_calling_loop() {
     );
     assert_eq!(answer["answer"], "Your research is organized.");
     let stored = by_path(&org.records());
-    assert_eq!(stored.len(), 14);
+    assert_eq!(stored.len(), 17);
     for (path, (category, _)) in &expected {
         assert_eq!(stored[path]["fields"]["Category"], *category, "{path}");
     }

@@ -260,9 +260,14 @@ fn summarise_all(
             }
             Err(ToolError::Failed(m)) if cancel.is_cancelled() => return Err(ToolError::Failed(m)),
             Err(e) => {
+                let reason = match e {
+                    // The extractor's reason says what is wrong with the document.
+                    ToolError::Failed(why) if super::extract::extracted(c.kind) => why,
+                    e => format!("unreadable: {e}"),
+                };
                 skipped.push(Skipped {
                     path: c.path,
-                    reason: format!("unreadable: {e}"),
+                    reason,
                 });
                 continue;
             }

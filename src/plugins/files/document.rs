@@ -66,6 +66,8 @@ pub fn doc_type(path: &Path) -> Option<&'static str> {
         "xml" => "xml",
         "org" => "org",
         "tex" => "latex",
+        "pdf" => "pdf",
+        "docx" => "docx",
         e if SOURCE.contains(&e) => "source",
         _ => return None,
     })
@@ -111,6 +113,9 @@ pub fn summarise(
     cancel: &CancellationToken,
 ) -> Result<Option<Summary>, ToolError> {
     use sha2::Digest;
+    if super::extract::extracted(kind) {
+        return extracted(path, file, kind, detail, cancel).map(Some);
+    }
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut reader = BufReader::with_capacity(64 * 1024, file);
     let mut head = Vec::new();
@@ -177,6 +182,61 @@ pub fn summarise(
         extract: extract(body, chars),
         sha256,
     }))
+}
+
+/// A PDF or DOCX: its text from the extractor (a child process with limits), its title from
+/// the document's own metadata, else its first line, else the file name.
+fn extracted(
+    path: &Path,
+    file: File,
+    kind: &str,
+    detail: Detail,
+    cancel: &CancellationToken,
+) -> Result<Summary, ToolError> {
+    use std::io::Read;
+
+    use sha2::Digest;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if size > super::extract::MAX_INPUT_BYTES {
+        return Err(ToolError::Failed(format!(
+            "{} MiB is more than the {} MiB a {} is read up to",
+            size >> 20,
+            super::extract::MAX_INPUT_BYTES >> 20,
+            kind.to_uppercase()
+        )));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(super::extract::MAX_INPUT_BYTES)
+        .read_to_end(&mut bytes)?;
+    if cancel.is_cancelled() {
+        return Err(walk::cancelled());
+    }
+    let sha256 = detail.hash.then(|| hex(&sha2::Sha256::digest(&bytes)));
+    let found = super::extract::extract(kind, &bytes).map_err(ToolError::Failed)?;
+    let words = found.text.split_whitespace().count() as u64;
+    let mut lines = found.text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let (title, body) = match found.title {
+        Some(title) => (title, found.text.as_str()),
+        None => match lines.next() {
+            Some(first) if first.chars().count() <= 200 => {
+                let at = found.text.find(first).map_or(0, |i| i + first.len());
+                (collapse(first), &found.text[at..])
+            }
+            _ => (
+                path.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                found.text.as_str(),
+            ),
+        },
+    };
+    let chars = detail.extract_chars.clamp(1, MAX_EXTRACT_CHARS);
+    Ok(Summary {
+        title,
+        words,
+        extract: extract(body, chars),
+        sha256,
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {

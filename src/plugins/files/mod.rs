@@ -14,11 +14,14 @@ mod analyze;
 mod document;
 #[cfg(test)]
 mod exclude_tests;
+pub mod extract;
 #[cfg(test)]
 mod ignore_tests;
 mod list;
 mod read;
 mod search;
+
+pub use extract::{EXTRACT_ARG, child_main as extract_child_main};
 
 use std::{path::PathBuf, sync::Arc};
 

@@ -62,6 +62,10 @@ pub struct ReadOutput {
     truncated: bool,
     /// The content; invalid UTF-8 is replaced with U+FFFD.
     text: String,
+    /// For a PDF or DOCX: `pdf` / `docx`. `text`, its lines and offsets are then the
+    /// document's extracted text, not the file's bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extracted_from: Option<String>,
 }
 
 pub(super) fn tool(files: Arc<Files>) -> ToolDef {
@@ -136,6 +140,18 @@ fn read(files: &Files, args: ReadArgs, cancel: &CancellationToken) -> ToolOutcom
     // Opened beneath its root, and judged by what was opened (type, links, size).
     let (mut file, meta) = files.roots.open_file(&target.real, &path)?;
     let size = meta.len();
+    let kind = super::document::doc_type(&target.rel).filter(|k| super::extract::extracted(k));
+    if let Some(kind) = kind {
+        return read_extracted(
+            files,
+            &args,
+            range,
+            (root_of(files, &target), path),
+            file,
+            kind,
+            cancel,
+        );
+    }
     let mut head = Vec::with_capacity(walk::SNIFF_BYTES);
     (&mut file)
         .take(walk::SNIFF_BYTES as u64)
@@ -167,6 +183,7 @@ fn read(files: &Files, args: ReadArgs, cancel: &CancellationToken) -> ToolOutcom
         total_lines: slice.total_lines,
         truncated: slice.next.is_some(),
         text: String::from_utf8_lossy(&slice.bytes).into_owned(),
+        extracted_from: None,
     };
     let mut text = vec![output.text.clone()];
     if let Some(next) = &slice.next {
@@ -188,8 +205,69 @@ fn read(files: &Files, args: ReadArgs, cancel: &CancellationToken) -> ToolOutcom
     outcome(text, &output)
 }
 
-fn read_lines(
+/// The root's display name, for the answer.
+fn root_of(files: &Files, target: &crate::sandbox::Target) -> String {
+    files.roots.root_display(target.root)
+}
+
+/// A PDF or DOCX: its text, from the extractor, read like a file's.
+fn read_extracted(
+    files: &Files,
+    args: &ReadArgs,
+    range: Range,
+    (root, path): (String, String),
     file: File,
+    kind: &str,
+    cancel: &CancellationToken,
+) -> ToolOutcome {
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if size > super::extract::MAX_INPUT_BYTES {
+        return Err(ToolError::InvalidArguments(format!(
+            "`{path}` is {}; {}s are read for their text up to {} MiB",
+            walk::human_size(size),
+            kind.to_uppercase(),
+            super::extract::MAX_INPUT_BYTES >> 20
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(super::extract::MAX_INPUT_BYTES)
+        .read_to_end(&mut bytes)?;
+    let found = super::extract::extract(kind, &bytes)
+        .map_err(|why| ToolError::Failed(format!("`{path}`: {why}")))?;
+    let text = found.text.into_bytes();
+    let length = text.len() as u64;
+    let max = args
+        .max_bytes
+        .unwrap_or(u64::MAX)
+        .clamp(1, files.settings.max_read_bytes);
+    let reader = std::io::Cursor::new(text);
+    let slice = match range {
+        Range::Lines { start, end } => read_lines(reader, start, end, max, true, cancel)?,
+        Range::Bytes {
+            offset,
+            length: wanted,
+        } => read_bytes(reader, length, offset, wanted, max, true)?,
+    };
+    let output = ReadOutput {
+        root,
+        path: path.clone(),
+        size,
+        start_line: slice.start_line,
+        end_line: slice.end_line,
+        total_lines: slice.total_lines,
+        truncated: slice.next.is_some(),
+        text: String::from_utf8_lossy(&slice.bytes).into_owned(),
+        extracted_from: Some(kind.to_owned()),
+    };
+    let mut shown = vec![format!("[the text of {kind} `{path}`]\n{}", output.text)];
+    if let Some(next) = &slice.next {
+        shown.push(format!("[truncated. {next}]"));
+    }
+    outcome(shown, &output)
+}
+
+fn read_lines(
+    file: impl Read,
     start: u64,
     end: Option<u64>,
     max: u64,
@@ -297,8 +375,8 @@ fn utf8_boundary(bytes: &[u8], at: usize) -> usize {
     cut
 }
 
-fn read_bytes(
-    mut file: File,
+fn read_bytes<R: Read + Seek>(
+    mut file: R,
     size: u64,
     offset: u64,
     length: Option<u64>,
@@ -346,7 +424,7 @@ fn read_bytes(
 }
 
 /// Newlines before `offset`, and the number of lines in the whole file.
-fn count_lines(mut file: File, offset: u64) -> Result<(u64, u64), ToolError> {
+fn count_lines(mut file: impl Read + Seek, offset: u64) -> Result<(u64, u64), ToolError> {
     file.rewind()?;
     let mut reader = BufReader::with_capacity(64 * 1024, file);
     let (mut pos, mut before, mut newlines, mut last) = (0u64, 0u64, 0u64, b'\n');

@@ -132,7 +132,18 @@ fn search(files: &Files, args: SearchArgs, cx: &ToolContext) -> ToolOutcome {
             skipped += 1;
             continue;
         }
-        if walk::looks_binary(&bytes) {
+        // A PDF or DOCX is searched in its text.
+        if let Some(kind) =
+            super::document::doc_type(&found.real).filter(|k| super::extract::extracted(k))
+        {
+            match super::extract::extract(kind, &bytes) {
+                Ok(found) => bytes = found.text.into_bytes(),
+                Err(_) => {
+                    skipped += 1;
+                    continue;
+                }
+            }
+        } else if walk::looks_binary(&bytes) {
             skipped += 1;
             continue;
         }
