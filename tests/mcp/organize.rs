@@ -1156,3 +1156,59 @@ async fn records_already_in_a_table_are_organized_in_place() {
     assert_eq!(org.model_requests(), asked + 1);
     client.cancel().await.unwrap();
 }
+
+/// Every provider's wire format classifies the same collection the same way: the organizer
+/// asks through the host's model service, whichever provider answers.
+#[tokio::test]
+async fn each_providers_wire_format_classifies() {
+    let org = Org::new();
+    let expected = corpus(&org.fx);
+    org.fx.manifest(
+        "agents",
+        &format!(
+            "{}\n[settings]\n[settings.providers.anthropic]\nmodel = \"claude-sonnet-4-5\"\n\
+             [settings.providers.gemini]\nmodel = \"gemini-2.5-flash\"\n\
+             [settings.providers.deepseek]\nmodel = \"deepseek-chat\"\n",
+            head(include_str!("../../plugins/agents/plugin.toml")),
+        ),
+    );
+    let script = || Behaviour::Script(Script(std::sync::Arc::new(model)));
+    for p in [Provider::Anthropic, Provider::Gemini, Provider::DeepSeek] {
+        org.llm.set(p, script());
+    }
+    let env = [
+        ("AIRTABLE_API_KEY", org.airtable_token().to_owned()),
+        ("AIRTABLE_BASE_URL", org.airtable.url.clone()),
+        ("ANTHROPIC_API_KEY", KEY.to_owned()),
+        ("ANTHROPIC_BASE_URL", org.llm.anthropic_base()),
+        ("GEMINI_API_KEY", KEY.to_owned()),
+        ("GEMINI_BASE_URL", org.llm.gemini_base()),
+        ("DEEPSEEK_API_KEY", KEY.to_owned()),
+        ("DEEPSEEK_BASE_URL", org.llm.deepseek_base()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (client, _) = org.fx.stdio_env(&[], &env, None).await;
+    for (provider, fake) in [
+        ("anthropic", Provider::Anthropic),
+        ("gemini", Provider::Gemini),
+        ("deepseek", Provider::DeepSeek),
+    ] {
+        let mut args = organize_args(&org.base, false);
+        args["provider"] = provider.into();
+        args["restart"] = true.into();
+        let plan = ok(&client, "airtable_ai_organize", args).await;
+        assert_eq!(plan["failed"], json!([]), "{provider}: {plan:#}");
+        assert_eq!(plan["models"][0]["provider"], provider);
+        assert_eq!(org.llm.request_count(fake), 4, "{provider}");
+        let planned: BTreeMap<&str, &str> = plan["create"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["path"].as_str().unwrap(), c["category"].as_str().unwrap()))
+            .collect();
+        for (path, (category, _)) in &expected {
+            assert_eq!(planned[path.as_str()], *category, "{provider}: {path}");
+        }
+    }
+    client.cancel().await.unwrap();
+}
