@@ -203,8 +203,34 @@ fn model(prompt: &str) -> String {
 /// image, a binary file, a damaged PDF, a folder
 /// `.gitignore` leaves out.
 fn corpus(fx: &Fixture) -> BTreeMap<String, (&'static str, Vec<&'static str>)> {
+    corpus_with_notes(fx, 0)
+}
+
+/// [`corpus`] and `notes` more Markdown notes in nested folders, on topics of their own.
+fn corpus_with_notes(
+    fx: &Fixture,
+    notes: usize,
+) -> BTreeMap<String, (&'static str, Vec<&'static str>)> {
     let data = fx.data();
     let mut expected = BTreeMap::new();
+    const OWN: [&str; 6] = [
+        "ecology",
+        "botany",
+        "geology",
+        "astronomy",
+        "chemistry",
+        "optics",
+    ];
+    for i in 0..notes {
+        // Two different topics: the second 1 to 5 places after the first.
+        let (a, b) = (OWN[i % 6], OWN[(i % 6 + 1 + (i / 6) % 5) % 6]);
+        let path = format!("research/notes/{}/note-{i:02}.md", i % 4);
+        write(
+            &data.join(&path),
+            &format!("# Note {i}\n\nField notes. Topics: {a}, {b}.\n"),
+        );
+        expected.insert(path, ("Research", vec![a, b]));
+    }
     let docs: [(&str, &str, &str, &'static str, &[&'static str]); 14] = [
         (
             "framework-tokio.md",
@@ -399,7 +425,10 @@ fn by_path(records: &[Value]) -> BTreeMap<String, Value> {
 #[tokio::test]
 async fn organize_plans_applies_and_then_has_nothing_to_do() {
     let org = Org::new();
-    let expected = corpus(&org.fx);
+    // 60 documents: 57 Markdown or text in nested folders, two PDFs, a DOCX; and an image, a
+    // binary file, a damaged PDF and an ignored folder.
+    let expected = corpus_with_notes(&org.fx, 43);
+    assert_eq!(expected.len(), 60);
     let client = org.client().await;
     let tools = client.list_all_tools().await.unwrap();
     assert!(tools.iter().any(|t| t.name == "airtable_ai_organize"));
@@ -412,8 +441,8 @@ async fn organize_plans_applies_and_then_has_nothing_to_do() {
     )
     .await;
     assert_eq!(plan["applied"], false);
-    assert_eq!(plan["documents"], 17);
-    assert_eq!(plan["create"].as_array().unwrap().len(), 17, "{plan:#}");
+    assert_eq!(plan["documents"], 60);
+    assert_eq!(plan["create"].as_array().unwrap().len(), 60, "{plan:#}");
     assert_eq!(plan["update"], json!([]));
     assert_eq!(plan["taxonomy"], "proposed");
     let skipped: BTreeMap<&str, &str> = plan["skipped"]
@@ -448,17 +477,17 @@ async fn organize_plans_applies_and_then_has_nothing_to_do() {
     assert_eq!(
         plan["categories"],
         json!([
-            {"name": "Research", "records": 8},
+            {"name": "Research", "records": 51},
             {"name": "Frameworks", "records": 5},
             {"name": "Systems", "records": 4},
         ])
     );
-    // One taxonomy request, then 17 documents in batches of 8.
-    assert_eq!(org.model_requests(), 4);
+    // One taxonomy request, then 60 documents in batches of 8.
+    assert_eq!(org.model_requests(), 9);
     let usage = &plan["models"][0];
     assert_eq!(
         (usage["provider"].as_str(), usage["requests"].as_u64()),
-        (Some("openai"), Some(4))
+        (Some("openai"), Some(9))
     );
     assert!(
         usage["input_tokens"].as_u64().unwrap() > 0 && usage["cost_usd"].as_f64().unwrap() > 0.0
@@ -475,7 +504,7 @@ async fn organize_plans_applies_and_then_has_nothing_to_do() {
     assert!(said.contains("a dry run: nothing was written"), "{said}");
     assert_eq!(
         org.model_requests(),
-        4,
+        9,
         "a second plan reuses what the model said"
     );
 
@@ -489,9 +518,9 @@ async fn organize_plans_applies_and_then_has_nothing_to_do() {
     .await;
     assert_eq!(done["applied"], true);
     assert_eq!(done["failed"], json!([]), "{done:#}");
-    assert_eq!(org.model_requests(), 4);
+    assert_eq!(org.model_requests(), 9);
     let records = org.records();
-    assert_eq!(records.len(), 17);
+    assert_eq!(records.len(), 60);
     let stored = by_path(&records);
     assert_eq!(
         stored.keys().collect::<Vec<_>>(),
@@ -544,7 +573,7 @@ async fn organize_plans_applies_and_then_has_nothing_to_do() {
         organize_args(&org.base, true),
     )
     .await;
-    assert_eq!(again["unchanged"], 17);
+    assert_eq!(again["unchanged"], 60);
     assert_eq!(
         (
             again["create"].as_array().unwrap().len(),
@@ -554,7 +583,7 @@ async fn organize_plans_applies_and_then_has_nothing_to_do() {
     );
     assert_eq!(again["link_updates"], 0);
     assert_eq!(again["airtable_requests"]["writes"], 0);
-    assert_eq!(org.model_requests(), 4);
+    assert_eq!(org.model_requests(), 9);
     assert_eq!(
         org.airtable.stats().requests_total - before,
         2,
@@ -586,16 +615,16 @@ async fn organize_plans_applies_and_then_has_nothing_to_do() {
         ["research/framework-axum.md", "research/paper-resnet.md"]
     );
     assert_eq!(edited["create"], json!([]));
-    assert_eq!(edited["unchanged"], 15);
+    assert_eq!(edited["unchanged"], 58);
     let changes = &edited["update"][0]["changes"];
     assert_eq!(
         changes.as_object().unwrap().keys().collect::<Vec<_>>(),
         ["Content Hash", "Summary"]
     );
     assert_eq!(changes["Summary"]["to"], "About Axum (revised).");
-    assert_eq!(org.model_requests(), 5);
+    assert_eq!(org.model_requests(), 10);
     let after = org.records();
-    assert_eq!(after.len(), 17, "updated, not duplicated");
+    assert_eq!(after.len(), 60, "updated, not duplicated");
     assert_eq!(
         by_path(&after)["research/framework-axum.md"]["id"],
         stored["research/framework-axum.md"]["id"]

@@ -34,24 +34,13 @@ fn singular(word: &str) -> String {
     if n <= 3 || !word.is_ascii() {
         return word.to_owned();
     }
-    // Words that end in s and are not plurals.
-    const KEEP: [&str; 14] = [
-        "analysis",
-        "basis",
-        "thesis",
-        "physics",
-        "mathematics",
-        "statistics",
-        "economics",
-        "ethics",
-        "linguistics",
-        "robotics",
-        "genomics",
-        "news",
-        "series",
-        "species",
-    ];
-    if KEEP.contains(&word) || word.ends_with("ss") || word.ends_with("us") || word.ends_with("is")
+    // Words that end in s and are not plurals (fields of study in -ics among them).
+    const KEEP: [&str; 6] = ["analysis", "basis", "thesis", "news", "series", "species"];
+    if KEEP.contains(&word)
+        || word.ends_with("ics")
+        || word.ends_with("ss")
+        || word.ends_with("us")
+        || word.ends_with("is")
     {
         return word.to_owned();
     }
@@ -146,6 +135,7 @@ mod tests {
             ("boxes", "box"),
             ("analysis", "analysis"),
             ("Physics", "physics"),
+            ("optics", "optics"),
             ("status", "status"),
             ("C++", "c++"),
             ("rust", "rust"),
