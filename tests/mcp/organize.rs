@@ -1241,3 +1241,61 @@ async fn each_providers_wire_format_classifies() {
     }
     client.cancel().await.unwrap();
 }
+
+/// Progress over MCP: one count across classifying, writing and linking that only grows (the
+/// spec's rule), ending at its total.
+#[tokio::test]
+async fn progress_only_grows_and_reaches_its_total() {
+    use rmcp::{
+        model::{ClientRequest, Request, ServerResult},
+        service::PeerRequestOptions,
+    };
+    let org = Org::new();
+    corpus(&org.fx);
+    let client = org.client().await;
+    let handle = client
+        .send_cancellable_request(
+            ClientRequest::CallToolRequest(Request::new(crate::scenario::call(
+                "airtable_ai_organize",
+                organize_args(&org.base, true),
+            ))),
+            PeerRequestOptions::no_options(),
+        )
+        .await
+        .unwrap();
+    let token = handle.progress_token.clone();
+    let ServerResult::CallToolResult(result) = handle.await_response().await.unwrap() else {
+        panic!("not a tool result")
+    };
+    assert_ne!(result.is_error, Some(true), "{}", text(&result));
+    let recorder = client.service().clone();
+    // The last notification may land just after the result.
+    recorder
+        .until(|r| {
+            r.progress
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|p| p.progress_token == token && Some(p.progress) == p.total)
+        })
+        .await;
+    let seen: Vec<(f64, Option<f64>)> = recorder
+        .progress
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| p.progress_token == token)
+        .map(|p| (p.progress, p.total))
+        .collect();
+    assert!(seen.len() >= 3, "{seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[1].0 > w[0].0),
+        "progress went back: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .all(|(done, total)| total.is_some_and(|t| *done <= t)),
+        "{seen:?}"
+    );
+    client.cancel().await.unwrap();
+}
