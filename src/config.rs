@@ -54,6 +54,18 @@ pub fn load_dotenv(path: Option<PathBuf>) -> Result<Option<PathBuf>, DotenvError
 
 /// The current environment: the process's, with `.env` edits since start-up applied to the
 /// variables the real environment does not set.
+/// Where plugboard keeps state that must outlive a run (checkpoints), for `what`:
+/// `$XDG_STATE_HOME/plugboard/<what>`, else `~/.local/state/plugboard/<what>`, else the
+/// temporary folder's.
+pub fn state_dir(what: &str) -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("plugboard")
+        .join(what)
+}
+
 pub fn environment() -> HashMap<String, String> {
     let mut env: HashMap<String, String> = std::env::vars().collect();
     if let Some(Sources {

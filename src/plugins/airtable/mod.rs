@@ -99,15 +99,7 @@ pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, Pl
         let checkpoint_dir = settings
             .checkpoint_dir
             .map(sandbox::expand_home)
-            .unwrap_or_else(|| {
-                std::env::var_os("XDG_STATE_HOME")
-                    .map(PathBuf::from)
-                    .or_else(|| {
-                        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state"))
-                    })
-                    .unwrap_or_else(std::env::temp_dir)
-                    .join("plugboard/imports")
-            });
+            .unwrap_or_else(|| crate::config::state_dir("imports"));
         Ok(Arc::new(Airtable {
             client,
             max_records: settings.max_records_per_call.clamp(1, 1000),

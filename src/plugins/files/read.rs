@@ -174,17 +174,13 @@ fn read(files: &Files, args: ReadArgs, cancel: &CancellationToken) -> ToolOutcom
         Range::Bytes { offset, length } => read_bytes(file, size, offset, length, max, count_all)?,
     };
 
-    let output = ReadOutput {
-        root: files.roots.root_display(target.root),
-        path: path.clone(),
+    let output = ReadOutput::of(
+        files.roots.root_display(target.root),
+        path.clone(),
         size,
-        start_line: slice.start_line,
-        end_line: slice.end_line,
-        total_lines: slice.total_lines,
-        truncated: slice.next.is_some(),
-        text: String::from_utf8_lossy(&slice.bytes).into_owned(),
-        extracted_from: None,
-    };
+        &slice,
+        None,
+    );
     let mut text = vec![output.text.clone()];
     if let Some(next) = &slice.next {
         let shown = match (output.start_line, output.end_line) {
@@ -203,6 +199,22 @@ fn read(files: &Files, args: ReadArgs, cancel: &CancellationToken) -> ToolOutcom
         text = vec![format!("[`{path}` is empty]")];
     }
     outcome(text, &output)
+}
+
+impl ReadOutput {
+    fn of(root: String, path: String, size: u64, slice: &Slice, kind: Option<&str>) -> Self {
+        Self {
+            root,
+            path,
+            size,
+            start_line: slice.start_line,
+            end_line: slice.end_line,
+            total_lines: slice.total_lines,
+            truncated: slice.next.is_some(),
+            text: String::from_utf8_lossy(&slice.bytes).into_owned(),
+            extracted_from: kind.map(str::to_owned),
+        }
+    }
 }
 
 /// The root's display name, for the answer.
@@ -248,17 +260,7 @@ fn read_extracted(
             length: wanted,
         } => read_bytes(reader, length, offset, wanted, max, true)?,
     };
-    let output = ReadOutput {
-        root,
-        path: path.clone(),
-        size,
-        start_line: slice.start_line,
-        end_line: slice.end_line,
-        total_lines: slice.total_lines,
-        truncated: slice.next.is_some(),
-        text: String::from_utf8_lossy(&slice.bytes).into_owned(),
-        extracted_from: Some(kind.to_owned()),
-    };
+    let output = ReadOutput::of(root, path.clone(), size, &slice, Some(kind));
     let mut shown = vec![format!("[the text of {kind} `{path}`]\n{}", output.text)];
     if let Some(next) = &slice.next {
         shown.push(format!("[truncated. {next}]"));

@@ -164,15 +164,7 @@ pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, Pl
             .checkpoint_dir
             .clone()
             .map(sandbox::expand_home)
-            .unwrap_or_else(|| {
-                std::env::var_os("XDG_STATE_HOME")
-                    .map(PathBuf::from)
-                    .or_else(|| {
-                        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state"))
-                    })
-                    .unwrap_or_else(std::env::temp_dir)
-                    .join("plugboard/organize")
-            });
+            .unwrap_or_else(|| crate::config::state_dir("organize"));
         Ok(Arc::new(Organize(Arc::new(Inner {
             settings,
             checkpoint_dir,

@@ -278,38 +278,12 @@ pub async fn classify(
         let mut out = BTreeMap::new();
         let mut problems = Vec::new();
         for d in value["documents"].as_array().into_iter().flatten() {
-            let id = d["id"].as_str().unwrap_or_default();
-            if !ids.contains(id) {
-                problems.push(format!("`{id}` is not one of the documents' ids"));
-                continue;
+            match one_class(d, &ids, categories, max_tags, summary_words) {
+                Ok((id, class)) => {
+                    out.insert(id, class);
+                }
+                Err(problem) => problems.push(problem),
             }
-            let given = d["category"].as_str().unwrap_or_default().trim();
-            let Some(category) = categories.iter().find(|c| c.eq_ignore_ascii_case(given)) else {
-                problems.push(format!(
-                    "document {id}: `{given}` is not one of the categories"
-                ));
-                continue;
-            };
-            let raw: Vec<String> = d["tags"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|t| t.as_str().map(str::to_owned))
-                .collect();
-            let tags = tags::clean(&raw, max_tags);
-            if tags.is_empty() {
-                problems.push(format!("document {id}: no usable tag"));
-                continue;
-            }
-            let summary = clip_words(d["summary"].as_str().unwrap_or_default(), summary_words);
-            out.insert(
-                id.to_owned(),
-                Class {
-                    category: category.clone(),
-                    tags,
-                    summary,
-                },
-            );
         }
         let missing: Vec<&str> = ids
             .iter()
@@ -366,36 +340,54 @@ fn partial_classes(
     max_tags: usize,
     summary_words: usize,
 ) -> BTreeMap<String, Class> {
-    let mut out = BTreeMap::new();
-    for d in value["documents"].as_array().into_iter().flatten() {
-        let Some(id) = d["id"].as_str().filter(|id| ids.contains(id)) else {
-            continue;
-        };
-        let given = d["category"].as_str().unwrap_or_default().trim();
-        let Some(category) = categories.iter().find(|c| c.eq_ignore_ascii_case(given)) else {
-            continue;
-        };
-        let raw: Vec<String> = d["tags"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|t| t.as_str().map(str::to_owned))
-            .collect();
-        let tags = tags::clean(&raw, max_tags);
-        let summary = d["summary"].as_str().unwrap_or_default();
-        if tags.is_empty() || summary.trim().is_empty() {
-            continue;
-        }
-        out.insert(
-            id.to_owned(),
-            Class {
-                category: category.clone(),
-                tags,
-                summary: clip_words(summary, summary_words),
-            },
-        );
+    value["documents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| one_class(d, ids, categories, max_tags, summary_words).ok())
+        .collect()
+}
+
+/// One document of an answer: its id and class, or what is wrong with it.
+fn one_class(
+    d: &Value,
+    ids: &BTreeSet<&str>,
+    categories: &[String],
+    max_tags: usize,
+    summary_words: usize,
+) -> Result<(String, Class), String> {
+    let id = d["id"].as_str().unwrap_or_default();
+    if !ids.contains(id) {
+        return Err(format!("`{id}` is not one of the documents' ids"));
     }
-    out
+    let given = d["category"].as_str().unwrap_or_default().trim();
+    let Some(category) = categories.iter().find(|c| c.eq_ignore_ascii_case(given)) else {
+        return Err(format!(
+            "document {id}: `{given}` is not one of the categories"
+        ));
+    };
+    let raw: Vec<String> = d["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(str::to_owned))
+        .collect();
+    let tags = tags::clean(&raw, max_tags);
+    if tags.is_empty() {
+        return Err(format!("document {id}: no usable tag"));
+    }
+    let summary = d["summary"].as_str().unwrap_or_default();
+    if summary.trim().is_empty() {
+        return Err(format!("document {id}: no summary"));
+    }
+    Ok((
+        id.to_owned(),
+        Class {
+            category: category.clone(),
+            tags,
+            summary: clip_words(summary, summary_words),
+        },
+    ))
 }
 
 /// At most `max` words, whitespace collapsed.
