@@ -406,6 +406,15 @@ fn organize_args(base: &str, apply: bool) -> Value {
     json!({"base": base, "table": "Research", "path": "research", "apply": apply})
 }
 
+/// The `key` of every object in `list`.
+fn names<'a>(list: &'a Value, key: &str) -> BTreeSet<&'a str> {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .map(|item| item[key].as_str().expect("a string"))
+        .collect()
+}
+
 /// Path → the record's fields.
 fn by_path(records: &[Value]) -> BTreeMap<String, Value> {
     records
@@ -456,12 +465,7 @@ async fn organize_plans_applies_and_then_has_nothing_to_do() {
     assert_eq!(skipped["research/figure.png"], "not a text document (.png)");
     let damaged = skipped["research/papers/broken.pdf"];
     assert!(damaged.starts_with("damaged PDF: "), "{damaged}");
-    let fields: BTreeSet<&str> = plan["fields_to_create"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["name"].as_str().unwrap())
-        .collect();
+    let fields = names(&plan["fields_to_create"], "name");
     assert_eq!(
         fields,
         BTreeSet::from([
@@ -1113,12 +1117,7 @@ async fn records_already_in_a_table_are_organized_in_place() {
     assert_eq!(done["source"], "records");
     assert_eq!(done["update"].as_array().unwrap().len(), 4, "{done:#}");
     assert_eq!(done["create"], json!([]));
-    let fields: BTreeSet<&str> = done["fields_to_create"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["name"].as_str().unwrap())
-        .collect();
+    let fields = names(&done["fields_to_create"], "name");
     assert_eq!(
         fields,
         BTreeSet::from([
