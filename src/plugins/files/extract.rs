@@ -207,7 +207,7 @@ pub fn in_process(kind: &str, bytes: &[u8]) -> Result<Extracted, String> {
 
 fn pdf(bytes: &[u8]) -> Result<Extracted, String> {
     let doc = pdf_extract::Document::load_mem(bytes).map_err(|e| format!("damaged PDF: {e}"))?;
-    let encrypted = doc.is_encrypted();
+    let encrypted = doc.is_encrypted() || doc.trailer.get(b"Encrypt").is_ok();
     let title = pdf_title(&doc);
     let text = pdf_extract::extract_text_from_mem(bytes).map_err(|e| {
         if encrypted {
@@ -216,6 +216,13 @@ fn pdf(bytes: &[u8]) -> Result<Extracted, String> {
             format!("damaged PDF: {e}")
         }
     })?;
+    if text.trim().is_empty() {
+        return Err(if encrypted {
+            "encrypted PDF: no text can be read without its password".to_owned()
+        } else {
+            "no text in this PDF (scanned pages hold images, not text; there is no OCR)".to_owned()
+        });
+    }
     Ok(Extracted { title, text })
 }
 
@@ -406,6 +413,31 @@ mod tests {
         assert!(err.starts_with("damaged PDF"), "{err}");
         let err = in_process("pdf", b"%PDF-1.4\nnot really").unwrap_err();
         assert!(err.starts_with("damaged PDF"), "{err}");
+        // Pages without a text layer (a scan) are said to be so, not passed on empty.
+        let err = in_process("pdf", &pdf_bytes(None, &[""])).unwrap_err();
+        assert!(err.starts_with("no text in this PDF"), "{err}");
+    }
+
+    #[test]
+    fn an_encrypted_pdf_is_a_reason() {
+        // A standard security handler whose user password is not empty: without it, nothing.
+        let plain = pdf_bytes(None, &["Secret text"]);
+        let encrypt = "/Encrypt << /Filter /Standard /V 1 /R 2 /Length 40 /P -4 \
+            /O <0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef> \
+            /U <fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210> >> \
+            /ID [<00112233445566778899aabbccddeeff> <00112233445566778899aabbccddeeff>]";
+        // In the trailer, after every object: no offset moves.
+        let at = plain
+            .windows(11)
+            .rposition(|w| w == b"/Root 1 0 R")
+            .unwrap()
+            + 11;
+        let mut bytes = plain[..at].to_vec();
+        bytes.extend_from_slice(format!(" {encrypt}").as_bytes());
+        bytes.extend_from_slice(&plain[at..]);
+        let err = in_process("pdf", &bytes).unwrap_err();
+        assert!(err.starts_with("encrypted PDF"), "{err}");
+        assert!(!err.contains("Secret text"));
     }
 
     #[test]
