@@ -683,6 +683,18 @@ async fn organize_from_the_command_line() {
         "{}",
         plan.stdout
     );
+    for line in [
+        "Categories (proposed): Research (8), Frameworks (5), Systems (4)",
+        "Fields to create: Category (singleSelect), Tags (multipleSelects), Summary",
+        "Model: openai gpt-5-mini — 4 requests",
+        "- research/papers/broken.pdf: damaged PDF: ",
+    ] {
+        assert!(
+            plan.stdout.contains(line),
+            "no `{line}` in:\n{}",
+            plan.stdout
+        );
+    }
     assert!(org.records().is_empty());
     let mut apply: Vec<&str> = args.to_vec();
     apply.extend(["--apply", "--json"]);
