@@ -340,3 +340,32 @@ async fn pdf_and_docx_are_read_searched_and_summarised_by_their_text() {
     assert!(damaged.contains("damaged PDF"), "{damaged}");
     client.cancel().await.unwrap();
 }
+
+/// A PDF that inflates to 1.5 GB (7 MB on disk) costs the server nothing: its parser runs in
+/// a child with 1 GiB of address space and a 10 s deadline, which stops it; the file is a
+/// reason and the server answers the next call.
+#[tokio::test]
+async fn a_pdf_bomb_is_stopped_by_the_extractors_limits() {
+    use plugboard::plugins::files::extract::samples::pdf_bomb;
+    let fx = Fixture::new();
+    std::fs::write(fx.data().join("docs/bomb.pdf"), pdf_bomb(1_500_000_000)).unwrap();
+    let (client, _) = fx.stdio(&[]).await;
+    let summary = ok(
+        &client,
+        "files_analyze",
+        json!({"path": "docs", "glob": "*.pdf"}),
+    )
+    .await;
+    let skipped = &summary["skipped"][0];
+    assert_eq!(skipped["path"], "docs/bomb.pdf", "{summary}");
+    let reason = skipped["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("could not be read within 1024 MiB")
+            || reason.starts_with("took longer than 10 s"),
+        "{reason}"
+    );
+    // Still serving.
+    let read = ok(&client, "files_read", json!({"path": "docs/guide.md"})).await;
+    assert!(read["text"].as_str().unwrap().contains("User Guide"));
+    client.cancel().await.unwrap();
+}

@@ -304,44 +304,113 @@ pub mod samples {
 
     /// A real, minimal PDF: one page per text, Helvetica, an info dictionary with `title`.
     pub fn pdf_bytes(title: Option<&str>, pages: &[&str]) -> Vec<u8> {
-        let mut objects: Vec<String> = Vec::new();
+        let contents: Vec<(Vec<u8>, &str)> = pages
+            .iter()
+            .map(|text| {
+                let mut content = String::from("BT /F1 12 Tf 72 720 Td 14 TL\n");
+                for line in text.lines() {
+                    let escaped = line
+                        .replace('\\', "\\\\")
+                        .replace('(', "\\(")
+                        .replace(')', "\\)");
+                    content.push_str(&format!("({escaped}) Tj T*\n"));
+                }
+                content.push_str("ET");
+                (content.into_bytes(), "")
+            })
+            .collect();
+        pdf_with_contents(title, &contents)
+    }
+
+    /// A one-page PDF whose content stream is a zlib bomb: about 7.5 MB that inflate to
+    /// `inflated` zero bytes (a fixed-Huffman block of 258-byte copies, written bit by bit).
+    pub fn pdf_bomb(inflated: u64) -> Vec<u8> {
+        let mut bits = BitWriter::default();
+        bits.put(0b1, 1); // BFINAL
+        bits.put(0b01, 2); // BTYPE: fixed Huffman
+        bits.code(0b0011_0000, 8); // literal 0
+        let mut written = 1u64;
+        while written + 258 <= inflated {
+            bits.code(0b1100_0101, 8); // length code 285: 258 bytes
+            bits.code(0, 5); // distance code 0: 1 back
+            written += 258;
+        }
+        bits.code(0, 7); // end of block
+        let mut stream = vec![0x78, 0x01];
+        stream.extend(bits.finish());
+        let b = (written % 65521) as u32;
+        stream.extend(((b << 16) | 1).to_be_bytes());
+        pdf_with_contents(None, &[(stream, " /Filter /FlateDecode")])
+    }
+
+    #[derive(Default)]
+    struct BitWriter {
+        out: Vec<u8>,
+        byte: u8,
+        used: u8,
+    }
+
+    impl BitWriter {
+        /// `n` bits of `value`, least significant first (deflate's header fields).
+        fn put(&mut self, value: u32, n: u8) {
+            for i in 0..n {
+                self.bit((value >> i) & 1 == 1);
+            }
+        }
+        /// A Huffman code of `n` bits, most significant first.
+        fn code(&mut self, value: u32, n: u8) {
+            for i in (0..n).rev() {
+                self.bit((value >> i) & 1 == 1);
+            }
+        }
+        fn bit(&mut self, one: bool) {
+            self.byte |= u8::from(one) << self.used;
+            self.used += 1;
+            if self.used == 8 {
+                self.out.push(self.byte);
+                (self.byte, self.used) = (0, 0);
+            }
+        }
+        fn finish(mut self) -> Vec<u8> {
+            if self.used > 0 {
+                self.out.push(self.byte);
+            }
+            self.out
+        }
+    }
+
+    /// A PDF with one page per content stream (its bytes, and extra stream dictionary keys).
+    fn pdf_with_contents(title: Option<&str>, pages: &[(Vec<u8>, &str)]) -> Vec<u8> {
+        let mut objects: Vec<Vec<u8>> = Vec::new();
         let n = pages.len();
         // 1 catalog, 2 pages, 3 font, then page i at 4 + 2i and its content at 5 + 2i.
-        objects.push("<< /Type /Catalog /Pages 2 0 R >>".into());
+        objects.push(b"<< /Type /Catalog /Pages 2 0 R >>".to_vec());
         let kids: Vec<String> = (0..n).map(|i| format!("{} 0 R", 4 + 2 * i)).collect();
-        objects.push(format!(
-            "<< /Type /Pages /Kids [{}] /Count {n} >>",
-            kids.join(" ")
-        ));
-        objects.push("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".into());
-        for (i, text) in pages.iter().enumerate() {
+        objects
+            .push(format!("<< /Type /Pages /Kids [{}] /Count {n} >>", kids.join(" ")).into_bytes());
+        objects.push(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec());
+        for (i, (content, extra)) in pages.iter().enumerate() {
             objects.push(format!(
                 "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
                 5 + 2 * i
-            ));
-            let mut content = String::from("BT /F1 12 Tf 72 720 Td 14 TL\n");
-            for line in text.lines() {
-                let escaped = line
-                    .replace('\\', "\\\\")
-                    .replace('(', "\\(")
-                    .replace(')', "\\)");
-                content.push_str(&format!("({escaped}) Tj T*\n"));
-            }
-            content.push_str("ET");
-            objects.push(format!(
-                "<< /Length {} >>\nstream\n{content}\nendstream",
-                content.len()
-            ));
+            ).into_bytes());
+            let mut stream =
+                format!("<< /Length {}{extra} >>\nstream\n", content.len()).into_bytes();
+            stream.extend_from_slice(content);
+            stream.extend_from_slice(b"\nendstream");
+            objects.push(stream);
         }
         let info = title.map(|t| {
-            objects.push(format!("<< /Title ({t}) /Producer (plugboard tests) >>"));
+            objects.push(format!("<< /Title ({t}) /Producer (plugboard tests) >>").into_bytes());
             objects.len()
         });
         let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
         let mut offsets = Vec::new();
         for (i, body) in objects.iter().enumerate() {
             offsets.push(out.len());
-            out.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
+            out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+            out.extend_from_slice(body);
+            out.extend_from_slice(b"\nendobj\n");
         }
         let xref = out.len();
         out.extend_from_slice(
@@ -415,6 +484,21 @@ mod tests {
         assert!(err.starts_with("damaged PDF"), "{err}");
         // Pages without a text layer (a scan) are said to be so, not passed on empty.
         let err = in_process("pdf", &pdf_bytes(None, &[""])).unwrap_err();
+        assert!(err.starts_with("no text in this PDF"), "{err}");
+    }
+
+    #[test]
+    fn the_bomb_sample_is_a_valid_stream() {
+        // Small enough to inflate here: the page's content is 4 MiB of zeros, and no text.
+        let bytes = pdf_bomb(4 << 20);
+        let doc = pdf_extract::Document::load_mem(&bytes).unwrap();
+        let page = *doc.get_pages().values().next().unwrap();
+        let content = doc.get_page_content(page).unwrap();
+        // (lopdf ends a page's content with a newline.)
+        assert!(content.len() as u64 >= (4 << 20) - 258, "{}", content.len());
+        let zeros = content.iter().filter(|&&b| b == 0).count();
+        assert!(zeros + 1 >= content.len(), "{zeros} of {}", content.len());
+        let err = in_process("pdf", &bytes).unwrap_err();
         assert!(err.starts_with("no text in this PDF"), "{err}");
     }
 
