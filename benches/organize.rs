@@ -6,7 +6,8 @@
 //! OpenAI answering every request in 300 ms (a scripted classifier: the answer is computed
 //! from the prompt). The floor is the slower of the two ceilings, each at its best:
 //!
-//! - the model: one taxonomy request, then ⌈DOCS / batch_documents⌉ requests,
+//! - the model: one taxonomy request, then ⌈DOCS / batch_documents⌉ requests classifying,
+//!   then ⌈related / relate_documents⌉ requests relating (after the classes are known),
 //!   `llm_in_flight` at once, 300 ms each;
 //! - Airtable: the fewest requests the result needs (the schema and the records read, the
 //!   fields created, ⌈DOCS / 10⌉ upserts, ⌈relinked / 10⌉ link updates) at 5 requests/s.
@@ -33,6 +34,7 @@ use serde_json::{Value, json};
 const LATENCY: Duration = Duration::from_millis(300);
 const BATCH_DOCUMENTS: usize = 8;
 const LLM_IN_FLIGHT: usize = 4;
+const RELATE_DOCUMENTS: usize = 10;
 const AIRTABLE_RPS: f64 = 5.0;
 const TOPICS: [&str; 12] = [
     "rust",
@@ -50,8 +52,44 @@ const TOPICS: [&str; 12] = [
 ];
 
 /// The scripted model: three categories; each document's category from its name, its tags
-/// from its `Topics:` line.
+/// from its `Topics:` line; related documents: the candidates sharing a tag, most first.
 fn model(prompt: &str) -> String {
+    if prompt.starts_with("Task: relate") {
+        let briefs: Vec<Value> = prompt
+            .lines()
+            .filter(|l| l.starts_with("{\"id\""))
+            .map(|l| serde_json::from_str(l).expect("a document line"))
+            .collect();
+        let tags_of = |b: &Value| -> Vec<String> {
+            b["tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect()
+        };
+        let answers: Vec<Value> = briefs
+            .iter()
+            .filter(|b| b.get("candidates").is_some())
+            .map(|d| {
+                let mine = tags_of(d);
+                let mut chosen: Vec<(usize, &str)> = d["candidates"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| {
+                        let c = c.as_str()?;
+                        let brief = briefs.iter().find(|b| b["id"] == c)?;
+                        let shared = tags_of(brief).iter().filter(|t| mine.contains(t)).count();
+                        (shared > 0).then_some((shared, c))
+                    })
+                    .collect();
+                chosen.sort_by_key(|c| std::cmp::Reverse(c.0));
+                json!({"id": d["id"], "related": chosen.iter().map(|(_, c)| *c).collect::<Vec<_>>()})
+            })
+            .collect();
+        return json!({ "documents": answers }).to_string();
+    }
     if prompt.contains("propose the categories") {
         return json!({"categories": [
             {"name": "Frameworks"}, {"name": "Systems"}, {"name": "Research"}
@@ -194,8 +232,10 @@ fn main() {
     let model_requests = llm.request_count(Provider::OpenAi);
     let relinked = report["link_updates"].as_u64().unwrap_or(0) as usize;
     let fields = report["fields_to_create"].as_array().map_or(0, Vec::len);
-    let llm_floor =
-        LATENCY.as_secs_f64() * (1 + docs.div_ceil(BATCH_DOCUMENTS).div_ceil(LLM_IN_FLIGHT)) as f64;
+    let related = report["links_judged"].as_u64().unwrap_or(0) as usize;
+    let llm_floor = LATENCY.as_secs_f64()
+        * (1 + docs.div_ceil(BATCH_DOCUMENTS).div_ceil(LLM_IN_FLIGHT)
+            + related.div_ceil(RELATE_DOCUMENTS).div_ceil(LLM_IN_FLIGHT)) as f64;
     let airtable_requests = 2 + fields + docs.div_ceil(10) + relinked.div_ceil(10);
     let airtable_floor = airtable_requests as f64 / AIRTABLE_RPS;
     let floor = llm_floor.max(airtable_floor);
@@ -210,7 +250,7 @@ fn main() {
         LATENCY.as_millis()
     );
     println!(
-        "floor, the model: 1 + ⌈{docs}/{BATCH_DOCUMENTS}⌉ requests, {LLM_IN_FLIGHT} at once     {llm_floor:>7.1} s"
+        "floor, the model: 1 + ⌈{docs}/{BATCH_DOCUMENTS}⌉ + ⌈{related}/{RELATE_DOCUMENTS}⌉ requests, {LLM_IN_FLIGHT} at once     {llm_floor:>7.1} s"
     );
     println!(
         "floor, Airtable: {airtable_requests} requests (2 reads, {fields} fields, {} upserts, {} link updates) at 5/s   {airtable_floor:>7.1} s",

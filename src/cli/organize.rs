@@ -34,6 +34,10 @@ pub(super) struct OrganizeArgs {
     /// Do not link related documents.
     #[arg(long)]
     no_links: bool,
+    /// Have the model choose every document's related documents afresh, not only the new
+    /// and changed ones'.
+    #[arg(long, conflicts_with = "no_links")]
+    relink: bool,
     /// Forget what an earlier run kept and classify afresh.
     #[arg(long)]
     restart: bool,
@@ -54,6 +58,7 @@ pub(super) async fn run(manager: &Manager, a: OrganizeArgs) -> anyhow::Result<Ex
     args.insert("apply".into(), a.apply.into());
     args.insert("restart".into(), a.restart.into());
     args.insert("link_related".into(), (!a.no_links).into());
+    args.insert("relink".into(), a.relink.into());
     if !a.categories.is_empty() {
         args.insert("categories".into(), a.categories.into());
     }

@@ -149,6 +149,9 @@ fn model(prompt: &str) -> String {
         ]})
         .to_string();
     }
+    if prompt.starts_with("Task: relate") {
+        return relate(prompt);
+    }
     if !prompt.starts_with("Task: classify") {
         // A turn of `ask` (the tool's result came back): the model's last word.
         return "Your research is organized.".into();
@@ -197,6 +200,50 @@ fn model(prompt: &str) -> String {
     }
     // Fenced, as models do despite being asked not to.
     format!("```json\n{}\n```", json!({ "documents": documents }))
+}
+
+/// The scripted model's judgement of related documents: a candidate sharing a tag is
+/// related, most shared tags first, except where the one tag shared is `replication` (Raft's
+/// and GFS's mean different things) — so a link the tag rule would make is declined, and one
+/// it would not (one tag across categories: Tokio and Ideas share `async`) is made.
+fn relate(prompt: &str) -> String {
+    let mut candidates: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut documents = Vec::new();
+    for line in prompt.lines().filter(|l| l.starts_with("{\"id\"")) {
+        let brief: Value = serde_json::from_str(line).expect("a document line");
+        let tags: Vec<String> = brief["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_owned())
+            .collect();
+        match brief.get("candidates") {
+            None => {
+                candidates.insert(brief["id"].as_str().unwrap().to_owned(), tags);
+            }
+            Some(theirs) => documents.push((brief["id"].clone(), tags, theirs.clone())),
+        }
+    }
+    let answers: Vec<Value> = documents
+        .into_iter()
+        .map(|(id, tags, theirs)| {
+            let mut chosen: Vec<(usize, &str)> = theirs
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap())
+                .filter_map(|c| {
+                    let shared: Vec<&String> =
+                        candidates[c].iter().filter(|t| tags.contains(t)).collect();
+                    let declined = shared.len() == 1 && shared[0] == "replication";
+                    (!shared.is_empty() && !declined).then_some((shared.len(), c))
+                })
+                .collect();
+            chosen.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+            json!({"id": id, "related": chosen.iter().map(|(_, c)| *c).collect::<Vec<_>>()})
+        })
+        .collect();
+    json!({ "documents": answers }).to_string()
 }
 
 /// Documents under data/research: 17 to organize (14 Markdown or text, two PDFs, a DOCX), an
@@ -486,12 +533,14 @@ async fn organize_plans_applies_and_then_has_nothing_to_do() {
             {"name": "Systems", "records": 4},
         ])
     );
-    // One taxonomy request, then 60 documents in batches of 8.
-    assert_eq!(org.model_requests(), 9);
+    // One taxonomy request, 60 documents in batches of 8, then the 57 sharing a tag with
+    // another (not Reading list, Linux or React) related 10 per request.
+    assert_eq!(org.model_requests(), 15);
+    assert_eq!(plan["links_judged"], 57);
     let usage = &plan["models"][0];
     assert_eq!(
         (usage["provider"].as_str(), usage["requests"].as_u64()),
-        (Some("openai"), Some(9))
+        (Some("openai"), Some(15))
     );
     assert!(
         usage["input_tokens"].as_u64().unwrap() > 0 && usage["cost_usd"].as_f64().unwrap() > 0.0
@@ -508,7 +557,7 @@ async fn organize_plans_applies_and_then_has_nothing_to_do() {
     assert!(said.contains("a dry run: nothing was written"), "{said}");
     assert_eq!(
         org.model_requests(),
-        9,
+        15,
         "a second plan reuses what the model said"
     );
 
@@ -522,7 +571,7 @@ async fn organize_plans_applies_and_then_has_nothing_to_do() {
     .await;
     assert_eq!(done["applied"], true);
     assert_eq!(done["failed"], json!([]), "{done:#}");
-    assert_eq!(org.model_requests(), 9);
+    assert_eq!(org.model_requests(), 15);
     let records = org.records();
     assert_eq!(records.len(), 60);
     let stored = by_path(&records);
@@ -560,14 +609,20 @@ async fn organize_plans_applies_and_then_has_nothing_to_do() {
     }
     assert!(pairs > 0);
     assert_eq!(done["links"], pairs / 2);
-    // Sharing two tags relates: Attention and BERT.
-    let attention = &stored["research/nested/paper-attention.md"];
-    assert!(
-        attention["fields"]["Related"]
+    // The model's judgement: Attention and BERT (two tags) are related, and so are Tokio and
+    // Ideas (one tag, two categories: shared tags alone would not link them); Raft and GFS
+    // (Systems, sharing `replication`) are not, as the model declined.
+    let linked = |a: &str, b: &str| {
+        stored[&format!("research/{a}")]["fields"]["Related"]
             .as_array()
-            .unwrap()
-            .contains(&stored["research/nested/paper-bert.md"]["id"])
-    );
+            .is_some_and(|ids| ids.contains(&stored[&format!("research/{b}")]["id"]))
+    };
+    assert!(linked("nested/paper-attention.md", "nested/paper-bert.md"));
+    assert!(linked("framework-tokio.md", "notes-ideas.md"));
+    assert!(linked("notes-ideas.md", "framework-tokio.md"));
+    assert!(!linked("system-raft.md", "papers/system-gfs.pdf"));
+    assert!(linked("system-raft.md", "system-paxos.md"));
+    assert_eq!(done["links_judged"], 57, "reused from the plan");
 
     // Again over unchanged files: no model request, no write.
     let before = org.airtable.stats().requests_total;
@@ -586,8 +641,9 @@ async fn organize_plans_applies_and_then_has_nothing_to_do() {
         (0, 0)
     );
     assert_eq!(again["link_updates"], 0);
+    assert_eq!(again["links_judged"], 0);
     assert_eq!(again["airtable_requests"]["writes"], 0);
-    assert_eq!(org.model_requests(), 9);
+    assert_eq!(org.model_requests(), 15);
     assert_eq!(
         org.airtable.stats().requests_total - before,
         2,
@@ -626,7 +682,10 @@ async fn organize_plans_applies_and_then_has_nothing_to_do() {
         ["Content Hash", "Summary"]
     );
     assert_eq!(changes["Summary"]["to"], "About Axum (revised).");
-    assert_eq!(org.model_requests(), 10);
+    // One request classifies the two, one relates them again (to the same documents).
+    assert_eq!(org.model_requests(), 17);
+    assert_eq!(edited["links_judged"], 2);
+    assert_eq!(edited["link_updates"], 0);
     let after = org.records();
     assert_eq!(after.len(), 60, "updated, not duplicated");
     assert_eq!(
@@ -686,7 +745,7 @@ async fn organize_from_the_command_line() {
     for line in [
         "Categories (proposed): Research (8), Frameworks (5), Systems (4)",
         "Fields to create: Category (singleSelect), Tags (multipleSelects), Summary",
-        "Model: openai gpt-5-mini — 4 requests",
+        "Model: openai gpt-5-mini — 6 requests",
         "- research/papers/broken.pdf: damaged PDF: ",
     ] {
         assert!(
@@ -706,8 +765,8 @@ async fn organize_from_the_command_line() {
     assert_eq!(org.records().len(), 17);
     assert_eq!(
         org.model_requests(),
-        4,
-        "the apply used the plan's classification"
+        6,
+        "the apply used the plan's classification and links"
     );
 
     // With no provider, the command line has no client to sample: it says so.
@@ -808,7 +867,8 @@ async fn organize_with_the_clients_model_by_sampling() {
         ),
         (Some("sampling"), Some("client-model"), Some(true))
     );
-    assert_eq!(sampler.asked.load(std::sync::atomic::Ordering::SeqCst), 4);
+    // The taxonomy, 17 documents in 3 requests, the 14 sharing a tag related in 2.
+    assert_eq!(sampler.asked.load(std::sync::atomic::Ordering::SeqCst), 6);
     assert_eq!(org.model_requests(), 0);
     let stored = by_path(&org.records());
     for (path, (category, _)) in &expected {
@@ -881,7 +941,9 @@ async fn a_model_that_answers_badly_is_asked_again_then_reported() {
     assert_eq!(again["failed"], json!([]));
     assert_eq!(again["create"].as_array().unwrap().len(), 1);
     assert_eq!(again["unchanged"], 16);
-    assert_eq!(org.model_requests() - before, 1);
+    // Its classification, and its related documents.
+    assert_eq!(org.model_requests() - before, 2);
+    assert_eq!(again["links_judged"], 1);
     assert_eq!(org.records().len(), 17);
     client.cancel().await.unwrap();
 }
@@ -1239,7 +1301,7 @@ async fn each_providers_wire_format_classifies() {
         let plan = ok(&client, "airtable_ai_organize", args).await;
         assert_eq!(plan["failed"], json!([]), "{provider}: {plan:#}");
         assert_eq!(plan["models"][0]["provider"], provider);
-        assert_eq!(org.llm.request_count(fake), 4, "{provider}");
+        assert_eq!(org.llm.request_count(fake), 6, "{provider}");
         let planned: BTreeMap<&str, &str> = plan["create"]
             .as_array()
             .unwrap()
@@ -1308,5 +1370,133 @@ async fn progress_only_grows_and_reaches_its_total() {
             .all(|(done, total)| total.is_some_and(|t| *done <= t)),
         "{seen:?}"
     );
+    client.cancel().await.unwrap();
+}
+
+/// Related documents by the model's judgement: an unusable answer falls back to shared tags
+/// (said in a warning), `relink` asks the model again for every document, and links between
+/// unchanged documents — a user's own among them — stay as the table has them.
+#[tokio::test]
+async fn related_documents_follow_the_models_judgement() {
+    let org = Org::new();
+    corpus(&org.fx);
+    // One request at a time: the taxonomy, three batches, then the first 10 documents to
+    // relate answered in prose, twice; the last four as the script says.
+    org.setting("llm_in_flight = 4", "llm_in_flight = 1");
+    for _ in 0..4 {
+        org.llm.push_once(
+            Provider::OpenAi,
+            Behaviour::Script(Script(std::sync::Arc::new(model))),
+        );
+    }
+    for _ in 0..2 {
+        org.llm.push_once(
+            Provider::OpenAi,
+            Behaviour::Answer("They all look related to me.".into()),
+        );
+    }
+    let client = org.client().await;
+    let args = organize_args(&org.base, true);
+    let done = ok(&client, "airtable_ai_organize", args.clone()).await;
+    assert_eq!(done["failed"], json!([]), "{done:#}");
+    assert_eq!(org.model_requests(), 1 + 3 + 3);
+    let warning = done["warnings"][0].as_str().unwrap_or_default();
+    assert!(
+        warning.starts_with("10 document(s) linked by shared tags alone")
+            && warning.contains("holds no JSON object"),
+        "{done:#}"
+    );
+    assert_eq!(done["links_judged"], 4, "the four the model answered for");
+    let links = |org: &Org| -> BTreeMap<String, BTreeSet<String>> {
+        let records = org.records();
+        let path_of: BTreeMap<&str, &str> = records
+            .iter()
+            .map(|r| {
+                (
+                    r["id"].as_str().unwrap(),
+                    r["fields"]["File Path"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        records
+            .iter()
+            .map(|r| {
+                let linked = r["fields"]["Related"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|id| path_of[id.as_str().unwrap()].trim_start_matches("research/"))
+                    .map(str::to_owned)
+                    .collect();
+                let path = r["fields"]["File Path"].as_str().unwrap();
+                (path.trim_start_matches("research/").to_owned(), linked)
+            })
+            .collect()
+    };
+    let first = links(&org);
+    // By tags, Tokio and Ideas (one tag, two categories) are not related; the model's
+    // answer for Raft and GFS (the second request) declined theirs.
+    assert!(!first["framework-tokio.md"].contains("notes-ideas.md"));
+    assert!(first["framework-tokio.md"].contains("framework-axum.md"));
+    assert!(!first["system-raft.md"].contains("papers/system-gfs.pdf"));
+    assert!(first["system-raft.md"].contains("system-paxos.md"));
+
+    // A user links two documents the organizer never would; a re-run keeps that.
+    let id = |path: &str| {
+        org.records()
+            .into_iter()
+            .find(|r| r["fields"]["File Path"] == format!("research/{path}"))
+            .unwrap()["id"]
+            .clone()
+    };
+    let (reading, linux) = (id("notes-reading.md"), id("nested/deeper/system-linux.md"));
+    ok(
+        &client,
+        "airtable_update_records",
+        json!({"base": org.base, "table": "Research", "records": [
+            {"id": reading, "fields": {"Related": [linux]}},
+            {"id": linux, "fields": {"Related": [reading]}},
+        ]}),
+    )
+    .await;
+    let asked = org.model_requests();
+    let again = ok(&client, "airtable_ai_organize", args.clone()).await;
+    assert_eq!(
+        (
+            again["unchanged"].as_u64(),
+            again["link_updates"].as_u64(),
+            again["airtable_requests"]["writes"].as_u64()
+        ),
+        (Some(17), Some(0), Some(0)),
+        "{again:#}"
+    );
+    assert_eq!(org.model_requests(), asked);
+    assert!(links(&org)["notes-reading.md"].contains("nested/deeper/system-linux.md"));
+
+    // `relink`: the model relates every document again (two requests, no classification).
+    let mut relink = args.clone();
+    relink["relink"] = true.into();
+    let relinked = ok(&client, "airtable_ai_organize", relink).await;
+    assert_eq!(org.model_requests(), asked + 2);
+    assert_eq!(relinked["links_judged"], 14);
+    assert_eq!(relinked["warnings"], json!([]));
+    assert!(relinked["link_updates"].as_u64().unwrap() > 0);
+    let after = links(&org);
+    assert!(after["framework-tokio.md"].contains("notes-ideas.md"));
+    assert!(after["notes-ideas.md"].contains("framework-tokio.md"));
+    assert!(after["framework-tokio.md"].contains("framework-axum.md"));
+    assert!(
+        after["notes-reading.md"].is_empty() && after["nested/deeper/system-linux.md"].is_empty(),
+        "judged again: nothing shares a tag with them"
+    );
+    // Every link stands in both records.
+    for (path, linked) in &after {
+        for other in linked {
+            assert!(
+                after[other].contains(path),
+                "{path} → {other} has no way back"
+            );
+        }
+    }
     client.cancel().await.unwrap();
 }

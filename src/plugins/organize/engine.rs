@@ -92,6 +92,9 @@ pub struct Outcome {
     pub links: usize,
     /// Records whose links change.
     pub link_updates: usize,
+    /// Documents whose links the model chose in this run (the new and changed ones, or
+    /// every one with `relink`); links between other documents stay as the table has them.
+    pub links_judged: usize,
     /// Model requests, tokens and estimated cost per provider and model (this run's, the
     /// dry run's included when its classification was reused).
     pub models: Vec<ModelUse>,
@@ -304,6 +307,10 @@ struct Checkpoint {
     classes: BTreeMap<String, Class>,
     /// The model use that produced them (reported again by the apply that reuses them).
     usage: Vec<(String, String, model::Usage)>,
+    /// Which of its candidates the model related a document to: a key of the document's and
+    /// the candidates' content hashes → the chosen candidates' hashes.
+    #[serde(default)]
+    links: BTreeMap<String, Vec<String>>,
 }
 
 fn checkpoint_path(inner: &Inner, args: &OrganizeArgs, table_id: &str, folder: &str) -> PathBuf {
@@ -363,6 +370,7 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
         .unwrap_or(settings.summary_words)
         .clamp(5, 300);
     let link_related = args.link_related.unwrap_or(true);
+    let judge_links = link_related && settings.judge_links;
     let create_fields = args.create_fields.unwrap_or(settings.create_fields);
     let provider = args
         .provider
@@ -751,7 +759,41 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
         )
         .await?;
         drop(tx);
-        Ok::<(), ToolError>(())
+        if !judge_links {
+            return Ok(Judgement::default());
+        }
+        // Related documents, while the records are still being written: every document's
+        // class as it will be stored, and the documents whose links the model chooses.
+        let known: BTreeMap<&str, (&Doc, Class)> = docs
+            .iter()
+            .filter_map(|d| {
+                let class = match existing.get(&d.path) {
+                    Some(r) if r.text(&f.hash) == d.hash => r.class(f),
+                    _ => checkpoint.classes.get(&d.hash)?.clone(),
+                };
+                Some((d.path.as_str(), (d, class)))
+            })
+            .collect();
+        let judged: BTreeSet<&str> = if args.relink.unwrap_or(false) {
+            known.keys().copied().collect()
+        } else {
+            needs_class
+                .iter()
+                .map(|d| d.path.as_str())
+                .filter(|p| known.contains_key(p))
+                .collect()
+        };
+        relate_all(
+            &inner,
+            &cx,
+            provider.as_deref(),
+            &known,
+            &judged,
+            (&mut checkpoint, &checkpoint_path),
+            &mut usages,
+            &progress,
+        )
+        .await
     };
     let write = async {
         if apply {
@@ -773,7 +815,7 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
         }
     };
     let (classified, mut written) = tokio::join!(classify, write);
-    classified?;
+    let judgement = classified?;
 
     // 6. The records as they should be.
     let class_of = |d: &Doc| -> Option<Class> {
@@ -922,12 +964,6 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
             tags: &c.tags,
         })
         .collect();
-    let related = if link_related {
-        tags::related(&profiles, settings.max_related.max(1))
-    } else {
-        BTreeMap::new()
-    };
-    out.links = related.values().map(BTreeSet::len).sum::<usize>() / 2;
     let current_links = |path: &str| -> BTreeSet<String> {
         existing
             .get(path)
@@ -939,6 +975,46 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
             })
             .unwrap_or_default()
     };
+    let by_tags = || tags::related(&profiles, settings.max_related.max(1));
+    let related: BTreeMap<String, BTreeSet<String>> = if !link_related {
+        BTreeMap::new()
+    } else if !judge_links {
+        by_tags()
+    } else {
+        let mut links: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut link = |a: &str, b: &str| {
+            links.entry(a.to_owned()).or_default().insert(b.to_owned());
+            links.entry(b.to_owned()).or_default().insert(a.to_owned());
+        };
+        // Between documents not judged now (unchanged, or not classified this time): as the
+        // table has them — the model's earlier choice, or the user's own.
+        let present: BTreeSet<&str> = docs.iter().map(|d| d.path.as_str()).collect();
+        let kept = |p: &str| present.contains(p) && !judgement.judged.contains(p);
+        for path in present.iter().filter(|p| kept(p)) {
+            for other in current_links(path) {
+                if kept(&other) {
+                    link(path, &other);
+                }
+            }
+        }
+        for (a, picks) in &judgement.picks {
+            for b in picks.iter().filter(|b| classes.contains_key(*b)) {
+                link(a, b);
+            }
+        }
+        if !judgement.by_tags.is_empty() {
+            let fallback = by_tags();
+            for a in &judgement.by_tags {
+                for b in fallback.get(a).into_iter().flatten() {
+                    link(a, b);
+                }
+            }
+        }
+        links
+    };
+    out.links = related.values().map(BTreeSet::len).sum::<usize>() / 2;
+    out.links_judged = judgement.picks.len();
+    out.warnings.extend(judgement.warnings);
     let link_changes: Vec<&str> = if link_related {
         classes
             .keys()
@@ -1290,13 +1366,7 @@ async fn classify_all(
         .collect();
     let mut results = stream::iter(requests).buffer_unordered(settings.llm_in_flight.max(1));
     while let Some((batch, result, used)) = results.next().await {
-        for (key, u) in used {
-            let sum = usages.entry(key).or_default();
-            sum.requests += u.requests;
-            sum.input_tokens += u.input_tokens;
-            sum.output_tokens += u.output_tokens;
-            sum.estimated |= u.estimated;
-        }
+        add_usages(usages, used);
         let mut ready = Vec::new();
         for (i, d) in batch.iter().enumerate() {
             let id = format!("d{}", i + 1);
@@ -1340,6 +1410,199 @@ async fn classify_all(
         }
     }
     Ok(())
+}
+
+fn add_usages(usages: &mut Usages, used: Usages) {
+    for (key, u) in used {
+        let sum = usages.entry(key).or_default();
+        sum.requests += u.requests;
+        sum.input_tokens += u.input_tokens;
+        sum.output_tokens += u.output_tokens;
+        sum.estimated |= u.estimated;
+    }
+}
+
+/// What the model said of the documents' links.
+#[derive(Default)]
+struct Judgement {
+    /// The documents whose links were decided in this run.
+    judged: BTreeSet<String>,
+    /// Document → the candidates the model chose for it.
+    picks: BTreeMap<String, BTreeSet<String>>,
+    /// Documents whose links fall back to shared tags (the model's answer was unusable).
+    by_tags: BTreeSet<String>,
+    warnings: Vec<String>,
+}
+
+/// The model's judgement of the `judged` documents' links: each one's candidates (the
+/// documents sharing the most tags with it), several documents per request, a bounded
+/// number in flight; kept in the checkpoint by content hash, so the apply after a plan and a
+/// resumed run ask nothing again.
+#[allow(clippy::too_many_arguments)]
+async fn relate_all(
+    inner: &Inner,
+    cx: &ToolContext,
+    provider: Option<&str>,
+    known: &BTreeMap<&str, (&Doc, Class)>,
+    judged: &BTreeSet<&str>,
+    (checkpoint, checkpoint_path): (&mut Checkpoint, &std::path::Path),
+    usages: &mut Usages,
+    progress: &Progress<'_>,
+) -> Result<Judgement, ToolError> {
+    let settings = &inner.settings;
+    let max_related = settings.max_related.max(1);
+    let profiles: Vec<Profile<'_>> = known
+        .iter()
+        .map(|(path, (_, c))| Profile {
+            key: path,
+            category: &c.category,
+            tags: &c.tags,
+        })
+        .collect();
+    let candidates = tags::candidates(&profiles, judged, settings.link_candidates.max(1));
+    let mut out = Judgement {
+        judged: judged.iter().map(|p| (*p).to_owned()).collect(),
+        ..Judgement::default()
+    };
+    let hash_of = |path: &str| known[path].0.hash.as_str();
+    let key_of = |a: &str, cands: &[String]| -> String {
+        let mut h = sha2::Sha256::new();
+        h.update(hash_of(a));
+        for c in cands {
+            h.update(b"|");
+            h.update(hash_of(c));
+        }
+        h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let mut ask: Vec<(&str, &[String])> = Vec::new();
+    for (a, cands) in &candidates {
+        match checkpoint.links.get(&key_of(a, cands)) {
+            Some(chosen) => {
+                let picks = cands
+                    .iter()
+                    .filter(|c| chosen.iter().any(|h| h == hash_of(c)))
+                    .cloned()
+                    .collect();
+                out.picks.insert(a.clone(), picks);
+            }
+            None => ask.push((a, cands)),
+        }
+    }
+    if ask.is_empty() {
+        return Ok(out);
+    }
+    let total = ask.len();
+    progress.more(total);
+    let chunks: Vec<Vec<(&str, &[String])>> = ask
+        .chunks(settings.relate_documents.max(1))
+        .map(<[_]>::to_vec)
+        .collect();
+    let requests: Vec<_> = chunks
+        .into_iter()
+        .map(|chunk| relate_batch(&inner.models, cx, provider, known, chunk, max_related))
+        .collect();
+    let mut results = stream::iter(requests).buffer_unordered(settings.llm_in_flight.max(1));
+    let mut done = 0usize;
+    while let Some((chunk, path_of, result, used)) = results.next().await {
+        add_usages(usages, used);
+        match result {
+            Ok(chosen) => {
+                for (i, (a, cands)) in chunk.iter().enumerate() {
+                    let picks: BTreeSet<String> = chosen
+                        .get(&format!("d{}", i + 1))
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|id| path_of.get(id))
+                        .map(|p| (*p).to_owned())
+                        .collect();
+                    checkpoint.links.insert(
+                        key_of(a, cands),
+                        picks.iter().map(|p| hash_of(p).to_owned()).collect(),
+                    );
+                    out.picks.insert((*a).to_owned(), picks);
+                }
+            }
+            Err(e) => {
+                out.by_tags
+                    .extend(chunk.iter().map(|(a, _)| (*a).to_owned()));
+                out.warnings.push(format!(
+                    "{} document(s) linked by shared tags alone, as the model could not relate \
+                     them: {e}",
+                    chunk.len()
+                ));
+            }
+        }
+        checkpoint.usage = usages
+            .iter()
+            .map(|((p, m), u)| (p.clone(), m.clone(), u.clone()))
+            .collect();
+        save(checkpoint_path, checkpoint);
+        done += chunk.len();
+        progress
+            .step(chunk.len(), format!("related {done} of {total} documents"))
+            .await;
+        if cx.is_cancelled() {
+            return Err(ToolError::Failed(
+                "cancelled; what was classified is kept for the next run".into(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// One model request relating a batch of documents, with its own usage count; the answer's
+/// candidate ids → paths.
+async fn relate_batch<'a>(
+    models: &crate::plugin::Models,
+    cx: &ToolContext,
+    provider: Option<&str>,
+    known: &'a BTreeMap<&'a str, (&'a Doc, Class)>,
+    chunk: Vec<(&'a str, &'a [String])>,
+    max_related: usize,
+) -> (
+    Vec<(&'a str, &'a [String])>,
+    HashMap<String, &'a str>,
+    Result<BTreeMap<String, Vec<String>>, ToolError>,
+    Usages,
+) {
+    // The candidates once each, by a short id; the documents with theirs.
+    let mut ids: BTreeMap<&str, String> = BTreeMap::new();
+    for (_, cands) in &chunk {
+        for c in cands.iter() {
+            let next = format!("c{}", ids.len() + 1);
+            ids.entry(c.as_str()).or_insert(next);
+        }
+    }
+    let brief = |path: &str, id: String, candidates: Vec<String>| {
+        let (d, c) = &known[path];
+        model::Brief {
+            id,
+            title: &d.title,
+            category: &c.category,
+            tags: &c.tags,
+            summary: &c.summary,
+            candidates,
+        }
+    };
+    let docs: Vec<model::Brief<'_>> = chunk
+        .iter()
+        .enumerate()
+        .map(|(i, (a, cands))| {
+            let theirs = cands.iter().map(|c| ids[c.as_str()].clone()).collect();
+            brief(a, format!("d{}", i + 1), theirs)
+        })
+        .collect();
+    let shown: Vec<model::Brief<'_>> = ids
+        .iter()
+        .map(|(path, id)| brief(path, id.clone(), Vec::new()))
+        .collect();
+    let mut used = Usages::new();
+    let result = model::relate(models, cx, provider, &docs, &shown, max_related, &mut used).await;
+    let path_of = ids.into_iter().map(|(path, id)| (id, path)).collect();
+    (chunk, path_of, result, used)
 }
 
 /// One model request over a batch, with its own usage count.

@@ -67,6 +67,13 @@ struct Settings {
     max_tags: usize,
     max_categories: usize,
     max_related: usize,
+    /// The model chooses each changed document's links among the documents sharing a tag
+    /// with it (false: shared tags and the category alone decide).
+    judge_links: bool,
+    /// Most candidates the model chooses among, per document.
+    link_candidates: usize,
+    /// Documents per request when the model relates documents.
+    relate_documents: usize,
     status: String,
     create_fields: bool,
     batch_documents: usize,
@@ -89,6 +96,9 @@ impl Default for Settings {
             max_tags: 5,
             max_categories: 8,
             max_related: 5,
+            judge_links: true,
+            link_candidates: 8,
+            relate_documents: 10,
             status: "Organized".into(),
             create_fields: true,
             batch_documents: 8,
@@ -136,9 +146,15 @@ pub struct OrganizeArgs {
     #[serde(default)]
     #[schemars(range(min = 5, max = 300))]
     pub summary_words: Option<usize>,
-    /// Link related documents to each other (both ways). Default: true.
+    /// Link related documents to each other (both ways). Default: true. The model chooses
+    /// a new or changed document's links among the documents sharing a tag with it; links
+    /// between unchanged documents stay as the table has them.
     #[serde(default)]
     pub link_related: Option<bool>,
+    /// Have the model choose every document's links afresh, not only the new and changed
+    /// ones' (one small request per 10 documents). Default: false.
+    #[serde(default)]
+    pub relink: Option<bool>,
     /// Create missing fields and select options. Default from the settings (true).
     #[serde(default)]
     pub create_fields: Option<bool>,

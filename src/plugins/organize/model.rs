@@ -110,6 +110,29 @@ static CLASSES_SCHEMA: LazyLock<Value> = LazyLock::new(|| {
     })
 });
 
+static RELATED_SCHEMA: LazyLock<Value> = LazyLock::new(|| {
+    json!({
+        "type": "object",
+        "properties": {
+            "documents": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "related": {"type": "array", "items": {"type": "string"}}
+                    },
+                    "required": ["id", "related"]
+                }
+            }
+        },
+        "required": ["documents"]
+    })
+});
+
+static RELATED_VALIDATOR: LazyLock<jsonschema::Validator> =
+    LazyLock::new(|| jsonschema::validator_for(&RELATED_SCHEMA).expect("a valid schema"));
+
 static TAXONOMY_VALIDATOR: LazyLock<jsonschema::Validator> =
     LazyLock::new(|| jsonschema::validator_for(&TAXONOMY_SCHEMA).expect("a valid schema"));
 static CLASSES_VALIDATOR: LazyLock<jsonschema::Validator> =
@@ -390,6 +413,98 @@ fn one_class(
     ))
 }
 
+/// A document as the model sees it when it relates documents: what the classification said.
+#[derive(Debug, Clone, Serialize)]
+pub struct Brief<'a> {
+    pub id: String,
+    pub title: &'a str,
+    pub category: &'a str,
+    pub tags: &'a [String],
+    pub summary: &'a str,
+    /// For a document to relate: the ids of its candidates.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<String>,
+}
+
+/// The model's judgement of which candidates are related to each document of a batch:
+/// document id → the candidate ids it chose (at most `max_related`, strongest first).
+pub async fn relate(
+    models: &Models,
+    cx: &ToolContext,
+    provider: Option<&str>,
+    docs: &[Brief<'_>],
+    candidates: &[Brief<'_>],
+    max_related: usize,
+    usages: &mut Usages,
+) -> Result<BTreeMap<String, Vec<String>>, ToolError> {
+    let lines = |briefs: &[Brief<'_>]| -> String {
+        briefs
+            .iter()
+            .map(|b| serde_json::to_string(b).unwrap_or_default() + "\n")
+            .collect()
+    };
+    let prompt = format!(
+        "Task: relate documents. For each document below, choose from its `candidates` the \
+         ones a reader of it would want linked: on the same subject, or one building on, \
+         using or answering the other; not merely sharing a word. At most {max_related} per \
+         document, strongest first; an empty list is a fine answer. Answer for every \
+         document, by its id.\n\nJSON schema of the answer:\n{}\n\n\
+         Candidates (one JSON object per line):\n{}\n\
+         Documents to relate (one JSON object per line):\n{}",
+        *RELATED_SCHEMA,
+        lines(candidates),
+        lines(docs),
+    );
+    let allowed: BTreeMap<&str, BTreeSet<&str>> = docs
+        .iter()
+        .map(|d| {
+            (
+                d.id.as_str(),
+                d.candidates.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    let accept = |text: &str| -> Result<BTreeMap<String, Vec<String>>, String> {
+        let value = json_in(text)?;
+        check(&RELATED_VALIDATOR, &value)?;
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut problems = Vec::new();
+        for d in value["documents"].as_array().into_iter().flatten() {
+            let id = d["id"].as_str().unwrap_or_default();
+            let Some(theirs) = allowed.get(id) else {
+                problems.push(format!("`{id}` is not one of the documents' ids"));
+                continue;
+            };
+            let mut chosen: Vec<String> = Vec::new();
+            for c in d["related"].as_array().into_iter().flatten() {
+                let c = c.as_str().unwrap_or_default().trim();
+                if !theirs.contains(c) {
+                    problems.push(format!("document {id}: `{c}` is not one of its candidates"));
+                } else if !chosen.iter().any(|k| k == c) {
+                    chosen.push(c.to_owned());
+                }
+            }
+            chosen.truncate(max_related);
+            out.insert(id.to_owned(), chosen);
+        }
+        let missing: Vec<&str> = allowed
+            .keys()
+            .filter(|id| !out.contains_key(**id))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            problems.push(format!("no answer for {}", missing.join(", ")));
+        }
+        if problems.is_empty() {
+            Ok(out)
+        } else {
+            Err(problems.join("; "))
+        }
+    };
+    let max_tokens = (docs.len() * (12 * max_related + 24) + 256).min(8_000) as u32;
+    ask_checked(models, cx, provider, prompt, max_tokens, usages, accept).await
+}
+
 /// At most `max` words, whitespace collapsed.
 pub fn clip_words(text: &str, max: usize) -> String {
     let words: Vec<&str> = text.split_whitespace().collect();
@@ -420,6 +535,12 @@ mod tests {
         let err = check(&CLASSES_VALIDATOR, &json!({"documents": [{"id": "d1"}]})).unwrap_err();
         assert!(err.contains("/documents/0"), "{err}");
         assert!(check(&TAXONOMY_VALIDATOR, &json!({"categories": [{"name": "A"}]})).is_ok());
+        let err = check(
+            &RELATED_VALIDATOR,
+            &json!({"documents": [{"id": "d1", "related": "c1"}]}),
+        )
+        .unwrap_err();
+        assert!(err.contains("/documents/0/related"), "{err}");
     }
 
     #[test]

@@ -55,9 +55,17 @@ pub fn render(out: &Outcome) -> String {
             .collect();
         let _ = writeln!(t, "Categories ({}): {}", out.taxonomy, cats.join(", "));
     }
+    let judged = if out.links_judged > 0 {
+        format!(
+            "; the model chose the links of {} changed document(s)",
+            out.links_judged
+        )
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         t,
-        "Tags: {} distinct · related-document links: {} ({} records {})",
+        "Tags: {} distinct · related-document links: {} ({} records {}{judged})",
         out.tags,
         out.links,
         out.link_updates,

@@ -119,6 +119,39 @@ pub fn related(docs: &[Profile<'_>], max: usize) -> BTreeMap<String, BTreeSet<St
     links
 }
 
+/// What the model chooses among for each document of `of`: the others it shares a tag with,
+/// strongest first (as [`related`] scores them), at most `max`. A document with none is left
+/// out: there is nothing to ask.
+pub fn candidates(
+    docs: &[Profile<'_>],
+    of: &BTreeSet<&str>,
+    max: usize,
+) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for a in docs.iter().filter(|a| of.contains(a.key)) {
+        let tags_a: BTreeSet<&String> = a.tags.iter().collect();
+        let mut scored: Vec<(usize, &str)> = docs
+            .iter()
+            .filter(|b| b.key != a.key)
+            .filter_map(|b| {
+                let shared = b.tags.iter().filter(|t| tags_a.contains(t)).count();
+                let same = usize::from(!a.category.is_empty() && a.category == b.category);
+                (shared >= 1).then_some((shared * 2 + same, b.key))
+            })
+            .collect();
+        scored.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(y.1)));
+        let picked: Vec<String> = scored
+            .into_iter()
+            .take(max)
+            .map(|(_, b)| b.to_owned())
+            .collect();
+        if !picked.is_empty() {
+            out.insert(a.key.to_owned(), picked);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +228,14 @@ mod tests {
         // still links to a, so a lists c as well.
         let links = related(&docs, 1);
         assert_eq!(links["a"], BTreeSet::from(["b".to_owned(), "c".to_owned()]));
+
+        // What the model chooses among: one shared tag is enough to be shown; strongest first.
+        let of = BTreeSet::from(["a", "b", "d"]);
+        let shown = candidates(&docs, &of, 5);
+        assert_eq!(shown["a"], ["b", "c"]);
+        assert_eq!(shown["b"], ["a", "c"]);
+        assert!(!shown.contains_key("c"), "only those asked for");
+        assert!(!shown.contains_key("d"), "nothing shares a tag with d");
+        assert_eq!(candidates(&docs, &of, 1)["b"], ["a"]);
     }
 }
