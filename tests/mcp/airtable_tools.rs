@@ -632,6 +632,27 @@ async fn tables_and_fields_are_created_and_renamed() {
     assert_eq!(owner["name"], "Owner");
     assert_eq!(owner["type"], "email");
     assert_eq!(owner["description"], "who asked");
+    // By the table's id: one request, no schema read first; an id that is no table's is
+    // Airtable's answer, said plainly.
+    let before = s.fake.stats().requests_total;
+    ok(
+        &client,
+        "airtable_create_field",
+        json!({"base": base, "table": schema["id"], "name": "Due", "type": "date", "options": {"dateFormat": {"name": "iso"}}}),
+    )
+    .await;
+    assert_eq!(s.fake.stats().requests_total - before, 1);
+    assert_eq!(
+        s.fake.table_schema(&base, "Projects")["fields"][4]["name"],
+        "Due"
+    );
+    let error = fails(
+        &client,
+        "airtable_create_field",
+        json!({"base": base, "table": "tblNoSuchTable000", "name": "X", "type": "email"}),
+    )
+    .await;
+    assert!(error.contains("creating field `X`"), "{error}");
 
     let renamed = ok(
         &client,

@@ -274,7 +274,13 @@ impl Airtable {
     }
 
     async fn create_field(&self, args: CreateField) -> ToolOutcome {
-        let (table_id, _) = self.table_id(&args.base, &args.table).await?;
+        // An id goes straight into the path (one request, not two: the organizer creates
+        // several fields in a row); a name is looked up in the schema first.
+        let table_id = if is_table_id(&args.table) {
+            args.table.clone()
+        } else {
+            self.table_id(&args.base, &args.table).await?.0
+        };
         let body = serde_json::to_value(&args.field)
             .map_err(|e| ToolError::InvalidArguments(e.to_string()))?;
         let url = self
@@ -344,4 +350,11 @@ impl Airtable {
             .map_err(self.fail(&format!("updating field `{}`", args.field)))?;
         structured(updated)
     }
+}
+
+/// `tbl` and 14 letters or digits: how Airtable's table ids look (a name may be anything).
+fn is_table_id(table: &str) -> bool {
+    table.len() == 17
+        && table.starts_with("tbl")
+        && table[3..].bytes().all(|b| b.is_ascii_alphanumeric())
 }
