@@ -607,6 +607,7 @@ mod tests {
             }],
             max_tokens: 1024,
             temperature: Some(0.2),
+            response_schema: None,
         };
         assert_eq!(
             agent().body(&conversation, false),

@@ -33,6 +33,8 @@ pub struct Gemini {
     /// The key again, to mask out of error texts (a body may repeat the request's headers).
     secrets: Secrets,
     retry: RetryPolicy,
+    /// Pass a conversation's answer schema as `responseSchema`.
+    json_schema: bool,
 }
 
 impl Gemini {
@@ -50,7 +52,14 @@ impl Gemini {
             secrets: Secrets::new(key.clone()),
             key,
             retry,
+            json_schema: true,
         }
+    }
+
+    /// Whether to pass a conversation's answer schema as `responseSchema`.
+    pub fn with_json_schema(mut self, json_schema: bool) -> Self {
+        self.json_schema = json_schema;
+        self
     }
 
     /// The method's URL. A model named with its resource path (`models/gemini-2.5-flash`,
@@ -97,6 +106,14 @@ impl Gemini {
         }
         if let Some(t) = conversation.temperature {
             config.insert("temperature".into(), temperature(t));
+        }
+        // An answer held to a schema (not beside tools: a turn may call them instead).
+        if let Some(schema) = &conversation.response_schema
+            && self.json_schema
+            && conversation.tools.is_empty()
+        {
+            config.insert("responseMimeType".into(), "application/json".into());
+            config.insert("responseSchema".into(), response_schema(schema));
         }
         if !config.is_empty() {
             body["generationConfig"] = Value::Object(config);
@@ -548,6 +565,67 @@ impl Decoder for Chunks {
     }
 }
 
+/// A JSON Schema as Gemini's `responseSchema` takes it (its OpenAPI subset): the keywords it
+/// knows, types in capitals (`OBJECT`, `STRING`), a `["string", "null"]` type as `nullable`.
+fn response_schema(schema: &Value) -> Value {
+    const KEPT: [&str; 12] = [
+        "format",
+        "description",
+        "enum",
+        "required",
+        "minItems",
+        "maxItems",
+        "minLength",
+        "maxLength",
+        "minimum",
+        "maximum",
+        "minProperties",
+        "maxProperties",
+    ];
+    let Value::Object(map) = schema else {
+        return schema.clone();
+    };
+    let mut out = Map::new();
+    let upper = |t: &str| Value::String(t.to_ascii_uppercase());
+    match map.get("type") {
+        Some(Value::String(t)) => {
+            out.insert("type".into(), upper(t));
+        }
+        Some(Value::Array(types)) => {
+            let named: Vec<&str> = types.iter().filter_map(Value::as_str).collect();
+            if let Some(t) = named.iter().find(|t| **t != "null") {
+                out.insert("type".into(), upper(t));
+            }
+            if named.contains(&"null") {
+                out.insert("nullable".into(), true.into());
+            }
+        }
+        _ => {}
+    }
+    for key in KEPT {
+        if let Some(v) = map.get(key) {
+            out.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(items) = map.get("items") {
+        out.insert("items".into(), response_schema(items));
+    }
+    if let Some(Value::Object(props)) = map.get("properties") {
+        let props: Map<String, Value> = props
+            .iter()
+            .map(|(k, v)| (k.clone(), response_schema(v)))
+            .collect();
+        out.insert("properties".into(), Value::Object(props));
+    }
+    if let Some(Value::Array(any)) = map.get("anyOf") {
+        out.insert(
+            "anyOf".into(),
+            Value::Array(any.iter().map(response_schema).collect()),
+        );
+    }
+    Value::Object(out)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -618,6 +696,7 @@ mod tests {
             }],
             max_tokens: 1024,
             temperature: Some(0.2),
+            response_schema: None,
         };
         assert_eq!(
             agent("gemini-2.5-flash").body(&conversation),
@@ -1047,5 +1126,48 @@ mod tests {
             assert_eq!(headers["x-goog-api-key"], "AIza-test");
             assert_eq!(body["generationConfig"]["maxOutputTokens"], 100);
         }
+    }
+
+    #[test]
+    fn an_answer_schema_is_the_response_schema() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "documents": {"type": "array", "minItems": 1, "items": {
+                    "type": "object",
+                    "properties": {"id": {"type": "string", "maxLength": 9}, "note": {"type": ["string", "null"]}},
+                    "required": ["id"],
+                    "additionalProperties": false
+                }}
+            },
+            "required": ["documents"],
+            "$schema": "https://json-schema.org/draft/2020-12/schema"
+        });
+        let conversation = Conversation {
+            messages: vec![Message::User("Answer in JSON.".into())],
+            max_tokens: 100,
+            response_schema: Some(schema),
+            ..Conversation::default()
+        };
+        let agent = Gemini::new("gemini", "m", "http://x", None, RetryPolicy::default());
+        let body = agent.body(&conversation);
+        let config = &body["generationConfig"];
+        assert_eq!(config["responseMimeType"], "application/json");
+        assert_eq!(
+            config["responseSchema"],
+            json!({
+                "type": "OBJECT",
+                "required": ["documents"],
+                "properties": {
+                    "documents": {"type": "ARRAY", "minItems": 1, "items": {
+                        "type": "OBJECT",
+                        "required": ["id"],
+                        "properties": {"id": {"type": "STRING", "maxLength": 9}, "note": {"type": "STRING", "nullable": true}}
+                    }}
+                }
+            })
+        );
+        let body = agent.with_json_schema(false).body(&conversation);
+        assert!(body["generationConfig"].get("responseSchema").is_none());
     }
 }

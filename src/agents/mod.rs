@@ -41,6 +41,10 @@ pub struct Conversation {
     /// Most tokens the answer may use.
     pub max_tokens: u32,
     pub temperature: Option<f32>,
+    /// The answer is to be one JSON object matching this schema. Providers that can be held
+    /// to it are told (OpenAI: `response_format` json_schema; DeepSeek: json_object; Gemini:
+    /// `responseMimeType` and `responseSchema`); the prompt says so for the others.
+    pub response_schema: Option<serde_json::Value>,
 }
 
 /// One turn of a conversation.

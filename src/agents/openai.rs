@@ -34,6 +34,8 @@ pub struct OpenAi {
     /// Send `reasoning_content` back on tool-call turns, use `max_tokens`.
     deepseek: bool,
     tools: bool,
+    /// Pass a conversation's answer schema as `response_format` (DeepSeek: json_object).
+    json_schema: bool,
     retry: RetryPolicy,
 }
 
@@ -53,6 +55,7 @@ impl OpenAi {
             key,
             deepseek: false,
             tools: true,
+            json_schema: true,
             retry,
         }
     }
@@ -65,6 +68,12 @@ impl OpenAi {
 
     pub fn with_tools(mut self, tools: bool) -> Self {
         self.tools = tools;
+        self
+    }
+
+    /// Whether the server takes `response_format` (a compatible server may refuse it).
+    pub fn with_json_schema(mut self, json_schema: bool) -> Self {
+        self.json_schema = json_schema;
         self
     }
 
@@ -98,6 +107,22 @@ impl OpenAi {
         }
         if stream {
             body["stream_options"] = json!({"include_usage": true});
+        }
+        // An answer held to a schema (not beside tools: a turn may call them instead).
+        if let Some(schema) = &conversation.response_schema
+            && self.json_schema
+            && conversation.tools.is_empty()
+        {
+            body["response_format"] = if self.deepseek {
+                // DeepSeek takes JSON mode only, and wants the word "json" in the prompt.
+                json!({"type": "json_object"})
+            } else {
+                // Not strict: strict mode wants every property required and no keyword such
+                // as minItems; the answer is validated against the schema anyway.
+                json!({"type": "json_schema", "json_schema": {
+                    "name": "answer", "schema": schema, "strict": false,
+                }})
+            };
         }
         if self.tools && !conversation.tools.is_empty() {
             body["tools"] = conversation
@@ -495,5 +520,41 @@ mod tests {
         assert_eq!(m["reasoning_content"], "");
         assert_eq!(m["content"], Value::Null);
         assert_eq!(m["tool_calls"][0]["function"]["arguments"], r#"{"a":1}"#);
+    }
+
+    #[test]
+    fn an_answer_schema_is_the_response_format() {
+        let schema = json!({"type": "object", "properties": {"a": {"type": "string"}}});
+        let mut conversation = Conversation {
+            messages: vec![Message::User("Answer in JSON.".into())],
+            max_tokens: 100,
+            response_schema: Some(schema.clone()),
+            ..Conversation::default()
+        };
+        let new = |name: &str| OpenAi::new(name, "m", "http://x/v1", None, RetryPolicy::default());
+        let body = new("openai").body(&conversation, false);
+        assert_eq!(
+            body["response_format"],
+            json!({"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": false}})
+        );
+        // DeepSeek takes JSON mode only; a server that refuses the field is not sent it.
+        let body = new("deepseek").deepseek().body(&conversation, false);
+        assert_eq!(body["response_format"], json!({"type": "json_object"}));
+        let body = new("local")
+            .with_json_schema(false)
+            .body(&conversation, false);
+        assert!(body.get("response_format").is_none());
+        // Beside tools the model may call one instead: no format then.
+        conversation.tools = vec![crate::agents::ToolSpec {
+            name: "f".into(),
+            description: String::new(),
+            parameters: json!({"type": "object"}),
+        }];
+        assert!(
+            new("openai")
+                .body(&conversation, false)
+                .get("response_format")
+                .is_none()
+        );
     }
 }

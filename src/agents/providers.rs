@@ -88,6 +88,11 @@ pub struct ProviderConfig {
     /// Whether the model may be given tools (default true).
     #[serde(default = "yes")]
     pub tools: bool,
+    /// Whether an answer wanted as JSON is asked for with the provider's own structured
+    /// output (`response_format`, `responseSchema`; default true). False for a compatible
+    /// server that refuses the field: the prompt still asks for the JSON.
+    #[serde(default = "yes")]
+    pub json_schema: bool,
     /// Seconds one answer may take before it is given up (default: the plugin's).
     pub timeout_secs: Option<f64>,
 }
@@ -249,17 +254,23 @@ impl Agents {
                 continue;
             };
             let tools = config.is_none_or(|c| c.tools);
+            let json_schema = config.is_none_or(|c| c.json_schema);
             let agent: Arc<dyn Agent> = match format {
-                Format::Openai => {
-                    Arc::new(OpenAi::new(&name, &model, &base_url, key, retry).with_tools(tools))
-                }
+                Format::Openai => Arc::new(
+                    OpenAi::new(&name, &model, &base_url, key, retry)
+                        .with_tools(tools)
+                        .with_json_schema(json_schema),
+                ),
                 Format::Deepseek => Arc::new(
                     OpenAi::new(&name, &model, &base_url, key, retry)
                         .deepseek()
-                        .with_tools(tools),
+                        .with_tools(tools)
+                        .with_json_schema(json_schema),
                 ),
                 Format::Anthropic => Arc::new(Anthropic::new(&name, &model, &base_url, key, retry)),
-                Format::Gemini => Arc::new(Gemini::new(&name, &model, &base_url, key, retry)),
+                Format::Gemini => Arc::new(
+                    Gemini::new(&name, &model, &base_url, key, retry).with_json_schema(json_schema),
+                ),
             };
             let timeout = config
                 .and_then(|c| c.timeout_secs)

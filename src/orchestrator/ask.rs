@@ -29,6 +29,8 @@ pub struct AskRequest {
     /// Let the model call the plugins' tools.
     pub use_tools: bool,
     pub system: Option<String>,
+    /// The answer is to be one JSON object matching this schema ([`Conversation`]'s).
+    pub response_schema: Option<serde_json::Value>,
 }
 
 /// What `ask` returns.
@@ -124,6 +126,7 @@ impl Orchestrator {
             tools,
             max_tokens: self.settings.max_tokens,
             temperature: None,
+            response_schema: request.response_schema.clone(),
         };
         let wrote = Arc::new(AtomicBool::new(false));
         let sink: Option<TextSink> = cx.text_sink().map(|sink| {

@@ -165,6 +165,7 @@ impl Orchestrator {
                 tools: Vec::new(),
                 max_tokens: self.settings.max_tokens,
                 temperature: None,
+                response_schema: None,
             };
             pending.push(async move {
                 let asked = Instant::now();
@@ -311,6 +312,7 @@ impl Orchestrator {
                     tools: Vec::new(),
                     max_tokens: self.settings.max_tokens,
                     temperature: None,
+                    response_schema: None,
                 };
                 let deadline = self.agents.timeout(name);
                 let reply = self

@@ -20,6 +20,10 @@ pub struct ModelRequest {
     pub max_tokens: Option<u32>,
     /// A provider by name; `None`: the service's routing decides.
     pub provider: Option<String>,
+    /// The answer is to be one JSON object matching this schema: providers that take a
+    /// schema are given it (the prompt must still ask for the JSON: a client's model by
+    /// sampling, and some providers, only read the prompt).
+    pub schema: Option<serde_json::Value>,
 }
 
 /// A completion, and who wrote it.

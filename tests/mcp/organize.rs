@@ -546,6 +546,22 @@ async fn organize_plans_applies_and_then_has_nothing_to_do() {
         usage["input_tokens"].as_u64().unwrap() > 0 && usage["cost_usd"].as_f64().unwrap() > 0.0
     );
     assert!(org.records().is_empty(), "a dry run writes nothing");
+    // Each request held to its answer's schema (OpenAI's structured output).
+    for request in org.llm.requests(Provider::OpenAi) {
+        let format = &request.body["response_format"];
+        assert_eq!(format["type"], "json_schema");
+        let prompt = request.body["messages"][1]["content"].as_str().unwrap();
+        let wanted = if prompt.contains("propose the categories") {
+            "categories"
+        } else {
+            "documents"
+        };
+        assert_eq!(
+            format["json_schema"]["schema"]["required"],
+            json!([wanted]),
+            "{format}"
+        );
+    }
     let said = text(
         &call_tool(
             &client,
@@ -1038,17 +1054,20 @@ async fn faults_from_the_model_and_airtable_lose_nothing() {
 /// was kept before the writes began).
 #[tokio::test]
 async fn an_apply_killed_mid_write_resumes_without_duplicates() {
+    let documents = |org: &Org| {
+        let data = org.fx.data().join("research");
+        let topics = ["rust", "async", "consensus", "vision", "nlp", "kernel"];
+        for i in 0..60 {
+            let (a, b) = (topics[i % 6], topics[(i / 6) % 6]);
+            let name = ["framework", "system", "paper"][i % 3];
+            write(
+                &data.join(format!("{name}-{i:02}.md")),
+                &format!("# Document {i}\n\nTopics: {a}, {b}.\n"),
+            );
+        }
+    };
     let org = Org::new();
-    let data = org.fx.data().join("research");
-    let topics = ["rust", "async", "consensus", "vision", "nlp", "kernel"];
-    for i in 0..60 {
-        let (a, b) = (topics[i % 6], topics[(i / 6) % 6]);
-        let name = ["framework", "system", "paper"][i % 3];
-        write(
-            &data.join(format!("{name}-{i:02}.md")),
-            &format!("# Document {i}\n\nTopics: {a}, {b}.\n"),
-        );
-    }
+    documents(&org);
     let base = org.base.clone();
     let args = [
         "organize",
@@ -1069,6 +1088,11 @@ async fn an_apply_killed_mid_write_resumes_without_duplicates() {
     org.airtable
         .until(|f| f.records(&b, table).len() >= 20)
         .await;
+    // Killed once the model has classified everything (the taxonomy and 8 batches, kept in
+    // the checkpoint before relating begins), as the records are written.
+    while org.model_requests() < 10 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     let landed = org.records().len();
@@ -1077,11 +1101,58 @@ async fn an_apply_killed_mid_write_resumes_without_duplicates() {
 
     let again = org.fx.output(&mut org.cli(&args, true)).await;
     assert!(again.ok, "{}\n{}", again.stdout, again.stderr);
-    assert_eq!(
-        org.model_requests(),
-        asked,
-        "the second run asked the model again"
+    // Nothing answered was asked again: the classification all came from the first run;
+    // relating takes 6 requests, and those in flight at the kill (at most 4) are asked again.
+    let asked_to = |org: &Org, task: &str| {
+        org.llm
+            .requests(Provider::OpenAi)
+            .iter()
+            .filter(|r| {
+                r.body["messages"][1]["content"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with(task))
+            })
+            .count()
+    };
+    assert_eq!(asked_to(&org, "Task: classify"), 8);
+    let relate = asked_to(&org, "Task: relate");
+    assert!(
+        (6..=10).contains(&relate),
+        "{relate} ({asked} before the kill)"
     );
+    // The links as an uninterrupted run makes them, the records written before the kill
+    // included (their links had not been written).
+    let whole = Org::new();
+    documents(&whole);
+    let mut whole_args = args.to_vec();
+    whole_args[3] = &whole.base;
+    let once = whole.fx.output(&mut whole.cli(&whole_args, true)).await;
+    assert!(once.ok, "{}", once.stderr);
+    let links = |org: &Org| -> BTreeMap<String, BTreeSet<String>> {
+        let records = org.records();
+        let path_of: BTreeMap<&str, &str> = records
+            .iter()
+            .map(|r| {
+                (
+                    r["id"].as_str().unwrap(),
+                    r["fields"]["File Path"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        records
+            .iter()
+            .map(|r| {
+                let linked = r["fields"]["Related"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|id| path_of[id.as_str().unwrap()].to_owned())
+                    .collect();
+                (path_of[r["id"].as_str().unwrap()].to_owned(), linked)
+            })
+            .collect()
+    };
+    assert_eq!(links(&org), links(&whole));
     let records = org.records();
     let stored = by_path(&records);
     assert_eq!(
@@ -1302,6 +1373,22 @@ async fn each_providers_wire_format_classifies() {
         assert_eq!(plan["failed"], json!([]), "{provider}: {plan:#}");
         assert_eq!(plan["models"][0]["provider"], provider);
         assert_eq!(org.llm.request_count(fake), 6, "{provider}");
+        // Held to the answer's schema where the provider can be: Gemini by responseSchema,
+        // DeepSeek by JSON mode; Anthropic by the prompt alone.
+        for request in org.llm.requests(fake) {
+            let body = &request.body;
+            match fake {
+                Provider::Gemini => {
+                    let config = &body["generationConfig"];
+                    assert_eq!(config["responseMimeType"], "application/json");
+                    assert_eq!(config["responseSchema"]["type"], "OBJECT", "{config}");
+                }
+                Provider::DeepSeek => {
+                    assert_eq!(body["response_format"], json!({"type": "json_object"}));
+                }
+                _ => assert!(body.get("response_format").is_none()),
+            }
+        }
         let planned: BTreeMap<&str, &str> = plan["create"]
             .as_array()
             .unwrap()

@@ -1114,6 +1114,59 @@ fn chat_validate(p: Provider, body: Option<&Value>) -> Result<Conv, Refusal> {
             ));
         }
     };
+    // Structured output: OpenAI takes `json_schema` (a name and a schema) and `json_object`;
+    // DeepSeek only `json_object`. JSON mode wants the word "json" in the messages (both).
+    match body
+        .pointer("/response_format/type")
+        .and_then(Value::as_str)
+    {
+        None | Some("text") => {}
+        Some("json_schema") if p == Provider::DeepSeek => {
+            return Err(bad(
+                "This response_format type is unavailable now".into(),
+                None,
+                Some("invalid_request_error"),
+            ));
+        }
+        Some("json_schema") => {
+            for field in ["name", "schema"] {
+                if body
+                    .pointer(&format!("/response_format/json_schema/{field}"))
+                    .is_none()
+                {
+                    return Err(bad(
+                        format!(
+                            "Missing required parameter: 'response_format.json_schema.{field}'."
+                        ),
+                        Some(format!("response_format.json_schema.{field}")),
+                        Some("missing_required_parameter"),
+                    ));
+                }
+            }
+        }
+        Some("json_object") => {
+            if !msgs.iter().any(|m| {
+                content_text(m.get("content"))
+                    .to_lowercase()
+                    .contains("json")
+            }) {
+                return Err(bad(
+                    "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.".into(),
+                    Some("messages".into()),
+                    None,
+                ));
+            }
+        }
+        Some(other) => {
+            return Err(bad(
+                format!(
+                    "Invalid value: '{other}'. Supported values are: 'text', 'json_object', and 'json_schema'."
+                ),
+                Some("response_format.type".into()),
+                Some("invalid_value"),
+            ));
+        }
+    }
     let thinking = p == Provider::DeepSeek
         && model != "deepseek-chat"
         && body.pointer("/thinking/type").and_then(Value::as_str) != Some("disabled");
@@ -1892,6 +1945,17 @@ fn gemini_validate(
                 )));
             }
         }
+    }
+    // INVENTED wording: a response schema needs the JSON MIME type.
+    if body.pointer("/generationConfig/responseSchema").is_some()
+        && body
+            .pointer("/generationConfig/responseMimeType")
+            .and_then(Value::as_str)
+            != Some("application/json")
+    {
+        return Err(bad(
+            "* GenerateContentRequest.generation_config.response_schema: response_mime_type must be application/json when response_schema is set.\n".into(),
+        ));
     }
     let is_model = |c: &Value| role(c) == "model";
     let has_text = |c: &Value| parts_of(c).iter().any(|p| p.get("text").is_some());

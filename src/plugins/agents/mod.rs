@@ -332,6 +332,7 @@ async fn ask(
         provider: args.provider,
         use_tools: args.use_tools,
         system: args.system,
+        response_schema: None,
     };
     let answer = o.ask(&request, &cx).await.map_err(ToolError::Failed)?;
     let mut text = answer.answer.clone();

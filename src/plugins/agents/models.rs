@@ -30,6 +30,7 @@ impl ModelService for OrchestratorModels {
                 provider: request.provider,
                 use_tools: false,
                 system: request.system,
+                response_schema: request.schema,
             };
             let answer = orchestrator
                 .ask(&ask, &cx)

@@ -311,6 +311,11 @@ struct Checkpoint {
     /// the candidates' content hashes → the chosen candidates' hashes.
     #[serde(default)]
     links: BTreeMap<String, Vec<String>>,
+    /// Documents whose links this job decides (kept before any record is written: a run
+    /// stopped before its links were written leaves records that look unchanged next time,
+    /// and their links are still to be decided).
+    #[serde(default)]
+    unlinked: BTreeSet<String>,
 }
 
 fn checkpoint_path(inner: &Inner, args: &OrganizeArgs, table_id: &str, folder: &str) -> PathBuf {
@@ -721,11 +726,23 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
         }
     }
 
+    if judge_links {
+        checkpoint
+            .unlinked
+            .extend(needs_class.iter().map(|d| d.path.clone()));
+        if apply {
+            save(&checkpoint_path, &checkpoint);
+        }
+    }
+
     // What apply writes, sent to the writer as it is known: first what needs no model now,
     // then each batch as the model answers.
     let progress = Progress::new(&cx);
     progress.more(uncached.len());
-    let (tx, rx) = tokio::sync::mpsc::channel::<(String, Map<String, Value>)>(4 * BATCH);
+    // Unbounded (at most MAX_DOCUMENTS records): the model is never held up by Airtable's
+    // pace, so each answer is in the checkpoint as soon as it comes, and a kill loses only
+    // the requests still in flight.
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(String, Map<String, Value>)>();
     let classify = async {
         if apply {
             let ready = needs_class
@@ -740,7 +757,7 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
                 .collect::<Vec<_>>();
             progress.more(ready.len());
             for record in ready {
-                let _ = tx.send(record).await;
+                let _ = tx.send(record);
             }
         }
         classify_all(
@@ -777,10 +794,11 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
         let judged: BTreeSet<&str> = if args.relink.unwrap_or(false) {
             known.keys().copied().collect()
         } else {
-            needs_class
-                .iter()
-                .map(|d| d.path.as_str())
-                .filter(|p| known.contains_key(p))
+            // The changed documents, and those an earlier run of this job left unlinked.
+            known
+                .keys()
+                .copied()
+                .filter(|p| checkpoint.unlinked.contains(*p))
                 .collect()
         };
         relate_all(
@@ -1103,7 +1121,12 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
     }
     out.failed.sort_by(|a, b| a.path.cmp(&b.path));
     out.models = model_uses(&usages, &settings.prices);
-    if out.failed.is_empty() && out.warnings.iter().all(|w| !w.contains("not written")) {
+    let links_written = out.warnings.iter().all(|w| !w.contains("not written"));
+    if links_written {
+        // Decided and stored: the next run keeps them as the table has them.
+        checkpoint.unlinked.clear();
+    }
+    if out.failed.is_empty() && links_written {
         let _ = std::fs::remove_file(&checkpoint_path);
     } else {
         save(&checkpoint_path, &checkpoint);
@@ -1162,7 +1185,7 @@ struct Written {
 async fn write_records(
     host: &Host<'_>,
     target: (&str, &str, &str),
-    rx: tokio::sync::mpsc::Receiver<(String, Map<String, Value>)>,
+    rx: tokio::sync::mpsc::UnboundedReceiver<(String, Map<String, Value>)>,
     in_flight: usize,
     progress: &Progress<'_>,
 ) -> Written {
@@ -1170,7 +1193,7 @@ async fn write_records(
     // Records organized in place are updated by id; documents are upserted on their path.
     let by_id = key.is_empty();
     let chunks = tokio_stream::StreamExt::chunks_timeout(
-        tokio_stream::wrappers::ReceiverStream::new(rx),
+        tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
         BATCH,
         std::time::Duration::from_millis(50),
     );
@@ -1320,7 +1343,7 @@ fn record_doc(record: &Record, f: &FieldNames, primary: &str, extract_chars: usi
 /// Where classified records go when applying: the writer's queue, the field names, the
 /// table's fields and the status to set.
 type Writer<'a> = (
-    &'a tokio::sync::mpsc::Sender<(String, Map<String, Value>)>,
+    &'a tokio::sync::mpsc::UnboundedSender<(String, Map<String, Value>)>,
     &'a FieldNames,
     &'a HashMap<String, Value>,
     &'a str,
@@ -1400,7 +1423,7 @@ async fn classify_all(
             .await;
         if let Some((tx, ..)) = writer {
             for record in ready {
-                let _ = tx.send(record).await;
+                let _ = tx.send(record);
             }
         }
         if cx.is_cancelled() {

@@ -175,11 +175,13 @@ fn check(validator: &jsonschema::Validator, value: &Value) -> Result<(), String>
 }
 
 /// Ask, check the answer with `accept`, and ask once more with the reason if it fails.
+#[allow(clippy::too_many_arguments)]
 async fn ask_checked<T>(
     models: &Models,
     cx: &ToolContext,
     provider: Option<&str>,
     prompt: String,
+    schema: &Value,
     max_tokens: u32,
     usages: &mut Usages,
     accept: impl Fn(&str) -> Result<T, String>,
@@ -189,6 +191,7 @@ async fn ask_checked<T>(
         prompt: prompt.clone(),
         max_tokens: Some(max_tokens),
         provider: provider.map(str::to_owned),
+        schema: Some(schema.clone()),
     };
     let mut reason = String::new();
     for attempt in 0..2 {
@@ -238,25 +241,34 @@ pub async fn propose_taxonomy(
         *TAXONOMY_SCHEMA,
         docs.len()
     );
-    ask_checked(models, cx, provider, prompt, 2048, usages, |text| {
-        let value = json_in(text)?;
-        check(&TAXONOMY_VALIDATOR, &value)?;
-        let mut names: Vec<String> = Vec::new();
-        for c in value["categories"].as_array().into_iter().flatten() {
-            let name = c["name"].as_str().unwrap_or_default().trim();
-            let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
-            if !name.is_empty() && !names.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
-                names.push(name);
+    ask_checked(
+        models,
+        cx,
+        provider,
+        prompt,
+        &TAXONOMY_SCHEMA,
+        2048,
+        usages,
+        |text| {
+            let value = json_in(text)?;
+            check(&TAXONOMY_VALIDATOR, &value)?;
+            let mut names: Vec<String> = Vec::new();
+            for c in value["categories"].as_array().into_iter().flatten() {
+                let name = c["name"].as_str().unwrap_or_default().trim();
+                let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
+                if !name.is_empty() && !names.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
+                    names.push(name);
+                }
             }
-        }
-        if names.len() > max_categories {
-            return Err(format!(
-                "{} categories were proposed; at most {max_categories} are allowed",
-                names.len()
-            ));
-        }
-        Ok(names)
-    })
+            if names.len() > max_categories {
+                return Err(format!(
+                    "{} categories were proposed; at most {max_categories} are allowed",
+                    names.len()
+                ));
+            }
+            Ok(names)
+        },
+    )
     .await
 }
 
@@ -338,7 +350,18 @@ pub async fn classify(
         }
         result
     };
-    match ask_checked(models, cx, provider, prompt, max_tokens, usages, keep).await {
+    match ask_checked(
+        models,
+        cx,
+        provider,
+        prompt,
+        &CLASSES_SCHEMA,
+        max_tokens,
+        usages,
+        keep,
+    )
+    .await
+    {
         Ok(classes) => Batch {
             classes,
             failed: BTreeMap::new(),
@@ -502,7 +525,17 @@ pub async fn relate(
         }
     };
     let max_tokens = (docs.len() * (12 * max_related + 24) + 256).min(8_000) as u32;
-    ask_checked(models, cx, provider, prompt, max_tokens, usages, accept).await
+    ask_checked(
+        models,
+        cx,
+        provider,
+        prompt,
+        &RELATED_SCHEMA,
+        max_tokens,
+        usages,
+        accept,
+    )
+    .await
 }
 
 /// At most `max` words, whitespace collapsed.
