@@ -11,6 +11,7 @@ pub mod airtable;
 pub mod conformance;
 pub mod files;
 pub mod github;
+pub mod mcp;
 pub mod organize;
 pub mod testkit;
 
@@ -29,6 +30,7 @@ pub fn catalog() -> Catalog {
     let builtins = builtins.with("conformance", conformance::init);
     Catalog::new()
         .with_kind("builtin", builtins)
+        .with_kind("mcp", mcp::McpKind)
         .with_shipped("agents", include_str!("../../plugins/agents/plugin.toml"))
         .with_shipped(
             "airtable",

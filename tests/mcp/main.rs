@@ -30,3 +30,4 @@ mod protocol_stream;
 mod scenario;
 mod snapshots;
 mod transports;
+mod upstream;

@@ -1,0 +1,197 @@
+//! `kind = "mcp"`: any MCP server as a plugboard plugin. The manifest names the server's
+//! command (a child over stdio); plugboard starts it, initializes it as an MCP client, and
+//! publishes its tools under the plugin's prefix with the same filters, limits, isolation and
+//! observers as a built-in's. Results come back as the server wrote them (text, images,
+//! audio, embedded resources, structured content).
+//!
+//! The child runs in its own process group, killed with the group when the plugin stops (a
+//! server that forks — `npx` starting `node` — leaves nothing behind). A child that dies is
+//! started again with back-off; meanwhile its tools stay listed and answer a clear error.
+//!
+//! ```toml
+//! name = "everything"
+//! kind = "mcp"
+//! prefix = "ev"
+//! [mcp]
+//! command = "npx"
+//! args = ["-y", "@modelcontextprotocol/server-everything"]
+//! env = { GITHUB_TOKEN = "${GITHUB_TOKEN}" }   # values may name variables
+//! cwd = "."                                     # relative to the manifest's folder
+//! exclude_tools = ["longRunningOperation"]
+//! ```
+
+mod names;
+mod upstream;
+
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
+
+use futures::future::BoxFuture;
+use serde::Deserialize;
+
+use crate::plugin::{Manifest, Plugin, PluginError, PluginKind, PluginSetup};
+
+/// The `[mcp]` table of a manifest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct McpConfig {
+    /// The server's program, found on PATH (or a path, relative to the manifest's folder).
+    pub command: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Variables for the child; `${NAME}` in a value is the variable `NAME` (from the
+    /// environment or `.env`). The child sees these and PATH, HOME, … — not plugboard's keys.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The child's working folder, relative to the manifest's folder. Default: that folder.
+    pub cwd: Option<PathBuf>,
+    /// A remote server (Streamable HTTP or legacy SSE).
+    pub url: Option<String>,
+    /// Only these upstream tools (by their upstream names).
+    pub tools: Option<Vec<String>>,
+    /// Never these upstream tools.
+    #[serde(default)]
+    pub exclude_tools: Vec<String>,
+    /// Seconds the server has to start and answer `initialize` (default 30).
+    pub init_timeout_secs: Option<f64>,
+}
+
+impl McpConfig {
+    fn validate(&self) -> Result<(), String> {
+        match (&self.command, &self.url) {
+            (Some(c), None) if !c.trim().is_empty() => Ok(()),
+            (Some(_), None) => Err("[mcp] command is empty".into()),
+            (None, Some(_)) => Err(
+                "[mcp] url: remote MCP servers are not hosted yet; run the server as a child \
+                 over stdio with `command` and `args`"
+                    .into(),
+            ),
+            (Some(_), Some(_)) => {
+                Err("[mcp] has both `command` and `url`: a plugin is one server, give one".into())
+            }
+            (None, None) => Err(
+                "[mcp] needs the server's `command` (and `args`), e.g. command = \"npx\", \
+                 args = [\"-y\", \"@modelcontextprotocol/server-everything\"]"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// The `mcp` kind of the catalog.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct McpKind;
+
+impl PluginKind for McpKind {
+    fn check(&self, manifest: &Manifest) -> Result<(), String> {
+        match manifest.kind_table::<McpConfig>()? {
+            Some(config) => {
+                config.validate()?;
+                let command = config.command.as_deref().unwrap_or_default();
+                let found = if command.contains('/') {
+                    manifest
+                        .path
+                        .parent()
+                        .unwrap_or(std::path::Path::new("."))
+                        .join(command)
+                        .is_file()
+                } else {
+                    std::env::var_os("PATH").is_some_and(|paths| {
+                        std::env::split_paths(&paths).any(|dir| dir.join(command).is_file())
+                    })
+                };
+                if found {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "the MCP server's command `{command}` is not installed (not on PATH): \
+                         install it, or give its full path in [mcp] command"
+                    ))
+                }
+            }
+            None => Err(
+                "a `kind = \"mcp\"` plugin needs an [mcp] table naming the server's `command`"
+                    .into(),
+            ),
+        }
+    }
+
+    fn start(
+        &self,
+        setup: PluginSetup,
+    ) -> BoxFuture<'static, Result<Arc<dyn Plugin>, PluginError>> {
+        Box::pin(async move {
+            let upstream = upstream::Upstream::start(setup).await?;
+            Ok(Arc::new(upstream) as Arc<dyn Plugin>)
+        })
+    }
+}
+
+/// `${NAME}` in `value` replaced by the variable's value (`lookup`); `$$` is a `$`.
+pub(crate) fn expand(
+    value: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('{') {
+            let Some(end) = inner.find('}') else {
+                return Err(format!("`{value}`: `${{` without its `}}`"));
+            };
+            let name = &inner[..end];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("`${{{name}}}` is not a variable name"));
+            }
+            match lookup(name) {
+                Some(v) => out.push_str(&v),
+                None => return Err(format!("the variable {name} is not set")),
+            }
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_are_expanded_and_a_missing_one_is_named() {
+        let lookup = |n: &str| (n == "TOKEN").then(|| "t0k".to_owned());
+        assert_eq!(expand("Bearer ${TOKEN}", lookup).unwrap(), "Bearer t0k");
+        assert_eq!(expand("$$5 and $x", lookup).unwrap(), "$5 and $x");
+        let err = expand("${NOPE}", lookup).unwrap_err();
+        assert_eq!(err, "the variable NOPE is not set");
+        assert!(expand("${TOKEN", lookup).is_err());
+        assert!(expand("${a b}", lookup).is_err());
+    }
+
+    #[test]
+    fn a_manifest_names_one_server() {
+        let parse = |t: &str| -> McpConfig { toml::from_str(t).unwrap() };
+        assert!(parse("command = \"npx\"").validate().is_ok());
+        assert!(
+            parse("url = \"http://x\"")
+                .validate()
+                .unwrap_err()
+                .contains("command")
+        );
+        assert!(
+            parse("")
+                .validate()
+                .unwrap_err()
+                .contains("needs the server's `command`")
+        );
+        assert!(toml::from_str::<McpConfig>("command = \"x\"\ncolour = 1").is_err());
+    }
+}

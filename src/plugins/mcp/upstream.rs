@@ -1,0 +1,464 @@
+//! One upstream MCP server over stdio: started, initialized, its tools published, watched.
+//!
+//! A supervisor task owns the connection. When the child exits (or its pipe closes) the tools
+//! stay listed and answer an error that says the server is restarting and why it stopped (its
+//! last stderr lines); the supervisor starts it again after a back-off (1 s doubling to 30 s,
+//! reset once it has served a minute) and publishes its tools afresh. Stopping the plugin
+//! kills the child's whole process group.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    path::PathBuf,
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
+
+use futures::future::BoxFuture;
+use rmcp::{
+    ClientHandler, ServiceExt,
+    model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, Tool},
+    service::{NotificationContext, Peer, RoleClient, RunningService},
+    transport::TokioChildProcess,
+};
+use tokio::io::AsyncBufReadExt;
+use tokio_util::sync::CancellationToken;
+
+use super::{McpConfig, expand, names};
+use crate::{
+    net::Secrets,
+    plugin::{Manifest, Plugin, PluginError, PluginEvents, PluginSetup, ToolDef, ToolError},
+};
+
+/// The variables a child inherits from plugboard (as Claude Desktop passes them).
+const INHERITED: [&str; 12] = [
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TERM",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TMPDIR",
+    "TZ",
+    "XDG_RUNTIME_DIR",
+];
+
+/// Lines of the child's stderr kept for the status and errors.
+const STDERR_LINES: usize = 20;
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Serving this long resets the back-off.
+const HEALTHY: Duration = Duration::from_secs(60);
+
+/// How the child is started (resolved once, at start).
+struct Launch {
+    program: PathBuf,
+    args: Vec<String>,
+    env: BTreeMap<String, String>,
+    cwd: PathBuf,
+    init_timeout: Duration,
+}
+
+/// The upstream's state, shared by the plugin, its tools and the supervisor.
+struct Shared {
+    plugin: String,
+    config: McpConfig,
+    /// Room for a local tool name (64 less the prefix and its `_`).
+    room: usize,
+    /// The live connection, or why there is none.
+    peer: RwLock<Result<Peer<RoleClient>, String>>,
+    tools: RwLock<Vec<ToolDef>>,
+    stderr: Mutex<VecDeque<String>>,
+    /// The values given to the child: masked out of what its stderr says.
+    secrets: Secrets,
+    events: PluginEvents,
+    stop: CancellationToken,
+    /// The running child's process group (its pid: it leads the group).
+    group: Mutex<Option<u32>>,
+}
+
+impl Shared {
+    /// Kill what is left of the child's process group (grandchildren a server started, or
+    /// a child that would not stop).
+    fn kill_group(&self) {
+        if let Some(pid) = self.group.lock().unwrap_or_else(|e| e.into_inner()).take()
+            && let Some(pid) = rustix::process::Pid::from_raw(pid as i32)
+        {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+pub struct Upstream {
+    shared: Arc<Shared>,
+    supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Upstream {
+    pub async fn start(setup: PluginSetup) -> Result<Self, PluginError> {
+        let config: McpConfig = setup
+            .kind_table()?
+            .ok_or_else(|| PluginError::Init("no [mcp] table".into()))?;
+        config.validate().map_err(PluginError::Init)?;
+        let manifest = Manifest::parse(&setup.manifest_path, &setup.manifest_source)?;
+        let prefix = manifest
+            .prefix
+            .clone()
+            .unwrap_or_else(|| manifest.name.clone());
+        let room = if prefix.is_empty() {
+            64
+        } else {
+            64usize.saturating_sub(prefix.len() + 1)
+        };
+        let lookup = |name: &str| {
+            setup
+                .env
+                .get(name)
+                .cloned()
+                .or_else(|| std::env::var(name).ok())
+        };
+        let mut env = BTreeMap::new();
+        for (key, value) in &config.env {
+            let value = expand(value, lookup)
+                .map_err(|e| PluginError::Init(format!("[mcp] env.{key}: {e}")))?;
+            env.insert(key.clone(), value);
+        }
+        let command = config.command.clone().unwrap_or_default();
+        let program = if command.contains('/') {
+            setup.dir.join(&command)
+        } else {
+            PathBuf::from(&command)
+        };
+        let launch = Launch {
+            program,
+            args: config.args.clone(),
+            cwd: config
+                .cwd
+                .as_ref()
+                .map_or_else(|| setup.dir.clone(), |c| setup.dir.join(c)),
+            init_timeout: config
+                .init_timeout_secs
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .filter(|d| !d.is_zero())
+                .unwrap_or(Duration::from_secs(30)),
+            env,
+        };
+        let secrets = Secrets::new(
+            launch
+                .env
+                .values()
+                .filter(|v| v.len() >= 8)
+                .map(|v| secrecy::SecretString::from(v.clone())),
+        );
+        let shared = Arc::new(Shared {
+            plugin: setup.name.clone(),
+            config,
+            room,
+            peer: RwLock::new(Err("starting".into())),
+            tools: RwLock::new(Vec::new()),
+            stderr: Mutex::new(VecDeque::new()),
+            secrets,
+            events: setup.events.clone(),
+            stop: CancellationToken::new(),
+            group: Mutex::new(None),
+        });
+        // The first start is the plugin's: its failure is the plugin's status.
+        let service = match connect(&shared, &launch).await {
+            Ok(service) => service,
+            Err(e) => {
+                shared.kill_group();
+                return Err(PluginError::Init(e));
+            }
+        };
+        let supervisor = tokio::spawn(supervise(shared.clone(), launch, service));
+        Ok(Self {
+            shared,
+            supervisor: Mutex::new(Some(supervisor)),
+        })
+    }
+}
+
+impl Plugin for Upstream {
+    fn tools(&self) -> Vec<ToolDef> {
+        self.shared
+            .tools
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        let shared = self.shared.clone();
+        let supervisor = self
+            .supervisor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        Box::pin(async move {
+            *shared.peer.write().unwrap_or_else(|e| e.into_inner()) =
+                Err("the plugin was stopped".into());
+            shared.stop.cancel();
+            // The supervisor closes the child's stdin and gives it a moment to exit (as MCP
+            // asks); then whatever is left of its process group is killed.
+            if let Some(supervisor) = supervisor {
+                let _ = tokio::time::timeout(Duration::from_secs(4), supervisor).await;
+            }
+            shared.kill_group();
+        })
+    }
+}
+
+/// What plugboard is to the upstream: a client that hears about list changes.
+#[derive(Clone)]
+struct Client {
+    shared: Arc<Shared>,
+    relist: Arc<tokio::sync::Notify>,
+}
+
+impl ClientHandler for Client {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("plugboard", env!("CARGO_PKG_VERSION")),
+        )
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        tracing::debug!(plugin = %self.shared.plugin, "upstream tool list changed");
+        self.relist.notify_one();
+    }
+}
+
+type Service = (RunningService<RoleClient, Client>, Arc<tokio::sync::Notify>);
+
+/// Start the child, initialize it, list its tools and publish them.
+async fn connect(shared: &Arc<Shared>, launch: &Launch) -> Result<Service, String> {
+    let mut command = tokio::process::Command::new(&launch.program);
+    // The child gets what a program needs to run and what its manifest gives it: never
+    // plugboard's own keys (an MCP server sees a token only when its manifest names it).
+    command.env_clear();
+    for key in INHERITED {
+        if let Some(value) = std::env::var_os(key) {
+            command.env(key, value);
+        }
+    }
+    command
+        .args(&launch.args)
+        .envs(&launch.env)
+        .current_dir(&launch.cwd);
+    let mut wrapped = process_wrap::tokio::CommandWrap::from(command);
+    // Its own process group: stopping it stops whatever it started (npx → node).
+    wrapped.wrap(process_wrap::tokio::ProcessGroup::leader());
+    let (transport, stderr) = TokioChildProcess::builder(wrapped)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not start `{}`: {e}", launch.program.display()))?;
+    *shared.group.lock().unwrap_or_else(|e| e.into_inner()) = transport.id();
+    if let Some(stderr) = stderr {
+        tokio::spawn(read_stderr(shared.clone(), stderr));
+    }
+    let relist = Arc::new(tokio::sync::Notify::new());
+    let client = Client {
+        shared: shared.clone(),
+        relist: relist.clone(),
+    };
+    let service = match tokio::time::timeout(launch.init_timeout, client.serve(transport)).await {
+        Ok(Ok(service)) => service,
+        Ok(Err(e)) => return Err(with_stderr(shared, format!("initialize failed: {e}"))),
+        Err(_) => {
+            return Err(with_stderr(
+                shared,
+                format!(
+                    "the server did not answer initialize within {} s",
+                    launch.init_timeout.as_secs_f64()
+                ),
+            ));
+        }
+    };
+    let peer = service.peer().clone();
+    publish(shared, &peer).await?;
+    *shared.peer.write().unwrap_or_else(|e| e.into_inner()) = Ok(peer);
+    Ok((service, relist))
+}
+
+/// List the upstream's tools and publish them (clients hear `list_changed`).
+async fn publish(shared: &Arc<Shared>, peer: &Peer<RoleClient>) -> Result<(), String> {
+    let listed = match peer.peer_info().and_then(|i| i.capabilities.tools.clone()) {
+        Some(_) => peer
+            .list_all_tools()
+            .await
+            .map_err(|e| with_stderr(shared, format!("tools/list failed: {e}")))?,
+        None => Vec::new(),
+    };
+    let mut defs: Vec<ToolDef> = Vec::new();
+    let mut taken: BTreeMap<String, String> = BTreeMap::new();
+    for tool in listed {
+        let upstream = tool.name.to_string();
+        if !wanted(&shared.config, &upstream) {
+            continue;
+        }
+        let local = names::local_name(&upstream, shared.room);
+        if let Some(first) = taken.get(&local) {
+            tracing::warn!(plugin = %shared.plugin, tool = %upstream, other = %first,
+                "upstream tool not published: its name is taken");
+            continue;
+        }
+        taken.insert(local.clone(), upstream.clone());
+        defs.push(tool_def(shared, tool, local));
+    }
+    *shared.tools.write().unwrap_or_else(|e| e.into_inner()) = defs;
+    shared.events.list_changed();
+    Ok(())
+}
+
+fn wanted(config: &McpConfig, name: &str) -> bool {
+    config
+        .tools
+        .as_ref()
+        .is_none_or(|only| only.iter().any(|t| t == name))
+        && !config.exclude_tools.iter().any(|t| t == name)
+}
+
+/// One upstream tool as a plugboard tool: its schemas and annotations as the server gave
+/// them, a handler that calls it and returns its result unchanged.
+fn tool_def(shared: &Arc<Shared>, tool: Tool, local: String) -> ToolDef {
+    let upstream = tool.name.clone();
+    let owner = shared.clone();
+    let mut def = ToolDef::with_schema(
+        &local,
+        tool.description.as_deref().unwrap_or(""),
+        (*tool.input_schema).clone(),
+        crate::plugin::Hints::additive(),
+        move |args, _cx| {
+            let owner = owner.clone();
+            let name = upstream.clone();
+            async move {
+                let peer = owner
+                    .peer
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+                    .map_err(|why| {
+                        ToolError::Upstream(format!(
+                            "the MCP server of plugin {} is not running ({why}); it is being \
+                             started again, try again shortly",
+                            owner.plugin
+                        ))
+                    })?;
+                let params = CallToolRequestParams::new(name.clone()).with_arguments(args);
+                peer.call_tool(params).await.map_err(|e| match e {
+                    rmcp::service::ServiceError::TransportClosed
+                    | rmcp::service::ServiceError::TransportSend(_) => {
+                        ToolError::Upstream(format!(
+                            "the MCP server of plugin {} is not running (it stopped during \
+                             the call); it is being started again, try again shortly",
+                            owner.plugin
+                        ))
+                    }
+                    e => ToolError::Upstream(format!(
+                        "{}: calling `{name}` failed: {e}",
+                        owner.plugin
+                    )),
+                })
+            }
+        },
+    );
+    // As the server said, or nothing: a tool without annotations is taken as MCP says
+    // (may write, may destroy), never as read-only.
+    def.annotations = tool.annotations.unwrap_or_default();
+    def.title = tool.title;
+    def.output_schema = tool.output_schema;
+    def
+}
+
+/// Keep the connection: restart the child when it goes, until the plugin stops.
+async fn supervise(shared: Arc<Shared>, launch: Launch, first: Service) {
+    let mut service = Some(first);
+    let mut backoff = BACKOFF_FIRST;
+    let mut attempt = 0u32;
+    loop {
+        if let Some((running, relist)) = service.take() {
+            let since = tokio::time::Instant::now();
+            let token = running.cancellation_token();
+            let peer = running.peer().clone();
+            let closed = running.waiting();
+            tokio::pin!(closed);
+            let why = loop {
+                tokio::select! {
+                    _ = shared.stop.cancelled() => {
+                        token.cancel();
+                        let _ = closed.await;
+                        return;
+                    }
+                    _ = relist.notified() => {
+                        if let Err(e) = publish(&shared, &peer).await {
+                            tracing::warn!(plugin = %shared.plugin, error = %e, "could not list the upstream's tools again");
+                        }
+                    }
+                    quit = &mut closed => break format!("it exited ({quit:?})"),
+                }
+            };
+            // Anything the server started is stopped with it before it starts again.
+            shared.kill_group();
+            let why = with_stderr(&shared, why);
+            tracing::warn!(plugin = %shared.plugin, reason = %why, "MCP server stopped; starting it again");
+            *shared.peer.write().unwrap_or_else(|e| e.into_inner()) = Err(why);
+            if since.elapsed() >= HEALTHY {
+                backoff = BACKOFF_FIRST;
+                attempt = 0;
+            }
+        }
+        attempt += 1;
+        tokio::select! {
+            _ = shared.stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+        match connect(&shared, &launch).await {
+            Ok(s) => {
+                tracing::info!(plugin = %shared.plugin, attempt, "MCP server started again");
+                service = Some(s);
+            }
+            Err(e) => {
+                shared.kill_group();
+                tracing::warn!(plugin = %shared.plugin, attempt, next_in_s = backoff.as_secs(), error = %e, "MCP server did not start");
+                *shared.peer.write().unwrap_or_else(|e| e.into_inner()) =
+                    Err(format!("restarting (attempt {attempt}): {e}"));
+            }
+        }
+    }
+}
+
+/// The child's stderr: logged (secrets masked) and its last lines kept.
+async fn read_stderr(shared: Arc<Shared>, stderr: tokio::process::ChildStderr) {
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let line = shared.secrets.mask(&line).into_owned();
+        let line: String = line.chars().take(500).collect();
+        tracing::debug!(plugin = %shared.plugin, "upstream stderr: {}", line.escape_debug());
+        let mut kept = shared.stderr.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() == STDERR_LINES {
+            kept.pop_front();
+        }
+        kept.push_back(line);
+    }
+}
+
+/// `reason`, and what the child last said on stderr.
+fn with_stderr(shared: &Shared, reason: String) -> String {
+    let kept = shared.stderr.lock().unwrap_or_else(|e| e.into_inner());
+    let last: Vec<&str> = kept
+        .iter()
+        .rev()
+        .take(3)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    if last.is_empty() {
+        reason
+    } else {
+        format!("{reason}; its stderr ended: {}", last.join(" / "))
+    }
+}

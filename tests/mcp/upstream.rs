@@ -1,0 +1,250 @@
+//! Custom plugins: a real MCP server (`@modelcontextprotocol/server-everything`, installed from
+//! npm by `npm ci --prefix tests/upstreams`, pinned in its package-lock.json) hosted as a
+//! `kind = "mcp"` plugin, driven through plugboard with rmcp's client, and compared with the
+//! same server called directly.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use rmcp::{ServiceExt, transport::TokioChildProcess};
+use serde_json::{Value, json};
+
+use crate::{
+    airtable::{call_tool, fails},
+    support::{Fixture, text},
+};
+
+/// The server's entry point, installed by `npm ci --prefix tests/upstreams`.
+fn everything() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/upstreams/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `npm ci --prefix tests/upstreams` (as .ci/run does)",
+        path.display()
+    );
+    path
+}
+
+/// A home whose only plugin is server-everything, under the prefix `ev`.
+fn fixture(extra: &str) -> Fixture {
+    let fx = Fixture::empty();
+    fx.manifest(
+        "everything",
+        &format!(
+            "name = \"everything\"\nkind = \"mcp\"\nprefix = \"ev\"\n\
+             description = \"The MCP reference server\"\n\
+             [mcp]\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\n{extra}",
+            everything().display().to_string()
+        ),
+    );
+    fx
+}
+
+/// The processes whose working folder is `dir` (the children plugboard started there).
+fn processes_in(dir: &Path) -> Vec<u32> {
+    let dir = dir.canonicalize().unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir))
+        .collect()
+}
+
+async fn wait_for(what: &str, done: impl Fn() -> bool) {
+    // A bound so a broken test fails instead of hanging; it measures nothing.
+    for _ in 0..400 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{what}: not within 10 s");
+}
+
+#[tokio::test]
+async fn an_mcp_server_is_hosted_as_a_plugin_and_relayed_unchanged() {
+    let fx = fixture(
+        "exclude_tools = [\"simulate-research-query\"]\n\
+         env = { PLUGBOARD_TEST_GREETING = \"hello ${GREETING_NAME}\" }\n",
+    );
+    let (client, _) = fx
+        .stdio_env(
+            &[],
+            &[
+                ("GREETING_NAME", "world"),
+                ("OPENAI_API_KEY", "sk-not-for-the-upstream-000"),
+            ],
+            None,
+        )
+        .await;
+    let tools = client.list_all_tools().await.unwrap();
+    let names: BTreeSet<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    for name in [
+        "ev_echo",
+        "ev_get-sum",
+        "ev_get-tiny-image",
+        "ev_get-structured-content",
+    ] {
+        assert!(names.contains(name), "no {name} in {names:?}");
+    }
+    assert!(!names.contains("ev_simulate-research-query"), "excluded");
+
+    // The same server called directly, for what it says itself.
+    let (direct_transport, _) = TokioChildProcess::builder(
+        tokio::process::Command::new("node").configure_args(&[&everything(), Path::new("stdio")]),
+    )
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let direct = ().serve(direct_transport).await.unwrap();
+    let direct_tools = direct.list_all_tools().await.unwrap();
+    let echo = tools.iter().find(|t| t.name == "ev_echo").unwrap();
+    let direct_echo = direct_tools.iter().find(|t| t.name == "echo").unwrap();
+    assert_eq!(echo.input_schema, direct_echo.input_schema);
+    assert_eq!(echo.description, direct_echo.description);
+    assert_eq!(echo.annotations, direct_echo.annotations);
+    assert_eq!(
+        echo.annotations.as_ref().unwrap().read_only_hint,
+        Some(true)
+    );
+
+    // Results as the server writes them: text, an image, structured content.
+    for (tool, args) in [
+        ("get-sum", json!({"a": 2, "b": 3})),
+        ("get-tiny-image", json!({})),
+        ("get-structured-content", json!({"location": "New York"})),
+        ("echo", json!({"message": "ünïcode ✓"})),
+    ] {
+        let through = call_tool(&client, &format!("ev_{tool}"), args.clone()).await;
+        let itself = direct
+            .call_tool(
+                rmcp::model::CallToolRequestParams::new(tool)
+                    .with_arguments(args.as_object().unwrap().clone()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            serde_json::to_value(&through).unwrap(),
+            serde_json::to_value(&itself).unwrap(),
+            "{tool}"
+        );
+    }
+    assert!(text(&call_tool(&client, "ev_get-sum", json!({"a": 2, "b": 3})).await).contains('5'));
+
+    // Arguments are checked against the server's schema before it sees them.
+    let error = fails(&client, "ev_get-sum", json!({"a": "two", "b": 3})).await;
+    assert!(error.contains('a'), "{error}");
+
+    // The child sees the variables its manifest gives it, and none of plugboard's keys.
+    let env = text(&call_tool(&client, "ev_get-env", json!({})).await);
+    assert!(env.contains("hello world"), "{env}");
+    assert!(!env.contains("sk-not-for-the-upstream"), "{env}");
+    assert!(env.contains("PATH"), "{env}");
+
+    direct.cancel().await.unwrap();
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_that_dies_is_started_again_and_none_is_left_behind() {
+    let fx = fixture("");
+    let folder = fx.plugins().join("everything");
+    let (client, plugboard) = fx.stdio(&[]).await;
+    let children = processes_in(&folder);
+    assert_eq!(children.len(), 1, "one child: {children:?}");
+    assert!(text(&call_tool(&client, "ev_echo", json!({"message": "one"})).await).contains("one"));
+
+    // Killed: its tools stay listed; calls fail with the reason until it is back, then work.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(children[0] as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    wait_for("the first child gone", || {
+        !processes_in(&folder).contains(&children[0])
+    })
+    .await;
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "ev_echo"), "still listed");
+    let mut said_why = false;
+    let mut back = false;
+    for _ in 0..400 {
+        let result = call_tool(&client, "ev_echo", json!({"message": "two"})).await;
+        if result.is_error == Some(true) {
+            let why = text(&result);
+            assert!(
+                why.contains("not running") && why.contains("started again"),
+                "{why}"
+            );
+            said_why = true;
+        } else {
+            assert!(text(&result).contains("two"));
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(back, "the server did not come back");
+    assert!(said_why, "a call while it was down got no error");
+    let now = processes_in(&folder);
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(now[0], children[0]);
+
+    // plugboard exits: the child goes with it.
+    client.cancel().await.unwrap();
+    wait_for("plugboard to exit", || {
+        !Path::new(&format!("/proc/{plugboard}")).exists()
+    })
+    .await;
+    wait_for("no child left", || processes_in(&folder).is_empty()).await;
+}
+
+#[tokio::test]
+async fn a_server_that_cannot_start_is_a_plugin_that_failed() {
+    let fx = fixture("");
+    fx.manifest(
+        "missing",
+        "name = \"missing\"\nkind = \"mcp\"\n[mcp]\ncommand = \"no-such-mcp-server-xyz\"\n",
+    );
+    fx.manifest(
+        "silent",
+        "name = \"silent\"\nkind = \"mcp\"\n[mcp]\ncommand = \"sleep\"\nargs = [\"60\"]\n\
+         init_timeout_secs = 0.5\n",
+    );
+    let out = fx.output(&mut fx.command(&["plugins", "--json"])).await;
+    let listed: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    let status = |name: &str| -> String {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["status"].as_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    assert!(
+        status("missing").contains("`no-such-mcp-server-xyz` is not installed"),
+        "{listed:#}"
+    );
+    assert!(
+        status("silent").contains("did not answer initialize"),
+        "{listed:#}"
+    );
+    assert_eq!(status("everything"), "ready", "{listed:#}");
+}
+
+trait ConfigureArgs {
+    fn configure_args(self, args: &[&Path]) -> Self;
+}
+
+impl ConfigureArgs for tokio::process::Command {
+    fn configure_args(mut self, args: &[&Path]) -> Self {
+        self.args(args);
+        self
+    }
+}
