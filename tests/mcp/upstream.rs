@@ -248,3 +248,64 @@ impl ConfigureArgs for tokio::process::Command {
         self
     }
 }
+
+/// The upstream's progress reaches the client that made the call, under that client's token;
+/// a call cancelled by its client is dropped upstream, and the plugin serves on.
+#[tokio::test]
+async fn progress_reaches_the_caller_and_cancellation_goes_upstream() {
+    use rmcp::{
+        model::{ClientRequest, Request, ServerResult},
+        service::PeerRequestOptions,
+    };
+    let fx = fixture("");
+    let (client, _) = fx.stdio(&[]).await;
+    let call = |steps: u32, duration: f64| {
+        ClientRequest::CallToolRequest(Request::new(crate::scenario::call(
+            "ev_trigger-long-running-operation",
+            json!({"duration": duration, "steps": steps}),
+        )))
+    };
+    let handle = client
+        .send_cancellable_request(call(4, 0.4), PeerRequestOptions::no_options())
+        .await
+        .unwrap();
+    let token = handle.progress_token.clone();
+    let ServerResult::CallToolResult(result) = handle.await_response().await.unwrap() else {
+        panic!("not a tool result")
+    };
+    assert_ne!(result.is_error, Some(true), "{}", text(&result));
+    let recorder = client.service().clone();
+    let heard = || -> Vec<(f64, Option<f64>)> {
+        recorder
+            .progress
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p.progress_token == token)
+            .map(|p| (p.progress, p.total))
+            .collect()
+    };
+    // All four, though the last was sent just before the result (the client hears each
+    // notification in a task of its own, so it may note them after the result).
+    crate::airtable::until(
+        "the four progress notifications",
+        Duration::from_secs(10),
+        recorder.until(|_| heard().len() >= 4),
+    )
+    .await;
+    let seen = heard();
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[1].0 > w[0].0), "{seen:?}");
+    assert_eq!(seen.last().unwrap(), &(4.0, Some(4.0)), "{seen:?}");
+
+    // Cancelled by the client: it ends, and the next call is served.
+    let handle = client
+        .send_cancellable_request(call(10, 30.0), PeerRequestOptions::no_options())
+        .await
+        .unwrap();
+    handle.cancel(Some("changed my mind".into())).await.unwrap();
+    assert!(
+        text(&call_tool(&client, "ev_echo", json!({"message": "after"})).await).contains("after")
+    );
+    client.cancel().await.unwrap();
+}

@@ -7,7 +7,7 @@
 //! kills the child's whole process group.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     path::PathBuf,
     sync::{Arc, Mutex, RwLock},
     time::Duration,
@@ -16,8 +16,12 @@ use std::{
 use futures::future::BoxFuture;
 use rmcp::{
     ClientHandler, ServiceExt,
-    model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, Tool},
-    service::{NotificationContext, Peer, RoleClient, RunningService},
+    model::{
+        CallToolRequestParams, CancelledNotificationParam, ClientCapabilities, ClientConfig,
+        ClientRequest, Implementation, NumberOrString, ProgressNotificationParam, ProgressToken,
+        Request, ServerResult, Tool,
+    },
+    service::{NotificationContext, Peer, PeerRequestOptions, RoleClient, RunningService},
     transport::TokioChildProcess,
 };
 use tokio::io::AsyncBufReadExt;
@@ -26,7 +30,9 @@ use tokio_util::sync::CancellationToken;
 use super::{McpConfig, expand, names};
 use crate::{
     net::Secrets,
-    plugin::{Manifest, Plugin, PluginError, PluginEvents, PluginSetup, ToolDef, ToolError},
+    plugin::{
+        Manifest, Plugin, PluginError, PluginEvents, PluginSetup, ToolContext, ToolDef, ToolError,
+    },
 };
 
 /// The variables a child inherits from plugboard (as Claude Desktop passes them).
@@ -77,6 +83,92 @@ struct Shared {
     stop: CancellationToken,
     /// The running child's process group (its pid: it leads the group).
     group: Mutex<Option<u32>>,
+    /// Calls in flight by the progress token sent upstream: the upstream's progress goes to
+    /// the client that made the call.
+    calls: Mutex<HashMap<String, ToolContext>>,
+    /// Progress notifications being passed on.
+    forwarding: Forwarding,
+}
+
+/// A count of progress notifications being passed on, to wait for before a call returns.
+#[derive(Default)]
+struct Forwarding {
+    busy: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl Forwarding {
+    fn start(&self) {
+        self.busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn done(&self) {
+        if self.busy.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.busy.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            // Bounded: a client that does not read must not hold the call.
+            if tokio::time::timeout(Duration::from_millis(100), idle)
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// A progress token as a map key.
+fn token_key(token: &ProgressToken) -> String {
+    match &token.0 {
+        NumberOrString::Number(n) => n.to_string(),
+        NumberOrString::String(s) => format!("s:{s}"),
+    }
+}
+
+/// Tells the upstream to stop a call whose caller went away (dropped unless disarmed).
+struct Abandon {
+    peer: Option<Peer<RoleClient>>,
+    id: rmcp::model::RequestId,
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if let Some(peer) = self.peer.take() {
+            let id = self.id.clone();
+            tokio::spawn(async move {
+                let _ = peer
+                    .notify_cancelled(CancelledNotificationParam::new(
+                        Some(id),
+                        Some("the client cancelled the call".into()),
+                    ))
+                    .await;
+            });
+        }
+    }
+}
+
+/// Forgets a call's progress token when the call ends (or is dropped: cancelled, timed out).
+struct InFlight<'a> {
+    shared: &'a Shared,
+    token: String,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.token);
+    }
 }
 
 impl Shared {
@@ -163,6 +255,8 @@ impl Upstream {
             events: setup.events.clone(),
             stop: CancellationToken::new(),
             group: Mutex::new(None),
+            calls: Mutex::new(HashMap::new()),
+            forwarding: Forwarding::default(),
         });
         // The first start is the plugin's: its failure is the plugin's status.
         let service = match connect(&shared, &launch).await {
@@ -223,6 +317,31 @@ impl ClientHandler for Client {
             ClientCapabilities::default(),
             Implementation::new("plugboard", env!("CARGO_PKG_VERSION")),
         )
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.shared.forwarding.start();
+        let token = token_key(&params.progress_token);
+        let cx = self
+            .shared
+            .calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&token)
+            .cloned();
+        if let Some(cx) = cx {
+            cx.progress(
+                params.progress,
+                params.total,
+                params.message.unwrap_or_default(),
+            )
+            .await;
+        }
+        self.shared.forwarding.done();
     }
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
@@ -331,7 +450,7 @@ fn tool_def(shared: &Arc<Shared>, tool: Tool, local: String) -> ToolDef {
         tool.description.as_deref().unwrap_or(""),
         (*tool.input_schema).clone(),
         crate::plugin::Hints::additive(),
-        move |args, _cx| {
+        move |args, cx: ToolContext| {
             let owner = owner.clone();
             let name = upstream.clone();
             async move {
@@ -348,7 +467,47 @@ fn tool_def(shared: &Arc<Shared>, tool: Tool, local: String) -> ToolDef {
                         ))
                     })?;
                 let params = CallToolRequestParams::new(name.clone()).with_arguments(args);
-                peer.call_tool(params).await.map_err(|e| match e {
+                let request = ClientRequest::CallToolRequest(Request::new(params));
+                let sent = peer
+                    .send_cancellable_request(request, PeerRequestOptions::no_options())
+                    .await;
+                let answer = match sent {
+                    Ok(handle) => {
+                        // The upstream's progress for this token goes to this call's client.
+                        let token = token_key(&handle.progress_token);
+                        owner
+                            .calls
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(token.clone(), cx);
+                        let _in_flight = InFlight {
+                            shared: &owner,
+                            token,
+                        };
+                        // Dropped before the answer (the client cancelled, the call timed
+                        // out): the upstream is told to stop.
+                        let mut abandon = Abandon {
+                            peer: Some(peer.clone()),
+                            id: handle.id.clone(),
+                        };
+                        let answer = handle.await_response().await;
+                        abandon.peer = None;
+                        // rmcp hands each notification to a task of its own, so the last
+                        // progress may still be on its way when the answer is here: let it
+                        // go out first (the client's token is dead once the result is sent).
+                        for _ in 0..8 {
+                            tokio::task::yield_now().await;
+                        }
+                        owner.forwarding.wait_idle().await;
+                        answer
+                    }
+                    Err(e) => Err(e),
+                };
+                let answer = answer.and_then(|r| match r {
+                    ServerResult::CallToolResult(result) => Ok(result),
+                    _ => Err(rmcp::service::ServiceError::UnexpectedResponse),
+                });
+                answer.map_err(|e| match e {
                     rmcp::service::ServiceError::TransportClosed
                     | rmcp::service::ServiceError::TransportSend(_) => {
                         ToolError::Upstream(format!(
