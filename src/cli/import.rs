@@ -12,6 +12,13 @@ use crate::plugin::{Manager, ToolContext};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum ImportCommand {
+    /// Claude Desktop's MCP servers as plugboard plugins (one manifest each, secrets into
+    /// `.env`); default FILE: Claude Desktop's config.
+    ClaudeDesktop(ConfigImport),
+    /// Cursor's MCP servers (`mcp.json`; default: ~/.cursor/mcp.json) as plugboard plugins.
+    Cursor(ConfigImport),
+    /// VS Code's MCP servers (`mcp.json`; default: .vscode/mcp.json) as plugboard plugins.
+    Vscode(ConfigImport),
     /// Upsert the rows of a CSV/TSV/JSON/JSONL file into an Airtable table on key fields:
     /// re-running never duplicates, and an interrupted import continues where it stopped.
     Airtable {
@@ -40,6 +47,39 @@ pub(super) enum ImportCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct ConfigImport {
+    /// The client's config file.
+    file: Option<PathBuf>,
+    /// Replace manifests that exist.
+    #[arg(long)]
+    force: bool,
+}
+
+impl ImportCommand {
+    /// A client's config to import: no plugin needs to run for it.
+    pub(super) fn client_config(&self) -> Option<(super::import_config::Client, &ConfigImport)> {
+        use super::import_config::Client;
+        match self {
+            ImportCommand::ClaudeDesktop(a) => Some((Client::ClaudeDesktop, a)),
+            ImportCommand::Cursor(a) => Some((Client::Cursor, a)),
+            ImportCommand::Vscode(a) => Some((Client::Vscode, a)),
+            ImportCommand::Airtable { .. } => None,
+        }
+    }
+}
+
+impl ConfigImport {
+    pub(super) fn run(
+        &self,
+        client: super::import_config::Client,
+        plugins_dir: &std::path::Path,
+        env_file: &std::path::Path,
+    ) -> anyhow::Result<ExitCode> {
+        super::import_config::run(client, self.file.clone(), self.force, plugins_dir, env_file)
+    }
 }
 
 /// What `bulk_import` reports, as far as the CLI prints it.
@@ -74,7 +114,10 @@ pub(super) async fn run(manager: &Manager, what: ImportCommand) -> anyhow::Resul
         typecast,
         restart,
         json,
-    } = what;
+    } = what
+    else {
+        anyhow::bail!("a client's config is imported without plugins");
+    };
     let tool = tool_name(manager, "airtable", "bulk_import")?;
     let mut map = serde_json::Map::new();
     for pair in &mapping {

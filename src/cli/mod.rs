@@ -17,6 +17,7 @@ mod call;
 mod check;
 mod consensus;
 mod import;
+mod import_config;
 mod log;
 mod organize;
 mod plugins;
@@ -165,6 +166,22 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // A client's MCP servers become manifests: nothing needs to start for that.
+    if let Command::Import(what) = &cli.command
+        && let Some((client, import)) = what.client_config()
+    {
+        let plugins_dir = cli
+            .global
+            .plugins_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("plugins"));
+        let env_file = cli
+            .global
+            .env_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(".env"));
+        return import.run(client, &plugins_dir, &env_file);
+    }
     // A user who runs `plugboard import` names a file in the folder they are in: with no
     // import folder configured, that folder is the one open for reading (exclusions still hold).
     let here = matches!(cli.command, Command::Import(_) | Command::Organize(_))

@@ -309,3 +309,101 @@ async fn progress_reaches_the_caller_and_cancellation_goes_upstream() {
     );
     client.cancel().await.unwrap();
 }
+
+/// `plugboard import claude-desktop FILE`: one manifest per server, the token moved into
+/// `.env` (never printed), the manifests working as written, none replaced without --force.
+#[tokio::test]
+async fn a_claude_desktop_config_is_imported_in_one_command() {
+    let fx = Fixture::empty();
+    let token = "ghp_importedTokenValue0123456789abcdef";
+    let config = json!({"mcpServers": {
+        "Everything": {
+            "command": "node",
+            "args": [everything(), "stdio"],
+            "env": {"GITHUB_PERSONAL_ACCESS_TOKEN": token, "LOG_LEVEL": "debug"}
+        },
+        "remote": {"url": "https://example.com/mcp"},
+        "plugboard": {"command": "/usr/local/bin/plugboard", "args": ["serve"]}
+    }});
+    let file = fx.home.path().join("claude_desktop_config.json");
+    std::fs::write(&file, config.to_string()).unwrap();
+    let env_file = fx.home.path().join(".env");
+    std::fs::write(&env_file, "OTHER=1\n").unwrap();
+    let import = |force: bool| {
+        let mut args = vec![
+            "--env-file".to_owned(),
+            env_file.display().to_string(),
+            "import".into(),
+            "claude-desktop".into(),
+            file.display().to_string(),
+        ];
+        if force {
+            args.push("--force".into());
+        }
+        args
+    };
+    let args = import(false);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = fx.output(&mut fx.command(&args)).await;
+    assert!(out.ok, "{}\n{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains(token) && !out.stderr.contains(token));
+    assert!(out.stdout.contains("Everything: wrote "), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("GITHUB_PERSONAL_ACCESS_TOKEN"),
+        "says what moved: {}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("remote: skipped: a remote server"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("plugboard: skipped: this is plugboard itself")
+    );
+
+    let manifest = std::fs::read_to_string(fx.plugins().join("everything/plugin.toml")).unwrap();
+    assert!(!manifest.contains(token), "{manifest}");
+    assert!(
+        manifest.contains("GITHUB_PERSONAL_ACCESS_TOKEN = \"${GITHUB_PERSONAL_ACCESS_TOKEN}\""),
+        "{manifest}"
+    );
+    assert!(manifest.contains("LOG_LEVEL = \"debug\""), "{manifest}");
+    let dotenv = std::fs::read_to_string(&env_file).unwrap();
+    assert_eq!(
+        dotenv,
+        format!("OTHER=1\nGITHUB_PERSONAL_ACCESS_TOKEN={token}\n")
+    );
+
+    // The imported plugin runs, with the token from .env.
+    let (client, _) = fx
+        .stdio(&["--env-file", &env_file.display().to_string()])
+        .await;
+    let env = text(&call_tool(&client, "everything_get-env", json!({})).await);
+    // It has the token; plugboard masks a value it holds as secret in whatever it returns.
+    assert!(
+        env.contains("\"GITHUB_PERSONAL_ACCESS_TOKEN\": \"[redacted]\""),
+        "{env}"
+    );
+    assert!(!env.contains(token));
+    client.cancel().await.unwrap();
+
+    // Again: nothing replaced (exit status 1, saying how), unless --force.
+    let out = fx.output(&mut fx.command(&args)).await;
+    assert!(!out.ok);
+    assert!(
+        out.stdout.contains("exists (--force to replace it)"),
+        "{}",
+        out.stdout
+    );
+    let forced = import(true);
+    let forced: Vec<&str> = forced.iter().map(String::as_str).collect();
+    let out = fx.output(&mut fx.command(&forced)).await;
+    assert!(out.ok, "{}", out.stdout);
+    assert_eq!(
+        std::fs::read_to_string(&env_file).unwrap(),
+        dotenv,
+        "the token is not written twice"
+    );
+}
