@@ -1,5 +1,6 @@
-//! Faults mid-write lose nothing: the Airtable bulk import under injected faults and a
-//! `kill -9` at a random moment, over many seeds, every row exactly once every time.
+//! Faults mid-write lose nothing: the Airtable bulk import and the organizer under injected
+//! faults and a `kill -9` at a random moment, over many seeds, every row exactly once every
+//! time.
 //!
 //! `cargo bench --bench faults` (builds the release binary first). For each seed (`SEEDS`,
 //! default 20), a fresh stateful Airtable fake (tests/support/airtable.rs: Airtable's wire
@@ -11,14 +12,32 @@
 //! the checkpoint). Printed per seed: when it was killed, rows landed by then, the runs it
 //! took, faults injected, and the outcome — every SKU exactly once with its values, or what is
 //! missing or duplicated. A final line gives the seeds that passed.
+//!
+//! Then the same for `plugboard organize DIR --apply` (`DOCS` documents, default 100, the
+//! research collection of the organize bench, classified by the scripted model on the fake
+//! OpenAI): 20% faults on Airtable's record requests, SIGKILL at a seeded moment, re-run until
+//! a run ends with nothing failed. Every document must then be one record with the category,
+//! tags and summary the model gave it, and the related-document links an uninterrupted,
+//! fault-free run makes (both directions). `PART=import` or `PART=organize` runs one part.
 
 mod common;
 #[path = "../tests/support/airtable.rs"]
 mod fake;
+#[path = "../tests/support/llm.rs"]
+mod fake_llm;
+#[path = "common/research.rs"]
+mod research;
 
-use std::{collections::HashMap, path::Path, process::Stdio, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    path::Path,
+    process::Stdio,
+    sync::Arc,
+    time::Duration,
+};
 
 use fake::{FakeAirtable, FakeConfig, Faults};
+use fake_llm::{Behaviour, FakeLlm, Provider, Script};
 use serde_json::{Value, json};
 use tokio::process::Command;
 
@@ -35,6 +54,18 @@ fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
+}
+
+/// 20% of record requests fail, 4% each way, drawn from `seed`.
+fn faults(seed: u64) -> Faults {
+    Faults {
+        seed,
+        rate_429: 0.04,
+        rate_500: 0.04,
+        rate_503: 0.04,
+        rate_reset_before: 0.04,
+        rate_reset_after: 0.04,
+    }
 }
 
 fn manifest(home: &Path, data: &Path) -> String {
@@ -87,14 +118,7 @@ async fn one_seed(bin: &Path, seed: u64, rows: usize) -> Outcome {
             ("Qty", "number", Some(json!({"precision": 0}))),
         ],
     );
-    fake.set_faults(Faults {
-        seed,
-        rate_429: 0.04,
-        rate_500: 0.04,
-        rate_503: 0.04,
-        rate_reset_before: 0.04,
-        rate_reset_after: 0.04,
-    });
+    fake.set_faults(faults(seed));
     let command = || {
         let mut cmd = Command::new(bin);
         cmd.args([
@@ -185,10 +209,266 @@ async fn one_seed(bin: &Path, seed: u64, rows: usize) -> Outcome {
     }
 }
 
-#[tokio::main]
-async fn main() {
-    let bin = common::binary();
-    let seeds = env_usize("SEEDS", 20) as u64;
+/// A document's record as the organizer left it: category, tags, summary, and the paths of
+/// the documents it links to.
+#[derive(Debug, PartialEq)]
+struct Organized {
+    category: Value,
+    tags: BTreeSet<String>,
+    summary: Value,
+    related: BTreeSet<String>,
+}
+
+/// Every record of the table by its file path (a path twice is a duplicate).
+fn organized(fake: &FakeAirtable, base: &str) -> BTreeMap<String, Vec<Organized>> {
+    let records = fake.records(base, "Research");
+    let path_of: HashMap<&str, &str> = records
+        .iter()
+        .filter_map(|r| Some((r["id"].as_str()?, r["fields"]["File Path"].as_str()?)))
+        .collect();
+    let strings = |v: &Value, f: &dyn Fn(&str) -> String| -> BTreeSet<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(f))
+            .collect()
+    };
+    let mut by_path: BTreeMap<String, Vec<Organized>> = BTreeMap::new();
+    for r in &records {
+        let fields = &r["fields"];
+        let path = fields["File Path"]
+            .as_str()
+            .unwrap_or("(no path)")
+            .to_owned();
+        by_path.entry(path).or_default().push(Organized {
+            category: fields["Category"].clone(),
+            tags: strings(&fields["Tags"], &str::to_owned),
+            summary: fields["Summary"].clone(),
+            related: strings(&fields["Related"], &|id| {
+                path_of
+                    .get(id)
+                    .map_or(format!("(record {id})"), |p| p.to_string())
+            }),
+        });
+    }
+    by_path
+}
+
+struct Organizer {
+    bin: std::path::PathBuf,
+    llm: FakeLlm,
+    docs: usize,
+}
+
+impl Organizer {
+    /// One run of `plugboard organize --apply` on a fresh collection and table, faults from
+    /// `seed` (none for `None`), killed at `kill_at` seconds if given, re-run until done.
+    async fn one(
+        &self,
+        seed: Option<u64>,
+        kill_at: Option<f64>,
+    ) -> (OrganizeRun, BTreeMap<String, Vec<Organized>>) {
+        let home = tempfile::tempdir().unwrap();
+        let data = home.path().join("research");
+        research::write_corpus(&data, self.docs);
+        let plugins = research::write_manifests(home.path(), 2.0);
+        let fake = FakeAirtable::start(FakeConfig {
+            lockout: Duration::from_secs(2),
+            ..FakeConfig::default()
+        })
+        .await;
+        let base = fake.add_base("Faulty", "create");
+        fake.add_table(&base, "Research", &[("Title", "singleLineText", None)]);
+        if let Some(seed) = seed {
+            fake.set_faults(faults(seed));
+        }
+        let command = || {
+            let mut cmd = Command::new(&self.bin);
+            cmd.arg("--plugins-dir")
+                .arg(&plugins)
+                .args([
+                    "organize", "--base", &base, "--table", "Research", "--apply", "--json",
+                ])
+                .arg(&data)
+                .current_dir(home.path())
+                .env("AIRTABLE_API_KEY", fake::DEFAULT_TOKEN)
+                .env("AIRTABLE_BASE_URL", &fake.url)
+                .env("OPENAI_API_KEY", fake_llm::KEY)
+                .env("OPENAI_BASE_URL", self.llm.openai_base())
+                .env("PLUGBOARD_LOG", "error")
+                .env_remove("PLUGBOARD_FILES_ROOTS")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .kill_on_drop(true);
+            cmd
+        };
+        let mut run = OrganizeRun {
+            killed_at: f64::NAN,
+            landed_at_kill: 0,
+            runs: 0,
+            injected: 0,
+            problems: Vec::new(),
+        };
+        if let Some(at) = kill_at {
+            run.runs += 1;
+            let mut first = command().spawn().unwrap();
+            let done = tokio::time::timeout(Duration::from_secs_f64(at), first.wait())
+                .await
+                .is_ok();
+            if !done {
+                first.start_kill().unwrap();
+                let _ = first.wait().await;
+                run.killed_at = at;
+            }
+            run.landed_at_kill = fake.records(&base, "Research").len();
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+        loop {
+            run.runs += 1;
+            let out = tokio::time::timeout(Duration::from_secs(600), command().output())
+                .await
+                .expect("an organize run finished within 600 s")
+                .unwrap();
+            let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            if out.status.success() && report["failed"].as_array().is_some_and(Vec::is_empty) {
+                break;
+            }
+            if run.runs > 20 {
+                run.problems
+                    .push(format!("not complete after 20 runs: {report}"));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+        run.injected = fake.stats().injected_total();
+        let result = organized(&fake, &base);
+        fake.shutdown().await;
+        (run, result)
+    }
+}
+
+struct OrganizeRun {
+    killed_at: f64,
+    landed_at_kill: usize,
+    runs: usize,
+    injected: u64,
+    problems: Vec<String>,
+}
+
+/// What differs between the records of a run and what the model said plus the links of the
+/// uninterrupted run.
+fn compare(
+    got: &BTreeMap<String, Vec<Organized>>,
+    reference: &BTreeMap<String, Vec<Organized>>,
+    docs: usize,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if got.len() != docs {
+        problems.push(format!("{} paths for {docs} documents", got.len()));
+    }
+    for (path, records) in got {
+        let [one] = records.as_slice() else {
+            problems.push(format!("{path} {} times", records.len()));
+            continue;
+        };
+        let i: usize = path
+            .rsplit('-')
+            .next()
+            .and_then(|n| n.strip_suffix(".md"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(usize::MAX);
+        if i >= docs {
+            problems.push(format!("{path} is not a document of the collection"));
+            continue;
+        }
+        let (category, tags) = research::expected(i);
+        let tags: BTreeSet<String> = tags.iter().map(|t| t.to_string()).collect();
+        if one.category != json!(category) || one.tags != tags {
+            problems.push(format!("{path} has {:?} {:?}", one.category, one.tags));
+        }
+        match reference.get(path).map(Vec::as_slice) {
+            Some([want]) if want.summary == one.summary && want.related == one.related => {}
+            Some([want]) => problems.push(format!(
+                "{path}: {:?} → {:?}, links {:?}, uninterrupted {:?}",
+                one.summary, want.summary, one.related, want.related
+            )),
+            _ => problems.push(format!("{path} not in the uninterrupted run")),
+        }
+    }
+    problems
+}
+
+async fn organize_part(bin: &Path, seeds: u64) -> (u64, u64) {
+    let docs = env_usize("DOCS", 100);
+    let llm = FakeLlm::start().await;
+    llm.set(
+        Provider::OpenAi,
+        Behaviour::Script(Script(Arc::new(research::model))),
+    );
+    llm.set_latency(Provider::OpenAi, Duration::from_millis(50));
+    let organizer = Organizer {
+        bin: bin.to_owned(),
+        llm,
+        docs,
+    };
+    let (clean, reference) = organizer.one(None, None).await;
+    assert!(clean.problems.is_empty(), "{:?}", clean.problems);
+    let links: usize = reference
+        .values()
+        .flatten()
+        .map(|o| o.related.len())
+        .sum::<usize>()
+        / 2;
+    println!(
+        "\norganize: {docs} documents (model 50 ms per request), 20% injected faults on Airtable's record requests, SIGKILL at a seeded moment, then re-run until nothing failed; {seeds} seeds"
+    );
+    println!(
+        "reference (no faults, not killed): {} records, {links} related-document links\n",
+        reference.len()
+    );
+    println!(
+        "{:>5} {:>9} {:>15} {:>5} {:>9}  outcome",
+        "seed", "killed s", "records at kill", "runs", "faults"
+    );
+    // The schema, 7 fields, ⌈docs/10⌉ upserts and about as many link updates at 5/s.
+    let expected = (9 + 2 * docs.div_ceil(10)) as f64 / 5.0;
+    let mut passed = 0;
+    for seed in 1..=seeds {
+        let kill_at = 0.3 + (mix(seed ^ 0x0f0f) % 1000) as f64 / 1000.0 * expected;
+        let (run, got) = organizer.one(Some(seed), Some(kill_at)).await;
+        let mut problems = run.problems;
+        problems.extend(compare(&got, &reference, docs));
+        let outcome = if problems.is_empty() {
+            passed += 1;
+            format!(
+                "every document exactly once, as the model said, links as uninterrupted ({docs})"
+            )
+        } else {
+            format!(
+                "LOST OR DUPLICATED: {}",
+                problems
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        };
+        let killed = if run.killed_at.is_nan() {
+            "finished".to_owned()
+        } else {
+            format!("{:.2}", run.killed_at)
+        };
+        println!(
+            "{seed:>5} {killed:>9} {:>15} {:>5} {:>9}  {outcome}",
+            run.landed_at_kill, run.runs, run.injected
+        );
+    }
+    println!("\n{passed} of {seeds} seeds: every document exactly once, its links intact");
+    (passed, seeds)
+}
+
+async fn import_part(bin: &Path, seeds: u64) -> (u64, u64) {
     let rows = env_usize("ROWS", 300);
     println!(
         "faults: {rows} rows per import, 20% injected faults (429/500/503/reset before/reset after, 4% each), SIGKILL at a seeded moment, then re-run until complete; {seeds} seeds\n"
@@ -199,7 +479,7 @@ async fn main() {
     );
     let mut passed = 0;
     for seed in 1..=seeds {
-        let o = one_seed(&bin, seed, rows).await;
+        let o = one_seed(bin, seed, rows).await;
         let outcome = if o.problems.is_empty() {
             passed += 1;
             format!("every row exactly once ({rows})")
@@ -225,4 +505,24 @@ async fn main() {
         );
     }
     println!("\n{passed} of {seeds} seeds: every row exactly once");
+    (passed, seeds)
+}
+
+#[tokio::main]
+async fn main() {
+    let bin = common::binary();
+    let seeds = env_usize("SEEDS", 20) as u64;
+    let part = std::env::var("PART").unwrap_or_default();
+    let mut failed = 0;
+    if part.is_empty() || part == "import" {
+        let (passed, of) = import_part(&bin, seeds).await;
+        failed += of - passed;
+    }
+    if part.is_empty() || part == "organize" {
+        let (passed, of) = organize_part(&bin, seeds).await;
+        failed += of - passed;
+    }
+    if failed > 0 {
+        std::process::exit(1);
+    }
 }

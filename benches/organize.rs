@@ -21,6 +21,8 @@ mod common;
 mod fake_airtable;
 #[path = "../tests/support/llm.rs"]
 mod fake_llm;
+#[path = "common/research.rs"]
+mod research;
 
 use std::{
     sync::Arc,
@@ -29,101 +31,13 @@ use std::{
 
 use fake_airtable::{FakeAirtable, FakeConfig};
 use fake_llm::{Behaviour, FakeLlm, Provider, Script};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const LATENCY: Duration = Duration::from_millis(300);
 const BATCH_DOCUMENTS: usize = 8;
 const LLM_IN_FLIGHT: usize = 4;
 const RELATE_DOCUMENTS: usize = 10;
 const AIRTABLE_RPS: f64 = 5.0;
-const TOPICS: [&str; 12] = [
-    "rust",
-    "async",
-    "consensus",
-    "vision",
-    "nlp",
-    "kernel",
-    "storage",
-    "network",
-    "compiler",
-    "database",
-    "security",
-    "graphics",
-];
-
-/// The scripted model: three categories; each document's category from its name, its tags
-/// from its `Topics:` line; related documents: the candidates sharing a tag, most first.
-fn model(prompt: &str) -> String {
-    if prompt.starts_with("Task: relate") {
-        let briefs: Vec<Value> = prompt
-            .lines()
-            .filter(|l| l.starts_with("{\"id\""))
-            .map(|l| serde_json::from_str(l).expect("a document line"))
-            .collect();
-        let tags_of = |b: &Value| -> Vec<String> {
-            b["tags"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|t| t.as_str().map(str::to_owned))
-                .collect()
-        };
-        let answers: Vec<Value> = briefs
-            .iter()
-            .filter(|b| b.get("candidates").is_some())
-            .map(|d| {
-                let mine = tags_of(d);
-                let mut chosen: Vec<(usize, &str)> = d["candidates"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|c| {
-                        let c = c.as_str()?;
-                        let brief = briefs.iter().find(|b| b["id"] == c)?;
-                        let shared = tags_of(brief).iter().filter(|t| mine.contains(t)).count();
-                        (shared > 0).then_some((shared, c))
-                    })
-                    .collect();
-                chosen.sort_by_key(|c| std::cmp::Reverse(c.0));
-                json!({"id": d["id"], "related": chosen.iter().map(|(_, c)| *c).collect::<Vec<_>>()})
-            })
-            .collect();
-        return json!({ "documents": answers }).to_string();
-    }
-    if prompt.contains("propose the categories") {
-        return json!({"categories": [
-            {"name": "Frameworks"}, {"name": "Systems"}, {"name": "Research"}
-        ]})
-        .to_string();
-    }
-    let mut documents = Vec::new();
-    for line in prompt.lines().filter(|l| l.starts_with("{\"id\"")) {
-        let doc: Value = serde_json::from_str(line).expect("a document line");
-        let path = doc["path"].as_str().unwrap_or_default();
-        let text = doc["text"].as_str().unwrap_or_default();
-        let category = match path.rsplit('/').next().unwrap_or_default() {
-            n if n.starts_with("framework") => "Frameworks",
-            n if n.starts_with("system") => "Systems",
-            _ => "Research",
-        };
-        let tags: Vec<&str> = text
-            .split("Topics:")
-            .nth(1)
-            .and_then(|t| t.split('.').next())
-            .unwrap_or("misc")
-            .split(',')
-            .map(str::trim)
-            .collect();
-        documents.push(json!({
-            "id": doc["id"],
-            "category": category,
-            "tags": tags,
-            "summary": format!("A note on {}.", tags.join(" and ")),
-        }));
-    }
-    json!({ "documents": documents }).to_string()
-}
-
 fn main() {
     let docs: usize = std::env::var("DOCS")
         .ok()
@@ -139,62 +53,19 @@ fn main() {
     let base = airtable.add_base("Bench", "create");
     airtable.add_table(&base, "Research", &[("Title", "singleLineText", None)]);
     let llm = FakeLlm::start_in_thread();
-    llm.set(Provider::OpenAi, Behaviour::Script(Script(Arc::new(model))));
+    llm.set(
+        Provider::OpenAi,
+        Behaviour::Script(Script(Arc::new(research::model))),
+    );
     llm.set_latency(Provider::OpenAi, LATENCY);
 
     let home = tempfile::tempdir().unwrap();
     let data = home.path().join("research");
-    for i in 0..docs {
-        let name = ["framework", "system", "paper"][i % 3];
-        let (a, b) = (TOPICS[i % 12], TOPICS[(i / 12 + 5) % 12]);
-        let path = data.join(format!("{}/{name}-{i:04}.md", i % 7));
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(
-            &path,
-            format!(
-                "# Document {i}\n\nNotes about {a} and {b}. Topics: {a}, {b}.\n\n{}\n",
-                "Body text of the note. ".repeat(40)
-            ),
-        )
-        .unwrap();
-    }
-    let plugins = home.path().join("plugins");
-    let manifest = |name: &str, text: String| {
-        std::fs::create_dir_all(plugins.join(name)).unwrap();
-        std::fs::write(plugins.join(name).join("plugin.toml"), text).unwrap();
-    };
-    let head = |shipped: &str| shipped.split("\n[settings]").next().unwrap().to_owned();
-    manifest(
-        "files",
-        format!(
-            "name = \"files\"\nkind = \"builtin\"\n[settings]\nroots = [{:?}]\n",
-            home.path().display().to_string()
-        ),
-    );
-    manifest(
-        "airtable",
-        format!(
-            "{}\n[settings]\nlockout_secs = 30\n",
-            head(include_str!("../plugins/airtable/plugin.toml"))
-        ),
-    );
-    manifest(
-        "agents",
-        format!(
-            "{}\n[settings]\n[settings.providers.openai]\nmodel = \"gpt-5-mini\"\n",
-            head(include_str!("../plugins/agents/plugin.toml"))
-        ),
-    );
-    let organize = include_str!("../plugins/organize/plugin.toml").replace(
-        "# checkpoint_dir = \"~/.local/state/plugboard/organize\"",
-        &format!(
-            "checkpoint_dir = {:?}",
-            home.path().join("state").display().to_string()
-        ),
-    );
+    research::write_corpus(&data, docs);
+    let plugins = research::write_manifests(home.path(), 30.0);
+    let organize = std::fs::read_to_string(plugins.join("organize/plugin.toml")).unwrap();
     assert!(organize.contains(&format!("batch_documents = {BATCH_DOCUMENTS}")));
     assert!(organize.contains(&format!("llm_in_flight = {LLM_IN_FLIGHT}")));
-    manifest("organize", organize);
 
     let run = || {
         let started = Instant::now();

@@ -18,7 +18,8 @@ use rmcp::{
     model::{
         ClientCapabilities, CreateMessageRequest, CreateMessageRequestParams, CreateMessageResult,
         ElicitRequest, ElicitRequestParams, ElicitResult, ElicitationSchema, InputRequest,
-        LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam, ProgressToken,
+        ListRootsRequest, ListRootsResult, LoggingLevel, LoggingMessageNotificationParam,
+        ProgressNotificationParam, ProgressToken,
     },
 };
 use tokio::sync::{mpsc, oneshot};
@@ -382,6 +383,22 @@ impl ToolContext {
             message: message.into(),
             requested_schema,
         };
+        self.elicit_request(params).await
+    }
+
+    /// Ask the user through the client with an elicitation request as given (form or URL
+    /// mode): for relaying an upstream MCP server's own request.
+    pub async fn elicit_request(
+        &self,
+        params: ElicitRequestParams,
+    ) -> Result<ElicitResult, ToolError> {
+        if self.capabilities().is_some_and(|c| c.elicitation.is_none()) {
+            return Err(ToolError::Failed(
+                "this client does not support elicitation (it did not declare the \
+                 `elicitation` capability), so the tool cannot ask the user"
+                    .into(),
+            ));
+        }
         match &self.route {
             Route::None => Err(self.no_client("elicitation")),
             Route::Deferred(None) => Err(only_tools("elicitation")),
@@ -399,6 +416,34 @@ impl ToolContext {
                 let answer = self.defer(asks, request).await?;
                 serde_json::from_value(answer).map_err(|e| {
                     ToolError::Failed(format!("the client's elicitation answer is malformed: {e}"))
+                })
+            }
+        }
+    }
+
+    /// The client's roots (`roots/list`): the folders its user has opened.
+    pub async fn roots(&self) -> Result<ListRootsResult, ToolError> {
+        if self.capabilities().is_some_and(|c| c.roots.is_none()) {
+            return Err(ToolError::Failed(
+                "this client does not support roots (it did not declare the `roots` \
+                 capability)"
+                    .into(),
+            ));
+        }
+        match &self.route {
+            Route::None => Err(self.no_client("roots")),
+            Route::Deferred(None) => Err(only_tools("roots")),
+            Route::Peer => {
+                let peer = self.link().peer.ok_or_else(|| self.no_client("roots"))?;
+                self.waiting_for_client(peer.list_roots())
+                    .await
+                    .map_err(|e| ToolError::Failed(format!("the client refused roots/list: {e}")))
+            }
+            Route::Deferred(Some(asks)) => {
+                let request = InputRequest::ListRoots(ListRootsRequest::default());
+                let answer = self.defer(asks, request).await?;
+                serde_json::from_value(answer).map_err(|e| {
+                    ToolError::Failed(format!("the client's roots answer is malformed: {e}"))
                 })
             }
         }

@@ -113,7 +113,20 @@ pub enum Change {
     ResourceUpdated(String),
     /// This plugin's status changed (it went down or came back).
     Status(String),
+    /// A log message from a plugin outside any request (an upstream MCP server's): sent
+    /// to every client whose session's level admits it.
+    Log(LogMessage),
 }
+
+#[derive(Debug, Clone, PartialEq)]
+#[allow(deprecated)] // rmcp marks MCP logging deprecated (SEP-2577); clients still use it.
+pub struct LogMessage {
+    pub plugin: String,
+    pub level: rmcp::model::LoggingLevel,
+    pub data: serde_json::Value,
+}
+
+impl Eq for LogMessage {}
 
 /// A plugin's way to tell clients that what it offers changed. Cheap to clone; keeps working
 /// (doing nothing) after the server has gone.
@@ -171,6 +184,18 @@ impl PluginEvents {
     pub fn resource_updated(&self, uri: impl Into<String>) {
         // No receivers just means nobody is connected.
         let _ = self.changes.send(Change::ResourceUpdated(uri.into()));
+    }
+
+    /// A log message for every connected client (at its session's level), for what a
+    /// plugin hears outside any request. Secrets the process holds are masked.
+    #[allow(deprecated)]
+    pub fn log(&self, level: rmcp::model::LoggingLevel, mut data: serde_json::Value) {
+        crate::net::secret::mask_held_json(&mut data);
+        let _ = self.changes.send(Change::Log(LogMessage {
+            plugin: self.plugin.to_string(),
+            level,
+            data,
+        }));
     }
 
     /// The plugin's tools, resources or prompts changed: the manager asks for them again and

@@ -171,6 +171,7 @@ async fn push(
     peer: &Peer<RoleServer>,
     change: Change,
     subscribed: &Mutex<HashSet<String>>,
+    level: &Mutex<LoggingLevel>,
 ) -> bool {
     let sent = match change {
         Change::Tools => peer.notify_tool_list_changed().await,
@@ -186,6 +187,17 @@ async fn push(
             }
             peer.notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
                 .await
+        }
+        Change::Log(message) => {
+            let min = *level.lock().unwrap_or_else(|e| e.into_inner());
+            if crate::plugin::severity(message.level) < crate::plugin::severity(min) {
+                return true;
+            }
+            peer.notify_logging_message(
+                rmcp::model::LoggingMessageNotificationParam::new(message.level, message.data)
+                    .with_logger(message.plugin),
+            )
+            .await
         }
         // Status reaches clients through list_changed when the tool set changes.
         Change::Status(_) => return true,
@@ -403,6 +415,7 @@ impl ServerHandler for McpHandler {
         let mut changes = self.changes();
         let peer = cx.peer.clone();
         let subscribed = self.subscriptions.clone();
+        let level = self.session_log_level.clone();
         let ended = self.ended.clone();
         tokio::spawn(async move {
             // Ends with the session (its handler dropped), when the manager is dropped, or when
@@ -419,7 +432,7 @@ impl ServerHandler for McpHandler {
                     Err(RecvError::Lagged(_)) => Change::Tools,
                     Err(RecvError::Closed) => break,
                 };
-                if !push(&peer, change, &subscribed).await {
+                if !push(&peer, change, &subscribed, &level).await {
                     break;
                 }
             }

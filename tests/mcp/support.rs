@@ -278,7 +278,7 @@ impl Fixture {
         cmd
     }
 
-    fn configure(&self, cmd: &mut Command) {
+    pub fn configure(&self, cmd: &mut Command) {
         cmd.current_dir(self.home.path())
             .env("PLUGBOARD_PLUGINS_DIR", self.plugins())
             .env_remove("PLUGBOARD_FILES_ROOTS")

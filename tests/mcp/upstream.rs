@@ -3,13 +3,19 @@
 //! `kind = "mcp"` plugin, driven through plugboard with rmcp's client, and compared with the
 //! same server called directly.
 
+#![allow(deprecated)] // rmcp marks sampling, roots and logging deprecated (SEP-2577); the upstream uses them.
+
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
-use rmcp::{ServiceExt, transport::TokioChildProcess};
+use rmcp::{
+    ServiceExt,
+    transport::{ConfigureCommandExt, TokioChildProcess},
+};
 use serde_json::{Value, json};
 
 use crate::{
@@ -406,4 +412,257 @@ async fn a_claude_desktop_config_is_imported_in_one_command() {
         dotenv,
         "the token is not written twice"
     );
+}
+
+/// A client with a person and a model behind it: it answers the upstream's sampling,
+/// elicitation and roots requests that plugboard relays, and keeps what it hears.
+#[derive(Clone, Default)]
+struct Person {
+    sampled: Arc<Mutex<Vec<String>>>,
+    logs: Arc<Mutex<Vec<Value>>>,
+}
+
+impl rmcp::ClientHandler for Person {
+    fn get_info(&self) -> rmcp::model::ClientConfig {
+        rmcp::model::ClientConfig::new(
+            rmcp::model::ClientCapabilities::builder()
+                .enable_roots()
+                .enable_sampling()
+                .enable_elicitation()
+                .build(),
+            rmcp::model::Implementation::new("person", "1"),
+        )
+    }
+
+    async fn create_message(
+        &self,
+        params: rmcp::model::CreateMessageRequestParams,
+        _cx: rmcp::service::RequestContext<rmcp::service::RoleClient>,
+    ) -> Result<rmcp::model::CreateMessageResult, rmcp::ErrorData> {
+        self.sampled
+            .lock()
+            .unwrap()
+            .push(serde_json::to_string(&params.messages).unwrap());
+        Ok(rmcp::model::CreateMessageResult::new(
+            rmcp::model::SamplingMessage::assistant_text("the client's model answers"),
+            "client-model".into(),
+        )
+        .with_stop_reason(rmcp::model::CreateMessageResult::STOP_REASON_END_TURN))
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: rmcp::model::ElicitRequestParams,
+        _cx: rmcp::service::RequestContext<rmcp::service::RoleClient>,
+    ) -> Result<rmcp::model::ElicitResult, rmcp::ErrorData> {
+        assert!(matches!(
+            request,
+            rmcp::model::ElicitRequestParams::FormElicitationParams { .. }
+        ));
+        Ok(
+            rmcp::model::ElicitResult::new(rmcp::model::ElicitationAction::Accept)
+                .with_content(json!({"name": "Ada Lovelace", "check": true})),
+        )
+    }
+
+    async fn list_roots(
+        &self,
+        _cx: rmcp::service::RequestContext<rmcp::service::RoleClient>,
+    ) -> Result<rmcp::model::ListRootsResult, rmcp::ErrorData> {
+        let mut root = rmcp::model::Root::new("file:///home/ada/analytical-engine");
+        root.name = Some("engine".into());
+        Ok(rmcp::model::ListRootsResult::new(vec![root]))
+    }
+
+    async fn on_logging_message(
+        &self,
+        params: rmcp::model::LoggingMessageNotificationParam,
+        _cx: rmcp::service::NotificationContext<rmcp::service::RoleClient>,
+    ) {
+        self.logs
+            .lock()
+            .unwrap()
+            .push(serde_json::to_value(&params).unwrap());
+    }
+}
+
+/// A tool call that must succeed, for a client of any kind.
+async fn call_as<H: rmcp::ClientHandler>(
+    client: &rmcp::service::RunningService<rmcp::service::RoleClient, H>,
+    tool: &str,
+    arguments: Value,
+) -> rmcp::model::CallToolResult {
+    let result = client
+        .call_tool(
+            rmcp::model::CallToolRequestParams::new(tool.to_owned())
+                .with_arguments(arguments.as_object().unwrap().clone()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{tool}: {e}"));
+    assert_ne!(result.is_error, Some(true), "{tool}: {result:?}");
+    result
+}
+
+/// Resources, templates, prompts and completions are relayed as the server answers them
+/// (prompt names under the prefix, URIs as the server gives them); the server's requests to
+/// the client — sampling, elicitation, roots — reach the client whose call made them, and
+/// are answered back; its log messages reach the client at the session's level.
+#[tokio::test]
+async fn resources_prompts_and_the_servers_requests_are_relayed() {
+    let fx = fixture("");
+    let person = Person::default();
+    let (transport, stderr) = TokioChildProcess::builder(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_plugboard")).configure(|cmd| {
+            fx.configure(cmd);
+            cmd.arg("serve");
+        }),
+    )
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    fx.keep("plugboard serve (person)".into(), stderr.unwrap());
+    let client = person.clone().serve(transport).await.unwrap();
+    let (direct_transport, _) = TokioChildProcess::builder(
+        tokio::process::Command::new("node").configure_args(&[&everything(), Path::new("stdio")]),
+    )
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let direct = ().serve(direct_transport).await.unwrap();
+
+    // Resources and templates: listed and read as the server itself answers.
+    let resources = client.list_all_resources().await.unwrap();
+    assert!(!resources.is_empty());
+    assert_eq!(resources, direct.list_all_resources().await.unwrap());
+    let templates = client.list_all_resource_templates().await.unwrap();
+    assert!(!templates.is_empty());
+    assert_eq!(
+        templates,
+        direct.list_all_resource_templates().await.unwrap()
+    );
+    let read = |uri: String| rmcp::model::ReadResourceRequestParams::new(uri);
+    let fixed = resources[0].uri.clone();
+    let from_template = templates[0].uri_template.replace("{resourceId}", "7");
+    for uri in [fixed, from_template] {
+        let through = client.read_resource(read(uri.clone())).await.unwrap();
+        let itself = direct.read_resource(read(uri.clone())).await.unwrap();
+        assert_eq!(through, itself, "{uri}");
+    }
+    let missing = client
+        .read_resource(read("demo://resource/static/document/none.md".into()))
+        .await
+        .unwrap_err();
+    assert!(missing.to_string().contains("none.md"), "{missing}");
+
+    // Prompts: under the prefix, their messages as the server writes them.
+    let prompts = client.list_all_prompts().await.unwrap();
+    let direct_prompts = direct.list_all_prompts().await.unwrap();
+    assert_eq!(prompts.len(), direct_prompts.len());
+    for (p, d) in prompts.iter().zip(&direct_prompts) {
+        assert_eq!(p.name, format!("ev_{}", d.name));
+        assert_eq!(
+            (&p.description, &p.arguments),
+            (&d.description, &d.arguments)
+        );
+    }
+    let args = json!({"city": "Paris", "state": "Texas"});
+    let get = |name: &str| {
+        rmcp::model::GetPromptRequestParams::new(name)
+            .with_arguments(args.as_object().unwrap().clone())
+    };
+    assert_eq!(
+        client.get_prompt(get("ev_args-prompt")).await.unwrap(),
+        direct.get_prompt(get("args-prompt")).await.unwrap()
+    );
+
+    // Completions, with the arguments already chosen as context.
+    let complete = |name: &str, arg: &str, value: &str, context: &[(&str, &str)]| {
+        let mut params = rmcp::model::CompleteRequestParams::new(
+            rmcp::model::Reference::for_prompt(name),
+            rmcp::model::ArgumentInfo::new(arg, value),
+        );
+        if !context.is_empty() {
+            params.context = Some(rmcp::model::CompletionContext::with_arguments(
+                context
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ));
+        }
+        params
+    };
+    let values = |r: rmcp::model::CompleteResult| r.completion.values;
+    assert_eq!(
+        values(
+            client
+                .complete(complete("ev_completable-prompt", "department", "En", &[]))
+                .await
+                .unwrap()
+        ),
+        ["Engineering"]
+    );
+    assert_eq!(
+        values(
+            client
+                .complete(complete(
+                    "ev_completable-prompt",
+                    "name",
+                    "",
+                    &[("department", "Sales")]
+                ))
+                .await
+                .unwrap()
+        ),
+        ["David", "Eve", "Frank"]
+    );
+
+    // The server asks the client's model, through plugboard, during a call.
+    let sampled = call_as(
+        &client,
+        "ev_trigger-sampling-request",
+        json!({"prompt": "name a prime", "maxTokens": 20}),
+    )
+    .await;
+    assert!(
+        text(&sampled).contains("the client's model answers"),
+        "{sampled:?}"
+    );
+    assert!(person.sampled.lock().unwrap()[0].contains("name a prime"));
+
+    // The user answers a form the server asks for.
+    let elicited = call_as(&client, "ev_trigger-elicitation-request", json!({})).await;
+    let said = serde_json::to_string(&elicited.content).unwrap();
+    assert!(said.contains("Ada Lovelace"), "{said}");
+
+    // The client's roots, asked during a call (at connection time nobody's call was in
+    // flight, so the server was told to ask again).
+    let roots = call_as(&client, "ev_get-roots-list", json!({})).await;
+    assert!(
+        serde_json::to_string(&roots.content)
+            .unwrap()
+            .contains("file:///home/ada/analytical-engine"),
+        "{roots:?}"
+    );
+
+    // Log messages at the session's level: everything from debug up.
+    client
+        .set_level(rmcp::model::SetLevelRequestParams::new(
+            rmcp::model::LoggingLevel::Debug,
+        ))
+        .await
+        .unwrap();
+    call_as(&client, "ev_toggle-simulated-logging", json!({})).await;
+    wait_for("a log message from the server", || {
+        person
+            .logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.to_string().contains("-level message"))
+    })
+    .await;
+    let logs = person.logs.lock().unwrap().clone();
+    assert!(logs.iter().all(|l| l["logger"] == "everything"), "{logs:?}");
+    client.cancel().await.unwrap();
+    direct.cancel().await.unwrap();
 }

@@ -6,6 +6,8 @@
 //! reset once it has served a minute) and publishes its tools afresh. Stopping the plugin
 //! kills the child's whole process group.
 
+#![allow(deprecated)] // rmcp marks sampling, roots and logging deprecated (SEP-2577); upstreams use them.
+
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
     path::PathBuf,
@@ -15,13 +17,20 @@ use std::{
 
 use futures::future::BoxFuture;
 use rmcp::{
-    ClientHandler, ServiceExt,
+    ClientHandler, ErrorData, ServiceExt,
     model::{
-        CallToolRequestParams, CancelledNotificationParam, ClientCapabilities, ClientConfig,
-        ClientRequest, Implementation, NumberOrString, ProgressNotificationParam, ProgressToken,
-        Request, ServerResult, Tool,
+        ArgumentInfo, CallToolRequestParams, CancelledNotificationParam, ClientCapabilities,
+        ClientConfig, ClientRequest, CompleteRequestParams, CompletionContext,
+        CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams, ElicitResult,
+        ErrorCode, GetPromptRequestParams, Implementation, ListRootsResult,
+        LoggingMessageNotificationParam, NumberOrString, ProgressNotificationParam, ProgressToken,
+        Prompt, ReadResourceRequestParams, Reference, Request, Resource, ResourceTemplate,
+        ResourceTemplateReference, ResourceUpdatedNotificationParam, ServerResult, Tool,
     },
-    service::{NotificationContext, Peer, PeerRequestOptions, RoleClient, RunningService},
+    service::{
+        NotificationContext, Peer, PeerRequestOptions, RequestContext, RoleClient, RunningService,
+        ServiceError,
+    },
     transport::TokioChildProcess,
 };
 use tokio::io::AsyncBufReadExt;
@@ -31,7 +40,8 @@ use super::{McpConfig, expand, names};
 use crate::{
     net::Secrets,
     plugin::{
-        Manifest, Plugin, PluginError, PluginEvents, PluginSetup, ToolContext, ToolDef, ToolError,
+        Completion, Manifest, Plugin, PluginError, PluginEvents, PluginSetup, PromptDef,
+        ResourceDef, TemplateDef, ToolContext, ToolDef, ToolError,
     },
 };
 
@@ -76,6 +86,9 @@ struct Shared {
     /// The live connection, or why there is none.
     peer: RwLock<Result<Peer<RoleClient>, String>>,
     tools: RwLock<Vec<ToolDef>>,
+    resources: RwLock<Vec<ResourceDef>>,
+    templates: RwLock<Vec<TemplateDef>>,
+    prompts: RwLock<Vec<PromptDef>>,
     stderr: Mutex<VecDeque<String>>,
     /// The values given to the child: masked out of what its stderr says.
     secrets: Secrets,
@@ -88,6 +101,57 @@ struct Shared {
     calls: Mutex<HashMap<String, ToolContext>>,
     /// Progress notifications being passed on.
     forwarding: Forwarding,
+    /// Requests being relayed, oldest first: the upstream's own requests (sampling,
+    /// elicitation, roots) and its log messages go to the client of the latest.
+    active: Active,
+}
+
+/// The clients of the requests being relayed to the upstream, in the order they came.
+#[derive(Default)]
+struct Active {
+    next: std::sync::atomic::AtomicU64,
+    by_order: Mutex<BTreeMap<u64, ToolContext>>,
+}
+
+impl Active {
+    fn register(&self, cx: ToolContext) -> Registered<'_> {
+        let order = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.by_order
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(order, cx);
+        Registered {
+            active: self,
+            order,
+        }
+    }
+
+    /// The client of the request relayed last, if one is in flight. MCP links a server's
+    /// request to the client request it serves on HTTP streams only (never on stdio), so
+    /// with several in flight the latest is the best guess.
+    fn latest(&self) -> Option<ToolContext> {
+        self.by_order
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_key_value()
+            .map(|(_, cx)| cx.clone())
+    }
+}
+
+/// Removes a relayed request from [`Active`] when it ends.
+struct Registered<'a> {
+    active: &'a Active,
+    order: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.active
+            .by_order
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.order);
+    }
 }
 
 /// A count of progress notifications being passed on, to wait for before a call returns.
@@ -172,6 +236,85 @@ impl Drop for InFlight<'_> {
 }
 
 impl Shared {
+    /// The connection, or an error saying the server is down and being started again.
+    fn connection(&self) -> Result<Peer<RoleClient>, ToolError> {
+        self.peer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .map_err(|why| {
+                ToolError::Upstream(format!(
+                    "the MCP server of plugin {} is not running ({why}); it is being started \
+                     again, try again shortly",
+                    self.plugin
+                ))
+            })
+    }
+
+    /// Send `request` upstream for `cx`'s client and wait for the answer. The upstream's
+    /// progress goes to that client; if the caller goes away first (the client cancelled,
+    /// the call timed out), the upstream is told to stop.
+    async fn relay(
+        &self,
+        request: ClientRequest,
+        cx: ToolContext,
+        what: &str,
+    ) -> Result<ServerResult, ToolError> {
+        let peer = self.connection()?;
+        let _active = self.active.register(cx.clone());
+        let handle = peer
+            .send_cancellable_request(request, PeerRequestOptions::no_options())
+            .await
+            .map_err(|e| self.failure(what, e))?;
+        let token = token_key(&handle.progress_token);
+        self.calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token.clone(), cx);
+        let _in_flight = InFlight {
+            shared: self,
+            token,
+        };
+        let mut abandon = Abandon {
+            peer: Some(peer.clone()),
+            id: handle.id.clone(),
+        };
+        let answer = handle.await_response().await;
+        abandon.peer = None;
+        // rmcp hands each notification to a task of its own, so the last progress may still
+        // be on its way when the answer is here: let it go out first (the client's token is
+        // dead once the result is sent).
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+        self.forwarding.wait_idle().await;
+        answer.map_err(|e| self.failure(what, e))
+    }
+
+    /// What the client is told when a relayed request failed.
+    fn failure(&self, what: &str, e: ServiceError) -> ToolError {
+        match e {
+            ServiceError::TransportClosed | ServiceError::TransportSend(_) => {
+                ToolError::Upstream(format!(
+                    "the MCP server of plugin {} is not running (it stopped during the call); \
+                     it is being started again, try again shortly",
+                    self.plugin
+                ))
+            }
+            // The upstream's own word on what was wrong with the request.
+            ServiceError::McpError(e) if e.code == ErrorCode::INVALID_PARAMS => {
+                ToolError::InvalidArguments(format!("{what}: {}", e.message))
+            }
+            ServiceError::McpError(e) if e.code == ErrorCode::RESOURCE_NOT_FOUND => {
+                ToolError::NotFound(format!("{what}: {}", e.message))
+            }
+            ServiceError::McpError(e) => {
+                ToolError::Upstream(format!("{}: {what} failed: {}", self.plugin, e.message))
+            }
+            e => ToolError::Upstream(format!("{}: {what} failed: {e}", self.plugin)),
+        }
+    }
+
     /// Kill what is left of the child's process group (grandchildren a server started, or
     /// a child that would not stop).
     fn kill_group(&self) {
@@ -250,6 +393,9 @@ impl Upstream {
             room,
             peer: RwLock::new(Err("starting".into())),
             tools: RwLock::new(Vec::new()),
+            resources: RwLock::new(Vec::new()),
+            templates: RwLock::new(Vec::new()),
+            prompts: RwLock::new(Vec::new()),
             stderr: Mutex::new(VecDeque::new()),
             secrets,
             events: setup.events.clone(),
@@ -257,6 +403,7 @@ impl Upstream {
             group: Mutex::new(None),
             calls: Mutex::new(HashMap::new()),
             forwarding: Forwarding::default(),
+            active: Active::default(),
         });
         // The first start is the plugin's: its failure is the plugin's status.
         let service = match connect(&shared, &launch).await {
@@ -278,6 +425,30 @@ impl Plugin for Upstream {
     fn tools(&self) -> Vec<ToolDef> {
         self.shared
             .tools
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn resources(&self) -> Vec<ResourceDef> {
+        self.shared
+            .resources
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn resource_templates(&self) -> Vec<TemplateDef> {
+        self.shared
+            .templates
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn prompts(&self) -> Vec<PromptDef> {
+        self.shared
+            .prompts
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -311,12 +482,100 @@ struct Client {
     relist: Arc<tokio::sync::Notify>,
 }
 
+impl Client {
+    /// The client to ask on the upstream's behalf: that of the request relayed last.
+    fn asking(&self, what: &str) -> Result<ToolContext, ErrorData> {
+        self.shared.active.latest().ok_or_else(|| {
+            ErrorData::invalid_request(
+                format!(
+                    "plugboard relays {what} to the client whose request is in flight, and \
+                     none is"
+                ),
+                None,
+            )
+        })
+    }
+}
+
+/// A client's refusal, as the upstream hears it.
+fn refused(e: ToolError) -> ErrorData {
+    ErrorData::invalid_request(e.to_string(), None)
+}
+
 impl ClientHandler for Client {
     fn get_info(&self) -> ClientConfig {
+        // What plugboard relays to its clients (each client's own capabilities are checked
+        // when the upstream asks).
+        let capabilities = ClientCapabilities::builder()
+            .enable_roots()
+            .enable_sampling()
+            .enable_elicitation()
+            .build();
         ClientConfig::new(
-            ClientCapabilities::default(),
+            capabilities,
             Implementation::new("plugboard", env!("CARGO_PKG_VERSION")),
         )
+    }
+
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        let cx = self.asking("sampling")?;
+        cx.sample(params).await.map_err(refused)
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        let cx = self.asking("elicitation")?;
+        cx.elicit_request(request).await.map_err(refused)
+    }
+
+    async fn list_roots(
+        &self,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        // Asked with no request in flight (at connection time, typically), plugboard cannot
+        // know whose roots to give: the error tells the server to ask again during a call.
+        let cx = self.asking("roots/list")?;
+        cx.roots().await.map_err(refused)
+    }
+
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let mut data = params.data;
+        if let Some(logger) = params.logger {
+            data = serde_json::json!({ "logger": logger, "data": data });
+        }
+        // During a request: to its client, at that client's level. Otherwise: to every
+        // client at its session's level.
+        match self.shared.active.latest() {
+            Some(cx) => cx.log(params.level, data).await,
+            None => self.shared.events.log(params.level, data),
+        }
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.shared.events.resource_updated(params.uri);
+    }
+
+    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.relist.notify_one();
+    }
+
+    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.relist.notify_one();
     }
 
     async fn on_progress(
@@ -428,8 +687,141 @@ async fn publish(shared: &Arc<Shared>, peer: &Peer<RoleClient>) -> Result<(), St
         defs.push(tool_def(shared, tool, local));
     }
     *shared.tools.write().unwrap_or_else(|e| e.into_inner()) = defs;
+
+    let capabilities = peer
+        .peer_info()
+        .map(|i| i.capabilities.clone())
+        .unwrap_or_default();
+    let completes = capabilities.completions.is_some();
+    let (mut resources, mut templates, mut prompts) = (Vec::new(), Vec::new(), Vec::new());
+    if capabilities.resources.is_some() {
+        resources = peer
+            .list_all_resources()
+            .await
+            .map_err(|e| with_stderr(shared, format!("resources/list failed: {e}")))?;
+        templates = peer
+            .list_all_resource_templates()
+            .await
+            .map_err(|e| with_stderr(shared, format!("resources/templates/list failed: {e}")))?;
+    }
+    if capabilities.prompts.is_some() {
+        prompts = peer
+            .list_all_prompts()
+            .await
+            .map_err(|e| with_stderr(shared, format!("prompts/list failed: {e}")))?;
+    }
+    *shared.resources.write().unwrap_or_else(|e| e.into_inner()) = resources
+        .into_iter()
+        .map(|r| resource_def(shared, r))
+        .collect();
+    *shared.templates.write().unwrap_or_else(|e| e.into_inner()) = templates
+        .into_iter()
+        .map(|t| template_def(shared, t, completes))
+        .collect();
+    *shared.prompts.write().unwrap_or_else(|e| e.into_inner()) = prompts
+        .into_iter()
+        .map(|p| prompt_def(shared, p, completes))
+        .collect();
     shared.events.list_changed();
     Ok(())
+}
+
+/// Reads `uri` from the upstream.
+fn reader(shared: &Arc<Shared>) -> crate::plugin::resource::Reader {
+    let owner = shared.clone();
+    Arc::new(move |uri: String, _vars, cx: ToolContext| {
+        let owner = owner.clone();
+        Box::pin(async move {
+            let what = format!("reading `{uri}`");
+            let request = ClientRequest::ReadResourceRequest(Request::new(
+                ReadResourceRequestParams::new(uri),
+            ));
+            match owner.relay(request, cx, &what).await? {
+                ServerResult::ReadResourceResult(result) => Ok(result.contents),
+                _ => Err(owner.failure(&what, ServiceError::UnexpectedResponse)),
+            }
+        })
+    })
+}
+
+/// Asks the upstream to complete an argument of `reference`.
+fn completer(shared: &Arc<Shared>, reference: Reference) -> crate::plugin::resource::Completer {
+    let owner = shared.clone();
+    Arc::new(move |c: Completion| {
+        let owner = owner.clone();
+        let reference = reference.clone();
+        Box::pin(async move {
+            let mut params =
+                CompleteRequestParams::new(reference, ArgumentInfo::new(c.argument, c.value));
+            if !c.context.is_empty() {
+                params.context = Some(CompletionContext::with_arguments(
+                    c.context.into_iter().collect(),
+                ));
+            }
+            let request = ClientRequest::CompleteRequest(Request::new(params));
+            // Completions have no client of their own to relay to; a failure suggests nothing.
+            match owner
+                .relay(request, ToolContext::detached(), "completing")
+                .await
+            {
+                Ok(ServerResult::CompleteResult(result)) => result.completion.values,
+                Ok(_) => Vec::new(),
+                Err(e) => {
+                    tracing::debug!(plugin = %owner.plugin, error = %e, "upstream completion failed");
+                    Vec::new()
+                }
+            }
+        })
+    })
+}
+
+fn resource_def(shared: &Arc<Shared>, resource: Resource) -> ResourceDef {
+    ResourceDef {
+        resource,
+        reader: reader(shared),
+    }
+}
+
+fn template_def(shared: &Arc<Shared>, template: ResourceTemplate, completes: bool) -> TemplateDef {
+    let reference = Reference::Resource(ResourceTemplateReference::new(
+        template.uri_template.clone(),
+    ));
+    TemplateDef {
+        template,
+        reader: reader(shared),
+        completer: completes.then(|| completer(shared, reference)),
+    }
+}
+
+/// One upstream prompt (the manager adds the prefix to its name).
+fn prompt_def(shared: &Arc<Shared>, prompt: Prompt, completes: bool) -> PromptDef {
+    let owner = shared.clone();
+    let name = prompt.name.clone();
+    let reference = Reference::for_prompt(name.clone());
+    PromptDef {
+        prompt,
+        handler: Arc::new(move |args, cx| {
+            let owner = owner.clone();
+            let name = name.clone();
+            Box::pin(async move {
+                let what = format!("prompt `{name}`");
+                let mut params = GetPromptRequestParams::new(name);
+                if !args.is_empty() {
+                    params.arguments = Some(
+                        args.into_iter()
+                            .map(|(k, v)| (k, serde_json::Value::String(v)))
+                            .collect(),
+                    );
+                }
+                let request = ClientRequest::GetPromptRequest(Request::new(params));
+                match owner.relay(request, cx, &what).await? {
+                    ServerResult::GetPromptResult(result) => Ok(result),
+                    _ => Err(owner.failure(&what, ServiceError::UnexpectedResponse)),
+                }
+            })
+        }),
+        completer: completes.then(|| completer(shared, reference)),
+    }
 }
 
 fn wanted(config: &McpConfig, name: &str) -> bool {
@@ -454,73 +846,13 @@ fn tool_def(shared: &Arc<Shared>, tool: Tool, local: String) -> ToolDef {
             let owner = owner.clone();
             let name = upstream.clone();
             async move {
-                let peer = owner
-                    .peer
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone()
-                    .map_err(|why| {
-                        ToolError::Upstream(format!(
-                            "the MCP server of plugin {} is not running ({why}); it is being \
-                             started again, try again shortly",
-                            owner.plugin
-                        ))
-                    })?;
-                let params = CallToolRequestParams::new(name.clone()).with_arguments(args);
+                let what = format!("calling `{name}`");
+                let params = CallToolRequestParams::new(name).with_arguments(args);
                 let request = ClientRequest::CallToolRequest(Request::new(params));
-                let sent = peer
-                    .send_cancellable_request(request, PeerRequestOptions::no_options())
-                    .await;
-                let answer = match sent {
-                    Ok(handle) => {
-                        // The upstream's progress for this token goes to this call's client.
-                        let token = token_key(&handle.progress_token);
-                        owner
-                            .calls
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(token.clone(), cx);
-                        let _in_flight = InFlight {
-                            shared: &owner,
-                            token,
-                        };
-                        // Dropped before the answer (the client cancelled, the call timed
-                        // out): the upstream is told to stop.
-                        let mut abandon = Abandon {
-                            peer: Some(peer.clone()),
-                            id: handle.id.clone(),
-                        };
-                        let answer = handle.await_response().await;
-                        abandon.peer = None;
-                        // rmcp hands each notification to a task of its own, so the last
-                        // progress may still be on its way when the answer is here: let it
-                        // go out first (the client's token is dead once the result is sent).
-                        for _ in 0..8 {
-                            tokio::task::yield_now().await;
-                        }
-                        owner.forwarding.wait_idle().await;
-                        answer
-                    }
-                    Err(e) => Err(e),
-                };
-                let answer = answer.and_then(|r| match r {
+                match owner.relay(request, cx, &what).await? {
                     ServerResult::CallToolResult(result) => Ok(result),
-                    _ => Err(rmcp::service::ServiceError::UnexpectedResponse),
-                });
-                answer.map_err(|e| match e {
-                    rmcp::service::ServiceError::TransportClosed
-                    | rmcp::service::ServiceError::TransportSend(_) => {
-                        ToolError::Upstream(format!(
-                            "the MCP server of plugin {} is not running (it stopped during \
-                             the call); it is being started again, try again shortly",
-                            owner.plugin
-                        ))
-                    }
-                    e => ToolError::Upstream(format!(
-                        "{}: calling `{name}` failed: {e}",
-                        owner.plugin
-                    )),
-                })
+                    _ => Err(owner.failure(&what, ServiceError::UnexpectedResponse)),
+                }
             }
         },
     );
