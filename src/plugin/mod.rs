@@ -79,6 +79,13 @@ pub trait Plugin: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// How the plugin is doing, when it is not simply ready but still serves (an upstream
+    /// being started again: `restarting (attempt 3, next in 8 s): …`). Shown as its status;
+    /// its tools stay published.
+    fn condition(&self) -> Option<String> {
+        None
+    }
+
     /// Release what the plugin holds (connections, children). Called when it is unloaded.
     fn shutdown(&self) -> BoxFuture<'static, ()> {
         Box::pin(async {})

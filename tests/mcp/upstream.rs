@@ -178,6 +178,7 @@ async fn a_server_that_dies_is_started_again_and_none_is_left_behind() {
     let tools = client.list_all_tools().await.unwrap();
     assert!(tools.iter().any(|t| t.name == "ev_echo"), "still listed");
     let mut said_why = false;
+    let mut said_when = false;
     let mut back = false;
     for _ in 0..400 {
         let result = call_tool(&client, "ev_echo", json!({"message": "two"})).await;
@@ -188,6 +189,9 @@ async fn a_server_that_dies_is_started_again_and_none_is_left_behind() {
                 "{why}"
             );
             said_why = true;
+            // The supervisor's state: which attempt comes next, and when.
+            said_when |= why.contains("restarting (attempt 1, next in 1 s)")
+                || why.contains("restarting (attempt 1, starting now)");
         } else {
             assert!(text(&result).contains("two"));
             back = true;
@@ -197,6 +201,7 @@ async fn a_server_that_dies_is_started_again_and_none_is_left_behind() {
     }
     assert!(back, "the server did not come back");
     assert!(said_why, "a call while it was down got no error");
+    assert!(said_when, "no error said when it would be started again");
     let now = processes_in(&folder);
     assert_eq!(now.len(), 1, "{now:?}");
     assert_ne!(now[0], children[0]);
@@ -665,4 +670,103 @@ async fn resources_prompts_and_the_servers_requests_are_relayed() {
     assert!(logs.iter().all(|l| l["logger"] == "everything"), "{logs:?}");
     client.cancel().await.unwrap();
     direct.cancel().await.unwrap();
+}
+
+/// server-everything serving over HTTP (`streamableHttp` or `sse`) on a free port; killed
+/// when dropped.
+async fn everything_over_http(mode: &str) -> (tokio::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = tokio::process::Command::new("node")
+        .arg(everything())
+        .arg(mode)
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return (child, port);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    child.start_kill().unwrap();
+    panic!("server-everything {mode} did not listen on {port} within 10 s");
+}
+
+/// A remote server is a plugin too: over Streamable HTTP, and over the legacy HTTP+SSE
+/// transport when that is all it speaks (found without being told, or named with
+/// `transport = "sse"`); its tools answer as over stdio, headers are sent from variables.
+#[tokio::test]
+async fn a_remote_server_is_reached_over_streamable_http_or_legacy_sse() {
+    let (_streamable, http_port) = everything_over_http("streamableHttp").await;
+    let (_sse, sse_port) = everything_over_http("sse").await;
+    for (what, url, transport) in [
+        (
+            "streamable",
+            format!("http://127.0.0.1:{http_port}/mcp"),
+            "",
+        ),
+        ("sse found", format!("http://127.0.0.1:{sse_port}/sse"), ""),
+        (
+            "sse named",
+            format!("http://127.0.0.1:{sse_port}/sse"),
+            "transport = \"sse\"\n",
+        ),
+    ] {
+        let fx = Fixture::empty();
+        fx.manifest(
+            "remote",
+            &format!(
+                "name = \"remote\"\nkind = \"mcp\"\nprefix = \"rm\"\n\
+                 [mcp]\nurl = {url:?}\n{transport}\
+                 headers = {{ Authorization = \"Bearer ${{REMOTE_TOKEN}}\" }}\n"
+            ),
+        );
+        let (client, _) = fx
+            .stdio_env(&[], &[("REMOTE_TOKEN", "remote-token-0123456789")], None)
+            .await;
+        let tools = client.list_all_tools().await.unwrap();
+        assert!(
+            tools.iter().any(|t| t.name == "rm_get-sum"),
+            "{what}: {:?}",
+            tools.iter().map(|t| &t.name).collect::<Vec<_>>()
+        );
+        let sum = call_tool(&client, "rm_get-sum", json!({"a": 20, "b": 22})).await;
+        assert!(text(&sum).contains("42"), "{what}: {sum:?}");
+        let echo = call_tool(&client, "rm_echo", json!({"message": "über HTTP"})).await;
+        assert_eq!(text(&echo), "Echo: über HTTP", "{what}");
+        let resources = client.list_all_resources().await.unwrap();
+        assert!(!resources.is_empty(), "{what}");
+        client.cancel().await.unwrap();
+    }
+
+    // Nothing listening: the plugin failed, saying what was tried.
+    let fx = Fixture::empty();
+    fx.manifest(
+        "remote",
+        &format!(
+            "name = \"remote\"\nkind = \"mcp\"\nprefix = \"rm\"\n\
+             [mcp]\nurl = \"http://127.0.0.1:{}/mcp\"\ninit_timeout_secs = 5\n",
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        ),
+    );
+    let ran = fx.output(&mut fx.command(&["plugins"])).await;
+    assert!(
+        ran.stdout.contains("Streamable HTTP") && ran.stdout.contains("legacy SSE"),
+        "{}",
+        ran.stdout
+    );
 }

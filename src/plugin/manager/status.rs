@@ -15,6 +15,8 @@ pub enum Status {
     /// Running, but it reports it cannot serve now (an upstream died); its tools are
     /// withheld until it is back.
     Down(String),
+    /// Running and published, in the condition it reports (`restarting (attempt 2, …)`).
+    Degraded(String),
 }
 
 impl fmt::Display for Status {
@@ -25,6 +27,7 @@ impl fmt::Display for Status {
             Status::Unconfigured(missing) => write!(f, "unconfigured (set {})", missing.join(", ")),
             Status::Failed(reason) => write!(f, "failed ({reason})"),
             Status::Down(reason) => write!(f, "down ({reason})"),
+            Status::Degraded(condition) => f.write_str(condition),
         }
     }
 }
@@ -71,9 +74,11 @@ impl Manager {
         slots
             .iter()
             .map(|(name, slot)| {
-                let state = match (&slot.status, &slot.down) {
-                    (Status::Ready, Some(reason)) => Status::Down(reason.clone()),
-                    (status, _) => status.clone(),
+                let condition = slot.instance.as_ref().and_then(|p| p.condition());
+                let state = match (&slot.status, &slot.down, condition) {
+                    (Status::Ready, Some(reason), _) => Status::Down(reason.clone()),
+                    (Status::Ready, None, Some(condition)) => Status::Degraded(condition),
+                    (status, _, _) => status.clone(),
                 };
                 let status = match &state {
                     Status::Ready if !slot.refused.is_empty() => {
@@ -174,5 +179,6 @@ pub(super) fn log_status(name: &str, status: &Status) {
         Status::Failed(_) | Status::Down(_) => {
             tracing::error!(plugin = %name, status = %status, "plugin failed")
         }
+        Status::Degraded(_) => tracing::warn!(plugin = %name, status = %status, "plugin degraded"),
     }
 }

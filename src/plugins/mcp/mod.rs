@@ -19,8 +19,18 @@
 //! cwd = "."                                     # relative to the manifest's folder
 //! exclude_tools = ["longRunningOperation"]
 //! ```
+//!
+//! or a remote server, over Streamable HTTP (legacy HTTP+SSE when that is all it speaks):
+//!
+//! ```toml
+//! [mcp]
+//! url = "https://mcp.example.com/mcp"
+//! headers = { Authorization = "Bearer ${EXAMPLE_TOKEN}" }
+//! # transport = "sse"                         # only legacy SSE: skip the first try
+//! ```
 
 mod names;
+mod remote;
 mod upstream;
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
@@ -44,8 +54,14 @@ pub(crate) struct McpConfig {
     pub env: BTreeMap<String, String>,
     /// The child's working folder, relative to the manifest's folder. Default: that folder.
     pub cwd: Option<PathBuf>,
-    /// A remote server (Streamable HTTP or legacy SSE).
+    /// A remote server (Streamable HTTP, falling back to legacy SSE).
     pub url: Option<String>,
+    /// Headers for every request to `url` (values may name variables:
+    /// `Authorization = "Bearer ${TOKEN}"`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// `streamable-http` or `sse` (legacy HTTP+SSE); default: Streamable HTTP, then SSE.
+    pub transport: Option<remote::Transport>,
     /// Only these upstream tools (by their upstream names).
     pub tools: Option<Vec<String>>,
     /// Never these upstream tools.
@@ -58,13 +74,27 @@ pub(crate) struct McpConfig {
 impl McpConfig {
     fn validate(&self) -> Result<(), String> {
         match (&self.command, &self.url) {
-            (Some(c), None) if !c.trim().is_empty() => Ok(()),
+            (Some(c), None) if !c.trim().is_empty() => {
+                if !self.headers.is_empty() || self.transport.is_some() {
+                    return Err(
+                        "[mcp] `headers` and `transport` are for a remote server (`url`); a \
+                         child gets variables through `env`"
+                            .into(),
+                    );
+                }
+                Ok(())
+            }
             (Some(_), None) => Err("[mcp] command is empty".into()),
-            (None, Some(_)) => Err(
-                "[mcp] url: remote MCP servers are not hosted yet; run the server as a child \
-                 over stdio with `command` and `args`"
-                    .into(),
-            ),
+            (None, Some(_)) => {
+                if !self.args.is_empty() || !self.env.is_empty() || self.cwd.is_some() {
+                    return Err(
+                        "[mcp] `args`, `env` and `cwd` are for a child (`command`); a remote \
+                         server (`url`) takes `headers`"
+                            .into(),
+                    );
+                }
+                Ok(())
+            }
             (Some(_), Some(_)) => {
                 Err("[mcp] has both `command` and `url`: a plugin is one server, give one".into())
             }
@@ -86,6 +116,11 @@ impl PluginKind for McpKind {
         match manifest.kind_table::<McpConfig>()? {
             Some(config) => {
                 config.validate()?;
+                if let Some(url) = &config.url {
+                    // Reached when started; only its form is checked here.
+                    return remote::Remote::new(url, &BTreeMap::new(), config.transport)
+                        .map(|_| ());
+                }
                 let command = config.command.as_deref().unwrap_or_default();
                 let found = if command.contains('/') {
                     manifest
@@ -180,12 +215,20 @@ mod tests {
     fn a_manifest_names_one_server() {
         let parse = |t: &str| -> McpConfig { toml::from_str(t).unwrap() };
         assert!(parse("command = \"npx\"").validate().is_ok());
+        assert!(parse("url = \"http://x\"").validate().is_ok());
         assert!(
-            parse("url = \"http://x\"")
+            parse("url = \"http://x\"\nargs = [\"a\"]")
                 .validate()
                 .unwrap_err()
-                .contains("command")
+                .contains("for a child")
         );
+        assert!(
+            parse("command = \"x\"\ntransport = \"sse\"")
+                .validate()
+                .unwrap_err()
+                .contains("for a remote server")
+        );
+        assert!(toml::from_str::<McpConfig>("url = \"http://x\"\ntransport = \"ws\"").is_err());
         assert!(
             parse("")
                 .validate()

@@ -70,6 +70,8 @@ const HEALTHY: Duration = Duration::from_secs(60);
 
 /// How the child is started (resolved once, at start).
 struct Launch {
+    /// A remote server instead of a child.
+    remote: Option<super::remote::Remote>,
     program: PathBuf,
     args: Vec<String>,
     env: BTreeMap<String, String>,
@@ -101,9 +103,18 @@ struct Shared {
     calls: Mutex<HashMap<String, ToolContext>>,
     /// Progress notifications being passed on.
     forwarding: Forwarding,
+    /// Set while the server is down and being started again, for the plugin's status.
+    condition: Mutex<Option<Condition>>,
     /// Requests being relayed, oldest first: the upstream's own requests (sampling,
     /// elicitation, roots) and its log messages go to the client of the latest.
     active: Active,
+}
+
+/// A server that is down: which attempt to start it comes next, when, and why it went.
+struct Condition {
+    attempt: u32,
+    next: tokio::time::Instant,
+    why: String,
 }
 
 /// The clients of the requests being relayed to the upstream, in the order they came.
@@ -236,19 +247,37 @@ impl Drop for InFlight<'_> {
 }
 
 impl Shared {
+    fn set_condition(&self, condition: Option<Condition>) {
+        *self.condition.lock().unwrap_or_else(|e| e.into_inner()) = condition;
+    }
+
     /// The connection, or an error saying the server is down and being started again.
     fn connection(&self) -> Result<Peer<RoleClient>, ToolError> {
-        self.peer
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .map_err(|why| {
-                ToolError::Upstream(format!(
-                    "the MCP server of plugin {} is not running ({why}); it is being started \
-                     again, try again shortly",
-                    self.plugin
-                ))
-            })
+        let peer = self.peer.read().unwrap_or_else(|e| e.into_inner()).clone();
+        peer.map_err(|why| {
+            let why = self.condition().unwrap_or(why);
+            ToolError::Upstream(format!(
+                "the MCP server of plugin {} is not running ({why}); it is being started \
+                 again, try again shortly",
+                self.plugin
+            ))
+        })
+    }
+
+    /// `restarting (attempt 3, next in 8 s): why`, while the server is being started again.
+    fn condition(&self) -> Option<String> {
+        let condition = self.condition.lock().unwrap_or_else(|e| e.into_inner());
+        condition.as_ref().map(|c| {
+            let left = c
+                .next
+                .saturating_duration_since(tokio::time::Instant::now());
+            let when = if left.is_zero() {
+                "starting now".to_owned()
+            } else {
+                format!("next in {} s", left.as_secs_f64().ceil())
+            };
+            format!("restarting (attempt {}, {when}): {}", c.attempt, c.why)
+        })
     }
 
     /// Send `request` upstream for `cx`'s client and wait for the answer. The upstream's
@@ -360,6 +389,19 @@ impl Upstream {
                 .map_err(|e| PluginError::Init(format!("[mcp] env.{key}: {e}")))?;
             env.insert(key.clone(), value);
         }
+        let mut headers = BTreeMap::new();
+        for (key, value) in &config.headers {
+            let value = expand(value, lookup)
+                .map_err(|e| PluginError::Init(format!("[mcp] headers.{key}: {e}")))?;
+            headers.insert(key.clone(), value);
+        }
+        let remote = match &config.url {
+            Some(url) => Some(
+                super::remote::Remote::new(url, &headers, config.transport)
+                    .map_err(PluginError::Init)?,
+            ),
+            None => None,
+        };
         let command = config.command.clone().unwrap_or_default();
         let program = if command.contains('/') {
             setup.dir.join(&command)
@@ -367,6 +409,7 @@ impl Upstream {
             PathBuf::from(&command)
         };
         let launch = Launch {
+            remote,
             program,
             args: config.args.clone(),
             cwd: config
@@ -380,10 +423,17 @@ impl Upstream {
                 .unwrap_or(Duration::from_secs(30)),
             env,
         };
+        // A token in a header may be all of the value or follow `Bearer `: both are masked.
+        let bearer: Vec<String> = headers
+            .values()
+            .filter_map(|v| v.split_once(' ').map(|(_, t)| t.to_owned()))
+            .collect();
         let secrets = Secrets::new(
             launch
                 .env
                 .values()
+                .chain(headers.values())
+                .chain(&bearer)
                 .filter(|v| v.len() >= 8)
                 .map(|v| secrecy::SecretString::from(v.clone())),
         );
@@ -404,9 +454,10 @@ impl Upstream {
             calls: Mutex::new(HashMap::new()),
             forwarding: Forwarding::default(),
             active: Active::default(),
+            condition: Mutex::new(None),
         });
         // The first start is the plugin's: its failure is the plugin's status.
-        let service = match connect(&shared, &launch).await {
+        let service = match connect(&shared, &launch, true).await {
             Ok(service) => service,
             Err(e) => {
                 shared.kill_group();
@@ -428,6 +479,10 @@ impl Plugin for Upstream {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    fn condition(&self) -> Option<String> {
+        self.shared.condition()
     }
 
     fn resources(&self) -> Vec<ResourceDef> {
@@ -611,8 +666,32 @@ impl ClientHandler for Client {
 
 type Service = (RunningService<RoleClient, Client>, Arc<tokio::sync::Notify>);
 
-/// Start the child, initialize it, list its tools and publish them.
-async fn connect(shared: &Arc<Shared>, launch: &Launch) -> Result<Service, String> {
+/// Connect to the server (start the child, or reach the remote one), initialize it, list
+/// what it offers and publish it.
+async fn connect(shared: &Arc<Shared>, launch: &Launch, first: bool) -> Result<Service, String> {
+    let relist = Arc::new(tokio::sync::Notify::new());
+    let client = Client {
+        shared: shared.clone(),
+        relist: relist.clone(),
+    };
+    let service = match &launch.remote {
+        Some(remote) => connect_remote(launch, remote, client).await?,
+        None => connect_child(shared, launch, client).await?,
+    };
+    let peer = service.peer().clone();
+    // Back serving nothing where it served tools before: not back (its tools stay listed,
+    // answering that it is being started again, rather than vanishing from clients' lists).
+    publish(shared, &peer, !first).await?;
+    *shared.peer.write().unwrap_or_else(|e| e.into_inner()) = Ok(peer);
+    Ok((service, relist))
+}
+
+/// Start the child and initialize it over its stdio.
+async fn connect_child(
+    shared: &Arc<Shared>,
+    launch: &Launch,
+    client: Client,
+) -> Result<RunningService<RoleClient, Client>, String> {
     let mut command = tokio::process::Command::new(&launch.program);
     // The child gets what a program needs to run and what its manifest gives it: never
     // plugboard's own keys (an MCP server sees a token only when its manifest names it).
@@ -637,32 +716,78 @@ async fn connect(shared: &Arc<Shared>, launch: &Launch) -> Result<Service, Strin
     if let Some(stderr) = stderr {
         tokio::spawn(read_stderr(shared.clone(), stderr));
     }
-    let relist = Arc::new(tokio::sync::Notify::new());
-    let client = Client {
-        shared: shared.clone(),
-        relist: relist.clone(),
+    initialize(launch, client.serve(transport))
+        .await
+        .map_err(|e| with_stderr(shared, e))
+}
+
+/// The `initialize` handshake, within the manifest's time.
+async fn initialize<E: std::fmt::Display>(
+    launch: &Launch,
+    serve: impl Future<Output = Result<RunningService<RoleClient, Client>, E>>,
+) -> Result<RunningService<RoleClient, Client>, String> {
+    match tokio::time::timeout(launch.init_timeout, serve).await {
+        Ok(Ok(service)) => Ok(service),
+        Ok(Err(e)) => Err(format!("initialize failed: {}", tidy(&e.to_string()))),
+        Err(_) => Err(format!(
+            "the server did not answer initialize within {} s",
+            launch.init_timeout.as_secs_f64()
+        )),
+    }
+}
+
+/// rmcp's transport errors without the type names they carry
+/// (`Send message error Transport [rmcp::…] error: Client error: …`).
+fn tidy(error: &str) -> String {
+    let error = match error.rfind("] error: ") {
+        Some(at) => &error[at + "] error: ".len()..],
+        None => error,
     };
-    let service = match tokio::time::timeout(launch.init_timeout, client.serve(transport)).await {
-        Ok(Ok(service)) => service,
-        Ok(Err(e)) => return Err(with_stderr(shared, format!("initialize failed: {e}"))),
-        Err(_) => {
-            return Err(with_stderr(
-                shared,
-                format!(
-                    "the server did not answer initialize within {} s",
-                    launch.init_timeout.as_secs_f64()
-                ),
-            ));
-        }
+    error
+        .trim_start_matches("Client error: ")
+        .trim_end_matches(", when send initialize request")
+        .to_owned()
+}
+
+/// Reach a remote server: Streamable HTTP, or legacy SSE when the manifest says so or the
+/// server does not speak Streamable HTTP.
+async fn connect_remote(
+    launch: &Launch,
+    remote: &super::remote::Remote,
+    client: Client,
+) -> Result<RunningService<RoleClient, Client>, String> {
+    use super::remote::Transport;
+    let streamable =
+        async |client: Client| initialize(launch, client.serve(remote.streamable()?)).await;
+    let sse = async |client: Client| {
+        let transport = remote.sse(launch.init_timeout).await?;
+        initialize(launch, client.serve(transport)).await
     };
-    let peer = service.peer().clone();
-    publish(shared, &peer).await?;
-    *shared.peer.write().unwrap_or_else(|e| e.into_inner()) = Ok(peer);
-    Ok((service, relist))
+    match remote.transport {
+        Some(Transport::StreamableHttp) => streamable(client).await,
+        Some(Transport::Sse) => sse(client).await,
+        None => match streamable(client.clone()).await {
+            Ok(service) => Ok(service),
+            Err(first) => match sse(client).await {
+                Ok(service) => {
+                    tracing::info!(plugin = %remote.url, "the server speaks legacy SSE, not Streamable HTTP (set transport = \"sse\" to skip the first try)");
+                    Ok(service)
+                }
+                Err(second) => Err(format!(
+                    "{}: Streamable HTTP: {first}; legacy SSE: {second}",
+                    remote.url
+                )),
+            },
+        },
+    }
 }
 
 /// List the upstream's tools and publish them (clients hear `list_changed`).
-async fn publish(shared: &Arc<Shared>, peer: &Peer<RoleClient>) -> Result<(), String> {
+async fn publish(
+    shared: &Arc<Shared>,
+    peer: &Peer<RoleClient>,
+    restarted: bool,
+) -> Result<(), String> {
     let listed = match peer.peer_info().and_then(|i| i.capabilities.tools.clone()) {
         Some(_) => peer
             .list_all_tools()
@@ -685,6 +810,19 @@ async fn publish(shared: &Arc<Shared>, peer: &Peer<RoleClient>) -> Result<(), St
         }
         taken.insert(local.clone(), upstream.clone());
         defs.push(tool_def(shared, tool, local));
+    }
+    if restarted
+        && defs.is_empty()
+        && !shared
+            .tools
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    {
+        return Err(with_stderr(
+            shared,
+            "it started again but serves no tools (it served some before)".into(),
+        ));
     }
     *shared.tools.write().unwrap_or_else(|e| e.into_inner()) = defs;
 
@@ -869,14 +1007,16 @@ async fn supervise(shared: Arc<Shared>, launch: Launch, first: Service) {
     let mut service = Some(first);
     let mut backoff = BACKOFF_FIRST;
     let mut attempt = 0u32;
+    let mut why = String::new();
     loop {
         if let Some((running, relist)) = service.take() {
+            shared.set_condition(None);
             let since = tokio::time::Instant::now();
             let token = running.cancellation_token();
             let peer = running.peer().clone();
             let closed = running.waiting();
             tokio::pin!(closed);
-            let why = loop {
+            why = loop {
                 tokio::select! {
                     _ = shared.stop.cancelled() => {
                         token.cancel();
@@ -884,30 +1024,38 @@ async fn supervise(shared: Arc<Shared>, launch: Launch, first: Service) {
                         return;
                     }
                     _ = relist.notified() => {
-                        if let Err(e) = publish(&shared, &peer).await {
+                        if let Err(e) = publish(&shared, &peer, false).await {
                             tracing::warn!(plugin = %shared.plugin, error = %e, "could not list the upstream's tools again");
                         }
                     }
-                    quit = &mut closed => break format!("it exited ({quit:?})"),
+                    quit = &mut closed => break match &launch.remote {
+                        Some(remote) => format!("the connection to {} ended ({quit:?})", remote.url),
+                        None => format!("it exited ({quit:?})"),
+                    },
                 }
             };
             // Anything the server started is stopped with it before it starts again.
             shared.kill_group();
-            let why = with_stderr(&shared, why);
+            why = with_stderr(&shared, why);
             tracing::warn!(plugin = %shared.plugin, reason = %why, "MCP server stopped; starting it again");
-            *shared.peer.write().unwrap_or_else(|e| e.into_inner()) = Err(why);
+            *shared.peer.write().unwrap_or_else(|e| e.into_inner()) = Err(why.clone());
             if since.elapsed() >= HEALTHY {
                 backoff = BACKOFF_FIRST;
                 attempt = 0;
             }
         }
         attempt += 1;
+        shared.set_condition(Some(Condition {
+            attempt,
+            next: tokio::time::Instant::now() + backoff,
+            why: why.clone(),
+        }));
         tokio::select! {
             _ = shared.stop.cancelled() => return,
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
-        match connect(&shared, &launch).await {
+        match connect(&shared, &launch, false).await {
             Ok(s) => {
                 tracing::info!(plugin = %shared.plugin, attempt, "MCP server started again");
                 service = Some(s);
@@ -915,8 +1063,9 @@ async fn supervise(shared: Arc<Shared>, launch: Launch, first: Service) {
             Err(e) => {
                 shared.kill_group();
                 tracing::warn!(plugin = %shared.plugin, attempt, next_in_s = backoff.as_secs(), error = %e, "MCP server did not start");
+                why = e;
                 *shared.peer.write().unwrap_or_else(|e| e.into_inner()) =
-                    Err(format!("restarting (attempt {attempt}): {e}"));
+                    Err(format!("restarting (attempt {attempt}): {why}"));
             }
         }
     }
