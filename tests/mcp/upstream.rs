@@ -770,3 +770,195 @@ async fn a_remote_server_is_reached_over_streamable_http_or_legacy_sse() {
         ran.stdout
     );
 }
+
+/// The misbehaving fixture server (tests/fixture/mcp_fixture.rs), built by `cargo test` as
+/// an example.
+fn mcp_fixture() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_plugboard"))
+        .parent()
+        .unwrap()
+        .join("examples/mcp_fixture");
+    assert!(
+        path.is_file(),
+        "{} is missing: `cargo test` builds it (or `cargo build --example mcp_fixture`)",
+        path.display()
+    );
+    path
+}
+
+/// A home whose plugin `fx` is the fixture server (prefix `fx`), with `extra` in [mcp].
+fn fixture_server(extra: &str) -> Fixture {
+    let fx = Fixture::empty();
+    fx.manifest(
+        "fixture",
+        &format!(
+            "name = \"fixture\"\nkind = \"mcp\"\nprefix = \"fx\"\n\
+             [mcp]\ncommand = {:?}\n{extra}",
+            mcp_fixture().display().to_string()
+        ),
+    );
+    fx
+}
+
+/// An upstream killed in the middle of a call: the call gets an error saying so, not a
+/// hang; one that sends 10 MB gets it to the client whole; a flood of progress reaches the
+/// caller before the result; a tool added upstream appears in the client's list.
+#[tokio::test]
+async fn calls_survive_an_upstream_that_crashes_floods_and_changes_its_tools() {
+    let fx = fixture_server("");
+    let (client, _) = fx.stdio(&[]).await;
+
+    // Killed mid-call.
+    let hung = {
+        let peer = client.peer().clone();
+        tokio::spawn(async move {
+            peer.call_tool(rmcp::model::CallToolRequestParams::new("fx_hang"))
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let crash = call_tool(&client, "fx_crash", json!({})).await;
+    assert_eq!(crash.is_error, Some(true), "{crash:?}");
+    let hung = hung.await.unwrap();
+    assert_eq!(hung.is_error, Some(true), "{hung:?}");
+    assert!(
+        text(&hung).contains("stopped during the call"),
+        "{}",
+        text(&hung)
+    );
+
+    // Back, with 10 MB in one result.
+    let mut big = None;
+    for _ in 0..400 {
+        let result = call_tool(&client, "fx_big", json!({"bytes": 10_000_000})).await;
+        if result.is_error != Some(true) {
+            big = Some(result);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let big = big.expect("the fixture came back");
+    assert_eq!(text(&big).len(), 10_000_000);
+
+    // 2,000 progress notifications, all before the result.
+    let call = rmcp::model::CallToolRequestParams::new("fx_flood")
+        .with_arguments(json!({"count": 2000}).as_object().unwrap().clone());
+    let handle = client
+        .send_cancellable_request(
+            rmcp::model::ClientRequest::CallToolRequest(rmcp::model::Request::new(call)),
+            rmcp::service::PeerRequestOptions::no_options(),
+        )
+        .await
+        .unwrap();
+    let token = handle.progress_token.clone();
+    let answer = handle.await_response().await.unwrap();
+    let rmcp::model::ServerResult::CallToolResult(result) = answer else {
+        panic!("{answer:?}")
+    };
+    assert_eq!(text(&result), "flooded 2000");
+    let heard: Vec<f64> = client
+        .service()
+        .progress
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| p.progress_token == token)
+        .map(|p| p.progress)
+        .collect();
+    assert_eq!(
+        heard.len(),
+        2000,
+        "every progress notification, before the result"
+    );
+    assert!(heard.windows(2).all(|w| w[0] < w[1]), "in order");
+
+    // A tool added upstream is published and announced.
+    call_tool(&client, "fx_add_tool", json!({"name": "late_arrival"})).await;
+    wait_for_async("fx_late_arrival listed", async || {
+        client
+            .list_all_tools()
+            .await
+            .unwrap()
+            .iter()
+            .any(|t| t.name == "fx_late_arrival")
+    })
+    .await;
+    client.cancel().await.unwrap();
+}
+
+async fn wait_for_async(what: &str, done: impl AsyncFn() -> bool) {
+    // A bound so a broken test fails instead of hanging; it measures nothing.
+    for _ in 0..400 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{what}: not within 10 s");
+}
+
+/// A server that never answers `initialize` fails its plugin after `init_timeout_secs`,
+/// and the other plugins serve; one that crashes at every start is retried with back-off,
+/// attempt after attempt, its tools answering why.
+#[tokio::test]
+async fn a_hung_initialize_and_a_crash_loop_hold_up_nothing_else() {
+    let fx = fixture_server("init_timeout_secs = 1\nenv = { FIXTURE_HANG_INIT = \"1\" }\n");
+    fx.manifest(
+        "other",
+        &format!(
+            "name = \"other\"\nkind = \"mcp\"\nprefix = \"ok\"\n[mcp]\ncommand = {:?}\n",
+            mcp_fixture().display().to_string()
+        ),
+    );
+    let (client, _) = fx.stdio(&[]).await;
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "ok_echo"));
+    assert!(!tools.iter().any(|t| t.name.starts_with("fx_")));
+    let echo = call_tool(&client, "ok_echo", json!({"text": "still here"})).await;
+    assert_eq!(text(&echo), "still here");
+    client.cancel().await.unwrap();
+    let plugins = fx.output(&mut fx.command(&["plugins"])).await;
+    assert!(
+        plugins
+            .stdout
+            .contains("did not answer initialize within 1 s"),
+        "{}",
+        plugins.stdout
+    );
+
+    // Up once, then crashing at every start: attempts count up, waits double.
+    let flag = tempfile::NamedTempFile::new().unwrap();
+    let crash = fixture_server(&format!(
+        "env = {{ FIXTURE_CRASH_FILE = {:?} }}\n",
+        flag.path().display().to_string()
+    ));
+    let (client, _) = crash.stdio(&[]).await;
+    assert_eq!(
+        text(&call_tool(&client, "fx_echo", json!({"text": "up"})).await),
+        "up"
+    );
+    std::fs::write(flag.path(), "crash from now on").unwrap();
+    call_tool(&client, "fx_crash", json!({})).await;
+    let mut seen = BTreeSet::new();
+    let mut said_stderr = false;
+    for _ in 0..400 {
+        let why = text(&call_tool(&client, "fx_echo", json!({"text": "x"})).await);
+        if let Some(at) = why.find("restarting (attempt ") {
+            let n: String = why[at + 20..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            seen.insert(n.parse::<u32>().unwrap());
+            // What the child said on its way out, when it was read in time.
+            said_stderr |= why.contains("crashing at start as told");
+        }
+        if seen.contains(&3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(seen.contains(&3), "attempts seen: {seen:?}");
+    assert!(said_stderr, "no error carried the child's last words");
+    client.cancel().await.unwrap();
+}

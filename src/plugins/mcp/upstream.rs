@@ -101,8 +101,8 @@ struct Shared {
     /// Calls in flight by the progress token sent upstream: the upstream's progress goes to
     /// the client that made the call.
     calls: Mutex<HashMap<String, ToolContext>>,
-    /// Progress notifications being passed on.
-    forwarding: Forwarding,
+    /// The upstream's progress, passed on in order.
+    progress: Arc<ProgressRelay>,
     /// Set while the server is down and being started again, for the plugin's status.
     condition: Mutex<Option<Condition>>,
     /// Requests being relayed, oldest first: the upstream's own requests (sampling,
@@ -165,39 +165,117 @@ impl Drop for Registered<'_> {
     }
 }
 
-/// A count of progress notifications being passed on, to wait for before a call returns.
+/// The upstream's progress notifications, passed on in the order they arrived.
+///
+/// rmcp hands each notification to a task of its own, so two of them can reach a handler in
+/// either order, and a call's last progress can reach its client after the result (whose
+/// token is dead by then). So progress is taken off the transport as it is read
+/// ([`Ordered`]) and forwarded by one task, in order; a call's answer, read after its
+/// progress, waits until what was read before it has gone out.
 #[derive(Default)]
-struct Forwarding {
-    busy: std::sync::atomic::AtomicUsize,
-    idle: tokio::sync::Notify,
+struct ProgressRelay {
+    /// Read from the transport so far.
+    read: std::sync::atomic::AtomicU64,
+    /// Passed on (or dropped, for a call that has ended) so far.
+    sent: std::sync::atomic::AtomicU64,
+    caught_up: tokio::sync::Notify,
 }
 
-impl Forwarding {
-    fn start(&self) {
-        self.busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+impl ProgressRelay {
+    /// Wait until everything read so far has been passed on; bounded, so that a client
+    /// that does not read cannot hold the call.
+    async fn catch_up(&self) {
+        let target = self.read.load(std::sync::atomic::Ordering::SeqCst);
+        let wait = async {
+            loop {
+                let notified = self.caught_up.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.sent.load(std::sync::atomic::Ordering::SeqCst) >= target {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
+    }
+}
+
+/// A transport whose progress notifications go to the [`ProgressRelay`]'s queue, in the
+/// order they are read, instead of to rmcp's handler tasks.
+struct Ordered<T> {
+    inner: T,
+    relay: Arc<ProgressRelay>,
+    queue: tokio::sync::mpsc::UnboundedSender<ProgressNotificationParam>,
+}
+
+impl<T: rmcp::transport::Transport<RoleClient>> rmcp::transport::Transport<RoleClient>
+    for Ordered<T>
+{
+    type Error = T::Error;
+
+    fn send(
+        &mut self,
+        item: rmcp::service::TxJsonRpcMessage<RoleClient>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.inner.send(item)
     }
 
-    fn done(&self) {
-        if self.busy.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
-            self.idle.notify_waiters();
-        }
-    }
-
-    async fn wait_idle(&self) {
+    async fn receive(&mut self) -> Option<rmcp::service::RxJsonRpcMessage<RoleClient>> {
         loop {
-            let idle = self.idle.notified();
-            if self.busy.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-                return;
-            }
-            // Bounded: a client that does not read must not hold the call.
-            if tokio::time::timeout(Duration::from_millis(100), idle)
-                .await
-                .is_err()
+            let message = self.inner.receive().await?;
+            if let rmcp::model::JsonRpcMessage::Notification(n) = &message
+                && let rmcp::model::ServerNotification::ProgressNotification(p) = &n.notification
             {
-                return;
+                self.relay
+                    .read
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = self.queue.send(p.params.clone());
+                continue;
             }
+            return Some(message);
         }
     }
+
+    fn close(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.inner.close()
+    }
+}
+
+/// Pass the upstream's progress on to the clients of the calls it is about, in order.
+async fn forward_progress(
+    shared: Arc<Shared>,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<ProgressNotificationParam>,
+) {
+    let relay = shared.progress.clone();
+    let sent = |relay: &ProgressRelay| {
+        relay.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        relay.caught_up.notify_waiters();
+    };
+    while let Some(params) = queue.recv().await {
+        let token = token_key(&params.progress_token);
+        let cx = shared
+            .calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&token)
+            .cloned();
+        if let Some(cx) = cx {
+            cx.progress(
+                params.progress,
+                params.total,
+                params.message.unwrap_or_default(),
+            )
+            .await;
+        }
+        sent(&relay);
+    }
+    // The connection is gone: what it read and did not pass on never will be.
+    relay.sent.store(
+        relay.read.load(std::sync::atomic::Ordering::SeqCst),
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    relay.caught_up.notify_waiters();
 }
 
 /// A progress token as a map key.
@@ -310,13 +388,9 @@ impl Shared {
         };
         let answer = handle.await_response().await;
         abandon.peer = None;
-        // rmcp hands each notification to a task of its own, so the last progress may still
-        // be on its way when the answer is here: let it go out first (the client's token is
+        // The progress read before the answer goes out before it (the client's token is
         // dead once the result is sent).
-        for _ in 0..8 {
-            tokio::task::yield_now().await;
-        }
-        self.forwarding.wait_idle().await;
+        self.progress.catch_up().await;
         answer.map_err(|e| self.failure(what, e))
     }
 
@@ -452,7 +526,7 @@ impl Upstream {
             stop: CancellationToken::new(),
             group: Mutex::new(None),
             calls: Mutex::new(HashMap::new()),
-            forwarding: Forwarding::default(),
+            progress: Arc::default(),
             active: Active::default(),
             condition: Mutex::new(None),
         });
@@ -538,6 +612,25 @@ struct Client {
 }
 
 impl Client {
+    /// `transport`, its progress notifications taken off as they are read and passed on in
+    /// order by a task of their own (which ends with the transport).
+    fn ordered<T, E, A>(
+        &self,
+        transport: T,
+    ) -> Ordered<impl rmcp::transport::Transport<RoleClient, Error = E> + use<T, E, A>>
+    where
+        T: rmcp::transport::IntoTransport<RoleClient, E, A>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let (queue, queued) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(forward_progress(self.shared.clone(), queued));
+        Ordered {
+            inner: transport.into_transport(),
+            relay: self.shared.progress.clone(),
+            queue,
+        }
+    }
+
     /// The client to ask on the upstream's behalf: that of the request relayed last.
     fn asking(&self, what: &str) -> Result<ToolContext, ErrorData> {
         self.shared.active.latest().ok_or_else(|| {
@@ -633,31 +726,6 @@ impl ClientHandler for Client {
         self.relist.notify_one();
     }
 
-    async fn on_progress(
-        &self,
-        params: ProgressNotificationParam,
-        _context: NotificationContext<RoleClient>,
-    ) {
-        self.shared.forwarding.start();
-        let token = token_key(&params.progress_token);
-        let cx = self
-            .shared
-            .calls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&token)
-            .cloned();
-        if let Some(cx) = cx {
-            cx.progress(
-                params.progress,
-                params.total,
-                params.message.unwrap_or_default(),
-            )
-            .await;
-        }
-        self.shared.forwarding.done();
-    }
-
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         tracing::debug!(plugin = %self.shared.plugin, "upstream tool list changed");
         self.relist.notify_one();
@@ -716,6 +784,7 @@ async fn connect_child(
     if let Some(stderr) = stderr {
         tokio::spawn(read_stderr(shared.clone(), stderr));
     }
+    let transport = client.ordered(transport);
     initialize(launch, client.serve(transport))
         .await
         .map_err(|e| with_stderr(shared, e))
@@ -757,10 +826,13 @@ async fn connect_remote(
     client: Client,
 ) -> Result<RunningService<RoleClient, Client>, String> {
     use super::remote::Transport;
-    let streamable =
-        async |client: Client| initialize(launch, client.serve(remote.streamable()?)).await;
+    let streamable = async |client: Client| {
+        let transport = client.ordered(remote.streamable()?);
+        initialize(launch, client.serve(transport)).await
+    };
     let sse = async |client: Client| {
         let transport = remote.sse(launch.init_timeout).await?;
+        let transport = client.ordered(transport);
         initialize(launch, client.serve(transport)).await
     };
     match remote.transport {
