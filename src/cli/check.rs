@@ -24,7 +24,10 @@ pub(super) async fn run(manager: &Manager) -> ExitCode {
             let secret = if var.secret { ", secret" } else { "" };
             println!("  {:28} {state}{secret}  {}", var.name, var.description);
         }
-        if matches!(s.state, Status::Failed(_) | Status::Unconfigured(_)) {
+        if matches!(
+            s.state,
+            Status::Failed(_) | Status::Unconfigured(_) | Status::Uninstalled(_)
+        ) {
             healthy = false;
         }
     }

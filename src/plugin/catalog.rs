@@ -20,9 +20,25 @@ pub trait PluginKind: Send + Sync + 'static {
         Ok(())
     }
 
+    /// What a plugin of this kind needs beyond its manifest's `[env]` and `[dependencies]`
+    /// (an MCP server's command, the variables its `${…}` values name): a plugin missing
+    /// them is `unconfigured`, saying what to set or install.
+    fn needs(&self, manifest: &Manifest) -> Needs {
+        let _ = manifest;
+        Needs::default()
+    }
+
     /// Start one plugin of this kind.
     fn start(&self, setup: PluginSetup)
     -> BoxFuture<'static, Result<Arc<dyn Plugin>, PluginError>>;
+}
+
+/// Programs (on PATH, or paths relative to the manifest's folder) and variables a plugin
+/// needs.
+#[derive(Debug, Default)]
+pub struct Needs {
+    pub commands: Vec<String>,
+    pub variables: Vec<String>,
 }
 
 /// What the binary offers the manager: kinds by name, and the manifests built into it.

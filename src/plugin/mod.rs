@@ -44,7 +44,7 @@ use serde::de::DeserializeOwned;
 
 pub use caller::{Caller, Face, Filters};
 pub use calls::{Calls, MAX_SHOWN_NAME, clip_name};
-pub use catalog::{Builtins, Catalog, Init, PluginKind};
+pub use catalog::{Builtins, Catalog, Init, Needs, PluginKind};
 pub use context::{ProgressSink, StreamControl, StreamRelease, TextSink, ToolContext, severity};
 pub use error::{PluginError, ToolError};
 pub use manager::{

@@ -215,6 +215,8 @@ async fn a_server_that_dies_is_started_again_and_none_is_left_behind() {
     wait_for("no child left", || processes_in(&folder).is_empty()).await;
 }
 
+/// A server whose command is not installed, or whose `${…}` names a variable not set, is
+/// `unconfigured` saying what to do; one that does not answer `initialize` has failed.
 #[tokio::test]
 async fn a_server_that_cannot_start_is_a_plugin_that_failed() {
     let fx = fixture("");
@@ -227,6 +229,11 @@ async fn a_server_that_cannot_start_is_a_plugin_that_failed() {
         "name = \"silent\"\nkind = \"mcp\"\n[mcp]\ncommand = \"sleep\"\nargs = [\"60\"]\n\
          init_timeout_secs = 0.5\n",
     );
+    fx.manifest(
+        "keyless",
+        "name = \"keyless\"\nkind = \"mcp\"\n[mcp]\ncommand = \"sleep\"\n\
+         env = { TOKEN = \"${NO_SUCH_TOKEN_SET}\" }\n",
+    );
     let out = fx.output(&mut fx.command(&["plugins", "--json"])).await;
     let listed: Value = serde_json::from_str(&out.stdout).expect("JSON");
     let status = |name: &str| -> String {
@@ -238,8 +245,14 @@ async fn a_server_that_cannot_start_is_a_plugin_that_failed() {
             .map(|p| p["status"].as_str().unwrap().to_owned())
             .unwrap_or_default()
     };
-    assert!(
-        status("missing").contains("`no-such-mcp-server-xyz` is not installed"),
+    assert_eq!(
+        status("missing"),
+        "unconfigured (install no-such-mcp-server-xyz)",
+        "{listed:#}"
+    );
+    assert_eq!(
+        status("keyless"),
+        "unconfigured (set NO_SUCH_TOKEN_SET)",
         "{listed:#}"
     );
     assert!(

@@ -103,24 +103,41 @@ pub(super) fn precheck(
     if let Err(reason) = kind.check(manifest) {
         return Status::Failed(reason);
     }
-    let missing: Vec<String> = manifest
+    let needs = kind.needs(manifest);
+    let mut missing: Vec<String> = manifest
         .env
         .iter()
         .filter(|(k, v)| v.required && env.get(*k).is_none_or(|v| v.is_empty()))
         .map(|(k, _)| k.clone())
         .collect();
+    for variable in needs.variables {
+        let set = env.get(&variable).is_some_and(|v| !v.is_empty())
+            || std::env::var_os(&variable).is_some_and(|v| !v.is_empty());
+        if !set && !missing.contains(&variable) {
+            missing.push(variable);
+        }
+    }
     if !missing.is_empty() {
         return Status::Unconfigured(missing);
     }
-    let absent: Vec<&str> = manifest
-        .dependencies
-        .commands
-        .iter()
-        .map(String::as_str)
-        .filter(|c| !on_path(c))
-        .collect();
+    let mut absent: Vec<String> = Vec::new();
+    for command in manifest.dependencies.commands.iter().chain(&needs.commands) {
+        let found = if command.contains('/') {
+            manifest
+                .path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(command)
+                .is_file()
+        } else {
+            on_path(command)
+        };
+        if !found && !absent.contains(command) {
+            absent.push(command.clone());
+        }
+    }
     if !absent.is_empty() {
-        return Status::Failed(format!("needs `{}` on PATH", absent.join("`, `")));
+        return Status::Uninstalled(absent);
     }
     Status::Ready
 }

@@ -11,6 +11,8 @@ pub enum Status {
     Disabled,
     /// Required environment variables that are not set.
     Unconfigured(Vec<String>),
+    /// Programs it needs that are not installed (not on PATH).
+    Uninstalled(Vec<String>),
     Failed(String),
     /// Running, but it reports it cannot serve now (an upstream died); its tools are
     /// withheld until it is back.
@@ -25,6 +27,9 @@ impl fmt::Display for Status {
             Status::Ready => f.write_str("ready"),
             Status::Disabled => f.write_str("disabled"),
             Status::Unconfigured(missing) => write!(f, "unconfigured (set {})", missing.join(", ")),
+            Status::Uninstalled(missing) => {
+                write!(f, "unconfigured (install {})", missing.join(", "))
+            }
             Status::Failed(reason) => write!(f, "failed ({reason})"),
             Status::Down(reason) => write!(f, "down ({reason})"),
             Status::Degraded(condition) => f.write_str(condition),
@@ -173,7 +178,7 @@ pub(super) fn log_status(name: &str, status: &Status) {
     match status {
         Status::Ready => tracing::info!(plugin = %name, "plugin ready"),
         Status::Disabled => tracing::debug!(plugin = %name, "plugin disabled"),
-        Status::Unconfigured(_) => {
+        Status::Unconfigured(_) | Status::Uninstalled(_) => {
             tracing::warn!(plugin = %name, status = %status, "plugin not configured")
         }
         Status::Failed(_) | Status::Down(_) => {

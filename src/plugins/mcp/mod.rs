@@ -38,7 +38,7 @@ use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use crate::plugin::{Manifest, Plugin, PluginError, PluginKind, PluginSetup};
+use crate::plugin::{Manifest, Needs, Plugin, PluginError, PluginKind, PluginSetup};
 
 /// The `[mcp]` table of a manifest.
 #[derive(Debug, Clone, Deserialize)]
@@ -121,32 +121,30 @@ impl PluginKind for McpKind {
                     return remote::Remote::new(url, &BTreeMap::new(), config.transport)
                         .map(|_| ());
                 }
-                let command = config.command.as_deref().unwrap_or_default();
-                let found = if command.contains('/') {
-                    manifest
-                        .path
-                        .parent()
-                        .unwrap_or(std::path::Path::new("."))
-                        .join(command)
-                        .is_file()
-                } else {
-                    std::env::var_os("PATH").is_some_and(|paths| {
-                        std::env::split_paths(&paths).any(|dir| dir.join(command).is_file())
-                    })
-                };
-                if found {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "the MCP server's command `{command}` is not installed (not on PATH): \
-                         install it, or give its full path in [mcp] command"
-                    ))
-                }
+                Ok(())
             }
             None => Err(
                 "a `kind = \"mcp\"` plugin needs an [mcp] table naming the server's `command`"
                     .into(),
             ),
+        }
+    }
+
+    fn needs(&self, manifest: &Manifest) -> Needs {
+        let Ok(Some(config)) = manifest.kind_table::<McpConfig>() else {
+            return Needs::default();
+        };
+        let mut variables = Vec::new();
+        for value in config.env.values().chain(config.headers.values()) {
+            for name in referenced(value) {
+                if !variables.contains(&name) {
+                    variables.push(name);
+                }
+            }
+        }
+        Needs {
+            commands: config.command.into_iter().collect(),
+            variables,
         }
     }
 
@@ -159,6 +157,16 @@ impl PluginKind for McpKind {
             Ok(Arc::new(upstream) as Arc<dyn Plugin>)
         })
     }
+}
+
+/// The variables `${NAME}` in `value` names.
+fn referenced(value: &str) -> Vec<String> {
+    let names = std::cell::RefCell::new(Vec::new());
+    let _ = expand(value, |name| {
+        names.borrow_mut().push(name.to_owned());
+        Some(String::new())
+    });
+    names.take()
 }
 
 /// `${NAME}` in `value` replaced by the variable's value (`lookup`); `$$` is a `$`.
