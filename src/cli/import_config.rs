@@ -67,6 +67,11 @@ struct Server {
     cwd: Option<String>,
     url: Option<String>,
     #[serde(default)]
+    headers: BTreeMap<String, String>,
+    /// VS Code: `stdio`, `http` or `sse`.
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
     disabled: bool,
 }
 
@@ -154,16 +159,15 @@ fn import_one(
     plugins_dir: &Path,
     dotenv: &mut String,
 ) -> anyhow::Result<Done> {
-    let Some(command) = server.command.as_deref().filter(|c| !c.trim().is_empty()) else {
-        return Ok(Done::Skipped(match &server.url {
-            Some(_) => "a remote server (url): plugboard does not host remote servers yet".into(),
-            None => "no command".into(),
-        }));
-    };
-    if Path::new(command)
-        .file_name()
-        .is_some_and(|f| f.to_string_lossy().starts_with("plugboard"))
-    {
+    let command = server.command.as_deref().filter(|c| !c.trim().is_empty());
+    if command.is_none() && server.url.is_none() {
+        return Ok(Done::Skipped("no command and no url".into()));
+    }
+    if command.is_some_and(|command| {
+        Path::new(command)
+            .file_name()
+            .is_some_and(|f| f.to_string_lossy().starts_with("plugboard"))
+    }) {
         return Ok(Done::Skipped("this is plugboard itself".into()));
     }
     let path = plugins_dir.join(name).join("plugin.toml");
@@ -174,45 +178,76 @@ fn import_one(
         )));
     }
     let mut moved = Vec::new();
-    let mut env = toml::Table::new();
     let mut declared = String::new();
-    for (key, value) in &server.env {
-        let value = vscode_variables(value);
-        if value.contains("${") || !looks_secret(key, &value) {
-            env.insert(key.clone(), value.into());
-            continue;
-        }
-        // A literal secret: into .env, named in the manifest.
-        let var = free_variable(dotenv, key, name, &value);
+    // A literal secret goes into .env, and the manifest names it.
+    let mut keep_secret = |key: &str, value: &str| -> String {
+        let var = free_variable(dotenv, key, name, value);
         if !has_variable(dotenv, &var) {
             if !dotenv.is_empty() && !dotenv.ends_with('\n') {
                 dotenv.push('\n');
             }
-            let _ = writeln!(dotenv, "{var}={}", quote_env(&value));
+            let _ = writeln!(dotenv, "{var}={}", quote_env(value));
         }
-        env.insert(key.clone(), format!("${{{var}}}").into());
         let _ = write!(
             declared,
             "\n[env.{var}]\nrequired = true\nsecret = true\ndescription = \"{key} of the {name} server (imported)\"\n"
         );
-        moved.push(var);
+        moved.push(var.clone());
+        format!("${{{var}}}")
+    };
+    let mut env = toml::Table::new();
+    for (key, value) in &server.env {
+        let value = vscode_variables(value);
+        if value.contains("${") || !looks_secret(key, &value) {
+            env.insert(key.clone(), value.into());
+        } else {
+            env.insert(key.clone(), keep_secret(key, &value).into());
+        }
+    }
+    let mut headers = toml::Table::new();
+    for (key, value) in &server.headers {
+        let value = vscode_variables(value);
+        let written = match value.split_once(' ') {
+            // `Bearer <token>`: the token is the secret.
+            _ if value.contains("${") => value,
+            Some((scheme, token)) if key.eq_ignore_ascii_case("authorization") => {
+                format!("{scheme} {}", keep_secret(&format!("{name}_token"), token))
+            }
+            _ if looks_secret(key, &value) => keep_secret(key, &value),
+            _ => value,
+        };
+        headers.insert(key.clone(), written.into());
     }
     let mut mcp = toml::Table::new();
-    mcp.insert("command".into(), command.into());
-    mcp.insert(
-        "args".into(),
-        server
-            .args
-            .iter()
-            .map(|a| toml::Value::from(vscode_variables(a)))
-            .collect::<Vec<_>>()
-            .into(),
-    );
-    if !env.is_empty() {
-        mcp.insert("env".into(), env.into());
-    }
-    if let Some(cwd) = &server.cwd {
-        mcp.insert("cwd".into(), vscode_variables(cwd).into());
+    match (command, &server.url) {
+        (Some(command), _) => {
+            mcp.insert("command".into(), command.into());
+            mcp.insert(
+                "args".into(),
+                server
+                    .args
+                    .iter()
+                    .map(|a| toml::Value::from(vscode_variables(a)))
+                    .collect::<Vec<_>>()
+                    .into(),
+            );
+            if !env.is_empty() {
+                mcp.insert("env".into(), env.into());
+            }
+            if let Some(cwd) = &server.cwd {
+                mcp.insert("cwd".into(), vscode_variables(cwd).into());
+            }
+        }
+        (None, Some(url)) => {
+            mcp.insert("url".into(), vscode_variables(url).into());
+            if !headers.is_empty() {
+                mcp.insert("headers".into(), headers.into());
+            }
+            if server.kind.as_deref() == Some("sse") {
+                mcp.insert("transport".into(), "sse".into());
+            }
+        }
+        (None, None) => unreachable!("checked above"),
     }
     let head = format!(
         "# Imported by `plugboard import`: the MCP server `{name}`, hosted by plugboard.\n\

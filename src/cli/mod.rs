@@ -187,7 +187,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let here = matches!(cli.command, Command::Import(_) | Command::Organize(_))
         .then(std::env::current_dir)
         .and_then(Result::ok);
-    let manager = start_manager(&cli.global, here).await?;
+    let serving = matches!(cli.command, Command::Serve(_));
+    let manager = start_manager(&cli.global, here, serving).await?;
     let code = match cli.command {
         Command::Serve(args) => serve::run(manager.clone(), args).await,
         Command::Plugins(args) => plugins::run(&manager, args),
@@ -205,7 +206,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// The one place the CLI builds its [`Manager`], from the global options; `files_root` is the
 /// folder files may be read from when the environment names none.
-async fn start_manager(g: &Global, files_root: Option<PathBuf>) -> anyhow::Result<Arc<Manager>> {
+async fn start_manager(
+    g: &Global,
+    files_root: Option<PathBuf>,
+    serving: bool,
+) -> anyhow::Result<Arc<Manager>> {
     let config = ManagerConfig {
         plugins_dir: g
             .plugins_dir
@@ -223,6 +228,7 @@ async fn start_manager(g: &Global, files_root: Option<PathBuf>) -> anyhow::Resul
         catalog: crate::plugins::catalog(),
         max_calls: g.max_calls,
         max_calls_per_session: g.max_calls_per_session,
+        serving,
     };
     let Some(root) = files_root else {
         return Ok(Manager::start(config).await);

@@ -108,6 +108,9 @@ pub struct PluginSetup {
     pub env: BTreeMap<String, String>,
     /// For telling clients that something the plugin offers changed.
     pub events: PluginEvents,
+    /// The host is serving clients (not a one-off command): a plugin whose start takes long
+    /// should join when it is ready instead of holding the others up.
+    pub serving: bool,
 }
 
 /// What connected clients are told about.

@@ -346,7 +346,11 @@ async fn a_claude_desktop_config_is_imported_in_one_command() {
             "args": [everything(), "stdio"],
             "env": {"GITHUB_PERSONAL_ACCESS_TOKEN": token, "LOG_LEVEL": "debug"}
         },
-        "remote": {"url": "https://example.com/mcp"},
+        "remote": {
+            "type": "sse",
+            "url": "https://example.com/sse",
+            "headers": {"Authorization": "Bearer remote-token-abcdef0123456789"}
+        },
         "plugboard": {"command": "/usr/local/bin/plugboard", "args": ["serve"]}
     }});
     let file = fx.home.path().join("claude_desktop_config.json");
@@ -377,10 +381,18 @@ async fn a_claude_desktop_config_is_imported_in_one_command() {
         "says what moved: {}",
         out.stdout
     );
+    assert!(out.stdout.contains("remote: wrote "), "{}", out.stdout);
+    assert!(!out.stdout.contains("remote-token-abcdef0123456789"));
+    let remote = std::fs::read_to_string(fx.plugins().join("remote/plugin.toml")).unwrap();
     assert!(
-        out.stdout.contains("remote: skipped: a remote server"),
-        "{}",
-        out.stdout
+        !remote.contains("remote-token-abcdef0123456789"),
+        "{remote}"
+    );
+    assert!(
+        remote.contains("url = \"https://example.com/sse\"")
+            && remote.contains("transport = \"sse\"")
+            && remote.contains("Authorization = \"Bearer ${REMOTE_TOKEN}\""),
+        "{remote}"
     );
     assert!(
         out.stdout
@@ -397,7 +409,10 @@ async fn a_claude_desktop_config_is_imported_in_one_command() {
     let dotenv = std::fs::read_to_string(&env_file).unwrap();
     assert_eq!(
         dotenv,
-        format!("OTHER=1\nGITHUB_PERSONAL_ACCESS_TOKEN={token}\n")
+        format!(
+            "OTHER=1\nGITHUB_PERSONAL_ACCESS_TOKEN={token}\n\
+             REMOTE_TOKEN=remote-token-abcdef0123456789\n"
+        )
     );
 
     // The imported plugin runs, with the token from .env.
@@ -920,7 +935,8 @@ async fn wait_for_async(what: &str, done: impl AsyncFn() -> bool) {
 }
 
 /// A server that never answers `initialize` fails its plugin after `init_timeout_secs`,
-/// and the other plugins serve; one that crashes at every start is retried with back-off,
+/// one slow to answer joins when it does (clients are served meanwhile, and get
+/// `list_changed`), and the other plugins serve; one that crashes at every start is retried with back-off,
 /// attempt after attempt, its tools answering why.
 #[tokio::test]
 async fn a_hung_initialize_and_a_crash_loop_hold_up_nothing_else() {
@@ -932,10 +948,38 @@ async fn a_hung_initialize_and_a_crash_loop_hold_up_nothing_else() {
             mcp_fixture().display().to_string()
         ),
     );
+    fx.manifest(
+        "late",
+        &format!(
+            "name = \"late\"\nkind = \"mcp\"\nprefix = \"late\"\n[mcp]\ncommand = {:?}\n\
+             env = {{ FIXTURE_INIT_DELAY_MS = \"4000\" }}\n",
+            mcp_fixture().display().to_string()
+        ),
+    );
     let (client, _) = fx.stdio(&[]).await;
     let tools = client.list_all_tools().await.unwrap();
     assert!(tools.iter().any(|t| t.name == "ok_echo"));
     assert!(!tools.iter().any(|t| t.name.starts_with("fx_")));
+    // Served without the server still starting; it joins when it answers.
+    assert!(
+        !tools.iter().any(|t| t.name.starts_with("late_")),
+        "served before the late server was up"
+    );
+    let starting = call_tool(&client, "ok_echo", json!({"text": "meanwhile"})).await;
+    assert_eq!(text(&starting), "meanwhile");
+    wait_for_async("the late server's tools", async || {
+        client
+            .list_all_tools()
+            .await
+            .unwrap()
+            .iter()
+            .any(|t| t.name == "late_echo")
+    })
+    .await;
+    assert_eq!(
+        text(&call_tool(&client, "late_echo", json!({"text": "joined"})).await),
+        "joined"
+    );
     let echo = call_tool(&client, "ok_echo", json!({"text": "still here"})).await;
     assert_eq!(text(&echo), "still here");
     client.cancel().await.unwrap();

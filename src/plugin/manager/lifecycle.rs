@@ -263,6 +263,7 @@ impl Manager {
                 .filter_map(|k| env.get(k).map(|v| (k.clone(), v.clone())))
                 .collect(),
             events: PluginEvents::new(self.changed.clone(), self.me.clone(), &manifest.name),
+            serving: self.config.serving,
         };
         let started = Instant::now();
         // Its own task: a panic or a hang during init fails this plugin only.

@@ -52,6 +52,9 @@ pub struct ManagerConfig {
     pub max_calls: usize,
     /// Tool calls in flight at once on one MCP session.
     pub max_calls_per_session: usize,
+    /// Serving clients: a plugin slow to start (an MCP server that takes its time to
+    /// answer `initialize`) joins when it is ready rather than holding up the server.
+    pub serving: bool,
 }
 
 impl Default for ManagerConfig {
@@ -65,6 +68,7 @@ impl Default for ManagerConfig {
             catalog: Catalog::default(),
             max_calls: DEFAULT_MAX_CALLS,
             max_calls_per_session: DEFAULT_MAX_CALLS_PER_SESSION,
+            serving: false,
         }
     }
 }

@@ -263,6 +263,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
             events: crate::plugin::PluginEvents::detached(),
+            serving: false,
         }
     }
 

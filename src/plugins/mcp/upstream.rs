@@ -67,6 +67,9 @@ const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Serving this long resets the back-off.
 const HEALTHY: Duration = Duration::from_secs(60);
+/// How long `plugboard serve` waits for a server to start before serving without it (its
+/// tools join when it is up).
+const STARTUP_GRACE: Duration = Duration::from_secs(2);
 
 /// How the child is started (resolved once, at start).
 struct Launch {
@@ -354,7 +357,11 @@ impl Shared {
             } else {
                 format!("next in {} s", left.as_secs_f64().ceil())
             };
-            format!("restarting (attempt {}, {when}): {}", c.attempt, c.why)
+            if c.attempt == 0 {
+                "starting: waiting for the server to answer initialize".to_owned()
+            } else {
+                format!("restarting (attempt {}, {when}): {}", c.attempt, c.why)
+            }
         })
     }
 
@@ -530,15 +537,32 @@ impl Upstream {
             active: Active::default(),
             condition: Mutex::new(None),
         });
-        // The first start is the plugin's: its failure is the plugin's status.
-        let service = match connect(&shared, &launch, true).await {
-            Ok(service) => service,
-            Err(e) => {
+        // The first start is the plugin's: a failure within the wait is the plugin's status.
+        // Serving clients, the wait is short: a server slow to answer joins when it does
+        // (clients get list_changed) rather than holding up the others.
+        let wait = if setup.serving {
+            STARTUP_GRACE.min(launch.init_timeout)
+        } else {
+            launch.init_timeout + Duration::from_secs(1)
+        };
+        let (ready, started) = tokio::sync::oneshot::channel();
+        let supervisor = tokio::spawn(supervise(shared.clone(), launch, ready));
+        match tokio::time::timeout(wait, started).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
                 shared.kill_group();
                 return Err(PluginError::Init(e));
             }
-        };
-        let supervisor = tokio::spawn(supervise(shared.clone(), launch, service));
+            Ok(Err(_)) => {
+                shared.kill_group();
+                return Err(PluginError::Init(
+                    "the MCP server's supervisor ended".into(),
+                ));
+            }
+            Err(_) => {
+                tracing::info!(plugin = %shared.plugin, "the MCP server is still starting; its tools join when it answers");
+            }
+        }
         Ok(Self {
             shared,
             supervisor: Mutex::new(Some(supervisor)),
@@ -1075,11 +1099,37 @@ fn tool_def(shared: &Arc<Shared>, tool: Tool, local: String) -> ToolDef {
 }
 
 /// Keep the connection: restart the child when it goes, until the plugin stops.
-async fn supervise(shared: Arc<Shared>, launch: Launch, first: Service) {
-    let mut service = Some(first);
+async fn supervise(
+    shared: Arc<Shared>,
+    launch: Launch,
+    ready: tokio::sync::oneshot::Sender<Result<(), String>>,
+) {
     let mut backoff = BACKOFF_FIRST;
     let mut attempt = 0u32;
     let mut why = String::new();
+    shared.set_condition(Some(Condition {
+        attempt: 0,
+        next: tokio::time::Instant::now(),
+        why: String::new(),
+    }));
+    let mut service = None;
+    match connect(&shared, &launch, true).await {
+        Ok(s) => {
+            let _ = ready.send(Ok(()));
+            service = Some(s);
+        }
+        Err(e) => {
+            shared.kill_group();
+            // Still waited for: the plugin fails with this. Otherwise it is served
+            // already, and the server is started again, as after a crash.
+            if ready.send(Err(e.clone())).is_ok() {
+                return;
+            }
+            tracing::warn!(plugin = %shared.plugin, error = %e, "MCP server did not start");
+            why = e;
+            *shared.peer.write().unwrap_or_else(|e| e.into_inner()) = Err(why.clone());
+        }
+    }
     loop {
         if let Some((running, relist)) = service.take() {
             shared.set_condition(None);
