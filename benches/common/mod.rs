@@ -63,6 +63,11 @@ impl McpStdio {
         server
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self._child.id().expect("running")
+    }
+
     pub async fn send(&mut self, message: Value) {
         let mut line = message.to_string();
         line.push('\n');
