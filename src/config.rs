@@ -52,8 +52,6 @@ pub fn load_dotenv(path: Option<PathBuf>) -> Result<Option<PathBuf>, DotenvError
     Ok(loaded)
 }
 
-/// The current environment: the process's, with `.env` edits since start-up applied to the
-/// variables the real environment does not set.
 /// Where plugboard keeps state that must outlive a run (checkpoints), for `what`:
 /// `$XDG_STATE_HOME/plugboard/<what>`, else `~/.local/state/plugboard/<what>`, else the
 /// temporary folder's.
@@ -66,6 +64,13 @@ pub fn state_dir(what: &str) -> PathBuf {
         .join(what)
 }
 
+/// The `.env` file in use (re-read on every reload), if there is one.
+pub fn dotenv_path() -> Option<PathBuf> {
+    SOURCES.get().and_then(|s| s.dotenv.clone())
+}
+
+/// The current environment: the process's, with `.env` edits since start-up applied to the
+/// variables the real environment does not set.
 pub fn environment() -> HashMap<String, String> {
     let mut env: HashMap<String, String> = std::env::vars().collect();
     if let Some(Sources {

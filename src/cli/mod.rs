@@ -24,6 +24,7 @@ mod plugins;
 mod serve;
 mod stream;
 mod tools;
+mod watch;
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 

@@ -12,6 +12,9 @@ use crate::{plugin::Manager, server};
 
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
+    /// Do not watch the plugins folder and `.env` for changes (reload with SIGHUP only).
+    #[arg(long, env = "PLUGBOARD_NO_WATCH")]
+    no_watch: bool,
     /// Serve HTTP on this address instead of stdio: Streamable HTTP at /mcp, legacy SSE at /sse.
     #[arg(long, env = "PLUGBOARD_HTTP", value_name = "ADDR")]
     http: Option<SocketAddr>,
@@ -73,6 +76,9 @@ pub(super) async fn run(
 async fn serve_on_worker(manager: Arc<Manager>, args: ServeArgs) -> anyhow::Result<()> {
     let ct = CancellationToken::new();
     spawn_signal_handlers(manager.clone(), ct.clone())?;
+    if !args.no_watch {
+        super::watch::spawn(manager.clone());
+    }
     match args.http {
         None => {
             tracing::info!(tools = manager.tools().len(), "serving MCP on stdio");

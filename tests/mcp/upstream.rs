@@ -1027,3 +1027,79 @@ async fn a_hung_initialize_and_a_crash_loop_hold_up_nothing_else() {
     assert!(said_stderr, "no error carried the child's last words");
     client.cancel().await.unwrap();
 }
+
+/// Hot reload without SIGHUP: a manifest added, changed or a variable set in `.env` is seen
+/// by the running server (the plugins folder and `.env` are watched); only the changed plugin
+/// restarts, and the client hears `list_changed`.
+#[tokio::test]
+async fn a_changed_manifest_or_env_reloads_only_its_plugin() {
+    let fx = fixture_server("");
+    let env_file = fx.home.path().join(".env");
+    std::fs::write(&env_file, "UNRELATED=1\n").unwrap();
+    let (client, _) = fx
+        .stdio(&["--env-file", &env_file.display().to_string()])
+        .await;
+    let fixture_dir = fx.plugins().join("fixture");
+    let first = processes_in(&fixture_dir);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let names = async || -> BTreeSet<String> {
+        client
+            .list_all_tools()
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.name.to_string())
+            .collect()
+    };
+    assert!(names().await.contains("fx_echo"));
+
+    // A new plugin, needing a variable that is not set yet.
+    fx.manifest(
+        "second",
+        &format!(
+            "name = \"second\"\nkind = \"mcp\"\nprefix = \"two\"\n[mcp]\ncommand = {:?}\n\
+             env = {{ TOKEN = \"${{SECOND_TOKEN}}\" }}\n",
+            mcp_fixture().display().to_string()
+        ),
+    );
+    std::fs::write(
+        &env_file,
+        "UNRELATED=1\nSECOND_TOKEN=second-token-0123456789\n",
+    )
+    .unwrap();
+    wait_for_async("the second plugin's tools", async || {
+        names().await.contains("two_echo")
+    })
+    .await;
+    assert_eq!(
+        text(&call_tool(&client, "two_echo", json!({"text": "hot"})).await),
+        "hot"
+    );
+    assert_eq!(
+        processes_in(&fixture_dir),
+        first,
+        "the first plugin was not restarted"
+    );
+
+    // The first plugin's manifest changes: it restarts, with its new filter.
+    fx.manifest(
+        "fixture",
+        &format!(
+            "name = \"fixture\"\nkind = \"mcp\"\nprefix = \"fx\"\n[mcp]\ncommand = {:?}\n\
+             exclude_tools = [\"echo\"]\n",
+            mcp_fixture().display().to_string()
+        ),
+    );
+    wait_for_async("fx_echo gone", async || !names().await.contains("fx_echo")).await;
+    let now = names().await;
+    assert!(
+        now.contains("fx_noop") && now.contains("two_echo"),
+        "{now:?}"
+    );
+    wait_for("the first plugin's new child", || {
+        let now = processes_in(&fixture_dir);
+        now.len() == 1 && now != first
+    })
+    .await;
+    client.cancel().await.unwrap();
+}

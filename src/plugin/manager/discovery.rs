@@ -152,15 +152,30 @@ fn on_path(command: &str) -> bool {
 
 /// What decides whether a running plugin must restart: its manifest and the values of the
 /// variables it declares. Kept in memory only, compared whole (no hash to collide).
+/// The variables a plugin sees: those its manifest declares, and those its kind needs (an
+/// MCP server's `${…}` values).
+pub(super) fn variables(manifest: &Manifest, catalog: &Catalog) -> Vec<String> {
+    let mut keys: Vec<String> = manifest.env.keys().cloned().collect();
+    if let Some(kind) = catalog.kind(&manifest.kind) {
+        for key in kind.needs(manifest).variables {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    keys
+}
+
 pub(super) fn fingerprint(
     manifest: &Result<Manifest, PluginError>,
     env: &HashMap<String, String>,
+    catalog: &Catalog,
 ) -> String {
     match manifest {
         Ok(m) => {
             let mut text = format!("{m:?}");
-            for key in m.env.keys() {
-                text.push_str(&format!("\n{key}={:?}", env.get(key)));
+            for key in variables(m, catalog) {
+                text.push_str(&format!("\n{key}={:?}", env.get(&key)));
             }
             text
         }

@@ -10,7 +10,7 @@ use std::{
 
 use super::{
     Manager, Offer, Slot, Status,
-    discovery::{fingerprint, precheck},
+    discovery::{fingerprint, precheck, variables},
     status::log_status,
 };
 use crate::plugin::{
@@ -62,7 +62,7 @@ impl Manager {
         let mut kept = BTreeMap::new();
         let mut fresh = Vec::new();
         for (name, path, manifest) in found {
-            let fingerprint = fingerprint(&manifest, &env);
+            let fingerprint = fingerprint(&manifest, &env, &self.config.catalog);
             match old.remove(&name) {
                 Some(slot) if slot.fingerprint == fingerprint && slot.path == path => {
                     kept.insert(name, slot);
@@ -257,10 +257,9 @@ impl Manager {
                 .unwrap_or_default(),
             manifest_path: manifest.path.clone(),
             manifest_source: manifest.source.clone(),
-            env: manifest
-                .env
-                .keys()
-                .filter_map(|k| env.get(k).map(|v| (k.clone(), v.clone())))
+            env: variables(manifest, &self.config.catalog)
+                .into_iter()
+                .filter_map(|k| env.get(&k).map(|v| (k, v.clone())))
                 .collect(),
             events: PluginEvents::new(self.changed.clone(), self.me.clone(), &manifest.name),
             serving: self.config.serving,
