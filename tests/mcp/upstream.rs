@@ -1103,3 +1103,39 @@ async fn a_changed_manifest_or_env_reloads_only_its_plugin() {
     .await;
     client.cancel().await.unwrap();
 }
+
+/// A server that stops answering (its process alive, nothing read) is found by the ping
+/// health check, killed with its group and started again; the call it was stuck on gets an
+/// error, and the tools work again.
+#[tokio::test]
+async fn a_hung_server_is_found_by_ping_and_restarted() {
+    let fx = fixture_server("ping_secs = 0.5\n");
+    let folder = fx.plugins().join("fixture");
+    let (client, _) = fx.stdio(&[]).await;
+    let first = processes_in(&folder);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let frozen = call_tool(&client, "fx_freeze", json!({})).await;
+    assert_eq!(frozen.is_error, Some(true), "{frozen:?}");
+    assert!(text(&frozen).contains("not running"), "{}", text(&frozen));
+    let mut back = None;
+    for _ in 0..400 {
+        let result = call_tool(&client, "fx_echo", json!({"text": "thawed"})).await;
+        if result.is_error != Some(true) {
+            back = Some(result);
+            break;
+        }
+        let why = text(&result);
+        assert!(
+            why.contains("stopped answering") || why.contains("restarting"),
+            "{why}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(text(&back.expect("back after the restart")), "thawed");
+    let now = processes_in(&folder);
+    assert!(
+        !now.contains(&first[0]),
+        "the hung child was killed: {now:?}"
+    );
+    client.cancel().await.unwrap();
+}

@@ -69,6 +69,9 @@ pub(crate) struct McpConfig {
     pub exclude_tools: Vec<String>,
     /// Seconds the server has to start and answer `initialize` (default 30).
     pub init_timeout_secs: Option<f64>,
+    /// Seconds between pings (default 30; 0: none). A server that does not answer one within
+    /// the same time (at most 10 s) is taken as hung: killed and started again.
+    pub ping_secs: Option<f64>,
 }
 
 impl McpConfig {

@@ -67,6 +67,9 @@ const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Serving this long resets the back-off.
 const HEALTHY: Duration = Duration::from_secs(60);
+/// How often a server is pinged by default, and the longest it has to answer.
+const PING_EVERY: Duration = Duration::from_secs(30);
+const PING_TIMEOUT_MAX: Duration = Duration::from_secs(10);
 /// How long `plugboard serve` waits for a server to start before serving without it (its
 /// tools join when it is up).
 const STARTUP_GRACE: Duration = Duration::from_secs(2);
@@ -75,6 +78,8 @@ const STARTUP_GRACE: Duration = Duration::from_secs(2);
 struct Launch {
     /// A remote server instead of a child.
     remote: Option<super::remote::Remote>,
+    /// How often the server is pinged (none: never).
+    ping: Option<Duration>,
     program: PathBuf,
     args: Vec<String>,
     env: BTreeMap<String, String>,
@@ -490,6 +495,11 @@ impl Upstream {
             PathBuf::from(&command)
         };
         let launch = Launch {
+            ping: match config.ping_secs {
+                Some(s) if s <= 0.0 => None,
+                Some(s) => Duration::try_from_secs_f64(s).ok(),
+                None => Some(PING_EVERY),
+            },
             remote,
             program,
             args: config.args.clone(),
@@ -1138,12 +1148,37 @@ async fn supervise(
             let peer = running.peer().clone();
             let closed = running.waiting();
             tokio::pin!(closed);
+            // Health: a ping on an interval; no answer in time is a hung server.
+            let mut pings = launch.ping.map(|every| {
+                let mut ticker =
+                    tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                (ticker, every.min(PING_TIMEOUT_MAX))
+            });
+            let ping = async |pings: &mut Option<(tokio::time::Interval, Duration)>| match pings {
+                Some((ticker, _)) => {
+                    ticker.tick().await;
+                }
+                None => std::future::pending().await,
+            };
             why = loop {
                 tokio::select! {
                     _ = shared.stop.cancelled() => {
                         token.cancel();
                         let _ = closed.await;
                         return;
+                    }
+                    () = ping(&mut pings) => {
+                        let wait = pings.as_ref().map_or(PING_TIMEOUT_MAX, |p| p.1);
+                        let request = ClientRequest::PingRequest(Default::default());
+                        let answered = tokio::time::timeout(wait, peer.send_request(request)).await;
+                        if !matches!(answered, Ok(Ok(_))) {
+                            token.cancel();
+                            break format!(
+                                "it stopped answering (no answer to a ping within {} s)",
+                                wait.as_secs_f64()
+                            );
+                        }
                     }
                     _ = relist.notified() => {
                         if let Err(e) = publish(&shared, &peer, false).await {
