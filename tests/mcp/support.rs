@@ -281,6 +281,8 @@ impl Fixture {
     pub fn configure(&self, cmd: &mut Command) {
         cmd.current_dir(self.home.path())
             .env("PLUGBOARD_PLUGINS_DIR", self.plugins())
+            // State (checkpoints, a lazy server's tools) stays in the test's home.
+            .env("XDG_STATE_HOME", self.home.path().join("state"))
             .env_remove("PLUGBOARD_FILES_ROOTS")
             .env_remove("PLUGBOARD_TEST_API_KEY")
             .env_remove("PLUGBOARD_HTTP_TOKEN")

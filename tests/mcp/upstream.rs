@@ -1139,3 +1139,35 @@ async fn a_hung_server_is_found_by_ping_and_restarted() {
     );
     client.cancel().await.unwrap();
 }
+
+/// `lazy = true`: the first run starts the server to learn its tools and keeps them; the next
+/// publishes them without starting it, and the first call starts it (and waits for it).
+#[tokio::test]
+async fn a_lazy_server_starts_with_its_first_call() {
+    let fx = fixture_server("lazy = true\n");
+    let folder = fx.plugins().join("fixture");
+    let (client, _) = fx.stdio(&[]).await;
+    assert_eq!(processes_in(&folder).len(), 1, "the first run starts it");
+    client.cancel().await.unwrap();
+    wait_for("the first run's child gone", || {
+        processes_in(&folder).is_empty()
+    })
+    .await;
+
+    let (client, _) = fx.stdio(&[]).await;
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(
+        tools.iter().any(|t| t.name == "fx_echo"),
+        "listed from the last run"
+    );
+    assert!(
+        processes_in(&folder).is_empty(),
+        "not started before its first call"
+    );
+    let plugins = fx.output(&mut fx.command(&["plugins"])).await;
+    assert!(plugins.stdout.contains("fixture"), "{}", plugins.stdout);
+    let echo = call_tool(&client, "fx_echo", json!({"text": "woken"})).await;
+    assert_eq!(text(&echo), "woken");
+    assert_eq!(processes_in(&folder).len(), 1);
+    client.cancel().await.unwrap();
+}

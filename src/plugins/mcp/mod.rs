@@ -69,6 +69,10 @@ pub(crate) struct McpConfig {
     pub exclude_tools: Vec<String>,
     /// Seconds the server has to start and answer `initialize` (default 30).
     pub init_timeout_secs: Option<f64>,
+    /// Start the server on first use instead of at start-up, publishing the tools it listed
+    /// last time (kept in plugboard's state folder); the first start learns them.
+    #[serde(default)]
+    pub lazy: bool,
     /// Seconds between pings (default 30; 0: none). A server that does not answer one within
     /// the same time (at most 10 s) is taken as hung: killed and started again.
     pub ping_secs: Option<f64>,

@@ -113,6 +113,14 @@ struct Shared {
     progress: Arc<ProgressRelay>,
     /// Set while the server is down and being started again, for the plugin's status.
     condition: Mutex<Option<Condition>>,
+    /// Lazy and not started yet: the first request wakes the supervisor.
+    dormant: std::sync::atomic::AtomicBool,
+    wake: tokio::sync::Notify,
+    /// Notified each time a connection is made.
+    connected: tokio::sync::Notify,
+    /// Where the tools a lazy server listed last are kept.
+    cache: Option<PathBuf>,
+    init_timeout: Duration,
     /// Requests being relayed, oldest first: the upstream's own requests (sampling,
     /// elicitation, roots) and its log messages go to the client of the latest.
     active: Active,
@@ -338,7 +346,30 @@ impl Shared {
     }
 
     /// The connection, or an error saying the server is down and being started again.
-    fn connection(&self) -> Result<Peer<RoleClient>, ToolError> {
+    async fn connection(&self) -> Result<Peer<RoleClient>, ToolError> {
+        let connected = self.connected.notified();
+        tokio::pin!(connected);
+        connected.as_mut().enable();
+        // A lazy server starts with its first request.
+        if self
+            .dormant
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            self.wake.notify_one();
+        }
+        // Starting for the first time (on first use, or still when serving began): the
+        // request waits for it, as long as it has to answer `initialize`.
+        let starting = self.peer.read().unwrap_or_else(|e| e.into_inner()).is_err()
+            && self
+                .condition
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .is_some_and(|c| c.attempt == 0);
+        if starting {
+            let _ =
+                tokio::time::timeout(self.init_timeout + Duration::from_secs(1), connected).await;
+        }
         let peer = self.peer.read().unwrap_or_else(|e| e.into_inner()).clone();
         peer.map_err(|why| {
             let why = self.condition().unwrap_or(why);
@@ -362,7 +393,9 @@ impl Shared {
             } else {
                 format!("next in {} s", left.as_secs_f64().ceil())
             };
-            if c.attempt == 0 {
+            if self.dormant.load(std::sync::atomic::Ordering::SeqCst) {
+                "idle (lazy: the server starts with the first request)".to_owned()
+            } else if c.attempt == 0 {
                 "starting: waiting for the server to answer initialize".to_owned()
             } else {
                 format!("restarting (attempt {}, {when}): {}", c.attempt, c.why)
@@ -379,7 +412,7 @@ impl Shared {
         cx: ToolContext,
         what: &str,
     ) -> Result<ServerResult, ToolError> {
-        let peer = self.connection()?;
+        let peer = self.connection().await?;
         let _active = self.active.register(cx.clone());
         let handle = peer
             .send_cancellable_request(request, PeerRequestOptions::no_options())
@@ -528,6 +561,7 @@ impl Upstream {
                 .filter(|v| v.len() >= 8)
                 .map(|v| secrecy::SecretString::from(v.clone())),
         );
+        let cache = config.lazy.then(|| cache_path(&setup.name, &config));
         let shared = Arc::new(Shared {
             plugin: setup.name.clone(),
             config,
@@ -546,7 +580,32 @@ impl Upstream {
             progress: Arc::default(),
             active: Active::default(),
             condition: Mutex::new(None),
+            dormant: std::sync::atomic::AtomicBool::new(false),
+            wake: tokio::sync::Notify::new(),
+            connected: tokio::sync::Notify::new(),
+            cache,
+            init_timeout: launch.init_timeout,
         });
+        // Lazy, with the tools of an earlier run: published now, the server started on first
+        // use. Without them, it starts now, to learn them.
+        if let Some(tools) = shared.cache.as_deref().and_then(read_cache) {
+            shared
+                .dormant
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            let defs = list_tools(&shared, tools);
+            *shared.tools.write().unwrap_or_else(|e| e.into_inner()) = defs;
+            shared.set_condition(Some(Condition {
+                attempt: 0,
+                next: tokio::time::Instant::now(),
+                why: String::new(),
+            }));
+            let (ready, _) = tokio::sync::oneshot::channel();
+            let supervisor = tokio::spawn(supervise(shared.clone(), launch, ready));
+            return Ok(Self {
+                shared,
+                supervisor: Mutex::new(Some(supervisor)),
+            });
+        }
         // The first start is the plugin's: a failure within the wait is the plugin's status.
         // Serving clients, the wait is short: a server slow to answer joins when it does
         // (clients get list_changed) rather than holding up the others.
@@ -785,6 +844,7 @@ async fn connect(shared: &Arc<Shared>, launch: &Launch, first: bool) -> Result<S
     // answering that it is being started again, rather than vanishing from clients' lists).
     publish(shared, &peer, !first).await?;
     *shared.peer.write().unwrap_or_else(|e| e.into_inner()) = Ok(peer);
+    shared.connected.notify_waiters();
     Ok((service, relist))
 }
 
@@ -901,22 +961,10 @@ async fn publish(
             .map_err(|e| with_stderr(shared, format!("tools/list failed: {e}")))?,
         None => Vec::new(),
     };
-    let mut defs: Vec<ToolDef> = Vec::new();
-    let mut taken: BTreeMap<String, String> = BTreeMap::new();
-    for tool in listed {
-        let upstream = tool.name.to_string();
-        if !wanted(&shared.config, &upstream) {
-            continue;
-        }
-        let local = names::local_name(&upstream, shared.room);
-        if let Some(first) = taken.get(&local) {
-            tracing::warn!(plugin = %shared.plugin, tool = %upstream, other = %first,
-                "upstream tool not published: its name is taken");
-            continue;
-        }
-        taken.insert(local.clone(), upstream.clone());
-        defs.push(tool_def(shared, tool, local));
+    if let Some(cache) = &shared.cache {
+        write_cache(cache, &listed);
     }
+    let defs = list_tools(shared, listed);
     if restarted
         && defs.is_empty()
         && !shared
@@ -1068,6 +1116,53 @@ fn prompt_def(shared: &Arc<Shared>, prompt: Prompt, completes: bool) -> PromptDe
     }
 }
 
+/// The upstream's tools as plugboard tools: filtered, named under the prefix.
+fn list_tools(shared: &Arc<Shared>, listed: Vec<Tool>) -> Vec<ToolDef> {
+    let mut defs: Vec<ToolDef> = Vec::new();
+    let mut taken: BTreeMap<String, String> = BTreeMap::new();
+    for tool in listed {
+        let upstream = tool.name.to_string();
+        if !wanted(&shared.config, &upstream) {
+            continue;
+        }
+        let local = names::local_name(&upstream, shared.room);
+        if let Some(first) = taken.get(&local) {
+            tracing::warn!(plugin = %shared.plugin, tool = %upstream, other = %first,
+                "upstream tool not published: its name is taken");
+            continue;
+        }
+        taken.insert(local.clone(), upstream.clone());
+        defs.push(tool_def(shared, tool, local));
+    }
+    defs
+}
+
+/// Where a lazy server's tools are kept between runs: plugboard's state folder, one file per
+/// plugin and server (its `[mcp]` table hashed: another server is another file).
+fn cache_path(plugin: &str, config: &McpConfig) -> PathBuf {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{config:?}").as_bytes());
+    let short: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    crate::config::state_dir("mcp").join(format!("{plugin}-{short}.json"))
+}
+
+fn read_cache(path: &std::path::Path) -> Option<Vec<Tool>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn write_cache(path: &std::path::Path, tools: &[Tool]) {
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(path.parent().unwrap_or(std::path::Path::new(".")))?;
+        let temporary = path.with_extension("json.tmp");
+        std::fs::write(&temporary, serde_json::to_vec(tools)?)?;
+        std::fs::rename(temporary, path)
+    };
+    if let Err(e) = write() {
+        tracing::warn!(path = %path.display(), error = %e, "could not keep the server's tools for a lazy start");
+    }
+}
+
 fn wanted(config: &McpConfig, name: &str) -> bool {
     config
         .tools
@@ -1117,6 +1212,13 @@ async fn supervise(
     let mut backoff = BACKOFF_FIRST;
     let mut attempt = 0u32;
     let mut why = String::new();
+    if shared.dormant.load(std::sync::atomic::Ordering::SeqCst) {
+        tokio::select! {
+            _ = shared.stop.cancelled() => return,
+            () = shared.wake.notified() => {}
+        }
+        tracing::info!(plugin = %shared.plugin, "first request: starting the MCP server");
+    }
     shared.set_condition(Some(Condition {
         attempt: 0,
         next: tokio::time::Instant::now(),
@@ -1207,6 +1309,8 @@ async fn supervise(
             next: tokio::time::Instant::now() + backoff,
             why: why.clone(),
         }));
+        // Requests waiting for a first start hear that it failed.
+        shared.connected.notify_waiters();
         tokio::select! {
             _ = shared.stop.cancelled() => return,
             _ = tokio::time::sleep(backoff) => {}
