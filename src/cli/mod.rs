@@ -86,6 +86,10 @@ struct Global {
     /// Tool calls in flight at once on one MCP session.
     #[arg(long, env = "PLUGBOARD_MAX_CALLS_PER_SESSION", default_value_t = crate::plugin::DEFAULT_MAX_CALLS_PER_SESSION, global = true)]
     max_calls_per_session: usize,
+    /// Show MCP clients three tools (find tools by words, describe one, call one) instead of
+    /// every tool's schema: for large catalogs.
+    #[arg(long, env = "PLUGBOARD_TOOL_DISCOVERY", global = true)]
+    tool_discovery: bool,
     /// Seconds a plugin may take to start.
     #[arg(
         long,
@@ -230,6 +234,7 @@ async fn start_manager(
         max_calls: g.max_calls,
         max_calls_per_session: g.max_calls_per_session,
         serving,
+        discovery: g.tool_discovery,
     };
     let Some(root) = files_root else {
         return Ok(Manager::start(config).await);

@@ -102,6 +102,28 @@ impl McpHandler {
         })
     }
 
+    /// The tools this request's client may see and call: the server's, less those of other
+    /// scopes and those that need sampling when it cannot sample.
+    fn visible(&self, cx: &RequestContext<RoleServer>) -> Vec<Tool> {
+        let can_sample = cx
+            .client_capabilities()
+            .is_some_and(|c| c.sampling.is_some());
+        let registry = self.manager.registry();
+        let tools = registry.tools_for(can_sample);
+        let Some(scope) = &self.scope else {
+            return (*tools).clone();
+        };
+        tools
+            .iter()
+            .filter(|t| {
+                registry
+                    .plugin_of(&t.name)
+                    .is_some_and(|p| scope.allows(p, t))
+            })
+            .cloned()
+            .collect()
+    }
+
     /// What a handler gets to reach the client of this request.
     fn context(&self, cx: &RequestContext<RoleServer>) -> ToolContext {
         let stream = cx
@@ -244,27 +266,18 @@ impl ServerHandler for McpHandler {
         _request: Option<PaginatedRequestParams>,
         cx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let can_sample = cx
-            .client_capabilities()
-            .is_some_and(|c| c.sampling.is_some());
-        let registry = self.manager.registry();
-        let tools = registry.tools_for(can_sample);
-        let Some(scope) = &self.scope else {
-            return Ok(ListToolsResult::with_all_items((*tools).clone()));
-        };
-        let shown = tools
-            .iter()
-            .filter(|t| {
-                registry
-                    .plugin_of(&t.name)
-                    .is_some_and(|p| scope.allows(p, t))
-            })
-            .cloned()
-            .collect();
-        Ok(ListToolsResult::with_all_items(shown))
+        if self.manager.config().discovery {
+            return Ok(ListToolsResult::with_all_items(super::discovery::tools()));
+        }
+        Ok(ListToolsResult::with_all_items(self.visible(&cx)))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
+        if self.manager.config().discovery && super::discovery::is_meta(name) {
+            return super::discovery::tools()
+                .into_iter()
+                .find(|t| t.name == name);
+        }
         let registry = self.manager.registry();
         let tool = registry.get(name)?;
         let plugin = registry.plugin_of(name)?;
@@ -294,6 +307,14 @@ impl ServerHandler for McpHandler {
                 "--max-calls (PLUGBOARD_MAX_CALLS)",
             ));
         };
+        // Discovery: find and describe are answered here; call runs the tool it names.
+        let mut request = request;
+        if self.manager.config().discovery && super::discovery::is_meta(&request.name) {
+            match super::discovery::handle(request, &self.visible(&cx)) {
+                super::discovery::Meta::Answer(result) => return Ok(result.into()),
+                super::discovery::Meta::Call(inner) => request = inner,
+            }
+        }
         let tool_cx = self.context(&cx);
         if stateless(&cx) {
             return Ok(self

@@ -3,6 +3,7 @@
 
 mod accept;
 pub(crate) mod decode;
+mod discovery;
 pub(crate) mod gate;
 pub(crate) mod guard;
 mod handler;

@@ -1171,3 +1171,95 @@ async fn a_lazy_server_starts_with_its_first_call() {
     assert_eq!(processes_in(&folder).len(), 1);
     client.cancel().await.unwrap();
 }
+
+/// `--tool-discovery`: a client sees three tools instead of the catalog; through them it
+/// finds, describes and calls every tool it would otherwise see, with the same results.
+#[tokio::test]
+async fn discovery_mode_shows_three_tools_and_reaches_every_one() {
+    let fx = fixture("");
+    fx.manifest(
+        "fixture",
+        &format!(
+            "name = \"fixture\"\nkind = \"mcp\"\nprefix = \"fx\"\n[mcp]\ncommand = {:?}\n",
+            mcp_fixture().display().to_string()
+        ),
+    );
+    let (direct, _) = fx.stdio(&[]).await;
+    let all = direct.list_all_tools().await.unwrap();
+    assert!(all.len() > 15, "{}", all.len());
+    let (client, _) = fx.stdio(&["--tool-discovery"]).await;
+    let shown = client.list_all_tools().await.unwrap();
+    let names: Vec<&str> = shown.iter().map(|t| t.name.as_ref()).collect();
+    assert_eq!(
+        names,
+        [
+            "plugboard_find_tools",
+            "plugboard_describe_tool",
+            "plugboard_call_tool"
+        ]
+    );
+    let bytes = |tools: &[rmcp::model::Tool]| serde_json::to_string(tools).unwrap().len();
+    assert!(
+        bytes(&shown) * 5 < bytes(&all),
+        "{} bytes shown against {} for the catalog",
+        bytes(&shown),
+        bytes(&all)
+    );
+
+    let found = call_tool(
+        &client,
+        "plugboard_find_tools",
+        json!({"query": "sum of two numbers"}),
+    )
+    .await;
+    let found = found.structured_content.unwrap();
+    assert_eq!(found["tools"][0]["name"], "ev_get-sum", "{found:#}");
+    let described = call_tool(
+        &client,
+        "plugboard_describe_tool",
+        json!({"name": "ev_get-sum"}),
+    )
+    .await;
+    let sum = all.iter().find(|t| t.name == "ev_get-sum").unwrap();
+    assert_eq!(
+        described.structured_content.unwrap(),
+        serde_json::to_value(sum).unwrap()
+    );
+    let through = call_tool(
+        &client,
+        "plugboard_call_tool",
+        json!({"name": "ev_get-sum", "arguments": {"a": 2, "b": 3}}),
+    )
+    .await;
+    let itself = call_tool(&direct, "ev_get-sum", json!({"a": 2, "b": 3})).await;
+    assert_eq!(
+        serde_json::to_value(&through).unwrap(),
+        serde_json::to_value(&itself).unwrap()
+    );
+    let echoed = call_tool(
+        &client,
+        "plugboard_call_tool",
+        json!({"name": "fx_echo", "arguments": {"text": "found"}}),
+    )
+    .await;
+    assert_eq!(text(&echoed), "found");
+
+    // What is wrong comes back as the tool's error, saying what to do.
+    let unknown = fails(
+        &client,
+        "plugboard_call_tool",
+        json!({"name": "ev_no_such"}),
+    )
+    .await;
+    assert!(unknown.contains("find_tools"), "{unknown}");
+    let bad = fails(
+        &client,
+        "plugboard_call_tool",
+        json!({"name": "ev_get-sum", "arguments": {"a": "two", "b": 3}}),
+    )
+    .await;
+    let bad_direct = fails(&direct, "ev_get-sum", json!({"a": "two", "b": 3})).await;
+    assert_eq!(bad, bad_direct);
+    client.cancel().await.unwrap();
+    direct.cancel().await.unwrap();
+}

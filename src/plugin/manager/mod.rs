@@ -55,6 +55,8 @@ pub struct ManagerConfig {
     /// Serving clients: a plugin slow to start (an MCP server that takes its time to
     /// answer `initialize`) joins when it is ready rather than holding up the server.
     pub serving: bool,
+    /// Show clients three tools (find, describe, call) instead of every tool's schema.
+    pub discovery: bool,
 }
 
 impl Default for ManagerConfig {
@@ -69,6 +71,7 @@ impl Default for ManagerConfig {
             max_calls: DEFAULT_MAX_CALLS,
             max_calls_per_session: DEFAULT_MAX_CALLS_PER_SESSION,
             serving: false,
+            discovery: false,
         }
     }
 }
