@@ -295,17 +295,11 @@ fn vscode_variables(value: &str) -> String {
 /// looks like a token.
 fn looks_secret(key: &str, value: &str) -> bool {
     let key = key.to_ascii_uppercase();
-    const NAMES: [&str; 8] = [
-        "KEY",
-        "TOKEN",
-        "SECRET",
-        "PASSWORD",
-        "PASSWD",
-        "PAT",
-        "AUTH",
-        "CREDENTIAL",
-    ];
-    let named = NAMES.iter().any(|n| key.contains(n));
+    // Anywhere in the name (plugboard's own rule wants them at its end), and AUTH besides.
+    let named = crate::net::secret::SECRET_WORDS
+        .iter()
+        .chain(&["AUTH", "CREDENTIAL"])
+        .any(|n| key.contains(n));
     let tokenish = value.len() >= 20
         && !value.contains(char::is_whitespace)
         && !value.contains('/')

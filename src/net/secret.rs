@@ -97,18 +97,21 @@ pub fn hold(value: &str) {
 /// `*_SECRET`, `*_PASSWORD`, `*_PAT`, `*_CREDENTIALS` (any case).
 pub fn is_secret_name(name: &str) -> bool {
     let name = name.to_ascii_uppercase();
-    [
-        "KEY",
-        "TOKEN",
-        "SECRET",
-        "PASSWORD",
-        "PASSWD",
-        "PAT",
-        "CREDENTIALS",
-    ]
-    .iter()
-    .any(|end| name == *end || name.ends_with(&format!("_{end}")))
+    SECRET_WORDS
+        .iter()
+        .any(|end| name == *end || name.ends_with(&format!("_{end}")))
 }
+
+/// The words that make a variable's name a secret's.
+pub const SECRET_WORDS: [&str; 7] = [
+    "KEY",
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "PAT",
+    "CREDENTIALS",
+];
 
 /// `text` with every secret held replaced by `[redacted]`.
 pub fn mask_held(text: &str) -> Cow<'_, str> {

@@ -332,30 +332,18 @@ impl ToolContext {
         &self,
         params: CreateMessageRequestParams,
     ) -> Result<CreateMessageResult, ToolError> {
-        if self.capabilities().is_some_and(|c| c.sampling.is_none()) {
-            return Err(ToolError::Failed(
-                "this client does not support sampling (it did not declare the `sampling` \
-                 capability), so the tool cannot ask its model"
-                    .into(),
-            ));
-        }
-        match &self.route {
-            Route::None => Err(self.no_client("sampling")),
-            Route::Deferred(None) => Err(only_tools("sampling")),
-            Route::Peer => {
-                let peer = self.link().peer.ok_or_else(|| self.no_client("sampling"))?;
-                self.waiting_for_client(peer.create_message(params))
-                    .await
-                    .map_err(|e| ToolError::Failed(format!("the client refused sampling: {e}")))
-            }
-            Route::Deferred(Some(asks)) => {
-                let request = InputRequest::CreateMessage(CreateMessageRequest::new(params));
-                let answer = self.defer(asks, request).await?;
-                serde_json::from_value(answer).map_err(|e| {
-                    ToolError::Failed(format!("the client's sampling answer is malformed: {e}"))
-                })
-            }
-        }
+        let declared = self.capabilities().map(|c| c.sampling.is_some());
+        let deferred = InputRequest::CreateMessage(CreateMessageRequest::new(params.clone()));
+        self.ask_client(
+            Asking {
+                what: "sampling",
+                declared,
+                without: "so the tool cannot ask its model",
+            },
+            move |peer| async move { peer.create_message(params).await },
+            deferred,
+        )
+        .await
     }
 
     /// Ask the user for structured input (`elicitation/create`, form mode). `schema` is the
@@ -367,11 +355,7 @@ impl ToolContext {
         schema: serde_json::Value,
     ) -> Result<ElicitResult, ToolError> {
         if self.capabilities().is_some_and(|c| c.elicitation.is_none()) {
-            return Err(ToolError::Failed(
-                "this client does not support elicitation (it did not declare the \
-                 `elicitation` capability), so the tool cannot ask the user"
-                    .into(),
-            ));
+            return Err(unsupported("elicitation", ELICIT_WITHOUT));
         }
         let requested_schema: ElicitationSchema = serde_json::from_value(schema).map_err(|e| {
             ToolError::Failed(format!(
@@ -392,58 +376,70 @@ impl ToolContext {
         &self,
         params: ElicitRequestParams,
     ) -> Result<ElicitResult, ToolError> {
-        if self.capabilities().is_some_and(|c| c.elicitation.is_none()) {
-            return Err(ToolError::Failed(
-                "this client does not support elicitation (it did not declare the \
-                 `elicitation` capability), so the tool cannot ask the user"
-                    .into(),
-            ));
-        }
-        match &self.route {
-            Route::None => Err(self.no_client("elicitation")),
-            Route::Deferred(None) => Err(only_tools("elicitation")),
-            Route::Peer => {
-                let peer = self
-                    .link()
-                    .peer
-                    .ok_or_else(|| self.no_client("elicitation"))?;
-                self.waiting_for_client(peer.create_elicitation(params))
-                    .await
-                    .map_err(|e| ToolError::Failed(format!("the client refused elicitation: {e}")))
-            }
-            Route::Deferred(Some(asks)) => {
-                let request = InputRequest::Elicitation(ElicitRequest::new(params));
-                let answer = self.defer(asks, request).await?;
-                serde_json::from_value(answer).map_err(|e| {
-                    ToolError::Failed(format!("the client's elicitation answer is malformed: {e}"))
-                })
-            }
-        }
+        let declared = self.capabilities().map(|c| c.elicitation.is_some());
+        let deferred = InputRequest::Elicitation(ElicitRequest::new(params.clone()));
+        self.ask_client(
+            Asking {
+                what: "elicitation",
+                declared,
+                without: ELICIT_WITHOUT,
+            },
+            move |peer| async move { peer.create_elicitation(params).await },
+            deferred,
+        )
+        .await
     }
 
     /// The client's roots (`roots/list`): the folders its user has opened.
     pub async fn roots(&self) -> Result<ListRootsResult, ToolError> {
-        if self.capabilities().is_some_and(|c| c.roots.is_none()) {
-            return Err(ToolError::Failed(
-                "this client does not support roots (it did not declare the `roots` \
-                 capability)"
-                    .into(),
-            ));
+        let declared = self.capabilities().map(|c| c.roots.is_some());
+        self.ask_client(
+            Asking {
+                what: "roots",
+                declared,
+                without: "so its roots cannot be listed",
+            },
+            |peer| async move { peer.list_roots().await },
+            InputRequest::ListRoots(ListRootsRequest::default()),
+        )
+        .await
+    }
+
+    /// Ask the client something (sampling, elicitation, roots): on a session, as a request
+    /// to it (the call's clock stopped while a person answers); on a stateless request, as
+    /// the input the call returns for; refused when the client did not declare the
+    /// capability.
+    async fn ask_client<T, F>(
+        &self,
+        asking: Asking,
+        direct: impl FnOnce(Peer<RoleServer>) -> F,
+        deferred: InputRequest,
+    ) -> Result<T, ToolError>
+    where
+        T: serde::de::DeserializeOwned,
+        F: Future<Output = Result<T, rmcp::service::ServiceError>>,
+    {
+        let Asking {
+            what,
+            declared,
+            without,
+        } = asking;
+        if declared == Some(false) {
+            return Err(unsupported(what, without));
         }
         match &self.route {
-            Route::None => Err(self.no_client("roots")),
-            Route::Deferred(None) => Err(only_tools("roots")),
+            Route::None => Err(self.no_client(what)),
+            Route::Deferred(None) => Err(only_tools(what)),
             Route::Peer => {
-                let peer = self.link().peer.ok_or_else(|| self.no_client("roots"))?;
-                self.waiting_for_client(peer.list_roots())
+                let peer = self.link().peer.ok_or_else(|| self.no_client(what))?;
+                self.waiting_for_client(direct(peer))
                     .await
-                    .map_err(|e| ToolError::Failed(format!("the client refused roots/list: {e}")))
+                    .map_err(|e| ToolError::Failed(format!("the client refused {what}: {e}")))
             }
             Route::Deferred(Some(asks)) => {
-                let request = InputRequest::ListRoots(ListRootsRequest::default());
-                let answer = self.defer(asks, request).await?;
+                let answer = self.defer(asks, deferred).await?;
                 serde_json::from_value(answer).map_err(|e| {
-                    ToolError::Failed(format!("the client's roots answer is malformed: {e}"))
+                    ToolError::Failed(format!("the client's {what} answer is malformed: {e}"))
                 })
             }
         }
@@ -542,6 +538,24 @@ impl StreamRelease {
     pub async fn settle(&self, max: Duration) -> bool {
         !self.0.released() || self.0.resumed(max).await
     }
+}
+
+fn unsupported(what: &str, without: &str) -> ToolError {
+    ToolError::Failed(format!(
+        "this client does not support {what} (it did not declare the `{what}` capability), \
+         {without}"
+    ))
+}
+
+const ELICIT_WITHOUT: &str = "so the tool cannot ask the user";
+
+/// What [`ToolContext::ask_client`] asks for, and whether the client said it can answer.
+struct Asking {
+    what: &'static str,
+    /// `None`: the client's capabilities are not known (the request is sent anyway).
+    declared: Option<bool>,
+    /// What the tool cannot do without it, for the error.
+    without: &'static str,
 }
 
 fn only_tools(what: &str) -> ToolError {

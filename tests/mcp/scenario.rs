@@ -116,16 +116,7 @@ pub async fn exercise(client: &Client, logs_expected: bool) {
     let token = handle.progress_token.clone();
     tokio::time::sleep(Duration::from_millis(300)).await;
     handle.cancel(Some("test".into())).await.unwrap();
-    let count = || {
-        client
-            .service()
-            .progress
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|p| p.progress_token == token)
-            .count()
-    };
+    let count = || client.service().progress_of(&token).len();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after_cancel = count();
     tokio::time::sleep(Duration::from_millis(400)).await;

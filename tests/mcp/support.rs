@@ -493,6 +493,17 @@ impl Drop for SaveHeard {
 }
 
 impl Recorder {
+    /// The progress heard for `token`, in order.
+    pub fn progress_of(&self, token: &rmcp::model::ProgressToken) -> Vec<f64> {
+        self.progress
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| &p.progress_token == token)
+            .map(|p| p.progress)
+            .collect()
+    }
+
     /// Resolves once `done` holds of what was kept, checked now and after each progress or
     /// log notification (an event, not a poll).
     pub async fn until(&self, done: impl Fn(&Recorder) -> bool) {

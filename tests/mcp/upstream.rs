@@ -23,16 +23,20 @@ use crate::{
     support::{Fixture, text},
 };
 
+/// `path`, which the test setup provides (`how` says what makes it).
+fn provided(path: PathBuf, how: &str) -> PathBuf {
+    assert!(path.is_file(), "{} is missing: {how}", path.display());
+    path
+}
+
 /// The server's entry point, installed by `npm ci --prefix tests/upstreams`.
 fn everything() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/upstreams/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    assert!(
-        path.is_file(),
-        "{} is missing: run `npm ci --prefix tests/upstreams` (as .ci/run does)",
-        path.display()
-    );
-    path
+    provided(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(
+            "tests/upstreams/node_modules/@modelcontextprotocol/server-everything/dist/index.js",
+        ),
+        "run `npm ci --prefix tests/upstreams` (as .ci/run does)",
+    )
 }
 
 /// A home whose only plugin is server-everything, under the prefix `ev`.
@@ -810,16 +814,13 @@ async fn a_remote_server_is_reached_over_streamable_http_or_legacy_sse() {
 /// The misbehaving fixture server (tests/fixture/mcp_fixture.rs), built by `cargo test` as
 /// an example.
 fn mcp_fixture() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_plugboard"))
-        .parent()
-        .unwrap()
-        .join("examples/mcp_fixture");
-    assert!(
-        path.is_file(),
-        "{} is missing: `cargo test` builds it (or `cargo build --example mcp_fixture`)",
-        path.display()
-    );
-    path
+    provided(
+        Path::new(env!("CARGO_BIN_EXE_plugboard"))
+            .parent()
+            .unwrap()
+            .join("examples/mcp_fixture"),
+        "`cargo test` builds it (or `cargo build --example mcp_fixture`)",
+    )
 }
 
 /// A home whose plugin `fx` is the fixture server (prefix `fx`), with `extra` in [mcp].
@@ -893,15 +894,7 @@ async fn calls_survive_an_upstream_that_crashes_floods_and_changes_its_tools() {
         panic!("{answer:?}")
     };
     assert_eq!(text(&result), "flooded 2000");
-    let heard: Vec<f64> = client
-        .service()
-        .progress
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|p| p.progress_token == token)
-        .map(|p| p.progress)
-        .collect();
+    let heard = client.service().progress_of(&token);
     assert_eq!(
         heard.len(),
         2000,
