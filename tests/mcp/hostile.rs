@@ -352,3 +352,178 @@ async fn every_service_client_refuses_oversize_answers_and_foreign_redirects() {
         elsewhere_seen.lock().unwrap()
     );
 }
+
+/// A Streamable HTTP MCP server that initializes and lists its tools properly, then answers
+/// each tool call as no well-behaved server would: `huge` declares 200 MB and streams it,
+/// `drip` keeps its event stream open with keep-alives and never answers, `garbage` answers
+/// with bytes that are not JSON. Every request's `Authorization` header is recorded.
+async fn hostile_mcp() -> (String, Arc<Mutex<Vec<String>>>) {
+    use axum::{
+        body::Body,
+        http::{HeaderMap, StatusCode, header},
+        response::{IntoResponse, Response},
+    };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let record = record.clone();
+            async move {
+                let auth = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                record.lock().unwrap().push(auth);
+                let message: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                let id = message["id"].clone();
+                let json = |result: serde_json::Value| -> Response {
+                    (
+                        [
+                            (header::CONTENT_TYPE, "application/json"),
+                            (header::HeaderName::from_static("mcp-session-id"), "hostile-1"),
+                        ],
+                        json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string(),
+                    )
+                        .into_response()
+                };
+                let tool = |name: &str| json!({"name": name, "inputSchema": {"type": "object"}});
+                match message["method"].as_str().unwrap_or("") {
+                    "initialize" => json(json!({
+                        "protocolVersion": "2025-06-18",
+                        "capabilities": {"tools": {}},
+                        "serverInfo": {"name": "hostile", "version": "1"}
+                    })),
+                    "tools/list" => json(json!({"tools": [tool("huge"), tool("drip"), tool("garbage"), tool("fine")]})),
+                    "tools/call" => match message["params"]["name"].as_str().unwrap_or("") {
+                        "huge" => {
+                            let chunks = futures::stream::iter(
+                                (0..200).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1 << 20])),
+                            );
+                            Response::builder()
+                                .header(header::CONTENT_TYPE, "application/json")
+                                .header(header::CONTENT_LENGTH, 200usize << 20)
+                                .body(Body::from_stream(chunks))
+                                .unwrap()
+                        }
+                        "drip" => {
+                            let beats = futures::stream::unfold((), |()| async {
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                                Some((Ok::<_, std::io::Error>(b": keep-alive\n\n".to_vec()), ()))
+                            });
+                            Response::builder()
+                                .header(header::CONTENT_TYPE, "text/event-stream")
+                                .body(Body::from_stream(beats))
+                                .unwrap()
+                        }
+                        "garbage" => (
+                            [(header::CONTENT_TYPE, "application/json")],
+                            "{\"jsonrpc\": \"2.0\", \"id\": not json",
+                        )
+                            .into_response(),
+                        _ => json(json!({"content": [{"type": "text", "text": "fine"}]})),
+                    },
+                    _ => StatusCode::ACCEPTED.into_response(),
+                }
+            }
+        })
+        .get(|| async { StatusCode::METHOD_NOT_ALLOWED })
+        .delete(|| async { StatusCode::OK }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+/// A hosted MCP server that answers past the size limit, never, or with garbage: each call
+/// ends in bounded time with a tool error, the server serves on (the upstream's other tools
+/// included), and its bearer token goes to it alone — never into an error, never to a host
+/// a redirect names.
+#[tokio::test]
+async fn a_hostile_mcp_upstream_costs_a_clear_error_and_nothing_else() {
+    let (url, seen) = hostile_mcp().await;
+    let token = "hostile-upstream-token-0123456789";
+    let fx = Fixture::empty();
+    fx.manifest(
+        "hostile",
+        &format!(
+            "name = \"hostile\"\nkind = \"mcp\"\nprefix = \"h\"\n[mcp]\nurl = {url:?}\n\
+             headers = {{ Authorization = \"Bearer ${{HOSTILE_TOKEN}}\" }}\n"
+        ),
+    );
+    let (client, _) = fx
+        .stdio_env(&["--call-timeout", "3"], &[("HOSTILE_TOKEN", token)], None)
+        .await;
+    for tool in ["h_huge", "h_drip", "h_garbage"] {
+        let e = fails(&client, tool, json!({})).await;
+        assert!(!e.contains(token), "{tool}: {e}");
+        let why = match tool {
+            "h_huge" => "exceeded the maximum size",
+            "h_drip" => "did not finish within 3 s",
+            _ => "could not parse JSON",
+        };
+        assert!(e.contains(why), "{tool}: {e}");
+        // The server serves on; so does the upstream's plugin once it has reconnected.
+        let mut fine = None;
+        for _ in 0..200 {
+            let result = crate::airtable::call_tool(&client, "h_fine", json!({})).await;
+            if result.is_error != Some(true) {
+                fine = Some(result);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            fine.is_some(),
+            "after {tool}: the upstream's other tools answer again"
+        );
+    }
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .all(|auth| auth == &format!("Bearer {token}")),
+        "every request carried the token: {:?}",
+        seen.lock().unwrap()
+    );
+    client.cancel().await.unwrap();
+
+    // A server that redirects elsewhere is not followed there with the token.
+    let (elsewhere, elsewhere_seen) = raw_server(
+        "127.0.0.2",
+        Arc::new(|_: &str| response("200 OK", "", "{}")),
+    )
+    .await;
+    let target = format!("{elsewhere}/mcp");
+    let (redirecting, _) = raw_server(
+        "127.0.0.1",
+        Arc::new(move |_: &str| {
+            response(
+                "307 Temporary Redirect",
+                &format!("location: {target}\r\n"),
+                "",
+            )
+        }),
+    )
+    .await;
+    let fx = Fixture::empty();
+    fx.manifest(
+        "hostile",
+        &format!(
+            "name = \"hostile\"\nkind = \"mcp\"\nprefix = \"h\"\n[mcp]\nurl = \"{redirecting}/mcp\"\n\
+             init_timeout_secs = 3\nheaders = {{ Authorization = \"Bearer ${{HOSTILE_TOKEN}}\" }}\n"
+        ),
+    );
+    let plugins = fx
+        .output(fx.command(&["plugins"]).env("HOSTILE_TOKEN", token))
+        .await;
+    assert!(plugins.stdout.contains("failed ("), "{}", plugins.stdout);
+    assert!(!plugins.stdout.contains(token) && !plugins.stderr.contains(token));
+    assert!(
+        elsewhere_seen.lock().unwrap().is_empty(),
+        "a redirect was followed: {:?}",
+        elsewhere_seen.lock().unwrap()
+    );
+}

@@ -442,13 +442,19 @@ impl Shared {
     /// What the client is told when a relayed request failed.
     fn failure(&self, what: &str, e: ServiceError) -> ToolError {
         match e {
-            ServiceError::TransportClosed | ServiceError::TransportSend(_) => {
-                ToolError::Upstream(format!(
-                    "the MCP server of plugin {} is not running (it stopped during the call); \
-                     it is being started again, try again shortly",
-                    self.plugin
-                ))
-            }
+            ServiceError::TransportClosed => ToolError::Upstream(format!(
+                "the MCP server of plugin {} is not running (it stopped during the call); it \
+                 is being started again, try again shortly",
+                self.plugin
+            )),
+            // The connection failed on this request: say how (an answer past the size
+            // limit, one that is not JSON, …).
+            ServiceError::TransportSend(e) => ToolError::Upstream(format!(
+                "the MCP server of plugin {} is not running (the connection failed during the \
+                 call: {}); it is being started again, try again shortly",
+                self.plugin,
+                clip(&tidy(&e.to_string()), 300)
+            )),
             // The upstream's own word on what was wrong with the request.
             ServiceError::McpError(e) if e.code == ErrorCode::INVALID_PARAMS => {
                 ToolError::InvalidArguments(format!("{what}: {}", e.message))
@@ -896,6 +902,14 @@ async fn initialize<E: std::fmt::Display>(
             "the server did not answer initialize within {} s",
             launch.init_timeout.as_secs_f64()
         )),
+    }
+}
+
+/// At most `max` characters of `text` (an upstream's words can be long).
+fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
     }
 }
 
