@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use notify_debouncer_mini::{DebounceEventResult, new_debouncer, notify::RecursiveMode};
+use notify::{EventKind, RecursiveMode, Watcher};
 
 use crate::plugin::Manager;
 
@@ -33,19 +33,25 @@ pub fn spawn(manager: Arc<Manager>) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let filter_plugins = plugins.clone();
     let filter_dotenv = dotenv.clone();
-    let debouncer = new_debouncer(DEBOUNCE, move |events: DebounceEventResult| match events {
-        Ok(events) => {
-            if events
-                .iter()
-                .any(|e| matters(&e.path, &filter_plugins, filter_dotenv.as_deref()))
-            {
-                let _ = tx.send(());
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        match event {
+            // Reading a manifest is an event too (an access): only changes count, or each
+            // reload would set off the next.
+            Ok(event) if matches!(event.kind, EventKind::Access(_) | EventKind::Other) => {}
+            Ok(event) => {
+                if event
+                    .paths
+                    .iter()
+                    .any(|p| matters(p, &filter_plugins, filter_dotenv.as_deref()))
+                {
+                    let _ = tx.send(());
+                }
             }
+            Err(e) => tracing::warn!(error = %e, "watching the plugins folder failed"),
         }
-        Err(e) => tracing::warn!(error = %e, "watching the plugins folder failed"),
     });
-    let mut debouncer = match debouncer {
-        Ok(d) => d,
+    let mut watcher = match watcher {
+        Ok(w) => w,
         Err(e) => {
             tracing::warn!(error = %e, "cannot watch the plugins folder; reload with SIGHUP");
             return;
@@ -53,10 +59,7 @@ pub fn spawn(manager: Arc<Manager>) {
     };
     let mut watching = Vec::new();
     if plugins.is_dir() {
-        match debouncer
-            .watcher()
-            .watch(&plugins, RecursiveMode::Recursive)
-        {
+        match watcher.watch(&plugins, RecursiveMode::Recursive) {
             Ok(()) => watching.push(plugins.display().to_string()),
             Err(e) => tracing::warn!(error = %e, dir = %plugins.display(), "cannot watch"),
         }
@@ -65,10 +68,7 @@ pub fn spawn(manager: Arc<Manager>) {
     if let Some(folder) = dotenv.as_deref().and_then(Path::parent)
         && !folder.starts_with(&plugins)
     {
-        match debouncer
-            .watcher()
-            .watch(folder, RecursiveMode::NonRecursive)
-        {
+        match watcher.watch(folder, RecursiveMode::NonRecursive) {
             Ok(()) => watching.push(dotenv.as_ref().unwrap().display().to_string()),
             Err(e) => tracing::warn!(error = %e, dir = %folder.display(), "cannot watch"),
         }
@@ -78,9 +78,11 @@ pub fn spawn(manager: Arc<Manager>) {
     }
     tracing::info!(watching = %watching.join(", "), "reloading plugins when these change");
     tokio::spawn(async move {
-        let _debouncer = debouncer;
+        let _watcher = watcher;
         while rx.recv().await.is_some() {
-            // What came in while reloading is covered by this reload.
+            // An editor's save is several events: wait for them to settle, then reload once
+            // for all of them.
+            tokio::time::sleep(DEBOUNCE).await;
             while rx.try_recv().is_ok() {}
             tracing::info!("plugins or .env changed: reloading");
             manager.reload().await;

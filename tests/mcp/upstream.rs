@@ -1029,8 +1029,13 @@ async fn a_changed_manifest_or_env_reloads_only_its_plugin() {
     let fx = fixture_server("");
     let env_file = fx.home.path().join(".env");
     std::fs::write(&env_file, "UNRELATED=1\n").unwrap();
+    let log = fx.home.path().join("serve.log");
     let (client, _) = fx
-        .stdio(&["--env-file", &env_file.display().to_string()])
+        .stdio_env(
+            &["--env-file", &env_file.display().to_string()],
+            &[],
+            Some(&log),
+        )
         .await;
     let fixture_dir = fx.plugins().join("fixture");
     let first = processes_in(&fixture_dir);
@@ -1094,6 +1099,17 @@ async fn a_changed_manifest_or_env_reloads_only_its_plugin() {
         now.len() == 1 && now != first
     })
     .await;
+    // Reading the manifests is no change: nothing reloads until something changes (an
+    // earlier watcher counted its own reads as changes and reloaded every 300 ms).
+    let reloads = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("changed: reloading")
+            .count()
+    };
+    let settled = reloads();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(reloads(), settled, "reloads with nothing changed");
     client.cancel().await.unwrap();
 }
 
