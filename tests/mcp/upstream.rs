@@ -1272,3 +1272,86 @@ async fn discovery_mode_shows_three_tools_and_reaches_every_one() {
     client.cancel().await.unwrap();
     direct.cancel().await.unwrap();
 }
+
+/// `@modelcontextprotocol/server-filesystem` (from npm, pinned): its tools under the prefix,
+/// its annotations deciding what `--read-only` publishes, its own refusals relayed as tool
+/// errors.
+#[tokio::test]
+async fn the_reference_filesystem_server_is_hosted_with_its_own_rules() {
+    let server = provided(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(
+            "tests/upstreams/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js",
+        ),
+        "run `npm ci --prefix tests/upstreams` (as .ci/run does)",
+    );
+    let fx = Fixture::empty();
+    let shared = fx.data().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("notes.md"), "# Notes\nhosted\n").unwrap();
+    std::fs::write(fx.data().join("private.txt"), "not shared").unwrap();
+    fx.manifest(
+        "filesystem",
+        &format!(
+            "name = \"filesystem\"\nkind = \"mcp\"\nprefix = \"fs\"\n[mcp]\ncommand = \"node\"\n\
+             args = [{:?}, {:?}]\n",
+            server.display().to_string(),
+            shared.display().to_string()
+        ),
+    );
+    let (client, _) = fx.stdio(&[]).await;
+    let names: BTreeSet<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    for name in [
+        "fs_read_text_file",
+        "fs_write_file",
+        "fs_list_allowed_directories",
+    ] {
+        assert!(names.contains(name), "{name} in {names:?}");
+    }
+    let path = |name: &str| shared.join(name).display().to_string();
+    let read = call_tool(
+        &client,
+        "fs_read_text_file",
+        json!({"path": path("notes.md")}),
+    )
+    .await;
+    assert!(text(&read).contains("hosted"), "{read:?}");
+    let written = call_tool(
+        &client,
+        "fs_write_file",
+        json!({"path": path("new.md"), "content": "written through plugboard"}),
+    )
+    .await;
+    assert_ne!(written.is_error, Some(true), "{written:?}");
+    assert_eq!(
+        std::fs::read_to_string(shared.join("new.md")).unwrap(),
+        "written through plugboard"
+    );
+    // Its own rule: nothing outside the folders it was given.
+    let outside = fx.data().join("private.txt").display().to_string();
+    let refused = fails(&client, "fs_read_text_file", json!({"path": outside})).await;
+    assert!(!refused.contains("not shared"), "{refused}");
+    client.cancel().await.unwrap();
+
+    // --read-only keeps what the server marks read-only, and nothing it does not.
+    let (client, _) = fx.stdio(&["--read-only"]).await;
+    let tools = client.list_all_tools().await.unwrap();
+    let names: BTreeSet<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert!(names.contains("fs_read_text_file"), "{names:?}");
+    assert!(
+        !names.contains("fs_write_file") && !names.contains("fs_move_file"),
+        "{names:?}"
+    );
+    assert!(
+        tools
+            .iter()
+            .all(|t| t.annotations.as_ref().and_then(|a| a.read_only_hint) == Some(true)),
+        "only tools the server marks read-only"
+    );
+    client.cancel().await.unwrap();
+}
