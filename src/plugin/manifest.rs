@@ -45,6 +45,10 @@ pub struct Manifest {
     /// `code`, both `files`).
     pub builtin: Option<String>,
     pub prefix: Option<String>,
+    /// Its tools are not listed but found through the discovery tools (find, describe,
+    /// call), as `--tool-discovery` does for all: for servers with many tools.
+    #[serde(default)]
+    pub tool_discovery: bool,
     #[serde(default)]
     pub description: String,
     #[serde(default)]

@@ -102,6 +102,12 @@ impl McpHandler {
         })
     }
 
+    /// Whether the discovery tools are offered: to all (`--tool-discovery`), or for the
+    /// plugins whose manifests ask for it.
+    fn discovering(&self) -> bool {
+        self.manager.config().discovery || !self.manager.discovery_plugins().is_empty()
+    }
+
     /// The tools this request's client may see and call: the server's, less those of other
     /// scopes and those that need sampling when it cannot sample.
     fn visible(&self, cx: &RequestContext<RoleServer>) -> Vec<Tool> {
@@ -269,11 +275,28 @@ impl ServerHandler for McpHandler {
         if self.manager.config().discovery {
             return Ok(ListToolsResult::with_all_items(super::discovery::tools()));
         }
-        Ok(ListToolsResult::with_all_items(self.visible(&cx)))
+        // Plugins whose manifests ask for it are found through the discovery tools; the
+        // others are listed as they are.
+        let hidden = self.manager.discovery_plugins();
+        let visible = self.visible(&cx);
+        if hidden.is_empty() {
+            return Ok(ListToolsResult::with_all_items(visible));
+        }
+        let registry = self.manager.registry();
+        let mut shown: Vec<Tool> = visible
+            .into_iter()
+            .filter(|t| {
+                registry
+                    .plugin_of(&t.name)
+                    .is_none_or(|p| !hidden.iter().any(|h| h == p))
+            })
+            .collect();
+        shown.extend(super::discovery::tools());
+        Ok(ListToolsResult::with_all_items(shown))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        if self.manager.config().discovery && super::discovery::is_meta(name) {
+        if self.discovering() && super::discovery::is_meta(name) {
             return super::discovery::tools()
                 .into_iter()
                 .find(|t| t.name == name);
@@ -309,7 +332,7 @@ impl ServerHandler for McpHandler {
         };
         // Discovery: find and describe are answered here; call runs the tool it names.
         let mut request = request;
-        if self.manager.config().discovery && super::discovery::is_meta(&request.name) {
+        if self.discovering() && super::discovery::is_meta(&request.name) {
             match super::discovery::handle(request, &self.visible(&cx)) {
                 super::discovery::Meta::Answer(result) => return Ok(result.into()),
                 super::discovery::Meta::Call(inner) => request = inner,

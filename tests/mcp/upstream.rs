@@ -1355,3 +1355,49 @@ async fn the_reference_filesystem_server_is_hosted_with_its_own_rules() {
     );
     client.cancel().await.unwrap();
 }
+
+/// `tool_discovery = true` in one manifest: that plugin's tools are found through the
+/// discovery tools, the others' are listed as they are.
+#[tokio::test]
+async fn one_plugin_behind_discovery_the_others_listed() {
+    let fx = fixture("");
+    let manifest = std::fs::read_to_string(fx.plugins().join("everything/plugin.toml")).unwrap();
+    // A key of the manifest itself, before its [mcp] table.
+    fx.manifest(
+        "everything",
+        &manifest.replacen("[mcp]", "tool_discovery = true\n[mcp]", 1),
+    );
+    fx.manifest(
+        "fixture",
+        &format!(
+            "name = \"fixture\"\nkind = \"mcp\"\nprefix = \"fx\"\n[mcp]\ncommand = {:?}\n",
+            mcp_fixture().display().to_string()
+        ),
+    );
+    let (client, _) = fx.stdio(&[]).await;
+    let names: BTreeSet<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(
+        names.contains("fx_echo") && names.contains("plugboard_find_tools"),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.starts_with("ev_")), "{names:?}");
+    let found = call_tool(&client, "plugboard_find_tools", json!({"query": "sum"})).await;
+    assert_eq!(
+        found.structured_content.unwrap()["tools"][0]["name"],
+        "ev_get-sum"
+    );
+    let sum = call_tool(
+        &client,
+        "plugboard_call_tool",
+        json!({"name": "ev_get-sum", "arguments": {"a": 20, "b": 22}}),
+    )
+    .await;
+    assert!(text(&sum).contains("42"), "{sum:?}");
+    client.cancel().await.unwrap();
+}

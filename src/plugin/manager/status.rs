@@ -71,6 +71,16 @@ pub struct EnvReport {
 }
 
 impl Manager {
+    /// The plugins whose manifests put their tools behind the discovery tools.
+    pub fn discovery_plugins(&self) -> Vec<String> {
+        let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
+        slots
+            .iter()
+            .filter(|(_, slot)| slot.manifest.as_ref().is_some_and(|m| m.tool_discovery))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// Every plugin's status, for `plugboard plugins` and `plugboard check`.
     pub fn statuses(&self) -> Vec<PluginStatus> {
         let registry = self.registry();
