@@ -51,6 +51,14 @@ impl Guard {
     }
 
     pub(crate) fn host_allowed(&self, host: &str) -> bool {
+        if self.hosts.iter().any(|h| h == "*") {
+            return true;
+        }
+        // Only a host name (with its port) names a host, whatever the allowed list holds
+        // (`--allowed-hosts "]"` let in `Host: ]` — found by fuzz/ http_guard).
+        if host.parse::<axum::http::uri::Authority>().is_err() {
+            return false;
+        }
         let name = strip_port(host);
         // An IPv6 address names a host only in brackets (RFC 3986 §3.2.2).
         if name.contains(':') && !host.starts_with('[') {
@@ -285,6 +293,21 @@ mod tests {
             (header::ORIGIN, "http://[::1]evil.example"),
         ];
         assert_eq!(g.check(&headers(&origin)).unwrap_err(), Refusal::Origin);
+    }
+
+    #[test]
+    fn an_allowed_name_that_is_no_host_name_lets_nothing_in() {
+        // Regression (fuzz/ http_guard, 10-minute run): `--allowed-hosts "]"` let in `Host: ]`.
+        let hosts = ["]".to_owned(), "mcp.example".to_owned()];
+        let g = Guard::new("127.0.0.1".parse().unwrap(), &hosts, &[], None);
+        assert_eq!(
+            g.check(&headers(&[(header::HOST, "]")])).unwrap_err(),
+            Refusal::Host
+        );
+        assert!(
+            g.check(&headers(&[(header::HOST, "mcp.example:443")]))
+                .is_ok()
+        );
     }
 
     #[test]
