@@ -10,6 +10,9 @@
 //! - A batch Airtable refuses for its contents (422) is split: each row is sent alone, so one
 //!   bad row fails with its reason and the other nine land.
 //!
+//! One file because reading rows, batching, the checkpoint and the 422 split are one pipeline
+//! with one exactly-once invariant; about half of it is the tests of that invariant.
+//!
 //! Over 600 lines only with its unit tests (from `#[cfg(test)]` on): the import is one loop of
 //! batches, checkpoints and splits, and the ids that find a checkpoint again.
 

@@ -10,6 +10,9 @@
 //! call's remaining time; otherwise the model is told plainly when to try again. Writes are
 //! spaced (`write_interval`) as GitHub's guidance for content creation asks.
 //!
+//! One file because every request passes through the same rate-limit bookkeeping; the rest of
+//! its length is the tests that drive that bookkeeping against the fake.
+//!
 //! Long because rate-limit buckets, waits and error mapping are one state machine, kept with
 //! its unit tests (from `#[cfg(test)]` on).
 

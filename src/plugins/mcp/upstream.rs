@@ -5,6 +5,13 @@
 //! last stderr lines); the supervisor starts it again after a back-off (1 s doubling to 30 s,
 //! reset once it has served a minute) and publishes its tools afresh. Stopping the plugin
 //! kills the child's whole process group.
+//!
+//! One file on purpose, for now: the supervisor, the relay of requests and of progress, and
+//! the client handler that answers the upstream all work on one `Shared` state and its
+//! invariants (a call is registered before it is sent and forgotten when it ends; progress
+//! read before an answer goes out before it). Its seams, for the split this file is due:
+//! the progress relay (`ProgressRelay`, `Ordered`, `forward_progress`), the client handler
+//! (`Client`), and the lazy-start cache (`cache_path`, `read_cache`, `write_cache`).
 
 #![allow(deprecated)] // rmcp marks sampling, roots and logging deprecated (SEP-2577); upstreams use them.
 

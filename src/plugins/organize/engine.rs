@@ -8,6 +8,10 @@
 //! written: the apply after a dry run, and a run after an interrupted one, ask nothing again.
 //! Writes are upserts on the path and link updates computed from what is stored, so any run
 //! repeated — after a kill at any point — ends with one record per document, never two.
+//!
+//! One file because a run is one state machine whose steps share the checkpoint and the plan
+//! being built; most of its length is the tests of that machine. Its seams, should it grow:
+//! the plan (diffing against the table) and the writer (upserts, then links).
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
