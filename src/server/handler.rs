@@ -105,7 +105,7 @@ impl McpHandler {
     /// Whether the discovery tools are offered: to all (`--tool-discovery`), or for the
     /// plugins whose manifests ask for it.
     fn discovering(&self) -> bool {
-        self.manager.config().discovery || !self.manager.discovery_plugins().is_empty()
+        self.manager.config().discovery || self.manager.any_discovery_plugin()
     }
 
     /// The tools this request's client may see and call: the server's, less those of other

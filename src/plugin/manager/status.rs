@@ -81,6 +81,15 @@ impl Manager {
             .collect()
     }
 
+    /// Whether any plugin puts its tools behind the discovery tools (asked on every call:
+    /// no allocation).
+    pub fn any_discovery_plugin(&self) -> bool {
+        let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
+        slots
+            .values()
+            .any(|slot| slot.manifest.as_ref().is_some_and(|m| m.tool_discovery))
+    }
+
     /// Every plugin's status, for `plugboard plugins` and `plugboard check`.
     pub fn statuses(&self) -> Vec<PluginStatus> {
         let registry = self.registry();
