@@ -247,7 +247,11 @@ impl Calls {
                 ));
             }
         };
-        let instance = serde_json::Value::Object(args.unwrap_or_default());
+        let mut args = args.unwrap_or_default();
+        if entry.null_is_absent {
+            args.retain(|_, value| !value.is_null());
+        }
+        let instance = serde_json::Value::Object(args);
         let problems = argument_problems(validator, &instance);
         if !problems.is_empty() {
             let message = format!(

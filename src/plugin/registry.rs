@@ -25,6 +25,8 @@ pub(crate) struct Entry {
     pub timeout: Option<std::time::Duration>,
     /// Listed only to clients that can sample.
     pub sampling_only: bool,
+    /// Top-level `null` arguments are dropped before validation ([`ToolDef::null_is_absent`]).
+    pub null_is_absent: bool,
 }
 
 impl Entry {
@@ -240,6 +242,7 @@ pub(crate) fn publish(def: &ToolDef, prefix: &str, plugin: &Arc<str>) -> Result<
         validator: OnceLock::new(),
         timeout: def.timeout,
         sampling_only: def.sampling_clients_only,
+        null_is_absent: def.null_is_absent,
     })
 }
 

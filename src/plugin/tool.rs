@@ -36,6 +36,10 @@ pub struct ToolDef {
     pub timeout: Option<std::time::Duration>,
     /// Listed only to clients that support sampling (the tool needs the client's model).
     pub sampling_clients_only: bool,
+    /// A top-level `null` argument means the argument is not given: the tool's arguments are
+    /// a Rust type (an `Option` is `None` either way) whose published schema leaves `null` out
+    /// of its optional arguments' types, and some models send `null` for what they leave out.
+    pub null_is_absent: bool,
 }
 
 impl ToolDef {
@@ -67,6 +71,7 @@ impl ToolDef {
             handler: erased,
             timeout: None,
             sampling_clients_only: false,
+            null_is_absent: true,
         }
     }
 
@@ -98,6 +103,7 @@ impl ToolDef {
             }),
             timeout: None,
             sampling_clients_only: false,
+            null_is_absent: false,
         }
     }
 

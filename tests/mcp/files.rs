@@ -87,6 +87,17 @@ async fn list_read_search_analyze() {
     )
     .await;
     assert_eq!(lines["text"], "beta\ngamma needle\n", "{lines}");
+    // The schema leaves `null` out of optional arguments' types, and a model that sends
+    // `null` for one it leaves out (as OpenAI's strict mode does) is not refused for it.
+    let nulls = ok(
+        &client,
+        "files_read",
+        json!({"path": "docs/notes.txt", "start_line": 3, "end_line": null, "offset": null}),
+    )
+    .await;
+    assert_eq!(nulls["text"], "gamma needle\n", "{nulls}");
+    let required_null = refused(&client, "files_read", json!({"path": null})).await;
+    assert!(required_null.contains("path"), "{required_null}");
 
     let hits = ok(&client, "files_search", json!({"pattern": "needle"})).await;
     let mut found: Vec<(String, u64)> = hits["hits"]

@@ -253,3 +253,78 @@ async fn every_snapshot_is_a_published_tool() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// What `tools/list` costs a client (and, in most clients, a model's context on every turn) in
+/// the default mode with every built-in plugin configured, all four providers keyed: at most
+/// 32 KB of JSON. Past that, discovery mode (`--tool-discovery`) is the answer, not more tools
+/// in the default list.
+#[tokio::test]
+async fn the_default_tool_list_of_every_builtin_fits_in_32_kb() {
+    let fx = Fixture::empty();
+    let data = fx.data();
+    for (name, text) in [
+        (
+            "airtable",
+            include_str!("../../plugins/airtable/plugin.toml"),
+        ),
+        ("github", include_str!("../../plugins/github/plugin.toml")),
+        ("agents", include_str!("../../plugins/agents/plugin.toml")),
+        (
+            "organize",
+            include_str!("../../plugins/organize/plugin.toml"),
+        ),
+        ("files", include_str!("../../plugins/files/plugin.toml")),
+    ] {
+        fx.manifest(name, text);
+    }
+    let nowhere = "http://127.0.0.1:9";
+    let roots = data.display().to_string();
+    let (client, _) = fx
+        .stdio_env(
+            &[],
+            &[
+                ("AIRTABLE_API_KEY", "patBUDGET000000000.0"),
+                ("AIRTABLE_BASE_URL", nowhere),
+                ("GITHUB_TOKEN", "ghp_budget"),
+                ("GITHUB_API_URL", nowhere),
+                ("PLUGBOARD_FILES_ROOTS", &roots),
+                ("OPENAI_API_KEY", "sk-budget"),
+                ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
+                ("ANTHROPIC_API_KEY", "sk-ant-budget"),
+                ("ANTHROPIC_BASE_URL", nowhere),
+                ("GEMINI_API_KEY", "gemini-budget-key"),
+                ("GEMINI_BASE_URL", nowhere),
+                ("DEEPSEEK_API_KEY", "sk-budget-deepseek"),
+                ("DEEPSEEK_BASE_URL", "http://127.0.0.1:9/v1"),
+            ],
+            None,
+        )
+        .await;
+    let tools = client.list_all_tools().await.unwrap();
+    client.cancel().await.unwrap();
+    let names: BTreeSet<&str> = tools.iter().map(|t| &*t.name).collect();
+    // Every built-in plugin is there: a plugin that failed to load would pass the budget.
+    for name in [
+        "airtable_list_records",
+        "airtable_bulk_import",
+        "airtable_ai_organize",
+        "github_search_code",
+        "files_read",
+        "files_analyze",
+        "ask",
+        "consensus",
+    ] {
+        assert!(names.contains(name), "{name} is not published: {names:?}");
+    }
+    // The result as the server sends it (`{"tools":[…]}`), without the JSON-RPC envelope.
+    let bytes = serde_json::json!({ "tools": tools }).to_string().len();
+    eprintln!(
+        "tools/list with every built-in: {} tools, {bytes} bytes",
+        names.len()
+    );
+    assert!(
+        bytes <= 32 * 1024,
+        "tools/list with every built-in plugin configured is {bytes} bytes: over the 32 KB \
+         budget (shorten descriptions, or publish less)"
+    );
+}

@@ -170,8 +170,7 @@ struct AgentsPlugin {
 struct AskArgs {
     /// What to ask.
     prompt: String,
-    /// A provider's name (see the resource plugboard://agents/providers), or `auto` to let
-    /// the routing rules pick.
+    /// A provider's name, or `auto` for the routing rules' pick.
     #[serde(default)]
     provider: Option<String>,
     /// Let the model call plugboard's other tools (read-only ones unless configured).
@@ -190,12 +189,10 @@ struct ConsensusArgs {
     /// Which providers to ask (default: every available one).
     #[serde(default)]
     providers: Vec<String>,
-    /// The position a provider is asked to argue, by provider name: `for`, `against` or
-    /// `neutral` (default).
+    /// Stance per provider name: `for`, `against` or `neutral` (default).
     #[serde(default)]
     stances: BTreeMap<String, Stance>,
-    /// Seconds each provider may take; a late provider is reported and the others' answers
-    /// are kept (default: each provider's configured timeout).
+    /// Seconds each provider may take (default: its configured timeout); a late one is reported.
     #[serde(default)]
     #[schemars(range(min = 0.1, max = 3600))]
     timeout_secs: Option<f64>,
@@ -222,9 +219,8 @@ impl Plugin for AgentsPlugin {
                 ToolDef::new(
                     "ask",
                     &format!(
-                        "Ask another AI model (providers: {listed}; `auto` picks by the \
-                         routing rules). With use_tools the model may call plugboard's other \
-                         tools and gets their results before it answers."
+                        "Ask another AI model (providers: {listed}). With `use_tools` it may \
+                         call plugboard's other tools before it answers."
                     ),
                     ask_hints,
                     move |args: AskArgs, cx: ToolContext| {
@@ -248,10 +244,9 @@ impl Plugin for AgentsPlugin {
             let mut tool = ToolDef::new(
                 "consensus",
                 &format!(
-                    "Ask several AI models the same question at once (providers: {listed}) and \
-                     get every answer, a synthesis and which models agreed. Each model has its \
-                     own deadline: a slow or failing one is reported, the others' answers are \
-                     kept. Optionally give each a stance (for/against/neutral)."
+                    "Ask several AI models (providers: {listed}) the same question at once: \
+                     every answer, a synthesis and which agreed. A slow or failing model is \
+                     reported and the others' answers kept. Each may be given a stance."
                 ),
                 Hints::read_only().open_world(),
                 move |args: ConsensusArgs, cx: ToolContext| {

@@ -49,21 +49,19 @@ pub struct BulkImport {
     pub base: String,
     /// Table name or id.
     pub table: String,
-    /// A `.csv`, `.json` (an array of objects) or `.jsonl` file inside the import roots.
+    /// A `.csv`, `.tsv`, `.json` (array of objects) or `.jsonl` file inside the import roots.
     #[serde(default)]
     pub path: Option<String>,
-    /// Rows given inline instead of a file: objects of column → value.
+    /// Rows given inline instead of a file (column → value).
     #[serde(default)]
     pub rows: Option<Vec<Map<String, Value>>>,
-    /// 1-3 fields (after mapping) that identify a record: a row whose key matches an existing
-    /// record updates it, so running the import again never duplicates.
+    /// 1-3 fields (after mapping) that identify a record: a row whose key matches one updates it.
     pub key_fields: Vec<String>,
-    /// Column → field. Without it, each column goes to the field of the same name. With it,
-    /// only mapped columns are imported.
+    /// Column → field; only mapped columns are imported. Default: each column to the field of its
+    /// name.
     #[serde(default)]
     pub mapping: Option<Map<String, Value>>,
-    /// Let Airtable convert values and add select options. Without it, text from a CSV is
-    /// converted by the field's type (numbers, checkboxes, multiple selects).
+    /// Let Airtable convert values and add select options (default: converted here by field type).
     #[serde(default)]
     pub typecast: bool,
     /// Start over even if a checkpoint of this same import exists.

@@ -21,27 +21,19 @@ const BATCH: usize = 10;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnalyzeArgs {
-    /// Folder to summarise (recursively, skipping `.git` and what `.gitignore` and `.ignore`
-    /// files exclude), relative to a root or absolute inside one; `.` is the first root. A
-    /// single file works too.
+    /// Folder (walked recursively) or file; `.` is the first root.
     path: String,
-    /// Most documents to summarise, first by path. The server sets the default (usually
-    /// 200); at most 1000.
+    /// Most documents, first by path (default: the server's, usually 200).
     #[schemars(range(min = 1, max = 1000))]
     limit: Option<usize>,
-    /// Only documents whose path relative to `path` matches this glob, e.g. `**/*.md`. `*`
-    /// stays within one folder; `**` crosses folders.
+    /// Only documents whose path relative to `path` matches, e.g. `**/*.md`.
     glob: Option<String>,
-    /// Also summarise what `.gitignore` and `.ignore` files exclude (build output such as
-    /// `target/`, dependencies such as `node_modules/`), which is skipped by default. Files that
-    /// may hold secrets stay hidden either way. Default: false. A `path` that is itself ignored
-    /// is walked anyway.
+    /// Include what `.gitignore` and `.ignore` files exclude (secret files stay hidden).
     include_ignored: Option<bool>,
-    /// Characters of opening text per document (default 240, at most 8000).
+    /// Characters of opening text per document (default 240).
     #[schemars(range(min = 1, max = 8000))]
     extract_chars: Option<usize>,
-    /// Also give each document's SHA-256 (`sha256`), to tell later whether it changed.
-    /// Default: false.
+    /// Also give each document's SHA-256, to tell later whether it changed.
     hash: Option<bool>,
 }
 
@@ -101,12 +93,9 @@ pub struct Document {
 pub(super) fn tool(files: Arc<Files>) -> ToolDef {
     ToolDef::new::<AnalyzeArgs, _, _>(
         "analyze",
-        "Summarise the documents in a folder inside the allowed roots: for each text document \
-         (Markdown, text, HTML, JSON, CSV, YAML, TOML, XML, source code, …) its title, type, size, \
-         modification time, word count and the opening ~240 characters (`extract_chars` for \
-         more), with a SHA-256 per document on request (`hash`); files it cannot summarise are \
-         listed with the reason. What `.gitignore` files exclude (build output, dependencies) is skipped unless `include_ignored` is true. Use \
-         it to get an overview of a folder before reading files with files_read.",
+        "Summarise the text documents (Markdown, HTML, JSON, CSV, code, PDF, DOCX, …) in a folder \
+         inside the allowed roots: each one's title, type, size, modification time, word count \
+         and opening text.",
         Hints::read_only(),
         move |args: AnalyzeArgs, cx: ToolContext| {
             let files = files.clone();

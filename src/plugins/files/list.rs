@@ -24,28 +24,19 @@ const MAX_LIMIT: usize = 1000;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListArgs {
-    /// Folder to list, relative to a root or absolute inside one. Default: the first root. A
-    /// file gives just that entry.
+    /// Folder (or file) to list; default: the first root.
     path: Option<String>,
-    /// Only entries whose path relative to the listed folder matches this glob. `*` stays
-    /// within one folder and `**` crosses folders: `*.md` matches this folder's Markdown files,
-    /// `**/*.md` those at any depth (down to `depth`). Folders are still walked when they don't
-    /// match.
+    /// Only entries whose path relative to the folder matches, e.g. `*.md` or `**/*.md`.
     glob: Option<String>,
-    /// How many levels to go down: 1 (the default) lists the folder's own entries, 2 adds
-    /// their children, and so on up to 20.
+    /// Levels to list: 1 (the default) is the folder's own entries.
     #[schemars(range(min = 1, max = 20))]
     depth: Option<usize>,
-    /// Most entries to return in this page (the server's default is usually 200; at most 1000).
+    /// Most entries in this page (default: the server's, usually 200).
     #[schemars(range(min = 1, max = 1000))]
     limit: Option<usize>,
-    /// The `next_cursor` of a previous call with the same `path`, `glob`, `depth` and
-    /// `include_ignored`, to get the next page.
+    /// `next_cursor` of the previous call with the same arguments.
     cursor: Option<String>,
-    /// Also list what `.gitignore` and `.ignore` files exclude (build output such as `target/`,
-    /// dependencies such as `node_modules/`), which is left out by default. Files that may hold
-    /// secrets stay hidden either way. Default: false. A `path` that is itself ignored is walked
-    /// anyway.
+    /// Include what `.gitignore` and `.ignore` files exclude (secret files stay hidden).
     include_ignored: Option<bool>,
 }
 
@@ -100,13 +91,9 @@ struct Cursor {
 pub(super) fn tool(files: Arc<Files>) -> ToolDef {
     ToolDef::new::<ListArgs, _, _>(
         "list",
-        "List files and folders inside the allowed roots, sorted by path, with type, size and \
-         modification time. Lists one level by default; raise `depth` to go deeper and use `glob` \
-         to filter (e.g. `**/*.md`). What `.gitignore` files exclude (build output, \
-         dependencies) is left out unless `include_ignored` is true. Results come in pages: \
-         when `truncated` is true, call again with `cursor` set to `next_cursor`. Returned \
-         paths are relative to the root and can be passed to files_read, files_search and \
-         files_analyze.",
+        "List files and folders inside the allowed roots with type, size and modification time, \
+         one level unless `depth` says more. Paged: while `truncated`, pass `next_cursor` as \
+         `cursor`.",
         Hints::read_only(),
         move |args: ListArgs, cx: ToolContext| {
             let files = files.clone();

@@ -24,21 +24,19 @@ const LINE_COUNT_LIMIT: u64 = 64 * 1024 * 1024;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReadArgs {
-    /// File to read, relative to a root or absolute inside one.
+    /// File, relative to a root or absolute inside one.
     path: String,
-    /// First line to return, counting from 1. Combine with `end_line`; do not combine with
-    /// `offset`/`length`.
+    /// First line, from 1 (not with `offset`).
     #[schemars(range(min = 1))]
     start_line: Option<u64>,
-    /// Last line to return, inclusive. Default: as far as `max_bytes` allows.
+    /// Last line, inclusive.
     #[schemars(range(min = 1))]
     end_line: Option<u64>,
-    /// Byte offset to start reading at (0-based), for files with very long lines. Do not
-    /// combine with `start_line`/`end_line`.
+    /// Byte offset to start at, for very long lines (not with `start_line`).
     offset: Option<u64>,
-    /// How many bytes to read from `offset`. Default: as many as `max_bytes` allows.
+    /// Bytes to read from `offset`.
     length: Option<u64>,
-    /// Most bytes to return in this call; the server caps it (usually at 1 MiB).
+    /// Most bytes to return; the server caps it (usually 1 MiB).
     #[schemars(range(min = 1))]
     max_bytes: Option<u64>,
 }
@@ -71,10 +69,9 @@ pub struct ReadOutput {
 pub(super) fn tool(files: Arc<Files>) -> ToolDef {
     ToolDef::new::<ReadArgs, _, _>(
         "read",
-        "Read a text file inside the allowed roots. Returns the whole file, or lines \
-         `start_line`..=`end_line`, or `length` bytes from `offset`, up to `max_bytes`. When the \
-         result is truncated, the note says which `start_line` or `offset` continues it. Binary \
-         files are refused: use files_list to see their size instead.",
+        "Read a text file inside the allowed roots (a PDF or DOCX as its text): whole, lines \
+         `start_line`..=`end_line`, or `length` bytes from `offset`, up to `max_bytes`. A \
+         truncated result says where to go on. Binary files are refused.",
         Hints::read_only(),
         move |args: ReadArgs, cx: ToolContext| {
             let files = files.clone();

@@ -15,27 +15,19 @@ const MAX_LINE_CHARS: usize = 300;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchArgs {
-    /// Regular expression matched against each line (Rust regex syntax: like PCRE without
-    /// look-around or backreferences). Escape special characters to search literally, e.g.
-    /// `fn main\(`.
+    /// Regular expression (Rust syntax: no look-around or backreferences) matched against each
+    /// line.
     pattern: String,
-    /// Folder or single file to search, relative to a root or absolute inside one. Default:
-    /// the first root. Folders are searched recursively, skipping `.git`, `.hg` and `.svn` and
-    /// what `.gitignore` and `.ignore` files exclude (see `include_ignored`).
+    /// Folder (searched recursively) or file; default: the first root.
     path: Option<String>,
-    /// Only files whose path relative to `path` matches this glob, e.g. `**/*.rs`. `*` stays
-    /// within one folder; `**` crosses folders.
+    /// Only files whose path relative to `path` matches, e.g. `**/*.rs`.
     glob: Option<String>,
-    /// Match letters regardless of case. Default: false.
+    /// Ignore case.
     case_insensitive: Option<bool>,
-    /// Stop after this many matching lines. The server sets the default and the maximum
-    /// (usually 100).
+    /// Stop after this many lines (default and most: the server's, usually 100).
     #[schemars(range(min = 1))]
     max_hits: Option<usize>,
-    /// Also search what `.gitignore` and `.ignore` files exclude (build output such as
-    /// `target/`, dependencies such as `node_modules/`), which is skipped by default. Files that
-    /// may hold secrets stay hidden either way. Default: false. A `path` that is itself ignored
-    /// is walked anyway.
+    /// Include what `.gitignore` and `.ignore` files exclude (secret files stay hidden).
     include_ignored: Option<bool>,
 }
 
@@ -70,11 +62,9 @@ pub struct Hit {
 pub(super) fn tool(files: Arc<Files>) -> ToolDef {
     ToolDef::new::<SearchArgs, _, _>(
         "search",
-        "Search text files inside the allowed roots for lines matching a regular expression, \
-         like grep. Returns each hit's path, line number and text; read around a hit with \
-         files_read (start_line/end_line). Binary and very large files are skipped, and so is \
-         what `.gitignore` files exclude unless `include_ignored` is true. The search \
-         stops at `max_hits`: when `truncated` is true, narrow `path`, `glob` or `pattern`.",
+        "Search text files inside the allowed roots for lines matching a regular expression, like \
+         grep: each hit's path, line and text. Binary, very large and git-ignored files are \
+         skipped.",
         Hints::read_only(),
         move |args: SearchArgs, cx: ToolContext| {
             let files = files.clone();

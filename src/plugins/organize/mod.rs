@@ -119,56 +119,45 @@ impl Default for Settings {
 pub struct OrganizeArgs {
     /// Base id (app…).
     pub base: String,
-    /// The table to organize into (name or id). Missing fields are created on apply (see
-    /// `create_fields`).
+    /// Table (name or id); missing fields are created on apply.
     pub table: String,
-    /// Folder of documents to organize, inside the files plugin's roots (as for
-    /// files_analyze): one record per document, upserted on its path. Leave it out to
-    /// organize the records already in `table` instead: each is categorized, tagged and
-    /// summarised from its own text fields, in place.
+    /// Folder inside the files plugin's roots: one record per document, upserted on its path.
+    /// Without it, the table's records are organized from their own text.
     #[serde(default)]
     pub path: Option<String>,
-    /// Only documents whose path relative to `path` matches this glob, e.g. `**/*.md`.
+    /// Only documents whose path relative to `path` matches, e.g. `**/*.md`.
     #[serde(default)]
     pub glob: Option<String>,
-    /// Also organize what `.gitignore` and `.ignore` files exclude. Default: false.
+    /// Include what `.gitignore` and `.ignore` files exclude.
     #[serde(default)]
     pub include_ignored: Option<bool>,
-    /// The categories to choose from. Default: those the table's category field already
-    /// has, else a taxonomy the model proposes from the whole collection first.
+    /// Categories to choose from. Default: the table's, else a taxonomy the model proposes.
     #[serde(default)]
     pub categories: Option<Vec<String>>,
-    /// Most tags per record (default from the settings, 5).
+    /// Most tags per record (default from the settings: 5).
     #[serde(default)]
     #[schemars(range(min = 1, max = 20))]
     pub max_tags: Option<usize>,
-    /// Most words per summary (default from the settings, 40).
+    /// Most words per summary (default from the settings: 40).
     #[serde(default)]
     #[schemars(range(min = 5, max = 300))]
     pub summary_words: Option<usize>,
-    /// Link related documents to each other (both ways). Default: true. The model chooses
-    /// a new or changed document's links among the documents sharing a tag with it; links
-    /// between unchanged documents stay as the table has them.
+    /// Link related documents both ways, as the model judges (default true).
     #[serde(default)]
     pub link_related: Option<bool>,
-    /// Have the model choose every document's links afresh, not only the new and changed
-    /// ones' (one small request per 10 documents). Default: false.
+    /// Judge every document's links again, not only new and changed ones'.
     #[serde(default)]
     pub relink: Option<bool>,
-    /// Create missing fields and select options. Default from the settings (true).
+    /// Create missing fields and select options (default from the settings: true).
     #[serde(default)]
     pub create_fields: Option<bool>,
-    /// Which provider classifies (a name, or `auto` for routing). Default: the settings';
-    /// with no provider configured, the client's own model by sampling.
+    /// Provider (a name or `auto`). Default: the settings', else the client's model by sampling.
     #[serde(default)]
     pub provider: Option<String>,
-    /// Carry out the plan. Default false: the answer is the plan — records to create and to
-    /// update (field by field), unchanged ones, fields and options to create, the model's
-    /// tokens and their estimated cost, and the Airtable requests apply will make. What the
-    /// model said is kept, so the apply that follows asks it nothing again.
+    /// Write the plan (default: answer with it). The apply reuses the model's answers.
     #[serde(default)]
     pub apply: Option<bool>,
-    /// Forget what an earlier dry run or interrupted apply kept, and classify afresh.
+    /// Forget what an earlier dry run or interrupted apply kept; classify afresh.
     #[serde(default)]
     pub restart: Option<bool>,
 }
@@ -206,16 +195,10 @@ impl Plugin for Organize {
         vec![
             ToolDef::new::<OrganizeArgs, _, _>(
                 "organize",
-                "Organize a folder of documents (research notes, papers, docs) into an Airtable \
-                 table with AI: one record per document with its title, a category, tags, a \
-                 summary, its path, a status, a content hash and links to related documents. \
-                 Without `path`, the records already in the table are organized in place. \
-                 The categories are the ones given, the table's own, or a taxonomy the model \
-                 proposes for the whole collection. Dry run by default: the answer is the plan \
-                 (records to create and update, field by field, fields to create, model \
-                 tokens and cost, Airtable requests); call again with `apply: true` to write \
-                 it. Safe to repeat: records are upserted on the file path, and unchanged \
-                 documents (by content hash) cost no model request and no write.",
+                "Organize a folder of documents into an Airtable table with AI: one record each \
+                 with title, category, tags, summary, path and links to related documents \
+                 (without `path`: the table's records, in place). A dry run answers with the plan \
+                 and its cost; `apply: true` writes it. Safe to repeat.",
                 Hints {
                     read_only: false,
                     destructive: false,

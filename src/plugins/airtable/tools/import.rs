@@ -14,11 +14,9 @@ pub(super) fn bulk_import(at: &Arc<Airtable>) -> ToolDef {
     let at = at.clone();
     ToolDef::new(
         "bulk_import",
-        "Import rows from a CSV/TSV/JSON/JSONL file (inside the import folders) or inline \
-         `rows` into a table, upserting on `key_fields` so a re-run never duplicates. Columns \
-         go to the fields of the same name unless `mapping` says otherwise. Reports progress; \
-         an interrupted import continues from its checkpoint when run again. Answers with \
-         created, updated, skipped and failed rows (with reasons).",
+        "Import rows from a CSV/TSV/JSON/JSONL file (in the import folders) or inline `rows` into \
+         a table, upserting on `key_fields` (a re-run never duplicates). An interrupted import \
+         resumes when run again.",
         Hints::destructive(true).open_world(),
         move |args: BulkImport, cx| {
             let at = at.clone();

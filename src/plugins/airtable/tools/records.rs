@@ -18,9 +18,8 @@ pub(super) fn list_records(at: &Arc<Airtable>) -> ToolDef {
     let at = at.clone();
     ToolDef::new(
         "list_records",
-        "List records of a table, optionally through a view, filtered by an Airtable formula, \
-         sorted, with only some fields. Returns at most `limit` records; when there are more, \
-         `truncated` is true and `next_cursor` continues the listing.",
+        "List a table's records, through a view, filtered by a formula, sorted, with some fields \
+         only: at most `limit`; while `truncated`, `next_cursor` continues.",
         Hints::read_only().open_world(),
         move |args: ListRecords, _| {
             let at = at.clone();
@@ -46,8 +45,8 @@ pub(super) fn search_records(at: &Arc<Airtable>) -> ToolDef {
     let at = at.clone();
     ToolDef::new(
         "search_records",
-        "Find records whose fields contain a text (case-insensitive). Searches the given \
-         `fields`, or every text-like field of the table.",
+        "Find records whose fields contain a text (case-insensitive): the given `fields`, or \
+         every text-like field.",
         Hints::read_only().open_world(),
         move |args: SearchRecords, _| {
             let at = at.clone();
@@ -83,8 +82,8 @@ struct ListRecords {
     /// A view (name or id): its filter and order apply.
     #[serde(default)]
     view: Option<String>,
-    /// An Airtable formula; records where it is 0, false, empty or an error are left out,
-    /// e.g. `AND({Status} = 'Done', {Points} > 3)`.
+    /// Airtable formula; records where it is false, 0, empty or an error are left out, e.g.
+    /// `AND({Status} = 'Done', {Points} > 3)`.
     #[serde(default)]
     filter_by_formula: Option<String>,
     #[serde(default)]
@@ -95,13 +94,14 @@ struct ListRecords {
     /// Stop after this many records in total, across calls.
     #[serde(default)]
     max_records: Option<u32>,
-    /// Records per Airtable page (1-100).
+    /// Records per Airtable request.
     #[serde(default)]
+    #[schemars(range(min = 1, max = 100))]
     page_size: Option<u32>,
-    /// Records to return in this call (default and most: the plugin's max_records_per_call).
+    /// Records in this call (default and most: the plugin's max_records_per_call).
     #[serde(default)]
     limit: Option<u32>,
-    /// `next_cursor` from a previous call with the same arguments.
+    /// `next_cursor` of the previous call with the same arguments.
     #[serde(default)]
     cursor: Option<String>,
 }

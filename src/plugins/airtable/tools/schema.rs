@@ -31,8 +31,8 @@ pub(super) fn list_tables(at: &Arc<Airtable>) -> ToolDef {
     let at = at.clone();
     ToolDef::new(
         "list_tables",
-        "List the tables of a base. `detail`: `ids` (ids and names only), `names` (default: \
-         plus field names and types), `full` (plus field options, descriptions and views).",
+        "List a base's tables at a `detail` of `ids` (ids and names), `names` (default: with \
+         field names and types) or `full` (with field options and views).",
         Hints::read_only().open_world(),
         move |args: Schema, _| {
             let at = at.clone();
@@ -45,8 +45,8 @@ pub(super) fn describe_base(at: &Arc<Airtable>) -> ToolDef {
     let at = at.clone();
     ToolDef::new(
         "describe_base",
-        "Describe a base's schema: tables, fields (types, options) and views. Limit it to some \
-         `tables`, and choose `detail` (`ids`, `names`, `full` — the default) to keep it short.",
+        "Describe a base's schema: tables, fields (types, options) and views; some `tables` only, \
+         at a `detail` of `ids`, `names` or `full` (default).",
         Hints::read_only().open_world(),
         move |args: Schema, _| {
             let at = at.clone();
@@ -85,8 +85,7 @@ pub(super) fn update_field(at: &Arc<Airtable>) -> ToolDef {
     let at = at.clone();
     ToolDef::new(
         "update_field",
-        "Rename a field or change its description (Airtable does not allow changing a \
-         field's type through the API).",
+        "Rename a field or change its description (its type cannot be changed through the API).",
         Hints::destructive(true).open_world(),
         move |args: UpdateField, _| {
             let at = at.clone();
@@ -132,14 +131,13 @@ struct Schema {
 #[serde(deny_unknown_fields)]
 struct FieldSpec {
     name: String,
-    /// Airtable field type: singleLineText, multilineText, number, checkbox, singleSelect,
-    /// multipleSelects, date, email, url, ...
+    /// Airtable field type, e.g. singleLineText, multilineText, number, checkbox, singleSelect,
+    /// multipleSelects, date, url.
     #[serde(rename = "type")]
     kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     description: Option<String>,
-    /// Type-specific options, as Airtable documents them (e.g. `{"choices":[{"name":"A"}]}`,
-    /// `{"precision":0}`).
+    /// Type-specific options as Airtable documents them, e.g. `{"precision":0}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     options: Option<Map<String, Value>>,
 }

@@ -20,8 +20,7 @@ pub(super) fn create_records(at: &Arc<Airtable>) -> ToolDef {
     let at = at.clone();
     ToolDef::new(
         "create_records",
-        "Create records (any number; sent in batches of 10). `typecast: true` lets Airtable \
-         convert values and add new select options.",
+        "Create records (any number; sent in batches of 10).",
         Hints::additive().open_world(),
         move |args: CreateRecords, cx| {
             let at = at.clone();
@@ -34,8 +33,7 @@ pub(super) fn update_records(at: &Arc<Airtable>) -> ToolDef {
     let at = at.clone();
     ToolDef::new(
         "update_records",
-        "Update records by id (any number; batches of 10). `mode: merge` (default) changes only \
-         the given fields; `replace` clears every field not given.",
+        "Update records by id (any number; batches of 10).",
         Hints::destructive(true).open_world(),
         move |args: UpdateRecords, cx| {
             let at = at.clone();
@@ -48,8 +46,8 @@ pub(super) fn upsert_records(at: &Arc<Airtable>) -> ToolDef {
     let at = at.clone();
     ToolDef::new(
         "upsert_records",
-        "Create or update records matched on 1-3 key fields (`fields_to_merge_on`): a record \
-         whose key values match is updated, otherwise one is created. Safe to repeat.",
+        "Create or update records matched on 1-3 key fields (`fields_to_merge_on`); safe to \
+         repeat.",
         Hints::destructive(true).open_world(),
         move |args: UpsertRecords, cx| {
             let at = at.clone();
@@ -62,7 +60,7 @@ pub(super) fn delete_records(at: &Arc<Airtable>) -> ToolDef {
     let at = at.clone();
     ToolDef::new(
         "delete_records",
-        "Delete records by id (any number; batches of 10). This cannot be undone from here.",
+        "Delete records by id (any number; batches of 10); this cannot be undone.",
         Hints::destructive(true).open_world(),
         move |args: DeleteRecords, cx| {
             let at = at.clone();
@@ -86,7 +84,7 @@ struct CreateRecords {
     base: String,
     table: String,
     records: Vec<NewRecord>,
-    /// Let Airtable convert values (e.g. "3" into a number) and add new select options.
+    /// Let Airtable convert values ("3" into a number) and add select options.
     #[serde(default)]
     typecast: bool,
 }
@@ -115,6 +113,8 @@ struct UpdateRecords {
     base: String,
     table: String,
     records: Vec<RecordUpdate>,
+    /// `merge` (default): only the given fields change; `replace`: the fields not given are
+    /// cleared.
     #[serde(default)]
     mode: Mode,
     #[serde(default)]
@@ -138,6 +138,8 @@ struct UpsertRecords {
     records: Vec<UpsertRecord>,
     /// 1-3 field names whose values identify a record.
     fields_to_merge_on: Vec<String>,
+    /// `merge` (default): only the given fields change; `replace`: the fields not given are
+    /// cleared.
     #[serde(default)]
     mode: Mode,
     #[serde(default)]

@@ -48,9 +48,8 @@ pub(super) fn issue_write(gh: &Arc<GitHub>) -> ToolDef {
     let gh = gh.clone();
     ToolDef::new(
         "issue_write",
-        "Create an issue (`create`: title required) or change one (`update`: only the fields \
-         given change; labels and assignees replace the current ones; state closes or \
-         reopens).",
+        "Create an issue (`create`, with a title) or change one (`update`: only the given fields \
+         change; labels and assignees are replaced).",
         Hints::destructive(false).open_world(),
         move |args: IssueWrite, cx| {
             let gh = gh.clone();
@@ -100,15 +99,14 @@ struct ListIssues {
     direction: Option<Direction>,
     #[serde(default)]
     include_pull_requests: bool,
-    /// Page to read (default 1).
     #[serde(default)]
     #[schemars(range(min = 1))]
     page: Option<u32>,
-    /// Items per page (default 30, at most 100).
+    /// Default 30.
     #[serde(default)]
     #[schemars(range(min = 1, max = 100))]
     per_page: Option<u32>,
-    /// Every field GitHub returns instead of the essentials.
+    /// All of GitHub's fields, not just the essentials.
     #[serde(default)]
     full: bool,
 }
@@ -138,15 +136,15 @@ struct IssueRead {
     /// get_comments: only comments updated at or after this time (ISO 8601).
     #[serde(default)]
     since: Option<String>,
-    /// get_comments: page to read (default 1).
+    /// get_comments only.
     #[serde(default)]
     #[schemars(range(min = 1))]
     page: Option<u32>,
-    /// get_comments: comments per page (default 30, at most 100).
+    /// get_comments: default 30.
     #[serde(default)]
     #[schemars(range(min = 1, max = 100))]
     per_page: Option<u32>,
-    /// Every field GitHub returns instead of the essentials.
+    /// All of GitHub's fields, not just the essentials.
     #[serde(default)]
     full: bool,
 }

@@ -40,10 +40,9 @@ pub(super) fn pull_request_read(gh: &Arc<GitHub>) -> ToolDef {
     let gh = gh.clone();
     ToolDef::new(
         "pull_request_read",
-        "Read a pull request: `get` (state, branches, mergeability, counts, body), \
-         `get_files` (changed files with line counts, paged) or `get_diff` (the unified \
-         diff, optionally of some files, in pieces of max_bytes; a truncated piece ends with \
-         the offset to continue from).",
+        "Read a pull request: `get` (state, branches, mergeability, counts, body), `get_files` \
+         (changed files, paged) or `get_diff` (the unified diff, optionally of some files, in \
+         pieces of `max_bytes`).",
         Hints::read_only().open_world(),
         move |args: PullRead, cx| {
             let gh = gh.clone();
@@ -96,15 +95,14 @@ struct ListPulls {
     sort: Option<PullSort>,
     #[serde(default)]
     direction: Option<Direction>,
-    /// Page to read (default 1).
     #[serde(default)]
     #[schemars(range(min = 1))]
     page: Option<u32>,
-    /// Items per page (default 30, at most 100).
+    /// Default 30.
     #[serde(default)]
     #[schemars(range(min = 1, max = 100))]
     per_page: Option<u32>,
-    /// Every field GitHub returns instead of the essentials.
+    /// All of GitHub's fields, not just the essentials.
     #[serde(default)]
     full: bool,
 }
@@ -134,15 +132,15 @@ struct PullRead {
     #[serde(default)]
     #[schemars(range(min = 1000, max = 200000))]
     max_bytes: Option<u32>,
-    /// get_files: page to read (default 1).
+    /// get_files only.
     #[serde(default)]
     #[schemars(range(min = 1))]
     page: Option<u32>,
-    /// get_files: files per page (default 30, at most 100).
+    /// get_files: default 30.
     #[serde(default)]
     #[schemars(range(min = 1, max = 100))]
     per_page: Option<u32>,
-    /// Every field GitHub returns instead of the essentials (get_files: with patches).
+    /// All of GitHub's fields, not just the essentials (get_files: with patches).
     #[serde(default)]
     full: bool,
 }

@@ -54,15 +54,14 @@ pub(super) fn search_issues(gh: &Arc<GitHub>) -> ToolDef {
 struct SearchCode {
     /// GitHub code search query.
     query: String,
-    /// Page to read (default 1).
     #[serde(default)]
     #[schemars(range(min = 1))]
     page: Option<u32>,
-    /// Results per page (default 20, at most 100).
+    /// Default 20.
     #[serde(default)]
     #[schemars(range(min = 1, max = 100))]
     per_page: Option<u32>,
-    /// Every field GitHub returns instead of the essentials.
+    /// All of GitHub's fields, not just the essentials.
     #[serde(default)]
     full: bool,
 }
@@ -98,15 +97,14 @@ struct SearchIssues {
     sort: Option<SearchSort>,
     #[serde(default)]
     order: Option<Direction>,
-    /// Page to read (default 1).
     #[serde(default)]
     #[schemars(range(min = 1))]
     page: Option<u32>,
-    /// Results per page (default 30, at most 100).
+    /// Default 30.
     #[serde(default)]
     #[schemars(range(min = 1, max = 100))]
     per_page: Option<u32>,
-    /// Every field GitHub returns instead of the essentials.
+    /// All of GitHub's fields, not just the essentials.
     #[serde(default)]
     full: bool,
 }
