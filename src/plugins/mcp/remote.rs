@@ -6,18 +6,27 @@
 //! own origin: an `endpoint` event naming another host is refused, and redirects are followed
 //! within the origin only (the shared HTTP client's rule).
 
-use std::{collections::HashMap, time::Duration};
-
-use futures::StreamExt;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use rmcp::{
-    model::{ClientJsonRpcMessage, ServerJsonRpcMessage},
-    transport::{
-        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
-    },
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex},
+    time::Duration,
 };
 
-use crate::{agents::sse::Parser, net};
+use futures::{StreamExt, stream::BoxStream};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use rmcp::{
+    model::{ClientJsonRpcMessage, RequestId, ServerJsonRpcMessage},
+    transport::{
+        StreamableHttpClientTransport,
+        streamable_http_client::{
+            SseError, StreamableHttpClient, StreamableHttpClientTransportConfig,
+            StreamableHttpError, StreamableHttpPostResponse, StreamableHttpResponseLimits,
+        },
+    },
+};
+use sse_stream::Sse;
+
+use crate::{agents::sse::Parser, net, plugin::ToolContext};
 
 /// How plugboard speaks to a remote server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -64,9 +73,16 @@ impl Remote {
         })
     }
 
-    /// rmcp's Streamable HTTP client for this server, answers up to plugboard's limit.
-    pub fn streamable(&self) -> Result<StreamableHttpClientTransport<reqwest::Client>, String> {
-        let http = net::client()?.clone();
+    /// rmcp's Streamable HTTP client for this server, answers up to plugboard's limit; the
+    /// response streams the server releases are told to `releases`.
+    pub fn streamable(
+        &self,
+        releases: Arc<Releases>,
+    ) -> Result<StreamableHttpClientTransport<Watched>, String> {
+        let http = Watched {
+            http: net::client()?.clone(),
+            releases,
+        };
         let headers: HashMap<HeaderName, HeaderValue> = self
             .headers
             .iter()
@@ -226,5 +242,288 @@ impl Remote {
             to_server,
             tokio_stream::wrappers::ReceiverStream::new(from_server),
         ))
+    }
+}
+
+/// Calls relayed to a Streamable HTTP server, by the id of their request, so that when the
+/// server releases a call's response stream (SEP-1699: it ends the stream before the result,
+/// and the client resumes it with `GET` + `Last-Event-ID`), plugboard releases the stream its
+/// own client holds for that call too. rmcp's client resumes the upstream's stream by itself;
+/// without this, plugboard's client would hold its stream open for as long as the call runs,
+/// which is what the server released its stream to avoid (proxies and load balancers that
+/// cut long responses).
+#[derive(Default)]
+pub(super) struct Releases(Mutex<ReleasesInner>);
+
+#[derive(Default)]
+struct ReleasesInner {
+    calls: HashMap<RequestId, ToolContext>,
+    /// Released before the call was registered (the stream may end that soon), newest last.
+    early: VecDeque<RequestId>,
+}
+
+/// How many early releases are remembered for calls not registered yet.
+const EARLY: usize = 64;
+
+impl Releases {
+    /// While the returned guard lives, a release of `id`'s stream releases `cx`'s.
+    pub fn register(&self, id: RequestId, cx: ToolContext) -> Registration<'_> {
+        let mut inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = inner.early.iter().position(|early| *early == id) {
+            inner.early.remove(at);
+            release(cx.clone());
+        }
+        inner.calls.insert(id.clone(), cx);
+        Registration { releases: self, id }
+    }
+
+    fn released(&self, id: RequestId) {
+        let mut inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match inner.calls.get(&id) {
+            Some(cx) => release(cx.clone()),
+            None => {
+                if inner.early.len() == EARLY {
+                    inner.early.pop_front();
+                }
+                inner.early.push_back(id);
+            }
+        }
+    }
+}
+
+fn release(cx: ToolContext) {
+    tokio::spawn(async move {
+        let released = cx.release_stream().await;
+        tracing::debug!(
+            released,
+            "the upstream released a response stream; so did plugboard"
+        );
+    });
+}
+
+/// Ends a call's registration in [`Releases`].
+pub(super) struct Registration<'a> {
+    releases: &'a Releases,
+    id: RequestId,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.releases
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .calls
+            .remove(&self.id);
+    }
+}
+
+/// plugboard's HTTP client as rmcp's Streamable HTTP client, watching each request's
+/// response stream: one that ends without the request's response was released by the
+/// server, and [`Releases`] hears of it.
+#[derive(Clone)]
+pub(super) struct Watched {
+    http: reqwest::Client,
+    releases: Arc<Releases>,
+}
+
+impl Watched {
+    fn watch(
+        &self,
+        id: Option<RequestId>,
+        response: StreamableHttpPostResponse,
+    ) -> StreamableHttpPostResponse {
+        let (id, stream, session) = match (id, response) {
+            (Some(id), StreamableHttpPostResponse::Sse(stream, session)) => (id, stream, session),
+            (_, response) => return response,
+        };
+        let answered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = answered.clone();
+        let wanted = id.clone();
+        let releases = self.releases.clone();
+        let ended = futures::stream::once(async move {
+            if !answered.load(std::sync::atomic::Ordering::Relaxed) {
+                releases.released(id);
+            }
+        })
+        .filter_map(|()| async { None });
+        let watched = stream
+            .inspect(move |event| {
+                if let Ok(event) = event
+                    && let Some(data) = &event.data
+                    && answers(data, &wanted)
+                {
+                    seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+            .chain(ended);
+        StreamableHttpPostResponse::Sse(Box::pin(watched), session)
+    }
+}
+
+/// Whether an event's data is the response to `id` (read without keeping the result).
+fn answers(data: &str, id: &RequestId) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        id: Option<RequestId>,
+        method: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_str::<Probe>(data)
+        .is_ok_and(|probe| probe.method.is_none() && probe.id.as_ref() == Some(id))
+}
+
+fn request_id(message: &ClientJsonRpcMessage) -> Option<RequestId> {
+    match message {
+        ClientJsonRpcMessage::Request(request) => Some(request.id.clone()),
+        _ => None,
+    }
+}
+
+type Posted = Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>;
+
+impl StreamableHttpClient for Watched {
+    type Error = reqwest::Error;
+
+    async fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Posted {
+        let id = request_id(&message);
+        let response = self
+            .http
+            .post_message(uri, message, session_id, auth_header, custom_headers)
+            .await?;
+        Ok(self.watch(id, response))
+    }
+
+    async fn post_message_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> Posted {
+        let id = request_id(&message);
+        let response = self
+            .http
+            .post_message_with_max_sse_event_size(
+                uri,
+                message,
+                session_id,
+                auth_header,
+                custom_headers,
+                max_sse_event_size,
+            )
+            .await?;
+        Ok(self.watch(id, response))
+    }
+
+    async fn post_message_with_response_limits(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        limits: StreamableHttpResponseLimits,
+    ) -> Posted {
+        let id = request_id(&message);
+        let response = self
+            .http
+            .post_message_with_response_limits(
+                uri,
+                message,
+                session_id,
+                auth_header,
+                custom_headers,
+                limits,
+            )
+            .await?;
+        Ok(self.watch(id, response))
+    }
+
+    async fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<(), StreamableHttpError<reqwest::Error>> {
+        self.http
+            .delete_session(uri, session_id, auth_header, custom_headers)
+            .await
+    }
+
+    async fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, StreamableHttpError<reqwest::Error>>
+    {
+        self.http
+            .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
+            .await
+    }
+
+    async fn get_stream_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, StreamableHttpError<reqwest::Error>>
+    {
+        self.http
+            .get_stream_with_max_sse_event_size(
+                uri,
+                session_id,
+                last_event_id,
+                auth_header,
+                custom_headers,
+                max_sse_event_size,
+            )
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_response_to_the_request_answers_it() {
+        let id = RequestId::Number(7);
+        assert!(answers(
+            r#"{"jsonrpc":"2.0","id":7,"result":{"content":[]}}"#,
+            &id
+        ));
+        assert!(answers(
+            r#"{"jsonrpc":"2.0","error":{"code":-32603,"message":"no"},"id":7}"#,
+            &id
+        ));
+        // A request of the server's own that happens to share the number, another call's
+        // response, a notification, the priming event's empty data.
+        assert!(!answers(
+            r#"{"jsonrpc":"2.0","id":7,"method":"sampling/createMessage","params":{}}"#,
+            &id
+        ));
+        assert!(!answers(r#"{"jsonrpc":"2.0","id":8,"result":{}}"#, &id));
+        assert!(!answers(
+            r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}"#,
+            &id
+        ));
+        assert!(!answers("", &id));
+        assert!(!answers(r#"{"jsonrpc":"2.0","id":"7","result":{}}"#, &id));
     }
 }

@@ -131,6 +131,8 @@ struct Shared {
     /// Requests being relayed, oldest first: the upstream's own requests (sampling,
     /// elicitation, roots) and its log messages go to the client of the latest.
     active: Active,
+    /// Requests relayed over Streamable HTTP, for the response streams the server releases.
+    releases: Arc<super::remote::Releases>,
 }
 
 /// A server that is down: which attempt to start it comes next, when, and why it went.
@@ -425,6 +427,7 @@ impl Shared {
             .send_cancellable_request(request, PeerRequestOptions::no_options())
             .await
             .map_err(|e| self.failure(what, e))?;
+        let _released = self.releases.register(handle.id.clone(), cx.clone());
         let token = token_key(&handle.progress_token);
         self.calls
             .lock()
@@ -592,6 +595,7 @@ impl Upstream {
             calls: Mutex::new(HashMap::new()),
             progress: Arc::default(),
             active: Active::default(),
+            releases: Arc::default(),
             condition: Mutex::new(None),
             dormant: std::sync::atomic::AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
@@ -942,7 +946,7 @@ async fn connect_remote(
 ) -> Result<RunningService<RoleClient, Client>, String> {
     use super::remote::Transport;
     let streamable = async |client: Client| {
-        let transport = client.ordered(remote.streamable()?);
+        let transport = client.ordered(remote.streamable(client.shared.releases.clone())?);
         initialize(launch, client.serve(transport)).await
     };
     let sse = async |client: Client| {
