@@ -86,6 +86,15 @@ pub trait Plugin: Send + Sync + 'static {
         None
     }
 
+    /// A client subscribed to `uri`, one of this plugin's resources (`subscribed`), or the
+    /// last subscriber left. A plugin whose resources change on their own says so with
+    /// [`PluginEvents::resource_updated`] whether anyone listens or not; this is for one that
+    /// must ask for updates (an upstream MCP server is asked to `resources/subscribe`).
+    fn watch(&self, uri: &str, subscribed: bool) -> BoxFuture<'static, ()> {
+        let _ = (uri, subscribed);
+        Box::pin(async {})
+    }
+
     /// Release what the plugin holds (connections, children). Called when it is unloaded.
     fn shutdown(&self) -> BoxFuture<'static, ()> {
         Box::pin(async {})

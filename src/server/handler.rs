@@ -3,7 +3,7 @@
 #![allow(deprecated)] // rmcp marks MCP logging deprecated (SEP-2577); clients still use it.
 
 use std::{
-    collections::HashSet,
+    collections::HashMap,
     sync::{Arc, Mutex},
 };
 
@@ -21,7 +21,9 @@ use rmcp::{
 };
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use crate::plugin::{Caller, Change, Face, Filters, Manager, StreamRelease, ToolContext};
+use crate::plugin::{
+    Caller, Change, Face, Filters, Manager, StreamRelease, ToolContext, manager::Watch,
+};
 
 /// One per connection (stdio, SSE session, HTTP session or stateless request); cheap to make.
 #[derive(Clone)]
@@ -34,8 +36,10 @@ pub struct McpHandler {
     /// a `subscriptions/listen` or answers `initialize`: a reload right after the ack is not
     /// missed. Taken by the first listener; later ones subscribe afresh.
     changes: Arc<Mutex<Option<broadcast::Receiver<Change>>>>,
-    /// Resource URIs this session subscribed to (2025-11-25 `resources/subscribe`).
-    subscriptions: Arc<Mutex<HashSet<String>>>,
+    /// Resource URIs this session subscribed to (2025-11-25 `resources/subscribe`), each
+    /// counted by the manager while the session holds it (the plugin serving it hears of its
+    /// first subscriber and its last).
+    subscriptions: Arc<Mutex<HashMap<String, Watch>>>,
     /// The transport this handler serves, for the calls' observers.
     face: Face,
     /// Narrower filters for this connection's client than the server's, if any.
@@ -166,7 +170,7 @@ impl McpHandler {
         }
     }
 
-    fn subscribed(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    fn subscribed(&self) -> std::sync::MutexGuard<'_, HashMap<String, Watch>> {
         self.subscriptions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -198,7 +202,7 @@ fn stateless(cx: &RequestContext<RoleServer>) -> bool {
 async fn push(
     peer: &Peer<RoleServer>,
     change: Change,
-    subscribed: &Mutex<HashSet<String>>,
+    subscribed: &Mutex<HashMap<String, Watch>>,
     level: &Mutex<LoggingLevel>,
 ) -> bool {
     let sent = match change {
@@ -209,7 +213,7 @@ async fn push(
             let wanted = subscribed
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .contains(&uri);
+                .contains_key(&uri);
             if !wanted {
                 return true;
             }
@@ -400,7 +404,12 @@ impl ServerHandler for McpHandler {
         _cx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         self.check_known(&request.uri)?;
-        self.subscribed().insert(request.uri);
+        if let std::collections::hash_map::Entry::Vacant(entry) =
+            self.subscribed().entry(request.uri)
+        {
+            let watch = self.manager.watch(entry.key());
+            entry.insert(watch);
+        }
         Ok(())
     }
 
@@ -502,6 +511,14 @@ impl ServerHandler for McpHandler {
 
     async fn listen(&self, cx: SubscriptionContext) -> Result<(), ErrorData> {
         let mut changes = self.changes();
+        // Counted for as long as the client listens.
+        let _watches: Vec<Watch> = cx
+            .accepted()
+            .resource_subscriptions
+            .iter()
+            .flatten()
+            .map(|uri| self.manager.watch(uri))
+            .collect();
         loop {
             tokio::select! {
                 _ = cx.cancelled() => return Ok(()),

@@ -439,7 +439,9 @@ pub struct Recorder {
     pub progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
     pub logs: Arc<Mutex<Vec<LoggingMessageNotificationParam>>>,
     pub list_changed: Arc<Notify>,
-    /// Wakes [`Recorder::until`] after each progress or log notification kept.
+    /// The URIs of `notifications/resources/updated`, in order.
+    pub updated: Arc<Mutex<Vec<String>>>,
+    /// Wakes [`Recorder::until`] after each progress, log or update notification kept.
     heard: Arc<Notify>,
     /// Saves what was heard for the secret scan when the last clone drops.
     _saved: Arc<SaveHeard>,
@@ -457,6 +459,7 @@ impl Default for Recorder {
             progress,
             logs,
             list_changed: Arc::default(),
+            updated: Arc::default(),
             heard: Arc::default(),
         }
     }
@@ -540,6 +543,15 @@ impl ClientHandler for Recorder {
 
     async fn on_tool_list_changed(&self, _cx: NotificationContext<RoleClient>) {
         self.list_changed.notify_one();
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+        _cx: NotificationContext<RoleClient>,
+    ) {
+        self.updated.lock().unwrap().push(params.uri);
+        self.heard.notify_waiters();
     }
 }
 

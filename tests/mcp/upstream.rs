@@ -1401,3 +1401,87 @@ async fn one_plugin_behind_discovery_the_others_listed() {
     assert!(text(&sum).contains("42"), "{sum:?}");
     client.cancel().await.unwrap();
 }
+
+/// A client's `resources/subscribe` reaches the hosted server, counted over clients: the
+/// server is asked once, stays subscribed while anyone is, and is told to stop when the last
+/// subscriber unsubscribes or its session ends. Its updates reach the subscribers, and a
+/// server started again after a crash is subscribed again.
+#[tokio::test]
+async fn resource_subscriptions_reach_the_server_and_its_updates_the_subscribers() {
+    use rmcp::model::{SubscribeRequestParams, UnsubscribeRequestParams};
+    const COUNTER: &str = "fixture://counter";
+
+    let fx = fixture_server("");
+    let (_child, url) = fx.http(&[]).await;
+    let connect = async || {
+        let transport =
+            rmcp::transport::StreamableHttpClientTransport::from_uri(format!("{url}/mcp"));
+        crate::support::Recorder::default()
+            .serve(transport)
+            .await
+            .expect("initialize over HTTP")
+    };
+    let (a, b, c) = (connect().await, connect().await, connect().await);
+    let upstream_subscriptions = async |client: &rmcp::service::RunningService<
+        rmcp::RoleClient,
+        crate::support::Recorder,
+    >| {
+        let listed = text(&call_tool(client, "fx_subscriptions", json!({})).await);
+        serde_json::from_str::<Vec<String>>(&listed).unwrap()
+    };
+    let resources = a.list_all_resources().await.unwrap();
+    assert!(resources.iter().any(|r| r.uri == COUNTER), "{resources:?}");
+    assert!(upstream_subscriptions(&a).await.is_empty());
+
+    a.subscribe(SubscribeRequestParams::new(COUNTER))
+        .await
+        .unwrap();
+    wait_for_async("the server subscribed", async || {
+        upstream_subscriptions(&a).await == [COUNTER]
+    })
+    .await;
+    b.subscribe(SubscribeRequestParams::new(COUNTER))
+        .await
+        .unwrap();
+    a.unsubscribe(UnsubscribeRequestParams::new(COUNTER))
+        .await
+        .unwrap();
+    // b still listens.
+    assert_eq!(upstream_subscriptions(&a).await, [COUNTER]);
+
+    // The server's update reaches the subscriber.
+    call_tool(&a, "fx_touch", json!({})).await;
+    b.service()
+        .until(|heard| heard.updated.lock().unwrap().iter().any(|u| u == COUNTER))
+        .await;
+
+    // The last subscriber's session ends: the server is told.
+    b.cancel().await.unwrap();
+    wait_for_async("the server unsubscribed", async || {
+        upstream_subscriptions(&a).await.is_empty()
+    })
+    .await;
+
+    // Subscribed again after the server crashed and was started again.
+    c.subscribe(SubscribeRequestParams::new(COUNTER))
+        .await
+        .unwrap();
+    wait_for_async("the server subscribed", async || {
+        upstream_subscriptions(&c).await == [COUNTER]
+    })
+    .await;
+    call_tool(&c, "fx_crash", json!({})).await;
+    wait_for_async("the restarted server subscribed", async || {
+        let listed = call_tool(&c, "fx_subscriptions", json!({})).await;
+        listed.is_error != Some(true)
+            && serde_json::from_str::<Vec<String>>(&text(&listed)).unwrap() == [COUNTER]
+    })
+    .await;
+    call_tool(&c, "fx_touch", json!({})).await;
+    c.service()
+        .until(|heard| heard.updated.lock().unwrap().iter().any(|u| u == COUNTER))
+        .await;
+    assert!(a.service().updated.lock().unwrap().is_empty());
+    a.cancel().await.unwrap();
+    c.cancel().await.unwrap();
+}

@@ -9,11 +9,15 @@
 //! - `lifecycle.rs`: starting, reloading, re-listing and stopping plugins.
 //! - `publish.rs`: turning the plugins' offers into the published registry.
 //! - `status.rs`: where each plugin stands, for `plugboard plugins`, `check` and the API.
+//! - `watches.rs`: resource subscriptions counted across clients.
 
 mod discovery;
 mod lifecycle;
 mod publish;
 mod status;
+mod watches;
+
+pub use watches::Watch;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -147,6 +151,8 @@ pub struct Manager {
     me: std::sync::Weak<Manager>,
     /// The host's model service, once a plugin provides one (the agents plugin).
     models: RwLock<Option<(String, Arc<dyn ModelService>)>>,
+    /// Subscribers per resource URI, over every client ([`Manager::watch`]).
+    watches: std::sync::Mutex<HashMap<String, usize>>,
 }
 
 impl Manager {
@@ -178,6 +184,7 @@ impl Manager {
             env,
             me: me.clone(),
             models: RwLock::new(None),
+            watches: std::sync::Mutex::default(),
         });
         manager.reload().await;
         manager

@@ -32,7 +32,8 @@ use rmcp::{
         ErrorCode, GetPromptRequestParams, Implementation, ListRootsResult,
         LoggingMessageNotificationParam, NumberOrString, ProgressNotificationParam, ProgressToken,
         Prompt, ReadResourceRequestParams, Reference, Request, Resource, ResourceTemplate,
-        ResourceTemplateReference, ResourceUpdatedNotificationParam, ServerResult, Tool,
+        ResourceTemplateReference, ResourceUpdatedNotificationParam, ServerResult,
+        SubscribeRequestParams, Tool, UnsubscribeRequestParams,
     },
     service::{
         NotificationContext, Peer, PeerRequestOptions, RequestContext, RoleClient, RunningService,
@@ -133,6 +134,9 @@ struct Shared {
     active: Active,
     /// Requests relayed over Streamable HTTP, for the response streams the server releases.
     releases: Arc<super::remote::Releases>,
+    /// The upstream's resources some client is subscribed to: subscribed upstream now, and
+    /// again after each reconnection.
+    watched: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// A server that is down: which attempt to start it comes next, when, and why it went.
@@ -596,6 +600,7 @@ impl Upstream {
             progress: Arc::default(),
             active: Active::default(),
             releases: Arc::default(),
+            watched: Mutex::default(),
             condition: Mutex::new(None),
             dormant: std::sync::atomic::AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
@@ -691,6 +696,30 @@ impl Plugin for Upstream {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    fn watch(&self, uri: &str, subscribed: bool) -> BoxFuture<'static, ()> {
+        let shared = self.shared.clone();
+        let uri = uri.to_owned();
+        {
+            let mut watched = shared.watched.lock().unwrap_or_else(|e| e.into_inner());
+            if subscribed {
+                watched.insert(uri.clone());
+            } else {
+                watched.remove(&uri);
+            }
+        }
+        Box::pin(async move {
+            // Not connected: the subscriptions are made when it is.
+            let peer = shared
+                .peer
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Ok(peer) = peer {
+                subscription(&shared, &peer, uri, subscribed).await;
+            }
+        })
     }
 
     fn shutdown(&self) -> BoxFuture<'static, ()> {
@@ -860,9 +889,58 @@ async fn connect(shared: &Arc<Shared>, launch: &Launch, first: bool) -> Result<S
     // Back serving nothing where it served tools before: not back (its tools stay listed,
     // answering that it is being started again, rather than vanishing from clients' lists).
     publish(shared, &peer, !first).await?;
-    *shared.peer.write().unwrap_or_else(|e| e.into_inner()) = Ok(peer);
+    *shared.peer.write().unwrap_or_else(|e| e.into_inner()) = Ok(peer.clone());
     shared.connected.notify_waiters();
+    // What clients were subscribed to before (a restarted server has forgotten it).
+    let watched: Vec<String> = shared
+        .watched
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .cloned()
+        .collect();
+    if !watched.is_empty() {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            for uri in watched {
+                subscription(&shared, &peer, uri, true).await;
+            }
+        });
+    }
     Ok((service, relist))
+}
+
+/// Ask the upstream to send (or stop sending) `notifications/resources/updated` for `uri`,
+/// if it offers subscriptions. A server without them may still send updates; they are
+/// relayed all the same.
+async fn subscription(shared: &Shared, peer: &Peer<RoleClient>, uri: String, subscribed: bool) {
+    let offered = peer
+        .peer_info()
+        .and_then(|info| {
+            info.capabilities
+                .resources
+                .as_ref()
+                .and_then(|r| r.subscribe)
+        })
+        .unwrap_or(false);
+    if !offered {
+        return;
+    }
+    let asked = if subscribed {
+        peer.subscribe(SubscribeRequestParams::new(uri.clone()))
+            .await
+    } else {
+        peer.unsubscribe(UnsubscribeRequestParams::new(uri.clone()))
+            .await
+    };
+    if let Err(e) = asked {
+        tracing::warn!(
+            plugin = %shared.plugin,
+            uri = %crate::plugin::clip_name(&uri),
+            error = %e,
+            "the MCP server refused a resource subscription change"
+        );
+    }
 }
 
 /// Start the child and initialize it over its stdio.
