@@ -95,6 +95,14 @@ pub trait Plugin: Send + Sync + 'static {
         Box::pin(async {})
     }
 
+    /// A client said its roots changed (`notifications/roots/list_changed`); `client` asks
+    /// it for them ([`ToolContext::roots`]). For a plugin that passes roots on (an upstream
+    /// MCP server is told, and asks again).
+    fn roots_changed(&self, client: &ToolContext) -> BoxFuture<'static, ()> {
+        let _ = client;
+        Box::pin(async {})
+    }
+
     /// Release what the plugin holds (connections, children). Called when it is unloaded.
     fn shutdown(&self) -> BoxFuture<'static, ()> {
         Box::pin(async {})

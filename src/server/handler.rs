@@ -462,6 +462,23 @@ impl ServerHandler for McpHandler {
         Ok(())
     }
 
+    /// Hosted MCP servers ask for roots again.
+    async fn on_roots_list_changed(&self, cx: NotificationContext<RoleServer>) {
+        let client = ToolContext::new(
+            tokio_util::sync::CancellationToken::new(),
+            Some(cx.peer.clone()),
+            None,
+            Some(
+                *self
+                    .session_log_level
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()),
+            ),
+        )
+        .with_capabilities(cx.peer.peer_info().map(|info| info.capabilities.clone()));
+        self.manager.roots_changed(&client);
+    }
+
     // 2025-11-25 and older: push list changes and subscribed resource updates on the
     // session for as long as it lives.
     async fn on_initialized(&self, cx: NotificationContext<RoleServer>) {

@@ -1485,3 +1485,78 @@ async fn resource_subscriptions_reach_the_server_and_its_updates_the_subscribers
     a.cancel().await.unwrap();
     c.cancel().await.unwrap();
 }
+
+/// A client whose roots are what it was last given.
+#[derive(Clone, Default)]
+struct Folders(Arc<Mutex<Vec<String>>>);
+
+impl rmcp::ClientHandler for Folders {
+    fn get_info(&self) -> rmcp::model::ClientConfig {
+        rmcp::model::ClientConfig::new(
+            rmcp::model::ClientCapabilities::builder()
+                .enable_roots()
+                .enable_roots_list_changed()
+                .build(),
+            rmcp::model::Implementation::new("folders", "1"),
+        )
+    }
+
+    async fn list_roots(
+        &self,
+        _cx: rmcp::service::RequestContext<rmcp::service::RoleClient>,
+    ) -> Result<rmcp::model::ListRootsResult, rmcp::ErrorData> {
+        let roots = self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(rmcp::model::Root::new)
+            .collect();
+        Ok(rmcp::model::ListRootsResult::new(roots))
+    }
+}
+
+/// A client's `notifications/roots/list_changed` reaches the hosted server, and the roots it
+/// asks for on hearing it (outside any call) are that client's.
+#[tokio::test]
+async fn a_clients_roots_change_reaches_the_server() {
+    let fx = fixture_server("");
+    let folders = Folders::default();
+    let mut cmd = fx.command(&["serve"]);
+    cmd.stderr(std::process::Stdio::null());
+    let client = folders
+        .clone()
+        .serve(TokioChildProcess::new(cmd).unwrap())
+        .await
+        .unwrap();
+    let roots_heard = async || {
+        let listed = text(&call_as(&client, "fx_roots", json!({})).await);
+        serde_json::from_str::<Vec<String>>(&listed).unwrap()
+    };
+    wait_for_async("the fixture is up", async || {
+        client
+            .list_all_tools()
+            .await
+            .is_ok_and(|tools| tools.iter().any(|t| t.name == "fx_roots"))
+    })
+    .await;
+    assert!(roots_heard().await.is_empty());
+
+    *folders.0.lock().unwrap() = vec!["file:///home/ada/engine".into()];
+    client.notify_roots_list_changed().await.unwrap();
+    wait_for_async("the server asked for the new roots", async || {
+        roots_heard().await == ["file:///home/ada/engine"]
+    })
+    .await;
+
+    *folders.0.lock().unwrap() = vec![
+        "file:///home/ada/engine".into(),
+        "file:///home/ada/notes".into(),
+    ];
+    client.notify_roots_list_changed().await.unwrap();
+    wait_for_async("the server asked again", async || {
+        roots_heard().await.len() == 2
+    })
+    .await;
+    client.cancel().await.unwrap();
+}

@@ -1,6 +1,7 @@
 //! Resource subscriptions counted across clients: the plugin that serves a resource hears when
 //! its first subscriber comes and when its last one goes (an upstream MCP server is asked to
-//! `resources/subscribe` then, and to `resources/unsubscribe` when nobody listens).
+//! `resources/subscribe` then, and to `resources/unsubscribe` when nobody listens), and
+//! clients' roots changes passed to every plugin.
 
 use std::sync::Weak;
 
@@ -69,6 +70,20 @@ impl Manager {
             .unwrap_or(0)
     }
 
+    /// A client's roots changed: every plugin hears it, with `client` to ask for them.
+    pub fn roots_changed(&self, client: &crate::plugin::ToolContext) {
+        let instances: Vec<_> = self
+            .slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter_map(|slot| slot.instance.clone())
+            .collect();
+        for instance in instances {
+            spawn(instance.roots_changed(client));
+        }
+    }
+
     fn tell_watched(&self, uri: &str, subscribed: bool) {
         let Some((plugin, ..)) = self.registry().resolve(uri) else {
             return;
@@ -80,11 +95,14 @@ impl Manager {
             .get(&*plugin)
             .and_then(|slot| slot.instance.clone());
         let Some(instance) = instance else { return };
-        let told = instance.watch(uri, subscribed);
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn(told)),
-            // The last guards go with the runtime at exit: nothing to tell any more.
-            Err(_) => drop(told),
-        }
+        spawn(instance.watch(uri, subscribed));
+    }
+}
+
+fn spawn(told: futures::future::BoxFuture<'static, ()>) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn(told)),
+        // The last guards go with the runtime at exit: nothing to tell any more.
+        Err(_) => drop(told),
     }
 }

@@ -137,6 +137,9 @@ struct Shared {
     /// The upstream's resources some client is subscribed to: subscribed upstream now, and
     /// again after each reconnection.
     watched: Mutex<std::collections::BTreeSet<String>>,
+    /// The client that last said its roots changed: whose roots the server gets when it asks
+    /// with no call in flight.
+    roots_from: Mutex<Option<ToolContext>>,
 }
 
 /// A server that is down: which attempt to start it comes next, when, and why it went.
@@ -601,6 +604,7 @@ impl Upstream {
             active: Active::default(),
             releases: Arc::default(),
             watched: Mutex::default(),
+            roots_from: Mutex::default(),
             condition: Mutex::new(None),
             dormant: std::sync::atomic::AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
@@ -696,6 +700,28 @@ impl Plugin for Upstream {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    fn roots_changed(&self, client: &ToolContext) -> BoxFuture<'static, ()> {
+        *self
+            .shared
+            .roots_from
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
+        let peer = self
+            .shared
+            .peer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let plugin = self.shared.plugin.clone();
+        Box::pin(async move {
+            if let Ok(peer) = peer
+                && let Err(e) = peer.notify_roots_list_changed().await
+            {
+                tracing::debug!(plugin = %plugin, error = %e, "roots/list_changed not passed on");
+            }
+        })
     }
 
     fn watch(&self, uri: &str, subscribed: bool) -> BoxFuture<'static, ()> {
@@ -795,6 +821,7 @@ impl ClientHandler for Client {
         // when the upstream asks).
         let capabilities = ClientCapabilities::builder()
             .enable_roots()
+            .enable_roots_list_changed()
             .enable_sampling()
             .enable_elicitation()
             .build();
@@ -826,9 +853,20 @@ impl ClientHandler for Client {
         &self,
         _context: RequestContext<RoleClient>,
     ) -> Result<ListRootsResult, ErrorData> {
-        // Asked with no request in flight (at connection time, typically), plugboard cannot
-        // know whose roots to give: the error tells the server to ask again during a call.
-        let cx = self.asking("roots/list")?;
+        // Asked with no request in flight: the roots of the client that last said its roots
+        // changed (the server asks again on hearing it). With none (at connection time,
+        // typically), plugboard cannot know whose roots to give: the error tells the server
+        // to ask again during a call.
+        let cx = match self.asking("roots/list") {
+            Ok(cx) => cx,
+            Err(e) => self
+                .shared
+                .roots_from
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .ok_or(e)?,
+        };
         cx.roots().await.map_err(refused)
     }
 
