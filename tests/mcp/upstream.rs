@@ -1560,3 +1560,68 @@ async fn a_clients_roots_change_reaches_the_server() {
     .await;
     client.cancel().await.unwrap();
 }
+
+/// A remote server that restarts has forgotten plugboard's session: while it is down a call
+/// gets a clear error (not a hang), and once it is back plugboard reaches it again (a new
+/// session) without being restarted itself.
+#[tokio::test]
+async fn a_remote_server_that_restarts_is_reached_again() {
+    let upstream = Fixture::empty();
+    upstream.manifest("testkit", "name = \"testkit\"\nkind = \"builtin\"\n");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let start = async || {
+        let mut child = upstream
+            .command(&["serve", "--http", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        upstream.listening_url(&mut child).await;
+        child
+    };
+    let mut first = start().await;
+    let fx = Fixture::empty();
+    fx.manifest(
+        "remote",
+        &format!(
+            "name = \"remote\"\nkind = \"mcp\"\nprefix = \"up\"\n\
+             [mcp]\nurl = \"http://127.0.0.1:{port}/mcp\"\ninit_timeout_secs = 5\n"
+        ),
+    );
+    let (client, _) = fx.stdio(&[]).await;
+    let echo = async || {
+        call_tool(
+            &client,
+            "up_testkit_echo",
+            json!({"text": "again", "repeat": 1}),
+        )
+        .await
+    };
+    wait_for_async("the remote tools listed", async || {
+        client
+            .list_all_tools()
+            .await
+            .is_ok_and(|tools| tools.iter().any(|t| t.name == "up_testkit_echo"))
+    })
+    .await;
+    assert_eq!(text(&echo().await), "again");
+
+    first.kill().await.unwrap();
+    first.wait().await.unwrap();
+    let down = echo().await;
+    assert_eq!(down.is_error, Some(true), "{down:?}");
+    assert!(text(&down).contains("remote"), "{}", text(&down));
+
+    let _second = start().await;
+    wait_for_async("the restarted server answers", async || {
+        let answer = echo().await;
+        answer.is_error != Some(true) && text(&answer) == "again"
+    })
+    .await;
+    client.cancel().await.unwrap();
+}
