@@ -78,10 +78,12 @@ impl Remote {
     pub fn streamable(
         &self,
         releases: Arc<Releases>,
+        link: LinkSlot,
     ) -> Result<StreamableHttpClientTransport<Watched>, String> {
         let http = Watched {
             http: net::client()?.clone(),
             releases,
+            link,
         };
         let headers: HashMap<HeaderName, HeaderValue> = self
             .headers
@@ -318,16 +320,67 @@ impl Drop for Registration<'_> {
     }
 }
 
+/// Where and how rmcp's client last posted to a Streamable HTTP server: its address, the
+/// session and the headers it sent (protocol version, the manifest's). Tool calls are posted
+/// on it directly (`upstream/direct.rs`).
+#[derive(Clone)]
+pub(super) struct Link {
+    pub http: reqwest::Client,
+    pub uri: Arc<str>,
+    pub session: Option<Arc<str>>,
+    pub auth: Option<String>,
+    pub headers: HashMap<HeaderName, HeaderValue>,
+    /// Told when the server says a list changed (set by the connection that uses the link).
+    pub relist: Option<Arc<tokio::sync::Notify>>,
+}
+
+/// The latest [`Link`] of one connection.
+pub(super) type LinkSlot = Arc<Mutex<Option<Link>>>;
+
 /// plugboard's HTTP client as rmcp's Streamable HTTP client, watching each request's
 /// response stream: one that ends without the request's response was released by the
-/// server, and [`Releases`] hears of it.
+/// server, and [`Releases`] hears of it. It also keeps the [`Link`] rmcp's client posts on.
 #[derive(Clone)]
 pub(super) struct Watched {
     http: reqwest::Client,
     releases: Arc<Releases>,
+    link: LinkSlot,
 }
 
 impl Watched {
+    /// Keep where and how a message other than `initialize` was posted: on a session.
+    fn keep(
+        &self,
+        message: &ClientJsonRpcMessage,
+        uri: &Arc<str>,
+        session: &Option<Arc<str>>,
+        auth: &Option<String>,
+        headers: &HashMap<HeaderName, HeaderValue>,
+    ) {
+        let initialize = matches!(
+            message,
+            ClientJsonRpcMessage::Request(r)
+                if matches!(r.request, rmcp::model::ClientRequest::InitializeRequest(_))
+        );
+        if initialize || session.is_none() {
+            return;
+        }
+        let mut link = self.link.lock().unwrap_or_else(|e| e.into_inner());
+        let same = link.as_ref().is_some_and(|l| {
+            l.session == *session && l.uri == *uri && l.auth == *auth && l.headers == *headers
+        });
+        if !same {
+            *link = Some(Link {
+                http: self.http.clone(),
+                uri: uri.clone(),
+                session: session.clone(),
+                auth: auth.clone(),
+                headers: headers.clone(),
+                relist: None,
+            });
+        }
+    }
+
     fn watch(
         &self,
         id: Option<RequestId>,
@@ -393,6 +446,7 @@ impl StreamableHttpClient for Watched {
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Posted {
         let id = request_id(&message);
+        self.keep(&message, &uri, &session_id, &auth_header, &custom_headers);
         let response = self
             .http
             .post_message(uri, message, session_id, auth_header, custom_headers)
@@ -410,6 +464,7 @@ impl StreamableHttpClient for Watched {
         max_sse_event_size: usize,
     ) -> Posted {
         let id = request_id(&message);
+        self.keep(&message, &uri, &session_id, &auth_header, &custom_headers);
         let response = self
             .http
             .post_message_with_max_sse_event_size(
@@ -434,6 +489,7 @@ impl StreamableHttpClient for Watched {
         limits: StreamableHttpResponseLimits,
     ) -> Posted {
         let id = request_id(&message);
+        self.keep(&message, &uri, &session_id, &auth_header, &custom_headers);
         let response = self
             .http
             .post_message_with_response_limits(

@@ -49,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 use super::{McpConfig, expand, names};
 
 mod client;
+mod direct;
 mod offer;
 mod progress;
 mod supervisor;
@@ -61,6 +62,7 @@ use crate::{
     },
 };
 use client::*;
+use direct::*;
 use offer::*;
 use progress::*;
 use supervisor::*;
@@ -152,6 +154,9 @@ struct Shared {
     /// The client that last said its roots changed: whose roots the server gets when it asks
     /// with no call in flight.
     roots_from: Mutex<Option<ToolContext>>,
+    /// A Streamable HTTP connection's link and its list-change signal: tool calls are posted
+    /// on it directly.
+    direct: Mutex<Option<(super::remote::LinkSlot, Arc<tokio::sync::Notify>)>>,
 }
 
 /// A server that is down: which attempt to start it comes next, when, and why it went.
@@ -321,6 +326,23 @@ impl Shared {
     ) -> Result<ServerResult, ToolError> {
         let peer = self.connection().await?;
         let _active = self.active.register(cx.clone());
+        let request = match request {
+            ClientRequest::CallToolRequest(call) => match self.link() {
+                Some(link) => {
+                    match self
+                        .call_directly(link, &peer, call.params, cx.clone(), what)
+                        .await
+                    {
+                        Direct::Answered(answer) => return *answer,
+                        Direct::NotTaken(params) => {
+                            ClientRequest::CallToolRequest(Request::new(params))
+                        }
+                    }
+                }
+                None => ClientRequest::CallToolRequest(call),
+            },
+            other => other,
+        };
         let handle = peer
             .send_cancellable_request(request, PeerRequestOptions::no_options())
             .await
@@ -345,6 +367,19 @@ impl Shared {
         // dead once the result is sent).
         self.progress.catch_up().await;
         answer.map_err(|e| self.failure(what, e))
+    }
+
+    /// The link tool calls are posted on directly, when the server is reached over
+    /// Streamable HTTP on a session.
+    fn link(&self) -> Option<super::remote::Link> {
+        let (slot, relist) = self
+            .direct
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        let mut link = slot.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
+        link.relist = Some(relist);
+        Some(link)
     }
 
     /// What the client is told when a relayed request failed.
@@ -496,6 +531,7 @@ impl Upstream {
             releases: Arc::default(),
             watched: Mutex::default(),
             roots_from: Mutex::default(),
+            direct: Mutex::default(),
             condition: Mutex::new(None),
             dormant: std::sync::atomic::AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),

@@ -166,10 +166,22 @@ pub(super) async fn connect_remote(
 ) -> Result<RunningService<RoleClient, Client>, String> {
     use super::super::remote::Transport;
     let streamable = async |client: Client| {
-        let transport = client.ordered(remote.streamable(client.shared.releases.clone())?);
+        let link = super::super::remote::LinkSlot::default();
+        *client
+            .shared
+            .direct
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((link.clone(), client.relist.clone()));
+        let transport = client.ordered(remote.streamable(client.shared.releases.clone(), link)?);
         initialize(launch, client.serve(transport)).await
     };
     let sse = async |client: Client| {
+        // Legacy SSE: every message goes through rmcp's client.
+        *client
+            .shared
+            .direct
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
         let transport = remote.sse(launch.init_timeout).await?;
         let transport = client.ordered(transport);
         initialize(launch, client.serve(transport)).await
