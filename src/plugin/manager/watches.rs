@@ -60,16 +60,6 @@ impl Manager {
         }
     }
 
-    /// How many clients are subscribed to `uri`.
-    pub fn watchers(&self, uri: &str) -> usize {
-        self.watches
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(uri)
-            .copied()
-            .unwrap_or(0)
-    }
-
     /// A client's roots changed: every plugin hears it, with `client` to ask for them.
     pub fn roots_changed(&self, client: &crate::plugin::ToolContext) {
         let instances: Vec<_> = self

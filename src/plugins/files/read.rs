@@ -3,6 +3,9 @@
 //!
 //! Files are streamed, never loaded whole: a huge log costs only the part returned (plus a line
 //! count when the file is small enough to count).
+//!
+//! Past 600 lines only with its unit tests (from `#[cfg(test)]` on); the tool itself is about
+//! 450 lines, one reader with its three ways of choosing a range, and stays whole.
 
 use std::{
     fs::File,

@@ -445,13 +445,16 @@ impl StreamableHttpClient for Watched {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Posted {
-        let id = request_id(&message);
-        self.keep(&message, &uri, &session_id, &auth_header, &custom_headers);
-        let response = self
-            .http
-            .post_message(uri, message, session_id, auth_header, custom_headers)
-            .await?;
-        Ok(self.watch(id, response))
+        let limits = StreamableHttpResponseLimits::default();
+        self.post_message_with_response_limits(
+            uri,
+            message,
+            session_id,
+            auth_header,
+            custom_headers,
+            limits,
+        )
+        .await
     }
 
     async fn post_message_with_max_sse_event_size(
@@ -463,20 +466,17 @@ impl StreamableHttpClient for Watched {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> Posted {
-        let id = request_id(&message);
-        self.keep(&message, &uri, &session_id, &auth_header, &custom_headers);
-        let response = self
-            .http
-            .post_message_with_max_sse_event_size(
-                uri,
-                message,
-                session_id,
-                auth_header,
-                custom_headers,
-                max_sse_event_size,
-            )
-            .await?;
-        Ok(self.watch(id, response))
+        let mut limits = StreamableHttpResponseLimits::default();
+        limits.max_sse_event_size = max_sse_event_size;
+        self.post_message_with_response_limits(
+            uri,
+            message,
+            session_id,
+            auth_header,
+            custom_headers,
+            limits,
+        )
+        .await
     }
 
     async fn post_message_with_response_limits(

@@ -111,15 +111,13 @@ impl ClientHandler for Client {
         params: LoggingMessageNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        let mut data = params.data;
-        if let Some(logger) = params.logger {
-            data = serde_json::json!({ "logger": logger, "data": data });
-        }
+        let level = params.level;
+        let data = log_data(params);
         // During a request: to its client, at that client's level. Otherwise: to every
         // client at its session's level.
         match self.shared.active.latest() {
-            Some(cx) => cx.log(params.level, data).await,
-            None => self.shared.events.log(params.level, data),
+            Some(cx) => cx.log(level, data).await,
+            None => self.shared.events.log(level, data),
         }
     }
 
@@ -142,5 +140,14 @@ impl ClientHandler for Client {
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         tracing::debug!(plugin = %self.shared.plugin, "upstream tool list changed");
         self.relist.notify_one();
+    }
+}
+
+/// A log message of the server's as plugboard passes it on: its data, under its logger's name
+/// when it gives one.
+pub(super) fn log_data(params: LoggingMessageNotificationParam) -> serde_json::Value {
+    match params.logger {
+        Some(logger) => serde_json::json!({ "logger": logger, "data": params.data }),
+        None => params.data,
     }
 }

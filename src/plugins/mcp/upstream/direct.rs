@@ -253,12 +253,8 @@ impl Call<'_> {
                     .await;
             }
             ServerNotification::LoggingMessageNotification(l) => {
-                let l = l.params;
-                let mut data = l.data;
-                if let Some(logger) = l.logger {
-                    data = serde_json::json!({ "logger": logger, "data": data });
-                }
-                self.cx.log(l.level, data).await;
+                let level = l.params.level;
+                self.cx.log(level, log_data(l.params)).await;
             }
             ServerNotification::ResourceUpdatedNotification(r) => {
                 self.shared.events.resource_updated(r.params.uri);

@@ -13,7 +13,11 @@
 //! - `supervisor.rs`: connecting (child or remote), initializing, the supervisor;
 //! - `offer.rs`: what the server offers, published (and the lazy-start tool cache);
 //! - `client.rs`: plugboard as the server's client (its requests and notifications);
-//! - `progress.rs`: the server's progress, relayed in order.
+//! - `progress.rs`: the server's progress, relayed in order;
+//! - `direct.rs`: tool calls posted on a Streamable HTTP session by the caller's task.
+//!
+//! This file stays near 700 lines on purpose: `Shared`, its fields and the relay that keeps
+//! their invariants are one unit, and the `Plugin` impl is only their accessors.
 
 #![allow(deprecated)] // rmcp marks sampling, roots and logging deprecated (SEP-2577); upstreams use them.
 
