@@ -27,6 +27,7 @@ pub mod agents;
 pub mod cli;
 pub mod config;
 pub mod net;
+pub mod ops;
 pub mod orchestrator;
 pub mod plugin;
 pub mod plugins;

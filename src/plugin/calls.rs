@@ -71,8 +71,16 @@ impl Drop for Running {
 
 /// Where a call stands after a round.
 enum Step {
-    Done(CallToolResult),
+    Done(Answer),
     Ask(Box<Running>, Ask),
+}
+
+/// A call's result with how it ended, for faces that say more than the result (the REST
+/// API's status codes).
+#[derive(Debug)]
+pub struct Answer {
+    pub result: CallToolResult,
+    pub outcome: Outcome,
 }
 
 /// Runs calls against the published registry.
@@ -110,13 +118,18 @@ impl Calls {
         args: Option<JsonObject>,
         cx: ToolContext,
     ) -> CallToolResult {
+        self.answer(name, args, cx).await.result
+    }
+
+    /// As [`Calls::call`], saying how the call ended.
+    pub async fn answer(&self, name: &str, args: Option<JsonObject>, cx: ToolContext) -> Answer {
         let round = cx.cancellation().clone();
         let running = match self.begin(name, args, cx) {
             Ok(running) => running,
-            Err(result) => return result,
+            Err(answer) => return answer,
         };
         match self.drive(running, &round).await {
-            Step::Done(result) => result,
+            Step::Done(answer) => answer,
             Step::Ask(running, _) => self.finish(
                 &running,
                 Err((
@@ -170,6 +183,7 @@ impl Calls {
                                 ),
                             )),
                         )
+                        .result
                         .into();
                 };
                 parked.running.cx.relink(link.link());
@@ -182,12 +196,12 @@ impl Calls {
                 let cx = link.fresh_cancellation().deferred();
                 match self.begin(&name, request.arguments, cx) {
                     Ok(running) => running,
-                    Err(result) => return result.into(),
+                    Err(answer) => return answer.result.into(),
                 }
             }
         };
         match self.drive(running, &round).await {
-            Step::Done(result) => result.into(),
+            Step::Done(answer) => answer.result.into(),
             Step::Ask(running, ask) => {
                 running.cx.pause(true);
                 let state = uuid::Uuid::new_v4().simple().to_string();
@@ -208,12 +222,15 @@ impl Calls {
     }
 
     /// Check the arguments and start the handler in its own task.
+    // The `Err` is the call's answer, returned once: boxing it would cost an allocation on
+    // every refused call to save a copy.
+    #[allow(clippy::result_large_err)]
     fn begin(
         &self,
         name: &str,
         args: Option<JsonObject>,
         cx: ToolContext,
-    ) -> Result<Running, CallToolResult> {
+    ) -> Result<Running, Answer> {
         let registry = self.published.get();
         let caller = cx.caller().clone();
         let entry = registry
@@ -226,7 +243,10 @@ impl Calls {
             let mut message = unknown_tool(&shown, &registry, &caller);
             crate::net::secret::mask_held_in(&mut message);
             self.refused("", &shown, &cx, ErrorKind::UnknownTool, &message);
-            return Err(error_result(message));
+            return Err(Answer {
+                result: error_result(message),
+                outcome: Outcome::Failed(ErrorKind::UnknownTool),
+            });
         };
         self.observers.started(&CallStarted {
             plugin: &entry.plugin,
@@ -286,7 +306,7 @@ impl Calls {
         })) {
             Ok(std::task::Poll::Pending) => None,
             Ok(std::task::Poll::Ready(Ok(result))) => Some(Ok(result)),
-            Ok(std::task::Poll::Ready(Err(e))) => Some(Err((ErrorKind::Failed, e.to_string()))),
+            Ok(std::task::Poll::Ready(Err(e))) => Some(Err((ErrorKind::of(&e), e.to_string()))),
             Err(payload) => Some(Err((
                 ErrorKind::Panic,
                 panicked(&entry.plugin, name, payload_message(&*payload)),
@@ -332,7 +352,7 @@ impl Calls {
                 joined = &mut running.task => {
                     let outcome = match joined {
                         Ok(Ok(result)) => Ok(result),
-                        Ok(Err(e)) => Err((ErrorKind::Failed, e.to_string())),
+                        Ok(Err(e)) => Err((ErrorKind::of(&e), e.to_string())),
                         Err(join) if join.is_panic() => Err((
                             ErrorKind::Panic,
                             panicked(&running.plugin, &running.name, panic_message(join)),
@@ -363,7 +383,7 @@ impl Calls {
         &self,
         running: &Running,
         outcome: Result<CallToolResult, (ErrorKind, String)>,
-    ) -> CallToolResult {
+    ) -> Answer {
         self.end(
             &running.plugin,
             &running.name,
@@ -380,7 +400,7 @@ impl Calls {
         cx: &ToolContext,
         started: Instant,
         outcome: Result<CallToolResult, (ErrorKind, String)>,
-    ) -> CallToolResult {
+    ) -> Answer {
         let (result, outcome) = match outcome {
             Ok(result) if result.is_error == Some(true) => (result, Outcome::ToolError),
             Ok(result) => (result, Outcome::Ok),
@@ -419,7 +439,7 @@ impl Calls {
             outcome,
             error,
         });
-        result
+        Answer { result, outcome }
     }
 
     /// A call that never reached a tool (unknown, or hidden from this caller).

@@ -15,6 +15,9 @@ pub enum ToolError {
     Forbidden(String),
     #[error("upstream error: {0}")]
     Upstream(String),
+    /// The plugin cannot serve now and says when it might (a server restarting).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     Failed(String),
 }

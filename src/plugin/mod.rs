@@ -43,7 +43,7 @@ use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
 pub use caller::{Caller, Face, Filters};
-pub use calls::{Calls, MAX_SHOWN_NAME, clip_name};
+pub use calls::{Answer, Calls, MAX_SHOWN_NAME, clip_name};
 pub use catalog::{Builtins, Catalog, Init, Needs, PluginKind};
 pub use context::{ProgressSink, StreamControl, StreamRelease, TextSink, ToolContext, severity};
 pub use error::{PluginError, ToolError};
@@ -83,6 +83,12 @@ pub trait Plugin: Send + Sync + 'static {
     /// being started again: `restarting (attempt 3, next in 8 s): …`). Shown as its status;
     /// its tools stay published.
     fn condition(&self) -> Option<String> {
+        None
+    }
+
+    /// What it runs, when that is not plugboard's own code: an MCP server's name and version
+    /// as it reported them (`mcp-servers/everything 2.0.0`).
+    fn version(&self) -> Option<String> {
         None
     }
 

@@ -69,6 +69,8 @@ pub enum ErrorKind {
     Cancelled,
     /// The handler panicked.
     Panic,
+    /// The plugin cannot serve now (its MCP server is restarting, its service is down).
+    Unavailable,
     /// The handler returned an error.
     Failed,
 }
@@ -81,7 +83,18 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Panic => "panic",
+            ErrorKind::Unavailable => "unavailable",
             ErrorKind::Failed => "failed",
+        }
+    }
+
+    /// The kind of a handler's error: bad arguments and a plugin that cannot serve now are
+    /// told apart (the REST API answers 400 and 409); everything else is `failed`.
+    pub fn of(e: &super::ToolError) -> Self {
+        match e {
+            super::ToolError::InvalidArguments(_) => ErrorKind::InvalidArguments,
+            super::ToolError::Unavailable(_) => ErrorKind::Unavailable,
+            _ => ErrorKind::Failed,
         }
     }
 }

@@ -118,6 +118,7 @@ pub fn router(
         &options.allowed_origins,
         options.token.as_ref(),
     );
+    let ops = crate::ops::router(manager.clone(), ct.child_token());
     let sse = sse::SseState::new(manager, options.max_sse_sessions, ct);
     let status = status::Status::new(sessions.clone(), sse.clone(), connections);
     let legacy = Router::new()
@@ -139,6 +140,7 @@ pub fn router(
     Router::new()
         .nest("/mcp", mcp)
         .merge(legacy)
+        .merge(ops)
         .route("/health", get(status::health).with_state(status))
         .layer(middleware::from_fn_with_state(body, gate::read_body))
         .layer(DefaultBodyLimit::max(options.max_body_bytes))

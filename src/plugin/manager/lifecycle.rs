@@ -53,6 +53,24 @@ impl Manager {
     /// Re-read the manifests and apply the difference: new plugins start, removed ones stop,
     /// changed ones (manifest or variables) restart, the rest keep running untouched.
     pub async fn reload(&self) {
+        self.reload_forcing(None).await;
+    }
+
+    /// Stop and start plugin `name` again (re-reading its manifest), whether or not anything
+    /// changed; the rest as [`Manager::reload`]. `false` when there is no such plugin.
+    pub async fn restart(&self, name: &str) -> bool {
+        let known = self
+            .slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(name);
+        if known {
+            self.reload_forcing(Some(name)).await;
+        }
+        known
+    }
+
+    async fn reload_forcing(&self, force: Option<&str>) {
         let _guard = self.reloading.lock().await;
         let env = (self.env)();
         let found = self.discover();
@@ -64,7 +82,11 @@ impl Manager {
         for (name, path, manifest) in found {
             let fingerprint = fingerprint(&manifest, &env, &self.config.catalog);
             match old.remove(&name) {
-                Some(slot) if slot.fingerprint == fingerprint && slot.path == path => {
+                Some(slot)
+                    if slot.fingerprint == fingerprint
+                        && slot.path == path
+                        && force != Some(name.as_str()) =>
+                {
                     kept.insert(name, slot);
                 }
                 previous => {
@@ -97,6 +119,7 @@ impl Manager {
                 offer: Offer::default(),
                 refused: Vec::new(),
                 down: None,
+                loaded: None,
             };
             if slot.status == Status::Ready {
                 waiting.push(slot);
@@ -275,6 +298,7 @@ impl Manager {
             Ok(Ok((plugin, offer))) => {
                 tracing::debug!(plugin = %manifest.name, ms = started.elapsed().as_millis() as u64, "plugin initialised");
                 slot.instance = Some(plugin);
+                slot.loaded = Some(started.elapsed());
                 slot.offer = offer;
                 slot.status = Status::Ready;
             }

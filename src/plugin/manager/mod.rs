@@ -34,7 +34,7 @@ pub use status::{EnvReport, PluginStatus, Status};
 use super::{
     Catalog, Change, Filters, Manifest, ModelService, Plugin, PromptDef, ResourceDef, TemplateDef,
     ToolContext, ToolDef,
-    calls::Calls,
+    calls::{Answer, Calls},
     observe::Observers,
     registry::{Published, Registry},
 };
@@ -98,6 +98,8 @@ struct Slot {
     /// Set while the running plugin reports itself down (an upstream died): its tools are
     /// withheld until it reports it is back.
     down: Option<String>,
+    /// How long its last start took.
+    loaded: Option<std::time::Duration>,
 }
 
 /// Everything a plugin offers, as it last said.
@@ -208,6 +210,11 @@ impl Manager {
         self.registry().tools()
     }
 
+    /// Whether a reload (of every plugin or of one) is under way.
+    pub fn is_reloading(&self) -> bool {
+        self.reloading.try_lock().is_err()
+    }
+
     /// The call pipeline: what every face calls tools through.
     pub fn calls(&self) -> &Calls {
         &self.calls
@@ -226,6 +233,11 @@ impl Manager {
         cx: ToolContext,
     ) -> CallToolResult {
         self.calls.call(name, args, cx).await
+    }
+
+    /// Run one tool call and say how it ended (see [`Calls::answer`]).
+    pub async fn answer(&self, name: &str, args: Option<JsonObject>, cx: ToolContext) -> Answer {
+        self.calls.answer(name, args, cx).await
     }
 
     /// Run or resume a 2026-07-28 tool call (see [`Calls::call_stateless`]).

@@ -49,6 +49,9 @@ pub struct PluginStatus {
     pub manifest: PathBuf,
     /// The manifest's kind (`builtin`, `mcp`, …).
     pub kind: String,
+    /// What its tools' names start with (`<prefix>_`); empty for none.
+    #[serde(skip)]
+    pub prefix: String,
     /// Published tool names (after filters).
     pub tools: Vec<String>,
     /// What of its offer was not published, and why.
@@ -59,6 +62,11 @@ pub struct PluginStatus {
     pub prompts: Vec<String>,
     /// The variables the manifest declares: name, whether set, required, secret. Never values.
     pub env: Vec<EnvReport>,
+    /// What it runs: plugboard's version for a built-in, an MCP server's name and version as
+    /// it reported them.
+    pub version: Option<String>,
+    /// How long its last start took, in milliseconds (`None` when it did not start).
+    pub load_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -134,6 +142,11 @@ impl Manager {
                         .as_ref()
                         .map(|m| m.kind.clone())
                         .unwrap_or_default(),
+                    prefix: slot
+                        .manifest
+                        .as_ref()
+                        .map(|m| m.prefix().to_owned())
+                        .unwrap_or_default(),
                     tools: registry
                         .tools
                         .iter()
@@ -187,6 +200,11 @@ impl Manager {
                             description: v.description.clone(),
                         })
                         .collect(),
+                    version: slot.instance.as_ref().map(|p| {
+                        p.version()
+                            .unwrap_or_else(|| format!("plugboard {}", env!("CARGO_PKG_VERSION")))
+                    }),
+                    load_ms: slot.loaded.map(|d| d.as_millis() as u64),
                 }
             })
             .collect()

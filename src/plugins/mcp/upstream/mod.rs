@@ -289,7 +289,7 @@ impl Shared {
         let peer = self.peer.read().unwrap_or_else(|e| e.into_inner()).clone();
         peer.map_err(|why| {
             let why = self.condition().unwrap_or(why);
-            ToolError::Upstream(format!(
+            ToolError::Unavailable(format!(
                 "the MCP server of plugin {} is not running ({why}); it is being started \
                  again, try again shortly",
                 self.plugin
@@ -607,6 +607,13 @@ impl Plugin for Upstream {
 
     fn condition(&self) -> Option<String> {
         self.shared.condition()
+    }
+
+    fn version(&self) -> Option<String> {
+        let peer = self.shared.peer.read().unwrap_or_else(|e| e.into_inner());
+        let info = peer.as_ref().ok()?.peer_info()?;
+        let server = info.server_info.as_ref()?;
+        Some(format!("{} {}", server.name, server.version))
     }
 
     fn resources(&self) -> Vec<ResourceDef> {

@@ -1,0 +1,89 @@
+//! The operations face on the HTTP port: the REST API (`/api/v1`) with its OpenAPI document,
+//! the live event stream, and the health checks for load balancers. Behind the same
+//! Host/Origin/token guard as `/mcp`; every call goes through the manager's call pipeline.
+
+pub mod api;
+pub mod events;
+pub mod health;
+pub mod openapi;
+pub mod problem;
+
+use std::sync::Arc;
+
+use axum::{Router, routing::get};
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::plugin::Manager;
+pub use events::Events;
+pub use problem::Problem;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct Ops {
+    pub manager: Arc<Manager>,
+    pub events: Events,
+    /// Cancelled when the server stops (readiness turns false, streams end).
+    pub ct: CancellationToken,
+    /// The generated part of the OpenAPI document.
+    openapi: Arc<serde_json::Value>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "plugboard",
+        description = "plugboard's REST API: the plugins, their tools and the model providers of one \
+                       plugboard server, called through the same pipeline as MCP's `tools/call`. \
+                       Errors are problem documents (RFC 9457). Send `Authorization: Bearer <token>` \
+                       when the server has a token (PLUGBOARD_HTTP_TOKEN).",
+        license(name = "MIT OR Apache-2.0"),
+    ),
+    tags(
+        (name = "plugins", description = "What is loaded and how it is doing"),
+        (name = "tools", description = "The published tools, and calling them"),
+        (name = "agents", description = "Model providers: one answer, or several and a synthesis"),
+        (name = "events", description = "What happens on the server, live"),
+        (name = "health", description = "For load balancers and orchestrators"),
+    )
+)]
+struct ApiDoc;
+
+/// The routes of this face, with their state.
+pub fn router(manager: Arc<Manager>, ct: CancellationToken) -> Router {
+    let (routes, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(api::list_plugins))
+        .routes(routes!(api::get_plugin))
+        .routes(routes!(api::reload_plugin))
+        .routes(routes!(api::list_tools))
+        .routes(routes!(api::get_tool))
+        .routes(routes!(api::call_tool))
+        .routes(routes!(api::ask))
+        .routes(routes!(api::consensus))
+        .routes(routes!(api::batch))
+        .routes(routes!(events::stream_events))
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .split_for_parts();
+    let mut doc = serde_json::to_value(&doc).unwrap_or_default();
+    // The document itself, documented by hand: it is the one route utoipa does not see.
+    doc["paths"]["/api/v1/openapi.json"] = serde_json::json!({
+        "get": {
+            "tags": ["tools"],
+            "operationId": "openapi",
+            "summary": "This document",
+            "responses": { "200": { "description": "The OpenAPI 3.1 document of this server",
+                "content": { "application/json": { "schema": { "type": "object" } } } } }
+        }
+    });
+    let ops = Ops {
+        events: Events::observe(&manager),
+        manager,
+        ct,
+        openapi: Arc::new(doc),
+    };
+    routes
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .with_state(ops)
+}
