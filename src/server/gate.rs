@@ -88,14 +88,19 @@ pub async fn read_body(
         {
             Ok(Ok(bytes)) => bytes,
             Ok(Err(_)) => {
-                return (
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!(
-                        "request body over {} bytes, the limit (--max-body-bytes)",
-                        limits.max_bytes
-                    ),
-                )
+                let detail = format!(
+                    "request body over {} bytes, the limit (--max-body-bytes)",
+                    limits.max_bytes
+                );
+                if parts.uri.path().starts_with("/api/") {
+                    return crate::ops::Problem::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body-too-large",
+                        detail,
+                    )
                     .into_response();
+                }
+                return (StatusCode::PAYLOAD_TOO_LARGE, detail).into_response();
             }
             Err(_) => {
                 tracing::warn!("HTTP request body not received in time");

@@ -140,6 +140,40 @@ impl IntoResponse for Refusal {
     }
 }
 
+impl Refusal {
+    /// The refusal as the REST API's problem document.
+    fn problem(self) -> Response {
+        use crate::ops::Problem;
+        match self {
+            Refusal::Host => Problem::new(
+                StatusCode::FORBIDDEN,
+                "host-not-allowed",
+                "Host header is not allowed (add the name with --allowed-hosts)",
+            )
+            .into_response(),
+            Refusal::Origin => Problem::new(
+                StatusCode::FORBIDDEN,
+                "origin-not-allowed",
+                "Origin is not allowed (add it with --allowed-origins)",
+            )
+            .into_response(),
+            Refusal::Token => {
+                let mut response = Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "missing or wrong bearer token (Authorization: Bearer …)",
+                )
+                .into_response();
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
+                response
+            }
+        }
+    }
+}
+
 pub async fn guard(State(guard): State<Guard>, request: Request<Body>, next: Next) -> Response {
     // A CORS preflight carries no credentials: it passes on Host and Origin alone, and is
     // answered here for an allowed origin (a foreign one was refused by the check).
@@ -154,6 +188,9 @@ pub async fn guard(State(guard): State<Guard>, request: Request<Body>, next: Nex
     };
     if let Err(refusal) = checked {
         tracing::warn!(?refusal, path = %crate::plugin::clip_name(request.uri().path()), "HTTP request refused");
+        if request.uri().path().starts_with("/api/") {
+            return refusal.problem().into_response();
+        }
         return refusal.into_response();
     }
     let origin = request.headers().get(header::ORIGIN).cloned();

@@ -827,6 +827,76 @@ async fn the_cli_streams_answers() {
     );
 }
 
+/// The REST API's `ask` and `consensus`: the same tools, the same answers; with
+/// `Accept: text/event-stream` each provider's answer is an event as it lands, then the result.
+#[tokio::test]
+async fn the_rest_api_asks_and_streams_each_consensus_answer() {
+    use crate::rest::{Api, text};
+    let s = Setup::all();
+    let mut child = s
+        .command(&["serve", "--http", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = s.fx.listening_url(&mut child).await;
+    let api = Api::at(child, &url);
+
+    let (status, result) = api
+        .post(
+            "/api/v1/ask",
+            json!({ "prompt": "Say hi", "provider": "gemini" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{result}");
+    assert!(
+        text(&result).contains("gemini (gemini-test) says: Say hi"),
+        "{result}"
+    );
+
+    s.fake.push_once(Provider::Anthropic, Behaviour::Echo);
+    s.fake.push_once(
+        Provider::Anthropic,
+        Behaviour::Answer("They agree.\nAGREED: openai, gemini".into()),
+    );
+    let events = api
+        .post_events(
+            "/api/v1/consensus",
+            json!({ "prompt": "2+2?", "providers": ["anthropic", "openai", "gemini"] }),
+        )
+        .await;
+    let answers: Vec<&str> = events
+        .iter()
+        .filter(|(e, _)| e == "text")
+        .filter_map(|(_, d)| d["text"].as_str())
+        .collect();
+    for (_, name, model) in ALL.iter().filter(|(_, n, _)| *n != "deepseek") {
+        let says = format!("{name} ({model}) says: 2+2?");
+        assert_eq!(
+            answers.iter().filter(|a| a.contains(&says)).count(),
+            1,
+            "{answers:?}"
+        );
+    }
+    assert!(
+        answers
+            .iter()
+            .any(|a| a.contains("── synthesis by anthropic ──")),
+        "{answers:?}"
+    );
+    let progress = events.iter().filter(|(e, _)| e == "progress").count();
+    assert!(progress >= 3, "{events:?}");
+    let (last, result) = events.last().unwrap();
+    assert_eq!(last, "result", "{events:?}");
+    assert_eq!(result["isError"], false);
+    assert_eq!(result["structuredContent"]["answered"], 3, "{result}");
+    assert_eq!(
+        result["structuredContent"]["agreed"],
+        json!(["openai", "gemini"]),
+        "{result}"
+    );
+}
+
 /// A 429 whose hint (`retry-after`, `retry-after-ms`, Gemini's `retryDelay`) is too large
 /// for any clock: the provider is reported with the wait it asked for, not retried, and the
 /// others' answers are all in the result. A NaN or negative hint is no hint: backed off and

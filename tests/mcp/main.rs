@@ -27,6 +27,7 @@ mod organize;
 mod protocol;
 mod protocol_input;
 mod protocol_stream;
+mod rest;
 mod scenario;
 mod snapshots;
 mod transports;
