@@ -5,6 +5,7 @@
 pub mod api;
 pub mod events;
 pub mod health;
+pub mod metrics;
 pub mod openapi;
 pub mod problem;
 
@@ -28,7 +29,14 @@ pub struct Ops {
     pub ct: CancellationToken,
     /// The generated part of the OpenAPI document.
     openapi: Arc<serde_json::Value>,
+    /// The process's Prometheus recorder, when it could be installed.
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Sets the gauges only the server knows (sessions, connections) before a scrape.
+    gauges: Gauges,
 }
+
+/// See [`Ops::gauges`].
+pub type Gauges = Arc<dyn Fn() + Send + Sync>;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -50,8 +58,13 @@ pub struct Ops {
 )]
 struct ApiDoc;
 
-/// The routes of this face, with their state.
-pub fn router(manager: Arc<Manager>, ct: CancellationToken) -> Router {
+/// The routes of this face, with their state. `gauges` sets the server's own gauges before
+/// each scrape of `/metrics`.
+pub fn router(manager: Arc<Manager>, ct: CancellationToken, gauges: Gauges) -> Router {
+    let metrics = metrics::install();
+    if metrics.is_some() {
+        metrics::observe(&manager);
+    }
     let (routes, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(api::list_plugins))
         .routes(routes!(api::get_plugin))
@@ -82,8 +95,11 @@ pub fn router(manager: Arc<Manager>, ct: CancellationToken) -> Router {
         manager,
         ct,
         openapi: Arc::new(doc),
+        metrics,
+        gauges,
     };
     routes
         .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/metrics", get(metrics::render))
         .with_state(ops)
 }

@@ -118,8 +118,23 @@ pub fn router(
         &options.allowed_origins,
         options.token.as_ref(),
     );
-    let ops = crate::ops::router(manager.clone(), ct.child_token());
-    let sse = sse::SseState::new(manager, options.max_sse_sessions, ct);
+    let sse = sse::SseState::new(manager.clone(), options.max_sse_sessions, ct.clone());
+    let gauges = {
+        let (sessions, sse, connections) = (sessions.clone(), sse.clone(), connections.clone());
+        let max_connections = connections.available_permits();
+        Arc::new(move || {
+            let open = sessions.counts().open;
+            metrics::gauge!("plugboard_sessions", "transport" => "streamable_http")
+                .set(open as f64);
+            let legacy = sse
+                .max_sessions
+                .saturating_sub(sse.slots.available_permits());
+            metrics::gauge!("plugboard_sessions", "transport" => "legacy_sse").set(legacy as f64);
+            let conns = max_connections.saturating_sub(connections.available_permits());
+            metrics::gauge!("plugboard_http_connections").set(conns as f64);
+        })
+    };
+    let ops = crate::ops::router(manager, ct.child_token(), gauges);
     let status = status::Status::new(sessions.clone(), sse.clone(), connections);
     let legacy = Router::new()
         .route("/sse", get(sse::open))
