@@ -97,16 +97,8 @@ fn describe() {
         "Requests to model providers by provider, model and outcome (ok, error, timeout)"
     );
     describe_counter!(
-        "plugboard_provider_retries_total",
-        "Requests to model providers sent again after a 429, a 5xx or a dropped connection"
-    );
-    describe_counter!(
         "plugboard_provider_tokens_total",
         "Tokens by provider, model and direction (input, output)"
-    );
-    describe_counter!(
-        "plugboard_provider_cost_usd_total",
-        "What the tokens cost by provider and model, in US dollars, from the agents manifest's price table"
     );
     describe_histogram!(
         "plugboard_provider_request_duration_seconds",
@@ -121,14 +113,10 @@ fn describe() {
         "plugboard_airtable_rate_limited_total",
         "429 answers from Airtable (each one a 30 s lockout of the base), by base"
     );
-    describe_counter!(
-        "plugboard_airtable_pacer_wait_seconds_total",
+    describe_histogram!(
+        "plugboard_airtable_pacer_wait_seconds",
         Unit::Seconds,
-        "Time requests waited for the Airtable pacer (5 requests/s per base, 50 per token), by base"
-    );
-    describe_counter!(
-        "plugboard_import_rows_total",
-        "Rows written by bulk imports, by outcome (created, skipped, failed)"
+        "Time each request waited for the Airtable pacer (5 requests/s per base, 50 per token), by base"
     );
 }
 

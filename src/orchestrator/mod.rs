@@ -127,6 +127,29 @@ impl Orchestrator {
             Err(AgentError::Timeout { .. }) => Outcome::TimedOut,
             Err(_) => Outcome::Failed,
         };
+        let (label, usage) = match &outcome {
+            Outcome::Answered(usage) => ("ok", Some(*usage)),
+            Outcome::TimedOut => ("timeout", None),
+            Outcome::Failed => ("error", None),
+        };
+        // The configured model: a bounded label (the reply may name a dated snapshot).
+        let model = agent.model().to_owned();
+        metrics::counter!("plugboard_provider_requests_total",
+            "provider" => provider.clone(), "model" => model.clone(), "outcome" => label)
+        .increment(1);
+        metrics::histogram!("plugboard_provider_request_duration_seconds",
+            "provider" => provider.clone(), "model" => model.clone())
+        .record(started.elapsed().as_secs_f64());
+        if let Some(usage) = usage {
+            for (direction, tokens) in [
+                ("input", usage.input_tokens),
+                ("output", usage.output_tokens),
+            ] {
+                metrics::counter!("plugboard_provider_tokens_total",
+                    "provider" => provider.clone(), "model" => model.clone(), "direction" => direction)
+                .increment(tokens);
+            }
+        }
         self.agents
             .stats
             .record(&provider, started.elapsed(), outcome);

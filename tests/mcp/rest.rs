@@ -553,3 +553,96 @@ fn refs(value: &Value) -> Vec<String> {
         _ => Vec::new(),
     }
 }
+
+/// `/metrics` counts calls from every face by plugin, tool, face and outcome, never with a
+/// name a client made up; Prometheus's own checker (`promtool check metrics`) passes it.
+#[tokio::test]
+async fn metrics_count_every_face_and_pass_promtool() {
+    use rmcp::{
+        ServiceExt, model::CallToolRequestParams, transport::StreamableHttpClientTransport,
+    };
+    let fx = Fixture::new();
+    let api = Api::start(&fx, &[]).await;
+    for _ in 0..2 {
+        let (status, _) = api
+            .post("/api/v1/tools/testkit_echo/call", json!({ "text": "hi" }))
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (status, _) = api
+        .post("/api/v1/tools/made_up_name_4f1/call", json!({}))
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = api
+        .post("/api/v1/tools/testkit_echo/call", json!({ "text": 1 }))
+        .await;
+    assert_eq!(status, 400);
+    // An MCP client over Streamable HTTP.
+    let transport = StreamableHttpClientTransport::from_uri(format!("{}/mcp", api.base));
+    let client = crate::support::Recorder::default()
+        .serve(transport)
+        .await
+        .expect("initialize over HTTP");
+    let result = client
+        .call_tool(
+            CallToolRequestParams::new("testkit_echo")
+                .with_arguments(crate::support::args(json!({ "text": "mcp" }))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(crate::support::text(&result), "mcp");
+
+    let response = api.http.get(api.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let body = response.text().await.unwrap();
+    client.cancel().await.unwrap();
+    let has = |line: &str| body.lines().any(|l| l == line);
+    for line in [
+        r#"plugboard_tool_calls_total{plugin="testkit",tool="testkit_echo",face="rest",outcome="ok"} 2"#,
+        r#"plugboard_tool_calls_total{plugin="testkit",tool="testkit_echo",face="rest",outcome="invalid_arguments"} 1"#,
+        r#"plugboard_tool_calls_total{plugin="testkit",tool="testkit_echo",face="http",outcome="ok"} 1"#,
+        r#"plugboard_tool_calls_total{plugin="",tool="",face="rest",outcome="unknown_tool"} 1"#,
+        r#"plugboard_plugin_state{plugin="broken",state="failed"} 1"#,
+        r#"plugboard_plugin_up{plugin="testkit"} 1"#,
+        r#"plugboard_tool_calls_in_flight{face="rest"} 0"#,
+        r#"plugboard_tool_call_duration_seconds_count{plugin="testkit",tool="testkit_echo",face="rest"} 3"#,
+    ] {
+        assert!(has(line), "no `{line}` in:\n{body}");
+    }
+    assert!(!body.contains("made_up_name_4f1"), "{body}");
+    assert!(body.contains("# TYPE plugboard_tool_call_duration_seconds histogram"));
+    assert!(body.contains("plugboard_sessions{transport=\"streamable_http\"}"));
+
+    // Prometheus's linter: CI installs it (Debian's prometheus package) and requires it.
+    let required = std::env::var("PLUGBOARD_REQUIRE_PROMTOOL").is_ok_and(|v| v == "1");
+    let mut promtool = tokio::process::Command::new("promtool");
+    promtool
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = match promtool.spawn() {
+        Ok(child) => child,
+        Err(e) if !required => {
+            eprintln!("promtool not run ({e}); CI installs it and requires it");
+            return;
+        }
+        Err(e) => panic!("promtool is required here: {e}"),
+    };
+    let mut child = child;
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(body.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

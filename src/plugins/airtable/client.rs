@@ -218,7 +218,10 @@ impl Client {
                 tracing::info!(attempt, method = %method, path = %url.path(), reason = %self.secrets.mask(&last), "retrying an Airtable request");
             }
             // Held until this attempt is over (answer read or failed), freed a window later.
+            let paced = Instant::now();
             let _places = self.pace(base).await;
+            metrics::histogram!("plugboard_airtable_pacer_wait_seconds", "base" => base_label(base))
+                .record(paced.elapsed().as_secs_f64());
             let auth = net::secret::header("Bearer ", &self.token).map_err(|_| {
                 Failure::Transport(
                     "AIRTABLE_API_KEY holds characters a header cannot carry (a line break?)"
@@ -280,6 +283,8 @@ impl Client {
             let error = parse_error(status, &bytes);
             match status.as_u16() {
                 429 => {
+                    metrics::counter!("plugboard_airtable_rate_limited_total", "base" => base_label(base))
+                        .increment(1);
                     let key = base.unwrap_or("").to_owned();
                     tracing::warn!(base = %key, lockout_s = self.limits.lockout.as_secs_f64(), "Airtable rate limit hit; waiting out the lockout");
                     let now = Instant::now();
@@ -446,4 +451,29 @@ mod tests {
         assert!(!shown.contains("patSecret123"), "{shown}");
         assert_eq!(c.url(&["app1", "My table"]).path(), "/v0/app1/My%20table");
     }
+}
+
+/// A base as a metrics label: the first 20 base ids this process meets, shaped like Airtable's
+/// (`app` + 14 letters and digits); `other` after that, `meta` for requests of no base. The
+/// ids come from the tools' arguments, so their number must not grow a label without end.
+fn base_label(base: Option<&str>) -> String {
+    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let Some(base) = base else {
+        return "meta".into();
+    };
+    let shaped = base.len() == 17
+        && base.starts_with("app")
+        && base.bytes().all(|b| b.is_ascii_alphanumeric());
+    if !shaped {
+        return "other".into();
+    }
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if seen.iter().any(|b| b == base) {
+        return base.to_owned();
+    }
+    if seen.len() < 20 {
+        seen.push(base.to_owned());
+        return base.to_owned();
+    }
+    "other".into()
 }

@@ -553,6 +553,14 @@ impl Client {
             bucket.remaining = bucket.remaining.min(remaining);
             bucket.limit = limit;
         }
+        // GitHub's bucket names (core, search, graphql, …) as a label: only ones shaped like
+        // them, and few, whatever a server sends.
+        let label = name.len() <= 32 && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        let left = bucket.remaining;
+        if label && buckets.len() <= 16 {
+            metrics::gauge!("plugboard_github_ratelimit_remaining", "bucket" => name.to_owned())
+                .set(left as f64);
+        }
     }
 
     /// Wait until the next write is due, `write_interval` after the one before.
