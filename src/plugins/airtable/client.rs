@@ -435,24 +435,6 @@ pub fn advice(failure: Failure, what: &str) -> ToolError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn debug_shows_no_token() {
-        let c = Client::new(
-            "https://api.airtable.com/v0",
-            SecretString::from("patSecret123"),
-            Limits::default(),
-        )
-        .unwrap();
-        let shown = format!("{c:?} {:?}", c.secrets);
-        assert!(!shown.contains("patSecret123"), "{shown}");
-        assert_eq!(c.url(&["app1", "My table"]).path(), "/v0/app1/My%20table");
-    }
-}
-
 /// A base as a metrics label: the first 20 base ids this process meets, shaped like Airtable's
 /// (`app` + 14 letters and digits); `other` after that, `meta` for requests of no base. The
 /// ids come from the tools' arguments, so their number must not grow a label without end.
@@ -476,4 +458,22 @@ fn base_label(base: Option<&str>) -> String {
         return base.to_owned();
     }
     "other".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_token() {
+        let c = Client::new(
+            "https://api.airtable.com/v0",
+            SecretString::from("patSecret123"),
+            Limits::default(),
+        )
+        .unwrap();
+        let shown = format!("{c:?} {:?}", c.secrets);
+        assert!(!shown.contains("patSecret123"), "{shown}");
+        assert_eq!(c.url(&["app1", "My table"]).path(), "/v0/app1/My%20table");
+    }
 }
