@@ -360,10 +360,7 @@ pub async fn ask(
     headers: HeaderMap,
     Body(args): Body<JsonObject>,
 ) -> Response {
-    match agents_tool(&ops.manager, "ask") {
-        Ok(tool) => run(ops, tool, args, &headers).await,
-        Err(problem) => problem.into_response(),
-    }
+    run_agents(ops, "ask", args, &headers).await
 }
 
 /// Ask several providers at once and synthesize their answers: the body is the arguments of
@@ -386,8 +383,13 @@ pub async fn consensus(
     headers: HeaderMap,
     Body(args): Body<JsonObject>,
 ) -> Response {
-    match agents_tool(&ops.manager, "consensus") {
-        Ok(tool) => run(ops, tool, args, &headers).await,
+    run_agents(ops, "consensus", args, &headers).await
+}
+
+/// Run the agents plugin's `local` tool, or say why there is none.
+async fn run_agents(ops: Ops, local: &str, args: JsonObject, headers: &HeaderMap) -> Response {
+    match agents_tool(&ops.manager, local) {
+        Ok(tool) => run(ops, tool, args, headers).await,
         Err(problem) => problem.into_response(),
     }
 }

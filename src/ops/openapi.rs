@@ -22,8 +22,16 @@ pub fn complete(ops: &Ops) -> Value {
         .unwrap_or_else(|| json!({}));
     let mut components = Map::new();
     let mut paths = Map::new();
+    let registry = ops.manager.registry();
     for tool in &tools {
-        let schema = hoist(&tool.name, tool.input_schema.clone(), &mut components);
+        let mut schema = hoist(&tool.name, tool.input_schema.clone(), &mut components);
+        if registry
+            .entries
+            .get(tool.name.as_str())
+            .is_some_and(|e| e.null_is_absent)
+        {
+            allow_null(&mut schema);
+        }
         let mut op = generic.clone();
         if let Some(op) = op.as_object_mut() {
             op.remove("parameters");
@@ -60,6 +68,29 @@ pub fn complete(ops: &Ops) -> Value {
         schemas.extend(components);
     }
     doc
+}
+
+/// The schema the server really takes for a tool whose optional arguments may be `null`
+/// (dropped before validation, [`crate::plugin::ToolDef::null_is_absent`]): `tools/list`
+/// leaves `null` out of their types for the models' sake.
+fn allow_null(schema: &mut Value) {
+    let required: Vec<String> = schema["required"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (name, property) in properties.iter_mut() {
+        if !required.contains(name) {
+            let inner = std::mem::take(property);
+            *property = json!({ "anyOf": [inner, { "type": "null" }] });
+        }
+    }
 }
 
 fn body(schema: Value, description: &str) -> Value {
@@ -110,6 +141,21 @@ fn repoint(tool: &str, value: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn optional_arguments_may_be_null_where_the_server_drops_nulls() {
+        let mut schema = json!({
+            "type": "object",
+            "required": ["path"],
+            "properties": { "path": { "type": "string" }, "limit": { "type": "integer" } }
+        });
+        allow_null(&mut schema);
+        assert_eq!(schema["properties"]["path"], json!({ "type": "string" }));
+        assert_eq!(
+            schema["properties"]["limit"],
+            json!({ "anyOf": [{ "type": "integer" }, { "type": "null" }] })
+        );
+    }
 
     #[test]
     fn a_tools_definitions_move_to_the_components_and_their_references_follow() {

@@ -269,7 +269,16 @@ impl Calls {
         };
         let mut args = args.unwrap_or_default();
         if entry.null_is_absent {
-            args.retain(|_, value| !value.is_null());
+            // Only the tool's own arguments: an unknown key stays, for the schema to refuse
+            // (schemathesis sent `{"": null}`, which was dropped and then accepted).
+            let properties = entry
+                .tool
+                .input_schema
+                .get("properties")
+                .and_then(|p| p.as_object());
+            args.retain(|key, value| {
+                !(value.is_null() && properties.is_some_and(|p| p.contains_key(key)))
+            });
         }
         let instance = serde_json::Value::Object(args);
         let problems = argument_problems(validator, &instance);

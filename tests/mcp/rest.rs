@@ -524,8 +524,19 @@ async fn the_openapi_document_takes_each_tools_schema() {
         let op = &paths[&format!("/api/v1/tools/{name}/call")]["post"];
         assert_eq!(op["operationId"], format!("call_{name}"));
         let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+        let keys = |s: &Value| -> Vec<String> {
+            s["properties"]
+                .as_object()
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(keys(schema), keys(&tool["inputSchema"]), "{name}");
         assert_eq!(
-            schema["properties"], tool["inputSchema"]["properties"],
+            schema["required"], tool["inputSchema"]["required"],
+            "{name}"
+        );
+        assert_eq!(
+            schema["additionalProperties"], tool["inputSchema"]["additionalProperties"],
             "{name}"
         );
         // Every reference resolves inside the document.
@@ -538,6 +549,10 @@ async fn the_openapi_document_takes_each_tools_schema() {
         }
         assert!(op["responses"]["400"].is_object(), "{name}");
     }
+    // The server drops a `null` optional argument before validating: the document says so.
+    let limit = &paths["/api/v1/tools/files_list/call"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"]["properties"]["limit"];
+    assert_eq!(limit["anyOf"][1], json!({ "type": "null" }), "{limit}");
 }
 
 fn refs(value: &Value) -> Vec<String> {
