@@ -8,6 +8,7 @@ pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
+mod run;
 
 use std::sync::Arc;
 

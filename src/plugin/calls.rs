@@ -8,6 +8,10 @@
 //! `input_required` result naming what is needed and an opaque `requestState`. The client
 //! answers and calls again with that state; the parked handler continues from where it was.
 //! The state is only a handle (an unguessable id): nothing the client sends back is trusted.
+//!
+//! One file (a little over 600 lines): `begin`, `drive` and `end` are
+//! one state machine over `Running`, and the parked 2026-07-28 calls are its fourth state;
+//! split, each part would have to reach into the others' private fields.
 
 use std::{
     collections::{BTreeMap, HashMap},

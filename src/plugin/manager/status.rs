@@ -69,7 +69,7 @@ pub struct PluginStatus {
     pub load_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct EnvReport {
     pub name: String,
     pub set: bool,
