@@ -10,6 +10,9 @@
 //!
 //! Long because it holds one wire format whole (request, answer, stream, errors) and its
 //! unit tests (from `#[cfg(test)]` on): split by direction, each half would need the other's types.
+//!
+//! One file: the wire format (request, answer, stream chunks, thought signatures) is ~630 lines
+//! and the rest are its tests; a split would put a format's encoder and decoder apart.
 
 use futures::{FutureExt, StreamExt, future::BoxFuture, stream::BoxStream};
 use serde_json::{Map, Value, json};

@@ -18,6 +18,9 @@
 //!
 //! This file stays near 700 lines on purpose: `Shared`, its fields and the relay that keeps
 //! their invariants are one unit, and the `Plugin` impl is only their accessors.
+//!
+//! One file for the handle (`Upstream`, `Shared`) and the plugin's face of it; the supervisor,
+//! offer, client, progress and direct-call parts are already their own modules.
 
 #![allow(deprecated)] // rmcp marks sampling, roots and logging deprecated (SEP-2577); upstreams use them.
 
