@@ -196,8 +196,17 @@ pub struct ToolQuery {
     pub plugin: Option<String>,
 }
 
-pub fn caller() -> Caller {
-    Caller::new(Face::Rest).with_client("rest")
+/// Who is calling: the dashboard says so (`X-Plugboard-Client: dashboard`), so its calls
+/// show as its own face in events and metrics; anything else is a REST client.
+pub fn caller(headers: &HeaderMap) -> Caller {
+    let dashboard = headers
+        .get("x-plugboard-client")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"dashboard"));
+    if dashboard {
+        Caller::new(Face::Dashboard).with_client("dashboard")
+    } else {
+        Caller::new(Face::Rest).with_client("rest")
+    }
 }
 
 /// The tools this caller may call, as `tools/list` shows them over MCP (after the server's
@@ -241,8 +250,13 @@ pub fn tools(manager: &Manager, caller: &Caller, only: Option<&str>) -> Vec<Tool
 pub async fn list_tools(
     State(ops): State<Ops>,
     Query(query): Query<ToolQuery>,
+    headers: HeaderMap,
 ) -> Json<Vec<ToolInfo>> {
-    Json(tools(&ops.manager, &caller(), query.plugin.as_deref()))
+    Json(tools(
+        &ops.manager,
+        &caller(&headers),
+        query.plugin.as_deref(),
+    ))
 }
 
 /// One tool, with its input schema.
@@ -256,8 +270,9 @@ pub async fn list_tools(
 pub async fn get_tool(
     State(ops): State<Ops>,
     Path(name): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Json<ToolInfo>, Problem> {
-    tools(&ops.manager, &caller(), None)
+    tools(&ops.manager, &caller(&headers), None)
         .into_iter()
         .find(|t| t.name == name)
         .map(Json)
@@ -446,6 +461,7 @@ pub struct BatchResponse {
     ))]
 pub async fn batch(
     State(ops): State<Ops>,
+    headers: HeaderMap,
     Body(batch): Body<BatchRequest>,
 ) -> Result<Json<BatchResponse>, Problem> {
     if batch.calls.len() > MAX_BATCH {
@@ -460,6 +476,7 @@ pub async fn batch(
     let results = futures::stream::iter(batch.calls)
         .map(|item| {
             let ops = ops.clone();
+            let caller = caller(&headers);
             async move {
                 let named = match item {
                     BatchItem::Tool { tool, arguments } => {
@@ -471,7 +488,9 @@ pub async fn batch(
                     }
                 };
                 let answered = match named {
-                    Ok((tool, args)) => once(&ops, &tool, args, ToolContext::detached()).await,
+                    Ok((tool, args)) => {
+                        once(&ops, &tool, args, ToolContext::detached(), caller).await
+                    }
                     Err(problem) => Err(problem),
                 };
                 match answered {

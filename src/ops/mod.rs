@@ -1,8 +1,11 @@
 //! The operations face on the HTTP port: the REST API (`/api/v1`) with its OpenAPI document,
-//! the live event stream, and the health checks for load balancers. Behind the same
-//! Host/Origin/token guard as `/mcp`; every call goes through the manager's call pipeline.
+//! the live event stream, the health checks for load balancers, the metrics, and the web
+//! dashboard that shows them. Behind the same Host/Origin/token guard as `/mcp` (the
+//! dashboard's page and assets load without the token); every call goes through the
+//! manager's call pipeline.
 
 pub mod api;
+pub mod dashboard;
 pub mod events;
 pub mod health;
 pub mod metrics;
@@ -102,5 +105,7 @@ pub fn router(manager: Arc<Manager>, ct: CancellationToken, gauges: Gauges) -> R
     routes
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(metrics::render))
+        .route("/", get(dashboard::page))
+        .route("/assets/{name}", get(dashboard::asset))
         .with_state(ops)
 }

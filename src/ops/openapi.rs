@@ -15,7 +15,7 @@ pub async fn document(State(ops): State<Ops>) -> Json<Value> {
 
 pub fn complete(ops: &Ops) -> Value {
     let mut doc = (*ops.openapi).clone();
-    let tools = api::tools(&ops.manager, &api::caller(), None);
+    let tools = api::tools(&ops.manager, &api::caller(&Default::default()), None);
     let generic = doc
         .pointer("/paths/~1api~1v1~1tools~1{name}~1call/post")
         .cloned()

@@ -26,16 +26,17 @@ use super::{
     problem::Problem,
 };
 use crate::plugin::{
-    ErrorKind, Outcome, ToolContext,
+    Caller, ErrorKind, Outcome, ToolContext,
     manager::{Manager, Status},
 };
 
 /// A call as its own request: answered as JSON, or streamed when the client asks for events.
 pub(super) async fn run(ops: Ops, tool: String, args: JsonObject, headers: &HeaderMap) -> Response {
+    let caller = caller(headers);
     if wants_events(headers) {
-        return streamed(ops, tool, args).into_response();
+        return streamed(ops, tool, args, caller).into_response();
     }
-    match once(&ops, &tool, args, ToolContext::detached()).await {
+    match once(&ops, &tool, args, ToolContext::detached(), caller).await {
         Ok(result) => Json(call_result(result)).into_response(),
         Err(problem) => problem.into_response(),
     }
@@ -56,6 +57,7 @@ pub(super) async fn once(
     tool: &str,
     args: JsonObject,
     cx: ToolContext,
+    caller: Caller,
 ) -> Result<CallToolResult, Problem> {
     let Ok(_slot) = ops.manager.call_slots().try_acquire() else {
         let limit = ops.manager.config().max_calls;
@@ -72,7 +74,7 @@ pub(super) async fn once(
     };
     let answer = ops
         .manager
-        .answer(tool, Some(args), cx.with_caller(caller()))
+        .answer(tool, Some(args), cx.with_caller(caller))
         .await;
     judge(&ops.manager, tool, answer.result, answer.outcome)
 }
@@ -147,6 +149,7 @@ fn streamed(
     ops: Ops,
     tool: String,
     args: JsonObject,
+    caller: Caller,
 ) -> Sse<impl futures::Stream<Item = Result<SseEvent, Infallible>>> {
     let (tx, rx) = mpsc::unbounded_channel();
     let ct = CancellationToken::new();
@@ -170,7 +173,7 @@ fn streamed(
     let stop = ct.clone();
     tokio::spawn(async move {
         let answered = tokio::select! {
-            answered = once(&ops, &tool, args, cx) => answered,
+            answered = once(&ops, &tool, args, cx, caller) => answered,
             () = stop.cancelled() => return,
         };
         let _ = tx.send(match answered {
