@@ -95,6 +95,28 @@ pub struct ProviderConfig {
     pub json_schema: bool,
     /// Seconds one answer may take before it is given up (default: the plugin's).
     pub timeout_secs: Option<f64>,
+    /// What each model costs, by model name: what `ask` and `consensus` report as the cost of
+    /// an answer, and the totals in the providers resource and the metrics.
+    #[serde(default)]
+    pub prices: BTreeMap<String, Price>,
+}
+
+/// A model's price in US dollars per million tokens, as the provider publishes it.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// Per million input (prompt) tokens.
+    pub input: f64,
+    /// Per million output (completion) tokens, reasoning included.
+    pub output: f64,
+}
+
+impl Price {
+    /// What `usage` costs at this price, in US dollars.
+    pub fn cost(&self, usage: super::Usage) -> f64 {
+        (usage.input_tokens as f64 * self.input + usage.output_tokens as f64 * self.output)
+            / 1_000_000.0
+    }
 }
 
 fn yes() -> bool {
@@ -154,6 +176,9 @@ pub struct ProviderStatus {
     /// Why it is not available (what to set).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The model's price (`settings.providers.<name>.prices`); absent: its cost is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<Price>,
 }
 
 /// The configured providers and the agents of the available ones.
@@ -243,12 +268,17 @@ impl Agents {
             } else {
                 None
             };
+            let price = model
+                .as_ref()
+                .and_then(|m| config?.prices.get(m).copied())
+                .filter(|p| p.input >= 0.0 && p.output >= 0.0);
             statuses.push(ProviderStatus {
                 name: name.clone(),
                 format,
                 model: model.clone(),
                 available: reason.is_none(),
                 reason: reason.clone(),
+                price,
             });
             let (Some(model), Some(base_url), None) = (model, base_url, reason) else {
                 continue;
@@ -301,6 +331,7 @@ impl Agents {
                 model: Some(agent.model().to_owned()),
                 available: true,
                 reason: None,
+                price: None,
             });
             timeouts.insert(name.clone(), timeout);
             agents.insert(name, agent);
@@ -324,6 +355,19 @@ impl Agents {
 
     pub fn statuses(&self) -> &[ProviderStatus] {
         &self.statuses
+    }
+
+    /// The price of `provider`'s model, when the price table has it.
+    pub fn price(&self, provider: &str) -> Option<Price> {
+        self.statuses
+            .iter()
+            .find(|s| s.name == provider)
+            .and_then(|s| s.price)
+    }
+
+    /// What `usage` cost on `provider`, when its model has a price.
+    pub fn cost(&self, provider: &str, usage: super::Usage) -> Option<f64> {
+        self.price(provider).map(|p| p.cost(usage))
     }
 
     /// How long `provider` may take to answer.

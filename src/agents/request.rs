@@ -68,6 +68,14 @@ pub async fn send(
             Next::Wait(delay) => delay,
             Next::Exhausted | Next::TooLong(_) => return Err(error),
         };
+        let reason = match &error {
+            AgentError::Api { status: 429, .. } => "rate_limited",
+            AgentError::Api { .. } => "server_error",
+            _ => "transport",
+        };
+        metrics::counter!("plugboard_provider_retries_total",
+            "provider" => provider.to_owned(), "reason" => reason)
+        .increment(1);
         tracing::info!(
             provider,
             attempt = retry.retried(),

@@ -1,4 +1,5 @@
-//! Counters per provider: requests, errors, latency, tokens. They feed metrics.
+//! Counters per provider: requests, errors, latency, tokens, cost. The providers resource,
+//! the REST API and the dashboard show them.
 
 use std::{
     collections::BTreeMap,
@@ -22,6 +23,9 @@ pub struct ProviderStats {
     /// Sum of the latencies of finished requests, for the mean.
     pub latency_ms_total: u64,
     pub latency_ms_max: u64,
+    /// US dollars spent, by the price table; absent while the model has no price.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
 }
 
 /// Shared by every caller; cheap to clone.
@@ -30,7 +34,8 @@ pub struct Stats(Arc<Mutex<BTreeMap<String, ProviderStats>>>);
 
 /// How a request ended.
 pub enum Outcome {
-    Answered(Usage),
+    /// With what it cost, when the model has a price.
+    Answered(Usage, Option<f64>),
     Failed,
     TimedOut,
 }
@@ -44,9 +49,12 @@ impl Stats {
         s.latency_ms_total += ms;
         s.latency_ms_max = s.latency_ms_max.max(ms);
         match outcome {
-            Outcome::Answered(usage) => {
+            Outcome::Answered(usage, cost) => {
                 s.input_tokens += usage.input_tokens;
                 s.output_tokens += usage.output_tokens;
+                if let Some(cost) = cost {
+                    *s.cost_usd.get_or_insert(0.0) += cost;
+                }
             }
             Outcome::Failed => s.errors += 1,
             Outcome::TimedOut => {
@@ -54,6 +62,12 @@ impl Stats {
                 s.timeouts += 1;
             }
         }
+    }
+
+    /// What `provider` has cost so far, when its model has a price.
+    pub fn cost(&self, provider: &str) -> Option<f64> {
+        let all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        all.get(provider).and_then(|s| s.cost_usd)
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, ProviderStats> {

@@ -329,6 +329,47 @@ pub async fn call_tool(
     run(ops, name, args, &headers).await
 }
 
+/// The model providers: which are available (and if not, what to set), their models and
+/// prices, and what each has done since start — requests, errors, tokens, latency, cost —
+/// with the totals. The agents plugin's `plugboard://providers` resource.
+#[utoipa::path(get, path = "/api/v1/providers", tag = "agents",
+    responses(
+        (status = 200, body = Object, description = "`{providers: [{name, format, model, available, reason?, price?: {input, output}, stats: {requests, errors, timeouts, input_tokens, output_tokens, latency_ms_total, latency_ms_max, cost_usd?}}], synthesizer, totals: {requests, input_tokens, output_tokens, cost_usd}}`; prices and costs in US dollars (per million tokens)"),
+        (status = 409, body = Problem, content_type = PROBLEM_JSON, description = "The agents plugin is not running"),
+    ))]
+pub async fn providers(State(ops): State<Ops>) -> Result<Json<serde_json::Value>, Problem> {
+    let uri = crate::plugins::agents::PROVIDERS_URI;
+    let not_running = || {
+        let status = ops
+            .manager
+            .statuses()
+            .into_iter()
+            .find(|p| p.name == "agents")
+            .map_or_else(|| "not loaded".to_owned(), |p| p.status);
+        Problem::new(
+            StatusCode::CONFLICT,
+            "plugin-not-ready",
+            format!("the agents plugin is {status}"),
+        )
+        .with_plugin("agents")
+    };
+    let read = ops
+        .manager
+        .read_resource(uri, ToolContext::detached())
+        .await
+        .map_err(|_| not_running())?;
+    read.contents
+        .first()
+        .and_then(|c| match c {
+            rmcp::model::ResourceContents::TextResourceContents { text, .. } => {
+                serde_json::from_str(text).ok()
+            }
+            _ => None,
+        })
+        .map(Json)
+        .ok_or_else(not_running)
+}
+
 /// Ask one provider (or the best one for the prompt): the body is the arguments of the
 /// agents plugin's `ask` tool. Streams with `Accept: text/event-stream`, as tool calls do.
 #[utoipa::path(post, path = "/api/v1/ask", tag = "agents",

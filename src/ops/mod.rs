@@ -76,6 +76,7 @@ pub fn router(manager: Arc<Manager>, ct: CancellationToken, gauges: Gauges) -> R
         .routes(routes!(api::list_tools))
         .routes(routes!(api::get_tool))
         .routes(routes!(api::call_tool))
+        .routes(routes!(api::providers))
         .routes(routes!(api::ask))
         .routes(routes!(api::consensus))
         .routes(routes!(api::batch))

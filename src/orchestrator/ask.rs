@@ -51,6 +51,10 @@ pub struct Answer {
     pub stopped: Option<String>,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// What the answer cost in US dollars, by the price table; absent when the model has no
+    /// price there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
     pub latency_ms: u64,
 }
 
@@ -212,6 +216,7 @@ impl Orchestrator {
             stopped,
             input_tokens: usage.input_tokens,
             output_tokens: usage.output_tokens,
+            cost_usd: self.agents.cost(agent.provider(), usage),
             latency_ms: started.elapsed().as_millis() as u64,
         }
     }

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::Orchestrator;
 use crate::{
-    agents::{AgentError, Conversation, Message},
+    agents::{AgentError, Conversation, Message, Usage},
     plugin::ToolContext,
 };
 
@@ -73,6 +73,9 @@ pub struct Opinion {
     pub latency_ms: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// What the answer cost in US dollars; absent when the model has no price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -82,6 +85,13 @@ pub struct Synthesis {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     pub text: String,
+    /// Tokens the synthesizer used (zero for the client's own model: it pays for those).
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
 }
 
 /// What `consensus` returns.
@@ -102,6 +112,37 @@ pub struct Consensus {
     pub agreement: String,
     /// From the first request to the last answer (synthesis included).
     pub wall_ms: u64,
+    /// Every provider's tokens, the synthesis included.
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// What it all cost in US dollars; absent when a model that answered has no price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+}
+
+impl Consensus {
+    /// Sum the parts' tokens and cost. The cost is known only when every part that used
+    /// tokens has a price.
+    fn total(&mut self) {
+        let parts = self
+            .opinions
+            .iter()
+            .map(|o| (o.input_tokens, o.output_tokens, o.cost_usd))
+            .chain(
+                self.synthesis
+                    .iter()
+                    .map(|s| (s.input_tokens, s.output_tokens, s.cost_usd)),
+            );
+        let mut cost = Some(0.0);
+        for (input, output, part) in parts {
+            self.input_tokens += input;
+            self.output_tokens += output;
+            if input + output > 0 {
+                cost = cost.zip(part).map(|(sum, part)| sum + part);
+            }
+        }
+        self.cost_usd = cost;
+    }
 }
 
 const SYNTHESIS_SYSTEM: &str = "You combine the answers several AI models gave to the same \
@@ -155,6 +196,7 @@ impl Orchestrator {
                     latency_ms: 0,
                     input_tokens: 0,
                     output_tokens: 0,
+                    cost_usd: None,
                 });
                 continue;
             };
@@ -201,6 +243,7 @@ impl Orchestrator {
                     latency_ms,
                     input_tokens: reply.usage.input_tokens,
                     output_tokens: reply.usage.output_tokens,
+                    cost_usd: self.agents.cost(agent.provider(), reply.usage),
                 },
                 Err(e) => Opinion {
                     provider: agent.provider().to_owned(),
@@ -212,6 +255,7 @@ impl Orchestrator {
                     latency_ms,
                     input_tokens: 0,
                     output_tokens: 0,
+                    cost_usd: None,
                 },
             };
             let what = match &opinion.error {
@@ -238,6 +282,9 @@ impl Orchestrator {
             agreed: Vec::new(),
             agreement: String::new(),
             wall_ms: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_usd: None,
             opinions,
         };
         if answered == 0 {
@@ -277,6 +324,7 @@ impl Orchestrator {
             }
         }
         result.wall_ms = started.elapsed().as_millis() as u64;
+        result.total();
         Ok(result)
     }
 
@@ -300,7 +348,7 @@ impl Orchestrator {
             "\nWrite the synthesis. End with one line of exactly this form, naming the models \
              whose answers agree with your synthesis: `AGREED: name, name` (or `AGREED: none`).",
         );
-        let (by, model, written) = match &self.settings.synthesizer {
+        let (by, model, written, usage) = match &self.settings.synthesizer {
             Some(name) => {
                 let agent =
                     self.agents.get(name).cloned().ok_or_else(|| {
@@ -319,7 +367,12 @@ impl Orchestrator {
                     .turn(&agent, &conversation, deadline, cx, None)
                     .await
                     .map_err(|e| format!("the synthesizer failed: {e}"))?;
-                (name.clone(), Some(reply.model), reply.turn.text)
+                (
+                    name.clone(),
+                    Some(reply.model),
+                    reply.turn.text,
+                    reply.usage,
+                )
             }
             None if cx.client_can_sample() => {
                 let params = CreateMessageRequestParams::new(
@@ -329,7 +382,12 @@ impl Orchestrator {
                 .with_system_prompt(SYNTHESIS_SYSTEM);
                 let answer = cx.sample(params).await.map_err(|e| e.to_string())?;
                 let written = crate::plugin::sampled_text(&answer);
-                ("client".to_owned(), Some(answer.model), written)
+                (
+                    "client".to_owned(),
+                    Some(answer.model),
+                    written,
+                    Usage::default(),
+                )
             }
             None => {
                 return Err(
@@ -345,7 +403,20 @@ impl Orchestrator {
             .map(|o| o.provider.as_str())
             .collect();
         let (text, agreed) = split_agreed(&written, &answered);
-        Ok((Synthesis { by, model, text }, agreed))
+        let cost_usd = if by == "client" {
+            Some(0.0)
+        } else {
+            self.agents.cost(&by, usage)
+        };
+        let synthesis = Synthesis {
+            by,
+            model,
+            text,
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cost_usd,
+        };
+        Ok((synthesis, agreed))
     }
 }
 

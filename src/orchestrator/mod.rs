@@ -123,12 +123,12 @@ impl Orchestrator {
             _ = cx.cancellation().cancelled() => Err(timed_out()),
         };
         let outcome = match &result {
-            Ok(reply) => Outcome::Answered(reply.usage),
+            Ok(reply) => Outcome::Answered(reply.usage, self.agents.cost(&provider, reply.usage)),
             Err(AgentError::Timeout { .. }) => Outcome::TimedOut,
             Err(_) => Outcome::Failed,
         };
         let (label, usage) = match &outcome {
-            Outcome::Answered(usage) => ("ok", Some(*usage)),
+            Outcome::Answered(usage, _) => ("ok", Some(*usage)),
             Outcome::TimedOut => ("timeout", None),
             Outcome::Failed => ("error", None),
         };
@@ -153,6 +153,12 @@ impl Orchestrator {
         self.agents
             .stats
             .record(&provider, started.elapsed(), outcome);
+        if let Some(spent) = self.agents.stats.cost(&provider) {
+            // A running total in dollars: the metrics crate's counters count whole units.
+            metrics::gauge!("plugboard_provider_cost_usd",
+                "provider" => provider.clone(), "model" => model.clone())
+            .set(spent);
+        }
         match &result {
             Ok(reply) => tracing::info!(
                 provider = %provider,

@@ -99,8 +99,11 @@ fn manifest_waiting(waits: &str, extra: &str) -> String {
     format!(
         "{head}\n[settings]\n{waits}{extra}\n\
          [settings.providers.openai]\nmodel = \"gpt-test\"\n\
+         prices = {{ \"gpt-test\" = {{ input = 1.0, output = 2.0 }} }}\n\
          [settings.providers.anthropic]\nmodel = \"claude-test\"\n\
+         prices = {{ \"claude-test\" = {{ input = 3.0, output = 15.0 }} }}\n\
          [settings.providers.gemini]\nmodel = \"gemini-test\"\n\
+         prices = {{ \"gemini-test\" = {{ input = 0.5, output = 4.0 }}, \"other\" = {{ input = 9.0, output = 9.0 }} }}\n\
          [settings.providers.deepseek]\nmodel = \"deepseek-test\"\n\
          [settings.routing]\norder = [\"anthropic\", \"openai\", \"gemini\", \"deepseek\"]\n\
          [[settings.routing.rules]]\nprovider = \"deepseek\"\nkeywords = [\"rust\"]\n"
@@ -267,10 +270,27 @@ async fn consensus_asks_four_providers_at_once() {
         assert!(o["output_tokens"].as_u64().unwrap() > 0, "{o}");
         assert!(o["latency_ms"].as_u64().unwrap() >= 300, "{o}");
     }
+    let synthesis = &c["synthesis"];
     assert_eq!(
-        c["synthesis"],
-        json!({"by": "anthropic", "model": "claude-test", "text": "All four say 4."})
+        (&synthesis["by"], &synthesis["model"], &synthesis["text"]),
+        (
+            &json!("anthropic"),
+            &json!("claude-test"),
+            &json!("All four say 4.")
+        )
     );
+    // The synthesizer's tokens are its own, priced as its model (claude-test: $3 / $15).
+    let (i, o) = (
+        synthesis["input_tokens"].as_u64().unwrap(),
+        synthesis["output_tokens"].as_u64().unwrap(),
+    );
+    assert!(i > 0 && o > 0, "{synthesis}");
+    assert_eq!(
+        synthesis["cost_usd"].as_f64().unwrap(),
+        (i as f64 * 3.0 + o as f64 * 15.0) / 1e6
+    );
+    // deepseek-test has no price: the consensus's cost is not known.
+    assert!(c.get("cost_usd").is_none(), "{c}");
     assert_eq!(
         c["agreed"],
         json!(["openai", "anthropic", "gemini", "deepseek"])
@@ -499,9 +519,11 @@ async fn the_clients_model_writes_the_synthesis() {
         json!({"prompt": "2+2?", "providers": ["openai", "gemini"]}),
     )
     .await;
+    // The client's model wrote it: no tokens of ours, nothing spent.
     assert_eq!(
         c["synthesis"],
-        json!({"by": "client", "model": "probe-model", "text": "Both say 4."})
+        json!({"by": "client", "model": "probe-model", "text": "Both say 4.",
+               "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0})
     );
     assert_eq!(c["agreed"], json!(["gemini", "openai"]));
     {
@@ -853,6 +875,46 @@ async fn the_rest_api_asks_and_streams_each_consensus_answer() {
         text(&result).contains("gemini (gemini-test) says: Say hi"),
         "{result}"
     );
+    // Its tokens, and its cost by the price table (gemini-test: $0.50 in, $4 out per million).
+    let asked = &result["structuredContent"];
+    let (input, output) = (tokens(asked, "input"), tokens(asked, "output"));
+    assert!(input > 0.0 && output > 0.0, "{asked}");
+    let gemini_cost = (input * 0.5 + output * 4.0) / 1e6;
+    assert_close(asked["cost_usd"].as_f64().unwrap(), gemini_cost);
+    // A model without a price: tokens counted, cost unknown rather than zero.
+    let (status, result) = api
+        .post(
+            "/api/v1/ask",
+            json!({ "prompt": "Say hi", "provider": "deepseek" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{result}");
+    assert!(tokens(&result["structuredContent"], "output") > 0.0);
+    assert!(
+        result["structuredContent"].get("cost_usd").is_none(),
+        "{result}"
+    );
+    // A 429 is retried (retry-after: 0), and counted.
+    s.fake.push_once(
+        Provider::OpenAi,
+        Behaviour::Raw {
+            status: 429,
+            headers: vec![("retry-after".into(), "0".into())],
+            body: json!({"error": {"message": "slow down", "type": "requests", "param": null,
+                                   "code": "rate_limit_exceeded"}})
+            .to_string(),
+        },
+    );
+    let (status, result) = api
+        .post(
+            "/api/v1/ask",
+            json!({ "prompt": "Say hi", "provider": "openai" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{result}");
+    let asked = &result["structuredContent"];
+    let openai_cost = (tokens(asked, "input") + tokens(asked, "output") * 2.0) / 1e6;
+    assert_close(asked["cost_usd"].as_f64().unwrap(), openai_cost);
 
     s.fake.push_once(Provider::Anthropic, Behaviour::Echo);
     s.fake.push_once(
@@ -894,6 +956,119 @@ async fn the_rest_api_asks_and_streams_each_consensus_answer() {
         result["structuredContent"]["agreed"],
         json!(["openai", "gemini"]),
         "{result}"
+    );
+    // Each answer's cost, the synthesis's, and the sum of them all.
+    let consensus = &result["structuredContent"];
+    let price = |provider: &str| match provider {
+        "openai" => (1.0, 2.0),
+        "anthropic" => (3.0, 15.0),
+        "gemini" => (0.5, 4.0),
+        other => panic!("{other}"),
+    };
+    let mut spent = std::collections::BTreeMap::from([
+        ("gemini", gemini_cost),
+        ("openai", openai_cost),
+        ("anthropic", 0.0),
+    ]);
+    let (mut input, mut output, mut cost) = (0.0, 0.0, 0.0);
+    let synthesis = &consensus["synthesis"];
+    let parts = consensus["opinions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["provider"].as_str().unwrap(), o));
+    for (provider, part) in parts.chain([("anthropic", synthesis)]) {
+        let (i, o) = (tokens(part, "input"), tokens(part, "output"));
+        assert!(o > 0.0, "{part}");
+        let (pi, po) = price(provider);
+        let c = (i * pi + o * po) / 1e6;
+        assert_close(part["cost_usd"].as_f64().unwrap(), c);
+        *spent.get_mut(provider).unwrap() += c;
+        (input, output, cost) = (input + i, output + o, cost + c);
+    }
+    assert_eq!(synthesis["by"], "anthropic", "{synthesis}");
+    assert_eq!(tokens(consensus, "input"), input, "{consensus}");
+    assert_eq!(tokens(consensus, "output"), output, "{consensus}");
+    assert_close(consensus["cost_usd"].as_f64().unwrap(), cost);
+
+    // The totals: per provider in the providers report, and in the metrics.
+    let (status, report) = api.get("/api/v1/providers").await;
+    assert_eq!(status, 200, "{report}");
+    let stats = |name: &str| {
+        report["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name}: {report}"))
+            .clone()
+    };
+    assert_eq!(
+        stats("gemini")["price"],
+        json!({"input": 0.5, "output": 4.0})
+    );
+    assert!(stats("deepseek").get("price").is_none(), "{report}");
+    assert!(
+        stats("deepseek")["stats"].get("cost_usd").is_none(),
+        "{report}"
+    );
+    assert!(
+        stats("deepseek")["stats"]["output_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    for (provider, total) in &spent {
+        assert_close(
+            stats(provider)["stats"]["cost_usd"].as_f64().unwrap(),
+            *total,
+        );
+    }
+    assert_close(
+        report["totals"]["cost_usd"].as_f64().unwrap(),
+        spent.values().sum(),
+    );
+    let metrics = reqwest::get(api.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sample = |name: &str, labels: &[&str]| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
+            .unwrap_or_else(|| panic!("{name} {labels:?} not in:\n{metrics}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    for (provider, total) in &spent {
+        let labels = [format!("provider=\"{provider}\"")];
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        assert_close(sample("plugboard_provider_cost_usd", &labels), *total);
+    }
+    assert_eq!(
+        sample(
+            "plugboard_provider_retries_total",
+            &["provider=\"openai\"", "reason=\"rate_limited\""]
+        ),
+        1.0
+    );
+}
+
+fn tokens(part: &Value, direction: &str) -> f64 {
+    part[format!("{direction}_tokens")]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{direction}_tokens: {part}")) as f64
+}
+
+fn assert_close(got: f64, want: f64) {
+    assert!(
+        (got - want).abs() <= want.abs() * 1e-9 + 1e-15,
+        "{got} != {want}"
     );
 }
 

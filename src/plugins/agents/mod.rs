@@ -276,8 +276,8 @@ impl Plugin for AgentsPlugin {
                 .with_title("AI providers")
                 .with_description(
                     "The configured AI providers: which are available (and if not, what to \
-                     set), their models, and counters per provider (requests, errors, \
-                     timeouts, tokens, latency)",
+                     set), their models and prices, and counters per provider (requests, \
+                     errors, timeouts, tokens, latency, cost), with the totals",
                 )
                 .with_mime_type("application/json"),
             move |_| {
@@ -297,9 +297,17 @@ impl Plugin for AgentsPlugin {
                             v
                         })
                         .collect();
+                    let priced = stats.values().filter_map(|s| s.cost_usd);
                     let body = serde_json::json!({
                         "providers": providers,
                         "synthesizer": o.settings.synthesizer.clone().unwrap_or_else(|| "client".into()),
+                        "totals": {
+                            "requests": stats.values().map(|s| s.requests).sum::<u64>(),
+                            "input_tokens": stats.values().map(|s| s.input_tokens).sum::<u64>(),
+                            "output_tokens": stats.values().map(|s| s.output_tokens).sum::<u64>(),
+                            // Of the providers whose model has a price.
+                            "cost_usd": priced.sum::<f64>(),
+                        },
                     });
                     Ok(vec![
                         ResourceContents::text(
