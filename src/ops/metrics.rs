@@ -105,6 +105,18 @@ fn describe() {
         Unit::Seconds,
         "Time of one provider request, by provider and model"
     );
+    describe_counter!(
+        "plugboard_provider_retries_total",
+        "Provider requests sent again, by provider and reason (rate_limited, server_error, transport)"
+    );
+    describe_gauge!(
+        "plugboard_provider_cost_usd",
+        "US dollars spent on each provider and model since start, by the agents manifest's price table"
+    );
+    describe_counter!(
+        "plugboard_import_rows_total",
+        "Rows of bulk imports, by service and outcome (created, updated, failed, skipped)"
+    );
     describe_gauge!(
         "plugboard_github_ratelimit_remaining",
         "Requests left in GitHub's current window, by bucket (core, search, graphql, …), from x-ratelimit-remaining"

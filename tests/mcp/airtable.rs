@@ -358,6 +358,62 @@ async fn paced_import_then_rerun() {
     client.cancel().await.unwrap();
 }
 
+/// A bulk import through the REST API: its rows are counted in `/metrics` by outcome, a row
+/// that cannot be converted as skipped.
+#[tokio::test]
+async fn bulk_import_rows_are_counted_in_the_metrics() {
+    let s = Setup::new();
+    let base = s.fake.add_base("Imports", "create");
+    items_table(&s.fake, &base);
+    let path = s.fx.data().join("items.csv");
+    items_csv(&path, 12);
+    let mut csv = std::fs::read_to_string(&path).unwrap();
+    csv.push_str("SKU-BAD,Bad row,not a number,yes\n");
+    write(&path, &csv);
+    let mut child = s
+        .cli(&["serve", "--http", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = s.fx.listening_url(&mut child).await;
+    let api = crate::rest::Api::at(child, &url);
+    let (status, result) = api
+        .post(
+            "/api/v1/tools/airtable_bulk_import/call",
+            json!({"base": base, "table": "Items", "path": "items.csv", "key_fields": ["SKU"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["isError"], false, "{result}");
+    assert_eq!(s.fake.records(&base, "Items").len(), 12);
+    let metrics = reqwest::get(api.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rows = |outcome: &str| -> f64 {
+        let label = format!("outcome=\"{outcome}\"");
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("plugboard_import_rows_total{")
+                    && l.contains("service=\"airtable\"")
+                    && l.contains(&label)
+            })
+            .unwrap_or_else(|| panic!("no {outcome} rows in:\n{metrics}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(rows("created"), 12.0, "{result}");
+    assert_eq!(rows("skipped"), 1.0, "{result}");
+    assert_eq!(rows("failed"), 0.0);
+}
+
 /// A 1,000-row import through `plugboard import airtable` while the fake fails ~20% of the
 /// record requests (429, 500, 503, resets before and after applying the write), killed with
 /// SIGKILL when ~40% of the rows have landed. Run again, it resumes from its checkpoint and

@@ -199,6 +199,8 @@ impl Airtable {
             }
         }
         let total_rows = records.len() + skipped.len();
+        metrics::counter!("plugboard_import_rows_total", "service" => "airtable", "outcome" => "skipped")
+            .increment(skipped.len() as u64);
 
         // The checkpoint of this exact job, if an earlier run was interrupted.
         let job = job_id(&args, &source, &records);
@@ -241,6 +243,15 @@ impl Airtable {
                             c.done.insert(index);
                             c.created += done.created;
                             c.updated += done.updated;
+                            for (outcome, rows) in [
+                                ("created", done.created),
+                                ("updated", done.updated),
+                                ("failed", done.failed.len()),
+                            ] {
+                                metrics::counter!("plugboard_import_rows_total",
+                                    "service" => "airtable", "outcome" => outcome)
+                                .increment(rows as u64);
+                            }
                             c.failed.extend(done.failed);
                             save(&checkpoint_path, &c);
                         }
