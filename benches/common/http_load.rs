@@ -260,11 +260,17 @@ pub async fn announced(child: &mut Child, marker: &str) -> Result<String, String
 }
 
 pub async fn plugboard(bin: &Path, home: &Path) -> (Child, String) {
+    plugboard_with(bin, home, &[]).await
+}
+
+/// [`plugboard`] with more `serve` arguments.
+pub async fn plugboard_with(bin: &Path, home: &Path, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(bin)
         .current_dir(home)
         .env("PLUGBOARD_PLUGINS_DIR", home.join("plugins"))
         .env("PLUGBOARD_LOG", "error")
         .args(["serve", "--http", "127.0.0.1:0"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

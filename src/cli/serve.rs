@@ -15,6 +15,9 @@ pub(super) struct ServeArgs {
     /// Do not watch the plugins folder and `.env` for changes (reload with SIGHUP only).
     #[arg(long, env = "PLUGBOARD_NO_WATCH")]
     no_watch: bool,
+    /// Do not record metrics: no `/metrics` (it answers 404), nothing counted on the hot path.
+    #[arg(long, env = "PLUGBOARD_NO_METRICS")]
+    no_metrics: bool,
     /// Serve HTTP on this address instead of stdio: Streamable HTTP at /mcp, legacy SSE at /sse.
     #[arg(long, env = "PLUGBOARD_HTTP", value_name = "ADDR")]
     http: Option<SocketAddr>,
@@ -106,6 +109,7 @@ async fn serve_on_worker(manager: Arc<Manager>, args: ServeArgs) -> anyhow::Resu
                 max_connections: args.max_connections,
                 header_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
                 body_timeout: Duration::from_secs(args.body_timeout_secs.max(1)),
+                metrics: !args.no_metrics,
             };
             server::serve_http(manager, options, ct).await
         }

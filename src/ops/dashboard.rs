@@ -30,6 +30,56 @@ const ASSETS: &[Asset] = &[
         body: include_str!("dashboard/app.js"),
     },
     Asset {
+        name: "api.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("dashboard/api.js"),
+    },
+    Asset {
+        name: "util.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("dashboard/util.js"),
+    },
+    Asset {
+        name: "plugins.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("dashboard/plugins.js"),
+    },
+    Asset {
+        name: "tools.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("dashboard/tools.js"),
+    },
+    Asset {
+        name: "form.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("dashboard/form.js"),
+    },
+    Asset {
+        name: "result.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("dashboard/result.js"),
+    },
+    Asset {
+        name: "log.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("dashboard/log.js"),
+    },
+    Asset {
+        name: "charts.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("dashboard/charts.js"),
+    },
+    Asset {
+        name: "providers.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("dashboard/providers.js"),
+    },
+    Asset {
+        name: "consensus.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_str!("dashboard/consensus.js"),
+    },
+    Asset {
         name: "app.css",
         mime: "text/css; charset=utf-8",
         body: include_str!("dashboard/app.css"),

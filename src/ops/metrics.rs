@@ -210,7 +210,7 @@ pub async fn render(State(ops): State<Ops>) -> Response {
         return super::Problem::new(
             axum::http::StatusCode::NOT_FOUND,
             "no-metrics",
-            "metrics are not recorded by this process",
+            "metrics are not recorded by this server (it was started with --no-metrics)",
         )
         .into_response();
     };

@@ -63,9 +63,18 @@ pub type Gauges = Arc<dyn Fn() + Send + Sync>;
 struct ApiDoc;
 
 /// The routes of this face, with their state. `gauges` sets the server's own gauges before
-/// each scrape of `/metrics`.
-pub fn router(manager: Arc<Manager>, ct: CancellationToken, gauges: Gauges) -> Router {
-    let metrics = metrics::install();
+/// each scrape of `/metrics`; without `with_metrics` nothing is recorded (`/metrics` is 404).
+pub fn router(
+    manager: Arc<Manager>,
+    ct: CancellationToken,
+    gauges: Gauges,
+    with_metrics: bool,
+) -> Router {
+    let metrics = if with_metrics {
+        metrics::install()
+    } else {
+        None
+    };
     if metrics.is_some() {
         metrics::observe(&manager);
     }

@@ -649,6 +649,7 @@ mod tests {
             latency_ms: 0,
             input_tokens: 0,
             output_tokens: 0,
+            cost_usd: None,
         };
         let all = [o("a", "Four."), o("b", "four"), o("c", "5")];
         assert_eq!(identical_answers(&all), ["a", "b"]);

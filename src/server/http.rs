@@ -49,6 +49,8 @@ pub struct HttpOptions {
     pub header_timeout: Duration,
     /// Time for a request's body, from the end of its headers.
     pub body_timeout: Duration,
+    /// Record metrics and serve `/metrics`.
+    pub metrics: bool,
 }
 
 impl HttpOptions {
@@ -65,6 +67,7 @@ impl HttpOptions {
             max_connections: 1024,
             header_timeout: Duration::from_secs(15),
             body_timeout: Duration::from_secs(30),
+            metrics: true,
         }
     }
 }
@@ -134,7 +137,7 @@ pub fn router(
             metrics::gauge!("plugboard_http_connections").set(conns as f64);
         })
     };
-    let ops = crate::ops::router(manager, ct.child_token(), gauges);
+    let ops = crate::ops::router(manager, ct.child_token(), gauges, options.metrics);
     let status = status::Status::new(sessions.clone(), sse.clone(), connections);
     let legacy = Router::new()
         .route("/sse", get(sse::open))

@@ -18,6 +18,7 @@ mod airtable_tools;
 mod bad_input;
 mod cli;
 mod core;
+mod dashboard;
 mod files;
 mod github;
 mod hostile;

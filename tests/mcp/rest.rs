@@ -569,6 +569,23 @@ fn refs(value: &Value) -> Vec<String> {
     }
 }
 
+/// `--no-metrics`: nothing is recorded and `/metrics` says so; the API works as before.
+#[tokio::test]
+async fn no_metrics_means_no_metrics_endpoint() {
+    let fx = Fixture::new();
+    let api = Api::start(&fx, &["--no-metrics"]).await;
+    let (status, result) = api
+        .post("/api/v1/tools/testkit_echo/call", json!({ "text": "hi" }))
+        .await;
+    assert_eq!(status, 200, "{result}");
+    let (status, problem) = api.get("/metrics").await;
+    assert_eq!(status, 404, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("--no-metrics"),
+        "{problem}"
+    );
+}
+
 /// `/metrics` counts calls from every face by plugin, tool, face and outcome, never with a
 /// name a client made up; Prometheus's own checker (`promtool check metrics`) passes it.
 #[tokio::test]
