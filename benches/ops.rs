@@ -33,14 +33,6 @@ const ROUNDS: usize = 20;
 const PER_ROUND: usize = 250;
 const ECHO: &str = r#"{"name":"testkit_echo","arguments":{"text":"hello"}}"#;
 
-fn fixture() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("plugins/testkit/plugin.toml");
-    std::fs::create_dir_all(manifest.parent().unwrap()).unwrap();
-    std::fs::write(manifest, "name = \"testkit\"\nkind = \"builtin\"\n").unwrap();
-    dir
-}
-
 /// The REST face of one server, as a script calls it: one keep-alive connection.
 struct Rest {
     http: reqwest::Client,
@@ -240,7 +232,7 @@ async fn dashboard(bin: &Path, home: &Path) {
 
 fn main() {
     let bin = common::binary();
-    let home = fixture();
+    let home = common::testkit_home();
     let secs: u64 = std::env::var("SECS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -59,14 +59,6 @@ async fn floor() -> String {
     format!("http://{addr}/mcp")
 }
 
-fn fixture() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("plugins/testkit/plugin.toml");
-    std::fs::create_dir_all(manifest.parent().unwrap()).unwrap();
-    std::fs::write(manifest, "name = \"testkit\"\nkind = \"builtin\"\n").unwrap();
-    dir
-}
-
 /// Install server-everything if needed (the script is a no-op when target/peers/ matches the
 /// lock file) and read the version that is installed.
 fn install_everything(peers: &Path) -> Result<String, String> {
@@ -225,7 +217,7 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
-    let home = fixture();
+    let home = common::testkit_home();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -3,7 +3,8 @@
 //! # Layout
 //!
 //! - [`cli`]: the command line (`serve`, `plugins`, `tools`, `call`, `ask`, `consensus`,
-//!   `import`, `check`); it hands the manager the catalog of plugin kinds.
+//!   `import`, `check`, whose `--online` runs each plugin's [`plugin::Plugin::verify`]); it
+//!   hands the manager the catalog of plugin kinds.
 //! - [`config`]: the environment and `.env`; the real environment wins, values never printed.
 //! - [`net`]: what every HTTP client shares: the client, one retry policy, secrets masking.
 //! - [`plugin`]: the plugin contract — manifest, [`plugin::Catalog`] of kinds,

@@ -24,6 +24,16 @@ pub fn binary() -> PathBuf {
     target.join("release/plugboard")
 }
 
+/// A home whose plugins folder holds only the testkit plugin (its echo is the no-op call).
+#[allow(dead_code)] // not every bench uses every helper
+pub fn testkit_home() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("plugins/testkit/plugin.toml");
+    std::fs::create_dir_all(manifest.parent().unwrap()).unwrap();
+    std::fs::write(manifest, "name = \"testkit\"\nkind = \"builtin\"\n").unwrap();
+    dir
+}
+
 /// `plugboard serve` (or any MCP server) on stdio, spoken to line by line: initialized on
 /// start, then requests answered in order.
 #[allow(dead_code)] // not every bench uses every method

@@ -21,12 +21,12 @@ use crate::net::{RetryPolicy, SecretString, Secrets};
 
 use super::{
     Agent, AgentError, AssistantTurn, Conversation, Finish, Message, Reply, StreamEvent, ToolCall,
-    ToolResult, Usage, parse_arguments, request,
+    ToolResult, Usage, models, parse_arguments, request,
     sse::{self, Decoder, Event},
 };
 
 /// The API version every request names (required header).
-const VERSION: &str = "2023-06-01";
+pub(super) const VERSION: &str = "2023-06-01";
 
 /// `max_tokens` is required by the API; used when the conversation sets none.
 const DEFAULT_MAX_TOKENS: u32 = 4096;
@@ -161,6 +161,18 @@ impl Agent for Anthropic {
         )
         .map(|item| item.map_err(|e| e.masked(&self.secrets)))
         .boxed()
+    }
+
+    fn list_models(&self) -> BoxFuture<'_, Result<models::ModelList, models::ListError>> {
+        let lister = models::Lister {
+            wire: models::Wire::Anthropic,
+            provider: &self.provider,
+            base_url: &self.base_url,
+            key: self.key.as_ref(),
+            secrets: &self.secrets,
+            retry: &self.retry,
+        };
+        async move { lister.list().await }.boxed()
     }
 }
 

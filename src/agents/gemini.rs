@@ -21,7 +21,7 @@ use crate::net::{RetryPolicy, SecretString, Secrets};
 
 use super::{
     Agent, AgentError, AssistantTurn, Conversation, Finish, Message, Reply, StreamEvent, ToolCall,
-    ToolResult, Usage, request,
+    ToolResult, Usage, models, request,
     sse::{self, Decoder, Event},
 };
 
@@ -194,6 +194,18 @@ impl Agent for Gemini {
         )
         .map(|item| item.map_err(|e| e.masked(&self.secrets)))
         .boxed()
+    }
+
+    fn list_models(&self) -> BoxFuture<'_, Result<models::ModelList, models::ListError>> {
+        let lister = models::Lister {
+            wire: models::Wire::Gemini,
+            provider: &self.provider,
+            base_url: &self.base_url,
+            key: self.key.as_ref(),
+            secrets: &self.secrets,
+            retry: &self.retry,
+        };
+        async move { lister.list().await }.boxed()
     }
 }
 

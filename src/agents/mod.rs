@@ -8,6 +8,9 @@
 //!
 //! An agent sends a [`Conversation`] (system prompt, messages, tool definitions) and gets a
 //! [`Reply`] (text, tool calls, token usage), or the same as a stream of [`StreamEvent`]s.
+//! [`Agent::list_models`] reads the provider's model list ([`models`]) for `plugboard check
+//! --online`.
+//!
 //! Requests go through [`request::send`], under the shared retry policy of [`crate::net`]:
 //! retries on 429/5xx that honour the provider's own hints (`retry-after-ms`, `retry-after`,
 //! Gemini's `RetryInfo.retryDelay`), with a cap. Keys are [`crate::net::SecretString`]s
@@ -15,6 +18,7 @@
 
 pub mod anthropic;
 pub mod gemini;
+pub mod models;
 pub mod openai;
 mod providers;
 mod request;
@@ -28,7 +32,7 @@ use std::{fmt, time::Duration};
 use futures::{future::BoxFuture, stream::BoxStream};
 use serde::Serialize;
 
-pub use providers::{Agents, Format, ProviderConfig, ProviderEnv, ProviderStatus};
+pub use providers::{Agents, Format, ProviderConfig, ProviderEnv, ProviderStatus, key_variable};
 pub use stats::{ProviderStats, Stats};
 
 /// What an agent is asked: one conversation with one provider.
@@ -247,6 +251,11 @@ pub trait Agent: Send + Sync {
         &'a self,
         conversation: &'a Conversation,
     ) -> BoxStream<'a, Result<StreamEvent, AgentError>>;
+    /// The models the provider offers, from its model list (`plugboard check --online`).
+    /// An agent without one says [`models::ModelList::Unlisted`].
+    fn list_models(&self) -> BoxFuture<'_, Result<models::ModelList, models::ListError>> {
+        Box::pin(async { Ok(models::ModelList::Unlisted) })
+    }
 }
 
 impl fmt::Debug for dyn Agent {

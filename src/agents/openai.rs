@@ -16,7 +16,7 @@ use crate::net::{RetryPolicy, SecretString, Secrets};
 
 use super::{
     Agent, AgentError, AssistantTurn, Conversation, Finish, Message, Reply, StreamEvent, ToolCall,
-    Usage, parse_arguments, request,
+    Usage, models, parse_arguments, request,
     sse::{self, Decoder, Event},
 };
 
@@ -230,6 +230,19 @@ impl Agent for OpenAi {
         )
         .map(|item| item.map_err(|e| e.masked(&self.secrets)))
         .boxed()
+    }
+
+    /// `GET {base}/models`: OpenAI's, DeepSeek's, and most compatible servers' list.
+    fn list_models(&self) -> BoxFuture<'_, Result<models::ModelList, models::ListError>> {
+        let lister = models::Lister {
+            wire: models::Wire::OpenAi,
+            provider: &self.provider,
+            base_url: &self.base_url,
+            key: self.key.as_ref(),
+            secrets: &self.secrets,
+            retry: &self.retry,
+        };
+        async move { lister.list().await }.boxed()
     }
 }
 

@@ -2,8 +2,8 @@
 //! [`Command`] and a line in [`run`].
 //!
 //! - `serve`: MCP over stdio or HTTP ([`serve`])
-//! - `plugins`, `tools`, `check`: what is loaded and published ([`plugins`], [`tools`],
-//!   [`check`])
+//! - `plugins`, `tools`, `check`: what is loaded and published, and whether the services
+//!   accept their keys ([`plugins`], [`tools`], [`check`])
 //! - `call`: one tool from the shell ([`call`])
 //! - `import airtable`: a bulk import with a progress bar ([`import`])
 //! - `organize`: a folder into Airtable with AI, planned or applied ([`organize`])
@@ -122,8 +122,9 @@ enum Command {
     Tools(tools::ToolsArgs),
     /// Call one tool and print its result (exit status 1 if the result is an error).
     Call(call::CallArgs),
-    /// Report the configuration: which plugins are ready and which variables are missing.
-    Check,
+    /// Report the configuration: which plugins are ready and which variables are missing;
+    /// with --online, whether each service accepts its key.
+    Check(check::CheckArgs),
     /// Import rows into a service, with a progress bar.
     #[command(subcommand)]
     Import(import::ImportCommand),
@@ -199,7 +200,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugins(args) => plugins::run(&manager, args),
         Command::Tools(args) => tools::run(&manager, args),
         Command::Call(args) => call::run(&manager, args).await,
-        Command::Check => Ok(check::run(&manager).await),
+        Command::Check(args) => Ok(check::run(&manager, args).await),
         Command::Import(what) => import::run(&manager, what).await,
         Command::Organize(args) => organize::run(&manager, args).await,
         Command::Ask(args) => ask::run(&manager, args).await,

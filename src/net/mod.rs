@@ -123,6 +123,16 @@ pub fn capped_stream(
     })
 }
 
+/// `host[:port]` of `url`: which server could not be reached, in words a user recognises,
+/// without the path or query (which can carry something private).
+pub fn host_port(url: &url::Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => "the server".into(),
+    }
+}
+
 /// A transport error in words, without the URL (which can carry a key for some services).
 pub fn describe(e: &reqwest::Error) -> String {
     let what = if e.is_connect() {

@@ -19,6 +19,7 @@
 //! - `registry.rs`: the published snapshot; `requests.rs`: resources, prompts, completion.
 //! - `context.rs`: what a handler reaches while it runs.
 //! - `models.rs`: the host's model service.
+//! - `verify.rs`: what a plugin's online check found (`plugboard check --online`).
 
 mod caller;
 pub(crate) mod calls;
@@ -36,6 +37,7 @@ pub mod resource;
 pub mod schema;
 mod tool;
 mod toolbox;
+pub mod verify;
 
 use std::{collections::BTreeMap, fmt, path::PathBuf, sync::Arc};
 
@@ -57,6 +59,7 @@ pub use registry::{Registry, check_tool_name};
 pub use resource::{Completion, PromptDef, ResourceDef, TemplateDef, UriTemplate};
 pub use tool::{Handler, Hints, ToolDef, ToolOutcome};
 pub use toolbox::Toolbox;
+pub use verify::{Finding, Verdict};
 
 /// A loaded plugin. The manager asks for its offer after init and again whenever the plugin
 /// calls [`PluginEvents::list_changed`].
@@ -107,6 +110,14 @@ pub trait Plugin: Send + Sync + 'static {
     fn roots_changed(&self, client: &ToolContext) -> BoxFuture<'static, ()> {
         let _ = client;
         Box::pin(async {})
+    }
+
+    /// Try the configuration against the service the plugin talks to (`plugboard check
+    /// --online`): whether a key is accepted, has the permissions the plugin's tools need,
+    /// names a model that is offered. One finding per thing checked, through the plugin's own
+    /// client and base URL; none by default (nothing to check). Findings never hold a secret.
+    fn verify(&self) -> BoxFuture<'static, Vec<Finding>> {
+        Box::pin(async { Vec::new() })
     }
 
     /// Release what the plugin holds (connections, children). Called when it is unloaded.

@@ -92,15 +92,23 @@ pub async fn read_body(
                     "request body over {} bytes, the limit (--max-body-bytes)",
                     limits.max_bytes
                 );
-                if parts.uri.path().starts_with("/api/") {
-                    return crate::ops::Problem::new(
+                let mut response = if parts.uri.path().starts_with("/api/") {
+                    crate::ops::Problem::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "body-too-large",
                         detail,
                     )
-                    .into_response();
-                }
-                return (StatusCode::PAYLOAD_TOO_LARGE, detail).into_response();
+                    .into_response()
+                } else {
+                    (StatusCode::PAYLOAD_TOO_LARGE, detail).into_response()
+                };
+                // The rest of the body is not read: the connection cannot carry another
+                // request, and the client is told so rather than finding out on its next one.
+                response.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+                return response;
             }
             Err(_) => {
                 tracing::warn!("HTTP request body not received in time");

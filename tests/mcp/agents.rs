@@ -864,13 +864,20 @@ async fn the_rest_api_asks_and_streams_each_consensus_answer() {
     let url = s.fx.listening_url(&mut child).await;
     let api = Api::at(child, &url);
 
-    let (status, result) = api
-        .post(
-            "/api/v1/ask",
-            json!({ "prompt": "Say hi", "provider": "gemini" }),
-        )
-        .await;
-    assert_eq!(status, 200, "{result}");
+    let ask = |provider: &'static str| {
+        let api = &api;
+        async move {
+            let (status, result) = api
+                .post(
+                    "/api/v1/ask",
+                    json!({ "prompt": "Say hi", "provider": provider }),
+                )
+                .await;
+            assert_eq!(status, 200, "{result}");
+            result
+        }
+    };
+    let result = ask("gemini").await;
     assert!(
         text(&result).contains("gemini (gemini-test) says: Say hi"),
         "{result}"
@@ -882,13 +889,7 @@ async fn the_rest_api_asks_and_streams_each_consensus_answer() {
     let gemini_cost = (input * 0.5 + output * 4.0) / 1e6;
     assert_close(asked["cost_usd"].as_f64().unwrap(), gemini_cost);
     // A model without a price: tokens counted, cost unknown rather than zero.
-    let (status, result) = api
-        .post(
-            "/api/v1/ask",
-            json!({ "prompt": "Say hi", "provider": "deepseek" }),
-        )
-        .await;
-    assert_eq!(status, 200, "{result}");
+    let result = ask("deepseek").await;
     assert!(tokens(&result["structuredContent"], "output") > 0.0);
     assert!(
         result["structuredContent"].get("cost_usd").is_none(),
@@ -905,13 +906,7 @@ async fn the_rest_api_asks_and_streams_each_consensus_answer() {
             .to_string(),
         },
     );
-    let (status, result) = api
-        .post(
-            "/api/v1/ask",
-            json!({ "prompt": "Say hi", "provider": "openai" }),
-        )
-        .await;
-    assert_eq!(status, 200, "{result}");
+    let result = ask("openai").await;
     let asked = &result["structuredContent"];
     let openai_cost = (tokens(asked, "input") + tokens(asked, "output") * 2.0) / 1e6;
     assert_close(asked["cost_usd"].as_f64().unwrap(), openai_cost);
@@ -1028,30 +1023,16 @@ async fn the_rest_api_asks_and_streams_each_consensus_answer() {
         report["totals"]["cost_usd"].as_f64().unwrap(),
         spent.values().sum(),
     );
-    let metrics = reqwest::get(api.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let sample = |name: &str, labels: &[&str]| -> f64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
-            .unwrap_or_else(|| panic!("{name} {labels:?} not in:\n{metrics}"))
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let metrics = api.metrics().await;
     for (provider, total) in &spent {
-        let labels = [format!("provider=\"{provider}\"")];
-        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-        assert_close(sample("plugboard_provider_cost_usd", &labels), *total);
+        let label = format!("provider=\"{provider}\"");
+        assert_close(
+            metrics.sample("plugboard_provider_cost_usd", &[&label]),
+            *total,
+        );
     }
     assert_eq!(
-        sample(
+        metrics.sample(
             "plugboard_provider_retries_total",
             &["provider=\"openai\"", "reason=\"rate_limited\""]
         ),

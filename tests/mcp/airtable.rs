@@ -387,27 +387,13 @@ async fn bulk_import_rows_are_counted_in_the_metrics() {
     assert_eq!(status, 200, "{result}");
     assert_eq!(result["isError"], false, "{result}");
     assert_eq!(s.fake.records(&base, "Items").len(), 12);
-    let metrics = reqwest::get(api.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let rows = |outcome: &str| -> f64 {
-        let label = format!("outcome=\"{outcome}\"");
-        metrics
-            .lines()
-            .find(|l| {
-                l.starts_with("plugboard_import_rows_total{")
-                    && l.contains("service=\"airtable\"")
-                    && l.contains(&label)
-            })
-            .unwrap_or_else(|| panic!("no {outcome} rows in:\n{metrics}"))
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
+    let metrics = api.metrics().await;
+    let rows = |outcome: &str| {
+        let outcome = format!("outcome=\"{outcome}\"");
+        metrics.sample(
+            "plugboard_import_rows_total",
+            &["service=\"airtable\"", &outcome],
+        )
     };
     assert_eq!(rows("created"), 12.0, "{result}");
     assert_eq!(rows("skipped"), 1.0, "{result}");

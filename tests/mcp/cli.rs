@@ -431,3 +431,264 @@ async fn manifests_that_cannot_start_say_why() {
         "{leaf}"
     );
 }
+
+// ---- check --online ------------------------------------------------------------------------
+
+/// The services `check --online` talks to, faked, and a fixture whose plugins are the shipped
+/// airtable, github and agents manifests, every key set and pointed at the fakes.
+struct Online {
+    fx: Fixture,
+    airtable: crate::fake_airtable::FakeAirtable,
+    github: crate::fake_github::FakeGitHub,
+    llm: crate::fake_llm::FakeLlm,
+}
+
+impl Online {
+    fn new() -> Self {
+        let fx = Fixture::empty();
+        fx.manifest(
+            "airtable",
+            include_str!("../../plugins/airtable/plugin.toml"),
+        );
+        fx.manifest("github", include_str!("../../plugins/github/plugin.toml"));
+        fx.manifest("agents", include_str!("../../plugins/agents/plugin.toml"));
+        Self {
+            fx,
+            airtable: crate::fake_airtable::FakeAirtable::start_in_thread(Default::default()),
+            github: crate::fake_github::FakeGitHub::start_in_thread(Default::default()),
+            llm: crate::fake_llm::FakeLlm::start_in_thread(),
+        }
+    }
+
+    /// `plugboard <args>` with every key and base URL set; `env` overrides.
+    async fn run(&self, args: &[&str], env: &[(&str, &str)]) -> crate::support::Ran {
+        use crate::fake_llm::KEY;
+        let mut cmd = self.fx.command(args);
+        cmd.env("AIRTABLE_API_KEY", crate::fake_airtable::DEFAULT_TOKEN)
+            .env("AIRTABLE_BASE_URL", &self.airtable.url)
+            .env("GITHUB_TOKEN", crate::fake_github::TOKEN)
+            .env("GITHUB_API_URL", self.github.api_url());
+        for (name, base, model) in [
+            ("OPENAI", self.llm.openai_base(), "gpt-5-mini"),
+            ("ANTHROPIC", self.llm.anthropic_base(), "claude-sonnet-4-5"),
+            ("GEMINI", self.llm.gemini_base(), "gemini-2.5-flash"),
+            ("DEEPSEEK", self.llm.deepseek_base(), "deepseek-v4-flash"),
+        ] {
+            cmd.env(format!("{name}_API_KEY"), KEY)
+                .env(format!("{name}_BASE_URL"), base)
+                .env(format!("{name}_MODEL"), model);
+        }
+        cmd.envs(env.iter().copied());
+        self.fx.output(&mut cmd).await
+    }
+
+    /// `check --online`: whether it passed, and its `Online:` section.
+    async fn check(&self, env: &[(&str, &str)]) -> (bool, String) {
+        let ran = self.run(&["check", "--online"], env).await;
+        let online = ran
+            .stdout
+            .split_once("Online:\n")
+            .map(|(_, rest)| rest.to_owned())
+            .unwrap_or_else(|| panic!("no Online section:\n{}\n{}", ran.stdout, ran.stderr));
+        (ran.ok, online)
+    }
+}
+
+/// The line of `online` about `name`.
+fn line_of<'a>(online: &'a str, name: &str) -> &'a str {
+    online
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("no `{name}` line in:\n{online}"))
+}
+
+#[tokio::test]
+async fn check_online_passes_when_every_key_works() {
+    use crate::fake_llm::Provider;
+    let on = Online::new();
+    // Offline, nothing is asked.
+    let offline = on.run(&["check"], &[]).await;
+    assert!(offline.ok, "{}\n{}", offline.stdout, offline.stderr);
+    assert!(!offline.stdout.contains("Online:"), "{}", offline.stdout);
+    assert_eq!(on.github.requests().len(), 0);
+    assert_eq!(on.llm.request_count(Provider::OpenAi), 0);
+
+    // Lists of more than a page: the model is on the last one.
+    let mut claude: Vec<String> = (1..=24).map(|i| format!("claude-old-{i:02}")).collect();
+    claude.push("claude-sonnet-4-5".into());
+    let claude: Vec<&str> = claude.iter().map(String::as_str).collect();
+    on.llm.set_models(Provider::Anthropic, &claude);
+    let mut gemini: Vec<String> = (1..=59).map(|i| format!("gemini-old-{i:02}")).collect();
+    gemini.push("gemini-2.5-flash".into());
+    let gemini: Vec<&str> = gemini.iter().map(String::as_str).collect();
+    on.llm.set_models(Provider::Gemini, &gemini);
+
+    let (ok, online) = on.check(&[]).await;
+    assert!(ok, "{online}");
+    insta::assert_snapshot!(online, @r"
+      agents/anthropic  ok (key accepted; claude-sonnet-4-5 is offered)
+      agents/deepseek   ok (key accepted; deepseek-v4-flash is offered)
+      agents/gemini     ok (key accepted; gemini-2.5-flash is offered)
+      agents/openai     ok (key accepted; gpt-5-mini is offered)
+      airtable          ok (user usrBK9l87iBAhogw9; scopes data.records:read, data.records:write, schema.bases:read, schema.bases:write)
+      github            ok (user octocat; scopes repo)
+    ");
+    let pages =
+        |p: Provider| -> Vec<String> { on.llm.requests(p).into_iter().map(|r| r.path).collect() };
+    assert_eq!(
+        pages(Provider::Anthropic),
+        [
+            "/anthropic/v1/models",
+            "/anthropic/v1/models?after_id=claude-old-20"
+        ]
+    );
+    assert_eq!(
+        pages(Provider::Gemini),
+        [
+            "/gemini/v1beta/models",
+            "/gemini/v1beta/models?pageToken=page-50"
+        ]
+    );
+    // Keys travel in headers only.
+    let gemini_request = &on.llm.requests(Provider::Gemini)[0];
+    assert_eq!(gemini_request.headers["x-goog-api-key"], "<key>");
+    assert_eq!(
+        on.llm.requests(Provider::Anthropic)[0].headers["anthropic-version"],
+        "2023-06-01"
+    );
+}
+
+#[tokio::test]
+async fn check_online_says_a_revoked_key_is_rejected() {
+    use crate::fake_llm::Provider;
+    let on = Online::new();
+    on.airtable.revoke_token();
+    on.github.revoke_token();
+    on.llm.revoke_key(Provider::OpenAi);
+    on.llm.revoke_key(Provider::Gemini);
+    let (ok, online) = on.check(&[]).await;
+    // The keys appear nowhere: `Fixture::output` checks stdout and stderr for them.
+    assert!(!ok, "a rejected key fails the check:\n{online}");
+    assert_eq!(
+        line_of(&online, "airtable"),
+        "  airtable          FAILED: token rejected (revoked or mistyped): set AIRTABLE_API_KEY \
+         to a valid personal access token (pat…)"
+    );
+    assert_eq!(
+        line_of(&online, "github"),
+        "  github            FAILED: token rejected (revoked or mistyped; GitHub says “Bad \
+         credentials”): set GITHUB_TOKEN to a valid token"
+    );
+    assert_eq!(
+        line_of(&online, "agents/openai"),
+        "  agents/openai     FAILED: key rejected (revoked or mistyped): check OPENAI_API_KEY"
+    );
+    // Gemini refuses a bad key with a 400 (API_KEY_INVALID), not a 401.
+    assert!(
+        line_of(&online, "agents/gemini").ends_with(
+            "FAILED: key rejected (revoked or mistyped): check GEMINI_API_KEY or GOOGLE_API_KEY"
+        ),
+        "{online}"
+    );
+    assert!(
+        line_of(&online, "agents/anthropic").contains(" ok ("),
+        "{online}"
+    );
+}
+
+#[tokio::test]
+async fn check_online_names_a_missing_scope() {
+    let on = Online::new();
+    on.airtable
+        .set_scopes(&["data.records:read", "schema.bases:read"]);
+    on.github
+        .set_token_scopes(Some(&["public_repo", "read:org"]));
+    let (ok, online) = on.check(&[]).await;
+    assert!(!ok, "{online}");
+    assert_eq!(
+        line_of(&online, "airtable"),
+        "  airtable          FAILED: the token of user usrBK9l87iBAhogw9 lacks data.records:write \
+         (for create_records, update_records, upsert_records, delete_records, bulk_import), \
+         schema.bases:write (for create_table, create_field, update_field): add the scopes to \
+         the token at airtable.com/create/tokens"
+    );
+    assert_eq!(
+        line_of(&online, "github"),
+        "  github            FAILED: the token of user octocat lacks the `repo` scope: private \
+         repositories are out of reach (scopes: public_repo, read:org); add `repo` to it at \
+         github.com/settings/tokens"
+    );
+
+    // A fine-grained token lists no scopes: that is said, and is no failure.
+    on.airtable.set_scopes(&crate::fake_airtable::ALL_SCOPES);
+    on.github.set_token_scopes(None);
+    let (ok, online) = on.check(&[]).await;
+    assert!(ok, "{online}");
+    assert_eq!(
+        line_of(&online, "github"),
+        "  github            ok (user octocat; a fine-grained or app token (GitHub lists no \
+         scopes for it): the repositories it reaches are chosen with the token on github.com)"
+    );
+}
+
+#[tokio::test]
+async fn check_online_lists_the_models_offered_when_the_model_is_not() {
+    use crate::fake_llm::Provider;
+    let on = Online::new();
+    on.llm.set_models(Provider::OpenAi, &["gpt-4o", "gpt-4.1"]);
+    let (ok, online) = on.check(&[("GEMINI_MODEL", "text-embedding-004")]).await;
+    assert!(!ok, "{online}");
+    assert_eq!(
+        line_of(&online, "agents/openai"),
+        "  agents/openai     FAILED: model gpt-5-mini not offered (offered: gpt-4.1, gpt-4o): \
+         set OPENAI_MODEL or settings.providers.openai.model to one it offers"
+    );
+    // An embedding model is listed, but cannot answer: not among those offered.
+    assert_eq!(
+        line_of(&online, "agents/gemini"),
+        "  agents/gemini     FAILED: model text-embedding-004 not offered (offered: \
+         gemini-2.5-flash, gemini-2.5-flash-lite, gemini-2.5-pro): set GEMINI_MODEL or \
+         settings.providers.gemini.model to one it offers"
+    );
+    assert!(
+        line_of(&online, "agents/deepseek").contains(" ok ("),
+        "{online}"
+    );
+}
+
+#[tokio::test]
+async fn check_online_says_which_service_cannot_be_reached() {
+    let on = Online::new();
+    // A port that was just free: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let nowhere = format!("http://{closed}");
+    let (ok, online) = on
+        .check(&[
+            ("AIRTABLE_BASE_URL", nowhere.as_str()),
+            ("GITHUB_API_URL", nowhere.as_str()),
+            (
+                "ANTHROPIC_BASE_URL",
+                &format!("{nowhere}/anthropic?token=private"),
+            ),
+        ])
+        .await;
+    assert!(!ok, "{online}");
+    for name in ["airtable", "github", "agents/anthropic"] {
+        let line = line_of(&online, name);
+        assert!(
+            line.contains(&format!("FAILED: cannot reach {closed} (connection failed")),
+            "{line}"
+        );
+    }
+    assert!(
+        !online.contains("private"),
+        "a base URL's query is not shown:\n{online}"
+    );
+    assert!(
+        line_of(&online, "agents/openai").contains(" ok ("),
+        "{online}"
+    );
+}

@@ -77,6 +77,35 @@ impl Api {
     }
 }
 
+impl Api {
+    /// `GET /metrics`, as Prometheus scrapes it.
+    pub async fn metrics(&self) -> Metrics {
+        let response = self.http.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        Metrics(response.text().await.unwrap())
+    }
+}
+
+/// A scrape of `/metrics`.
+pub struct Metrics(pub String);
+
+impl Metrics {
+    /// The value of the series of `name` whose labels include every one of `labels`
+    /// (`provider="openai"`); panics, showing the scrape, when there is none.
+    pub fn sample(&self, name: &str, labels: &[&str]) -> f64 {
+        let head = format!("{name}{{");
+        self.0
+            .lines()
+            .find(|l| l.starts_with(&head) && labels.iter().all(|x| l.contains(x)))
+            .unwrap_or_else(|| panic!("{name} {labels:?} not in:\n{}", self.0))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
 /// The status and the JSON body; a problem document must say it is one, and carry its status.
 async fn answer(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
@@ -272,12 +301,17 @@ async fn tools_are_called_through_the_same_pipeline_as_mcp() {
         .await
         .unwrap();
     assert_eq!(answer(response).await.0, 415);
-    let (status, problem) = api
-        .post(
-            "/api/v1/tools/testkit_echo/call",
-            json!({ "text": "x".repeat(5 * 1024 * 1024) }),
-        )
-        .await;
+    let response = api
+        .http
+        .post(api.url("/api/v1/tools/testkit_echo/call"))
+        .json(&json!({ "text": "x".repeat(5 * 1024 * 1024) }))
+        .send()
+        .await
+        .unwrap();
+    // The unread rest of the body ends the connection, and the client is told: its next
+    // request goes on a new one (it once raced a reused connection the server had closed).
+    assert_eq!(response.headers()["connection"], "close");
+    let (status, problem) = answer(response).await;
     assert_eq!(status, 413);
     assert!(
         problem["detail"]

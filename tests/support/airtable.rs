@@ -389,6 +389,17 @@ impl FakeAirtable {
         f(&mut self.lock().config);
     }
 
+    /// The token is revoked: every request carrying it gets 401 `UNAUTHORIZED`.
+    pub fn revoke_token(&self) {
+        self.lock().config.token = "patREVOKED".to_string();
+    }
+
+    /// The token's scopes from now on (`GET /v0/meta/whoami` lists them; a request needing
+    /// one that is missing gets 403).
+    pub fn set_scopes(&self, scopes: &[&str]) {
+        self.lock().config.scopes = scopes.iter().map(|s| s.to_string()).collect();
+    }
+
     /// Lifts every lockout and forgets the rate windows.
     pub fn clear_rate_limits(&self) {
         let mut s = self.lock();

@@ -76,6 +76,13 @@
 //! - Invalid `since` is ignored; `per_page` < 1 means 1; `page` < 1 means 1.
 //! - Recorded `authorization` keeps its scheme: `Bearer <token>` / `token <token>`
 //!   for [`TOKEN`], else `Bearer <redacted>`.
+//! - `GET /user` answers [`LOGIN`]'s user object (401 "Requires authentication"
+//!   without a token). [`TOKEN`] is a classic token with scope `repo`: every
+//!   response to a request carrying it has `x-oauth-scopes: repo` (GitHub sends it on
+//!   every authenticated answer). [`FakeGitHub::set_token_scopes`] changes the scopes,
+//!   or with `None` makes the token fine-grained (no such header, as GitHub does);
+//!   [`FakeGitHub::revoke_token`] makes it 401 "Bad credentials". Scopes are reported
+//!   only: INVENTED, no endpoint enforces them.
 #![allow(dead_code)]
 #![allow(clippy::result_large_err)]
 
@@ -393,6 +400,17 @@ impl FakeGitHub {
         self.lock().requests.clone()
     }
 
+    /// [`TOKEN`]'s scopes as a classic token (`x-oauth-scopes`, default `repo`), or `None`:
+    /// a fine-grained token, for which GitHub sends no scopes header.
+    pub fn set_token_scopes(&self, scopes: Option<&[&str]>) {
+        self.lock().token_scopes = scopes.map(|s| s.iter().map(|x| x.to_string()).collect());
+    }
+
+    /// [`TOKEN`] is revoked: every request carrying it gets 401 "Bad credentials".
+    pub fn revoke_token(&self) {
+        self.lock().revoked = true;
+    }
+
     /// Issue objects (PR-backed ones included, gone ones excluded) in creation order.
     pub fn issues(&self, repo: &str) -> Vec<Value> {
         let s = self.lock();
@@ -584,6 +602,10 @@ struct St {
     raw: std::collections::VecDeque<RawAnswer>,
     /// Requests still to be refused with a 400 that repeats their headers.
     echo_headers: usize,
+    /// [`TOKEN`]'s classic scopes (`x-oauth-scopes`); `None` for a fine-grained token.
+    token_scopes: Option<Vec<String>>,
+    /// [`TOKEN`] no longer accepted.
+    revoked: bool,
     requests: Vec<Recorded>,
     seq: u64,
 }
@@ -605,6 +627,8 @@ impl St {
             faults: Default::default(),
             raw: Default::default(),
             echo_headers: 0,
+            token_scopes: Some(vec!["repo".to_owned()]),
+            revoked: false,
             requests: Vec::new(),
             seq: 0,
         }
@@ -1122,7 +1146,8 @@ impl St {
                 Some((scheme, tok))
                     if (scheme.eq_ignore_ascii_case("bearer")
                         || scheme.eq_ignore_ascii_case("token"))
-                        && tok.trim() == TOKEN =>
+                        && tok.trim() == TOKEN
+                        && !self.revoked =>
                 {
                     req.authed = true;
                     false
@@ -1244,6 +1269,10 @@ impl St {
             Err(r) => r,
         };
         rate_headers(&mut r, snap);
+        if let (true, Some(scopes)) = (authed, &self.token_scopes) {
+            r.headers_mut()
+                .insert("x-oauth-scopes", hv(&scopes.join(", ")));
+        }
         r
     }
 
@@ -1251,6 +1280,12 @@ impl St {
         let segs: Vec<&str> = req.segs.iter().map(String::as_str).collect();
         let m = &req.method;
         match segs.as_slice() {
+            ["user"] if m == Method::GET => {
+                if !req.authed {
+                    return Err(error(401, "Requires authentication", DOCS));
+                }
+                Ok(json_response(200, &self.user_json(LOGIN)))
+            }
             ["search", "issues"] if m == Method::GET => self.search_issues(req),
             ["search", "code"] if m == Method::GET => self.search_code(req),
             ["repos", owner, name, rest @ ..] => {

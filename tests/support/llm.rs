@@ -17,7 +17,13 @@
 //! | Gemini    | [`FakeLlm::gemini_base`]   | `/v1beta/models/{model}:generateContent`,   |
 //! |           |                            | `…:streamGenerateContent?alt=sse`           |
 //!
-//! Every provider accepts exactly one API key, [`KEY`]. What a provider answers is
+//! Each also serves its model list (`GET`): OpenAI and DeepSeek `{base}/models`,
+//! Anthropic `{base}/v1/models` (paged by `limit`, default 20, and `after_id`), Gemini
+//! `{base}/v1beta/models` (paged by `pageSize`, default 50, and `pageToken`). The lists
+//! are realistic by default ([`default_models`]); [`FakeLlm::set_models`] replaces one.
+//!
+//! Every provider accepts exactly one API key, [`KEY`], until [`FakeLlm::revoke_key`]
+//! makes that provider refuse it as it refuses a wrong key. What a provider answers is
 //! scripted per provider with [`Behaviour`] ([`FakeLlm::set`], [`FakeLlm::push_once`]);
 //! the default, [`Behaviour::Echo`], answers `"{label} ({model}) says: {last user text}"`.
 //! Every request is recorded ([`FakeLlm::requests`]).
@@ -89,6 +95,10 @@
 //! - When the fake stops, hanging requests and requests still sleeping their
 //!   latency are answered with a body that fails at once, so the client sees a
 //!   broken connection rather than a response.
+//! - Model lists: Gemini's `pageToken` is `page-{index of the next model}` and a
+//!   model whose name holds `embedding` supports only `embedContent` (the others
+//!   `generateContent`, `countTokens`); `created`/`created_at` fields are one fixed
+//!   date. A non-GET request to a list gets the 405 the chat endpoints give non-POSTs.
 //! - Recorded `authorization` headers keep their scheme: `"Bearer <key>"` or
 //!   `"Bearer <redacted>"`; a `key=` query parameter is recorded as `key=<key>` or
 //!   `key=<redacted>`.
@@ -357,6 +367,51 @@ impl FakeLlm {
     pub fn request_count(&self, provider: Provider) -> usize {
         self.shared.state(provider).requests.len()
     }
+
+    /// The models `provider`'s list offers from now on (Gemini's given without `models/`).
+    pub fn set_models(&self, provider: Provider, models: &[&str]) {
+        self.shared.state(provider).models = Some(models.iter().map(|m| m.to_string()).collect());
+    }
+
+    /// `provider` refuses [`KEY`] from now on, as it refuses a wrong key (a revoked key).
+    pub fn revoke_key(&self, provider: Provider) {
+        self.shared.state(provider).revoked = true;
+    }
+}
+
+/// The models each provider's list offers unless a test sets others: current names,
+/// an embedding model among them (Gemini's cannot `generateContent`).
+pub fn default_models(provider: Provider) -> Vec<String> {
+    let names: &[&str] = match provider {
+        Provider::OpenAi => &[
+            "gpt-4.1",
+            "gpt-4.1-mini",
+            "gpt-4o",
+            "gpt-4o-mini",
+            "gpt-5",
+            "gpt-5-mini",
+            "text-embedding-3-small",
+        ],
+        Provider::Anthropic => &[
+            "claude-opus-4-1",
+            "claude-sonnet-4-5",
+            "claude-haiku-4-5",
+            "claude-3-5-haiku-20241022",
+        ],
+        Provider::Gemini => &[
+            "gemini-2.5-pro",
+            "gemini-2.5-flash",
+            "gemini-2.5-flash-lite",
+            "text-embedding-004",
+        ],
+        Provider::DeepSeek => &[
+            "deepseek-v4-flash",
+            "deepseek-v4-pro",
+            "deepseek-chat",
+            "deepseek-reasoner",
+        ],
+    };
+    names.iter().map(|n| n.to_string()).collect()
 }
 
 impl Drop for FakeLlm {
@@ -397,6 +452,10 @@ struct ProviderState {
     once: VecDeque<Behaviour>,
     latency: Duration,
     requests: Vec<Recorded>,
+    /// The model list; `None`: [`default_models`].
+    models: Option<Vec<String>>,
+    /// [`KEY`] refused like any wrong key.
+    revoked: bool,
 }
 
 impl Default for ProviderState {
@@ -406,6 +465,8 @@ impl Default for ProviderState {
             once: VecDeque::new(),
             latency: Duration::ZERO,
             requests: Vec::new(),
+            models: None,
+            revoked: false,
         }
     }
 }
@@ -444,6 +505,8 @@ enum Endpoint {
     Messages,
     /// Gemini `models/{model}:generateContent` / `:streamGenerateContent`.
     Gemini { model: String, stream: bool },
+    /// The provider's model list (`GET`).
+    Models,
     /// Anything else under a provider prefix.
     Unknown,
 }
@@ -453,23 +516,30 @@ fn route(path: &str) -> Option<(Provider, Endpoint)> {
     if under("/openai") {
         let ep = match path {
             "/openai/v1/chat/completions" => Endpoint::Chat,
+            "/openai/v1/models" => Endpoint::Models,
             _ => Endpoint::Unknown,
         };
         Some((Provider::OpenAi, ep))
     } else if under("/deepseek") {
         let ep = match path {
             "/deepseek/v1/chat/completions" | "/deepseek/chat/completions" => Endpoint::Chat,
+            "/deepseek/v1/models" | "/deepseek/models" => Endpoint::Models,
             _ => Endpoint::Unknown,
         };
         Some((Provider::DeepSeek, ep))
     } else if under("/anthropic") {
         let ep = match path {
             "/anthropic/v1/messages" => Endpoint::Messages,
+            "/anthropic/v1/models" => Endpoint::Models,
             _ => Endpoint::Unknown,
         };
         Some((Provider::Anthropic, ep))
     } else if under("/gemini") {
-        Some((Provider::Gemini, gemini_endpoint(path)))
+        let ep = match path {
+            "/gemini/v1beta/models" | "/gemini/v1/models" => Endpoint::Models,
+            _ => gemini_endpoint(path),
+        };
+        Some((Provider::Gemini, ep))
     } else {
         None
     }
@@ -588,8 +658,13 @@ async fn dispatch(shared: &Shared, req: &Incoming) -> Response {
     if req.endpoint == Endpoint::Unknown {
         return not_found(p, req);
     }
-    if req.method != Method::POST {
-        // INVENTED: 405 (in the provider's envelope) for a non-POST method.
+    let expected = if req.endpoint == Endpoint::Models {
+        Method::GET
+    } else {
+        Method::POST
+    };
+    if req.method != expected {
+        // INVENTED: 405 (in the provider's envelope) for another method.
         let msg = format!("Invalid method for URL ({} {})", req.method, req.path);
         return match p {
             Provider::OpenAi | Provider::DeepSeek => {
@@ -599,14 +674,31 @@ async fn dispatch(shared: &Shared, req: &Incoming) -> Response {
             Provider::Gemini => gemini_error(405, "INVALID_ARGUMENT", &msg, None),
         };
     }
+    let revoked = shared.state(p).revoked;
+    if req.endpoint == Endpoint::Models {
+        let authed = match p {
+            Provider::OpenAi | Provider::DeepSeek => chat_auth(p, &req.headers, revoked),
+            Provider::Anthropic => anthropic_auth(&req.headers, req.seq, revoked),
+            Provider::Gemini => gemini_auth(&req.headers, req.query.as_deref(), revoked),
+        };
+        if let Err(refused) = authed {
+            return *refused;
+        }
+        let models = shared
+            .state(p)
+            .models
+            .clone()
+            .unwrap_or_else(|| default_models(p));
+        return model_list(p, &models, req.query.as_deref());
+    }
     let checked = match (p, &req.endpoint) {
         (Provider::OpenAi | Provider::DeepSeek, _) => {
-            chat_auth(p, &req.headers).and_then(|()| chat_validate(p, req.body.as_ref()))
+            chat_auth(p, &req.headers, revoked).and_then(|()| chat_validate(p, req.body.as_ref()))
         }
-        (Provider::Anthropic, _) => anthropic_auth(&req.headers, req.seq)
+        (Provider::Anthropic, _) => anthropic_auth(&req.headers, req.seq, revoked)
             .and_then(|()| anthropic_validate(req.body.as_ref(), req.seq)),
         (Provider::Gemini, Endpoint::Gemini { model, stream }) => {
-            gemini_auth(&req.headers, req.query.as_deref()).and_then(|()| {
+            gemini_auth(&req.headers, req.query.as_deref(), revoked).and_then(|()| {
                 let sse = *stream && query_param(req.query.as_deref(), "alt") == Some("sse");
                 gemini_validate(model, *stream, sse, req.body.as_ref())
             })
@@ -622,6 +714,92 @@ async fn dispatch(shared: &Shared, req: &Incoming) -> Response {
         return echo_headers(p, status, &req.headers, req.seq);
     }
     respond(shared, p, &conv, behaviour, req.seq).await
+}
+
+/// One page of `models` in `p`'s list format.
+fn model_list(p: Provider, models: &[String], query: Option<&str>) -> Response {
+    const CREATED: u64 = 1_735_689_600; // 2025-01-01
+    let number = |name: &str, default: usize| {
+        query_param(query, name)
+            .and_then(|v| v.parse::<usize>().ok())
+            .map_or(default, |n| n.clamp(1, 1000))
+    };
+    match p {
+        Provider::OpenAi | Provider::DeepSeek => {
+            let owner = if p == Provider::OpenAi {
+                "openai"
+            } else {
+                "deepseek"
+            };
+            let data: Vec<Value> = models
+                .iter()
+                .map(|id| json!({"id": id, "object": "model", "created": CREATED, "owned_by": owner}))
+                .collect();
+            json_response(200, &json!({"object": "list", "data": data}))
+        }
+        Provider::Anthropic => {
+            let start = match query_param(query, "after_id") {
+                Some(after) => match models.iter().position(|m| m == after) {
+                    Some(i) => i + 1,
+                    None => {
+                        return anthropic_error(
+                            400,
+                            "invalid_request_error",
+                            &format!("after_id: no model {after}"),
+                            0,
+                        );
+                    }
+                },
+                None => 0,
+            };
+            let end = (start + number("limit", 20)).min(models.len());
+            let page = &models[start.min(end)..end];
+            let data: Vec<Value> = page
+                .iter()
+                .map(|id| {
+                    json!({"type": "model", "id": id, "display_name": id,
+                                 "created_at": "2025-01-01T00:00:00Z"})
+                })
+                .collect();
+            json_response(
+                200,
+                &json!({"data": data, "has_more": end < models.len(),
+                        "first_id": page.first(), "last_id": page.last()}),
+            )
+        }
+        Provider::Gemini => {
+            let start = query_param(query, "pageToken")
+                .and_then(|t| t.strip_prefix("page-"))
+                .and_then(|i| i.parse::<usize>().ok())
+                .unwrap_or(0)
+                .min(models.len());
+            let end = (start + number("pageSize", 50)).min(models.len());
+            let data: Vec<Value> = models[start..end]
+                .iter()
+                .map(|name| {
+                    let methods = if name.contains("embedding") {
+                        json!(["embedContent"])
+                    } else {
+                        json!(["generateContent", "countTokens"])
+                    };
+                    json!({"name": format!("models/{name}"), "version": "001",
+                           "displayName": name, "inputTokenLimit": 1_048_576,
+                           "outputTokenLimit": 65_536, "supportedGenerationMethods": methods})
+                })
+                .collect();
+            let mut body = json!({"models": data});
+            if end < models.len() {
+                body["nextPageToken"] = json!(format!("page-{end}"));
+            }
+            let mut resp = json_response(200, &body);
+            set_header(
+                &mut resp,
+                "content-type",
+                json_content_type(Provider::Gemini),
+            );
+            resp
+        }
+    }
 }
 
 fn not_found(p: Provider, req: &Incoming) -> Response {
@@ -996,9 +1174,9 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn chat_auth(p: Provider, headers: &HeaderMap) -> Result<(), Refusal> {
+fn chat_auth(p: Provider, headers: &HeaderMap, revoked: bool) -> Result<(), Refusal> {
     match (p, bearer_token(headers)) {
-        (_, Some(KEY)) => Ok(()),
+        (_, Some(KEY)) if !revoked => Ok(()),
         (Provider::OpenAi, None) => Err(Box::new(chat_error(
             401,
             "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY). You can obtain an API key from https://platform.openai.com/account/api-keys.",
@@ -1493,13 +1671,13 @@ fn anthropic_status_parts(status: u16, model: &str) -> (&'static str, String) {
     }
 }
 
-fn anthropic_auth(headers: &HeaderMap, seq: u64) -> Result<(), Refusal> {
+fn anthropic_auth(headers: &HeaderMap, seq: u64, revoked: bool) -> Result<(), Refusal> {
     let key = headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
         .or_else(|| bearer_token(headers));
     match key {
-        Some(KEY) => {}
+        Some(KEY) if !revoked => {}
         Some(_) => {
             return Err(Box::new(anthropic_error(
                 401,
@@ -1827,13 +2005,13 @@ fn gemini_status_message(status: u16, model: &str) -> String {
     }
 }
 
-fn gemini_auth(headers: &HeaderMap, query: Option<&str>) -> Result<(), Refusal> {
+fn gemini_auth(headers: &HeaderMap, query: Option<&str>, revoked: bool) -> Result<(), Refusal> {
     let key = headers
         .get("x-goog-api-key")
         .and_then(|v| v.to_str().ok())
         .or_else(|| query_param(query, "key"));
     match key {
-        Some(KEY) => Ok(()),
+        Some(KEY) if !revoked => Ok(()),
         Some(_) => Err(Box::new(gemini_error(
             400,
             "INVALID_ARGUMENT",

@@ -32,8 +32,8 @@ use tokio_util::sync::CancellationToken;
 pub use status::{EnvReport, PluginStatus, Status};
 
 use super::{
-    Catalog, Change, Filters, Manifest, ModelService, Plugin, PromptDef, ResourceDef, TemplateDef,
-    ToolContext, ToolDef,
+    Catalog, Change, Filters, Finding, Manifest, ModelService, Plugin, PromptDef, ResourceDef,
+    TemplateDef, ToolContext, ToolDef,
     calls::{Answer, Calls},
     observe::Observers,
     registry::{Published, Registry},
@@ -285,5 +285,39 @@ impl Manager {
             };
             registry.entries.contains_key(&name).then_some(name)
         })
+    }
+
+    /// Every running plugin's online check ([`Plugin::verify`]), all at once, each in its own
+    /// task for at most `limit`: `(plugin, findings)` in name order. A check that panics or
+    /// does not finish in time is a failed finding saying so; every finding is masked.
+    pub async fn verify(&self, limit: Duration) -> Vec<(String, Vec<Finding>)> {
+        let running: Vec<(String, Arc<dyn Plugin>)> = self
+            .slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, slot)| slot.down.is_none())
+            .filter_map(|(name, slot)| slot.instance.clone().map(|i| (name.clone(), i)))
+            .collect();
+        let checks = running.into_iter().map(|(name, plugin)| async move {
+            let findings = match super::isolate::spawn_limited(limit, plugin.verify()).await {
+                Ok(findings) => findings,
+                Err(super::isolate::Isolated::TimedOut(after)) => vec![Finding::failed(
+                    "",
+                    format!("no answer within {} s", after.as_secs_f64()),
+                )],
+                Err(super::isolate::Isolated::Panicked(message)) => {
+                    vec![Finding::failed(
+                        "",
+                        format!("the check panicked: {message}"),
+                    )]
+                }
+                Err(super::isolate::Isolated::Stopped) => {
+                    vec![Finding::failed("", "the check was stopped")]
+                }
+            };
+            (name, findings.into_iter().map(Finding::masked).collect())
+        });
+        futures::future::join_all(checks).await
     }
 }

@@ -1,7 +1,9 @@
 //! `agents`: the provider agents as tools. `ask` sends one prompt to a provider (named, or
 //! picked by the routing rules) and lets its model use the other plugins' tools; `consensus`
 //! asks several providers at once and synthesizes their answers. The resource
-//! `plugboard://agents/providers` shows which providers are available and their counters.
+//! `plugboard://agents/providers` shows which providers are available and their counters;
+//! `plugboard check --online` holds each one's key and model against its model list
+//! (`verify.rs`).
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -15,11 +17,13 @@ use crate::{
     net::RetryPolicy,
     orchestrator::{self, AskRequest, ConsensusRequest, Orchestrator, Routing, Stance},
     plugin::{
-        Hints, Plugin, PluginError, PluginSetup, ResourceDef, ToolContext, ToolDef, ToolError,
+        Finding, Hints, Plugin, PluginError, PluginSetup, ResourceDef, ToolContext, ToolDef,
+        ToolError,
     },
 };
 
 mod models;
+mod verify;
 
 pub const PROVIDERS_URI: &str = "plugboard://agents/providers";
 
@@ -267,6 +271,12 @@ impl Plugin for AgentsPlugin {
             tools.push(tool);
         }
         tools
+    }
+
+    /// Each available provider's key and model, against its model list.
+    fn verify(&self) -> BoxFuture<'static, Vec<Finding>> {
+        let o = self.orchestrator.clone();
+        Box::pin(async move { verify::verify(&o.agents).await })
     }
 
     fn resources(&self) -> Vec<ResourceDef> {

@@ -222,17 +222,7 @@ impl Client {
             let _places = self.pace(base).await;
             metrics::histogram!("plugboard_airtable_pacer_wait_seconds", "base" => base_label(base))
                 .record(paced.elapsed().as_secs_f64());
-            let auth = net::secret::header("Bearer ", &self.token).map_err(|_| {
-                Failure::Transport(
-                    "AIRTABLE_API_KEY holds characters a header cannot carry (a line break?)"
-                        .into(),
-                )
-            })?;
-            let mut request = net::client()
-                .map_err(Failure::Transport)?
-                .request(method.clone(), url.clone())
-                .timeout(self.limits.timeout)
-                .header(reqwest::header::AUTHORIZATION, auth);
+            let mut request = self.request(method.clone(), url.clone())?;
             if let Some(body) = body {
                 request = request.json(body);
             }
@@ -319,6 +309,48 @@ impl Client {
             "{last}; gave up after {} attempts",
             self.limits.attempts
         )))
+    }
+
+    /// The request every attempt starts from: the token in its header, the timeout.
+    fn request(&self, method: Method, url: Url) -> Result<reqwest::RequestBuilder, Failure> {
+        let auth = net::secret::header("Bearer ", &self.token).map_err(|_| {
+            Failure::Transport(
+                "AIRTABLE_API_KEY holds characters a header cannot carry (a line break?)".into(),
+            )
+        })?;
+        Ok(net::client()
+            .map_err(Failure::Transport)?
+            .request(method, url)
+            .timeout(self.limits.timeout)
+            .header(reqwest::header::AUTHORIZATION, auth))
+    }
+
+    /// One GET of a request about no base, paced but sent once, and answered as it came:
+    /// for `plugboard check --online`, which reports what it sees rather than waiting out a
+    /// lockout or backing off. The error is why no answer came (token masked).
+    pub async fn probe(&self, url: Url) -> Result<(StatusCode, tokio_util::bytes::Bytes), String> {
+        let _places = self.pace(None).await;
+        let sent = match self.request(Method::GET, url) {
+            Ok(request) => request.send().await,
+            Err(failure) => return Err(self.masked(failure).to_string()),
+        };
+        let answer = match sent {
+            Ok(response) => {
+                let status = response.status();
+                match crate::net::read_body(response, crate::net::MAX_UPSTREAM_BODY).await {
+                    Ok(body) => Ok((status, body)),
+                    Err(crate::net::BodyError::Transport(e)) => Err(describe(&e)),
+                    Err(too_large) => Err(too_large.to_string()),
+                }
+            }
+            Err(e) => Err(describe(&e)),
+        };
+        answer.map_err(|e| self.secrets.mask(&e).into_owned())
+    }
+
+    /// `host[:port]` of the base URL, for saying which server could not be reached.
+    pub fn host(&self) -> String {
+        net::host_port(&self.base_url)
     }
 
     /// Wait out this base's lockout (after a 429), then take a place under both limits. A

@@ -1,10 +1,12 @@
 //! `airtable`: Airtable bases as tools — schema at the detail a model needs, records (list,
 //! get, search, create, update, upsert, delete) in batches of 10, tables and fields, and an
-//! exactly-once bulk import. Every request goes through one paced client (see `client.rs`).
+//! exactly-once bulk import. Every request goes through one paced client (see `client.rs`);
+//! `plugboard check --online` asks Airtable whose token it is and what it may do (`verify.rs`).
 
 pub(crate) mod client;
 pub(crate) mod import;
 pub(crate) mod tools;
+mod verify;
 
 use std::{
     path::PathBuf,
@@ -19,7 +21,7 @@ pub use client::{Client, Limits};
 pub use import::{BulkImport, Report};
 
 use crate::{
-    plugin::{Plugin, PluginError, PluginSetup, ToolDef, ToolError},
+    plugin::{Finding, Plugin, PluginError, PluginSetup, ToolDef, ToolError},
     sandbox::{self, Exclude, Roots},
 };
 
@@ -174,5 +176,11 @@ pub(crate) struct Airtable {
 impl Plugin for Airtable {
     fn tools(&self) -> Vec<ToolDef> {
         tools::all(Arc::new(self.clone()))
+    }
+
+    /// The token against `whoami`: accepted, and with every scope the tools use.
+    fn verify(&self) -> BoxFuture<'static, Vec<Finding>> {
+        let client = self.client.clone();
+        Box::pin(async move { vec![verify::verify(&client).await] })
     }
 }

@@ -304,18 +304,7 @@ impl Client {
             if write {
                 self.space_write(cx).await?;
             }
-            let auth = net::secret::header("Bearer ", &self.token).map_err(|_| {
-                Failure::Transport(
-                    "GITHUB_TOKEN holds characters a header cannot carry (a line break?)".into(),
-                )
-            })?;
-            let mut request = net::client()
-                .map_err(Failure::Transport)?
-                .request(method.clone(), url.clone())
-                .timeout(self.limits.timeout)
-                .header("x-github-api-version", API_VERSION)
-                .header(reqwest::header::AUTHORIZATION, auth)
-                .header(ACCEPT, accept);
+            let mut request = self.request(method.clone(), url.clone(), accept)?;
             if let Some(body) = body {
                 request = request.json(body);
             }
@@ -423,6 +412,56 @@ impl Client {
             "{last}; gave up after {} attempts",
             self.limits.attempts
         )))
+    }
+
+    /// The request every attempt starts from: the token, the API version, the media type.
+    fn request(
+        &self,
+        method: Method,
+        url: Url,
+        accept: &str,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        let auth = net::secret::header("Bearer ", &self.token).map_err(|_| {
+            Failure::Transport(
+                "GITHUB_TOKEN holds characters a header cannot carry (a line break?)".into(),
+            )
+        })?;
+        Ok(net::client()
+            .map_err(Failure::Transport)?
+            .request(method, url)
+            .timeout(self.limits.timeout)
+            .header("x-github-api-version", API_VERSION)
+            .header(reqwest::header::AUTHORIZATION, auth)
+            .header(ACCEPT, accept))
+    }
+
+    /// One GET, sent once and answered as it came, headers included (the token's scopes are
+    /// in one): for `plugboard check --online`, which reports what it sees rather than
+    /// waiting out a limit. The error is why no answer came (token masked).
+    pub async fn probe(&self, url: Url) -> Result<(StatusCode, HeaderMap, Vec<u8>), String> {
+        let resource = resource_of(url.path());
+        let sent = match self.request(Method::GET, url, JSON) {
+            Ok(request) => request.send().await,
+            // The only failure before sending: a token no header can carry (named, not shown).
+            Err(Failure::Transport(why)) => return Err(why),
+            Err(_) => return Err("the request could not be built".into()),
+        };
+        let response = sent.map_err(|e| self.secrets.mask(&describe(&e)).into_owned())?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        self.note(resource, &headers);
+        match crate::net::read_body(response, crate::net::MAX_UPSTREAM_BODY).await {
+            Ok(body) => Ok((status, headers, body.to_vec())),
+            Err(crate::net::BodyError::Transport(e)) => {
+                Err(self.secrets.mask(&describe(&e)).into_owned())
+            }
+            Err(too_large) => Err(too_large.to_string()),
+        }
+    }
+
+    /// `host[:port]` of the API root, for saying which server could not be reached.
+    pub fn host(&self) -> String {
+        net::host_port(&self.base)
     }
 
     pub async fn get(&self, url: Url, cx: &ToolContext) -> Result<Response, Failure> {

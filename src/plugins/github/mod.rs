@@ -1,9 +1,11 @@
 //! `github`: issues, pull requests and search on GitHub (or GitHub Enterprise Server) as a
 //! small set of tools. Every request goes through one client (see `client.rs`) that sends the
-//! headers GitHub asks for and keeps within its rate limits.
+//! headers GitHub asks for and keeps within its rate limits; `plugboard check --online` asks
+//! GitHub whose token it is and what it may reach (`verify.rs`).
 
 pub(crate) mod client;
 pub(crate) mod tools;
+mod verify;
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,7 +14,7 @@ use serde::Deserialize;
 
 pub use client::{Client, Limits};
 
-use crate::plugin::{Plugin, PluginError, PluginSetup, ToolDef};
+use crate::plugin::{Finding, Plugin, PluginError, PluginSetup, ToolDef};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -78,5 +80,11 @@ pub(crate) struct GitHub {
 impl Plugin for GitHub {
     fn tools(&self) -> Vec<ToolDef> {
         tools::all(Arc::new(self.clone()))
+    }
+
+    /// The token against `GET /user`: accepted, and with the `repo` scope if it is classic.
+    fn verify(&self) -> BoxFuture<'static, Vec<Finding>> {
+        let client = self.client.clone();
+        Box::pin(async move { vec![verify::verify(&client).await] })
     }
 }
