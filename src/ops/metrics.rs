@@ -121,6 +121,11 @@ fn describe() {
         "plugboard_github_ratelimit_remaining",
         "Requests left in GitHub's current window, by bucket (core, search, graphql, …), from x-ratelimit-remaining"
     );
+    describe_histogram!(
+        "plugboard_github_wait_seconds",
+        Unit::Seconds,
+        "Time GitHub requests waited before being sent, by reason (primary: a rate-limit bucket used up; secondary: GitHub asked to slow down; write_spacing: writes spaced out)"
+    );
     describe_counter!(
         "plugboard_airtable_rate_limited_total",
         "429 answers from Airtable (each one a 30 s lockout of the base), by base"

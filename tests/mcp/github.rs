@@ -264,6 +264,57 @@ async fn github_issue_lists_leave_out_pull_requests_and_page_through_the_link_he
     c.cancel().await.unwrap();
 }
 
+/// Over REST, the GitHub calls show in `/metrics`: what is left of each rate-limit bucket, as
+/// GitHub's headers said, and the time writes waited to be spaced out.
+#[tokio::test]
+async fn github_quota_and_waits_are_in_the_metrics() {
+    let s = Setup::new();
+    seed(&s.fake);
+    // Writes 0.3 s apart: the second comment waits.
+    let shipped = include_str!("../../plugins/github/plugin.toml");
+    let head = shipped.split("\n[settings]").next().unwrap();
+    s.fx.manifest(
+        "github",
+        &format!("{head}\n[settings]\nwrite_interval_secs = 0.3\n"),
+    );
+    let mut child =
+        s.fx.command(&["serve", "--http", "127.0.0.1:0"])
+            .envs([
+                ("GITHUB_TOKEN", TOKEN),
+                ("GITHUB_API_URL", s.api_url.as_str()),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    let url = s.fx.listening_url(&mut child).await;
+    let api = crate::rest::Api::at(child, &url);
+    for n in 0..2 {
+        let (status, result) = api
+            .post(
+                "/api/v1/tools/github_add_issue_comment/call",
+                json!({"owner": "octo", "repo": "hello", "issue_number": 1,
+                       "body": format!("comment {n}")}),
+            )
+            .await;
+        assert_eq!(status, 200, "{result}");
+        assert_eq!(result["isError"], false, "{result}");
+    }
+    let metrics = api.metrics().await;
+    let remaining = metrics.sample("plugboard_github_ratelimit_remaining", &["bucket=\"core\""]);
+    assert!(remaining > 0.0 && remaining < 5000.0, "{remaining}");
+    let spaced = metrics.sample(
+        "plugboard_github_wait_seconds_count",
+        &["reason=\"write_spacing\""],
+    );
+    assert!(spaced >= 1.0, "{spaced}");
+    let waited = metrics.sample(
+        "plugboard_github_wait_seconds_sum",
+        &["reason=\"write_spacing\""],
+    );
+    assert!(waited > 0.1, "{waited}");
+}
+
 #[tokio::test]
 async fn github_issues_are_created_updated_commented_and_read_back_once() {
     let s = Setup::new();

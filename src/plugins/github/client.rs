@@ -384,6 +384,7 @@ impl Client {
                     )
                     .await;
                     last = format!("GitHub kept refusing requests ({bucket} rate limit)");
+                    waited(if secondary { "secondary" } else { "primary" }, wait);
                     self.sleep(wait, cx).await?;
                     continue;
                 }
@@ -554,6 +555,7 @@ impl Client {
                 )),
             )
             .await;
+            waited("primary", wait);
             self.sleep(wait, cx).await?;
             // The window is over: the next response tells the new state.
             self.buckets
@@ -605,8 +607,9 @@ impl Client {
     /// Wait until the next write is due, `write_interval` after the one before.
     async fn space_write(&self, cx: &ToolContext) -> Result<(), Failure> {
         while let Err(not_until) = self.writes.check() {
-            self.sleep(not_until.wait_time_from(TokioClock.now()), cx)
-                .await?;
+            let wait = not_until.wait_time_from(TokioClock.now());
+            waited("write_spacing", wait);
+            self.sleep(wait, cx).await?;
         }
         Ok(())
     }
@@ -624,6 +627,13 @@ impl Client {
             _ = cx.cancellation().cancelled() => Err(Failure::Cancelled),
         }
     }
+}
+
+/// Count a wait before a request: for a rate limit (`primary`: a bucket used up; `secondary`:
+/// GitHub asked to slow down) or to space writes out.
+fn waited(reason: &'static str, wait: Duration) {
+    metrics::histogram!("plugboard_github_wait_seconds", "reason" => reason)
+        .record(wait.as_secs_f64());
 }
 
 /// Whether waiting `wait` still leaves the request time to be answered before the call's
