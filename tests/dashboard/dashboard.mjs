@@ -1,12 +1,18 @@
 // The dashboard driven in headless chromium as a person would: the token prompt, the
 // plugins (a failing one shown with its reason), a tool run from its generated form, the
-// call in the live log, a tool error and a problem document, a reload, the phone layout,
+// call in the live log, a tool error and a problem document, a reload, a consensus (each
+// answer as it lands, then the synthesis) and the providers panel after it, the phone layout,
 // "forget token". Run by tests/mcp/dashboard.rs against `plugboard serve --http` with a token.
 //
 // Input (environment): DASHBOARD_URL, DASHBOARD_TOKEN, DASHBOARD_EXPECT (JSON: `plugins`,
-// the names that must show; `failed`: {name, reason}), PLUGBOARD_TEST_OUTPUT (screenshots go
-// to its dashboard/ folder), CHROMIUM (default /usr/bin/chromium).
-// Output: one JSON line `{"ok": true, "checks": [...], ...}`; exit status 1 on a failure.
+// the names that must show; `failed`: {name, reason}; `consensus`: {prompt, order: [{provider,
+// says}] as the answers must land, apart_ms between them at least, synthesis: {heading, text,
+// agreed}}; `providers`: {name: requests} the providers panel must reach after it),
+// PLUGBOARD_TEST_OUTPUT (screenshots go to its dashboard/ folder), CHROMIUM (default
+// /usr/bin/chromium).
+// Output: one JSON line `{"ok": true, "checks": [...], "providers": {name: {requests, tokens,
+// cost}}, "providers_total", ...}` (the providers panel's cells as shown, for the caller to
+// check against the API); exit status 1 on a failure.
 
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -38,6 +44,8 @@ const browser = await chromium.launch({
 const requested = []; // every URL the page asked for
 const problems = []; // console errors, page errors, CSP violations
 let summary;
+const shown = {}; // the providers panel's cells, by provider
+let shownTotal;
 try {
   const context = await browser.newContext({ viewport: { width: 1366, height: 900 }, colorScheme: "light" });
   const page = await context.newPage();
@@ -145,6 +153,74 @@ try {
   await page.locator('#plugins tr[data-plugin="testkit"][data-state="ready"]').waitFor();
   check("testkit reloaded");
 
+  // Consensus: one question to every provider, each answering after its own delay: the
+  // answers must land one at a time in that order, then the synthesis and who agreed.
+  const c = expect.consensus;
+  if (c) {
+    const panel = page.locator("#consensus");
+    await panel.locator("form.consensus").waitFor();
+    await page.evaluate(() => {
+      window.consensusArrivals = [];
+      new MutationObserver((records) => {
+        for (const r of records) {
+          for (const n of r.addedNodes) window.consensusArrivals.push({ text: n.textContent, at: performance.now() });
+        }
+      }).observe(document.querySelector("#consensus .answers"), { childList: true });
+    });
+    await page.fill("#consensus-prompt", c.prompt);
+    await panel.locator("button[type=submit]").click();
+    const synthesis = panel.locator(".synthesis");
+    await synthesis.waitFor();
+    const arrivals = await page.evaluate(() => window.consensusArrivals);
+    const seen = arrivals.map((a) => a.text.split("\n")[0]).join(" | ");
+    if (arrivals.length !== c.order.length + 1) fail(`the consensus answers were: ${seen}`);
+    c.order.forEach(({ provider, says }, i) => {
+      const a = arrivals[i];
+      if (!a.text.startsWith(`── ${provider} (`) || !a.text.includes(says)) {
+        fail(`answer ${i + 1} should be ${provider}'s (${JSON.stringify(says)}), not ${JSON.stringify(a.text)}: ${seen}`);
+      }
+      const gap = i ? a.at - arrivals[i - 1].at : Infinity;
+      if (gap < c.apart_ms) fail(`${provider}'s answer came ${Math.round(gap)} ms after the one before, not ${c.apart_ms}: ${seen}`);
+    });
+    if (!arrivals.at(-1).text.startsWith("── synthesis by ")) fail(`the last answer is not the synthesis: ${seen}`);
+    check(`consensus answers appeared one at a time: ${c.order.map((o) => o.provider).join(", ")}`);
+    const heading = await synthesis.locator("h3").innerText();
+    if (heading !== c.synthesis.heading) fail(`the synthesis is headed ${JSON.stringify(heading)}`);
+    const written = (await synthesis.locator("pre.answer").innerText()).trim();
+    if (written !== c.synthesis.text) fail(`the synthesis reads ${JSON.stringify(written)}`);
+    const line = await synthesis.locator("p.sub").innerText();
+    const n = c.order.length;
+    if (!line.includes(`${n} of ${n} answered`) || !line.includes(c.synthesis.agreed)) fail(`the synthesis says ${JSON.stringify(line)}`);
+    const rows = await synthesis.locator("tbody tr").allInnerTexts();
+    if (rows.length !== n || !rows.every((r) => r.includes("answered"))) fail(`the opinions table: ${JSON.stringify(rows)}`);
+    const done = await page.locator("#consensus-status").innerText();
+    if (!done.startsWith("Done in")) fail(`the consensus status reads ${JSON.stringify(done)}`);
+    check(`synthesis shown with who agreed: ${line}`);
+    await panel.scrollIntoViewIfNeeded();
+    await panel.screenshot({ path: join(out, "consensus.png") });
+  }
+
+  // The providers panel, refreshed when the consensus finished: each provider's requests,
+  // tokens and cost (read here, checked by the caller against GET /api/v1/providers).
+  if (expect.providers) {
+    await page.waitForFunction(
+      (want) =>
+        Object.entries(want).every(([name, requests]) => {
+          const cell = document.querySelector(`#providers tr[data-provider="${name}"] td[data-label="Requests"]`);
+          return cell?.textContent === String(requests);
+        }),
+      expect.providers,
+    );
+    for (const name of Object.keys(expect.providers)) {
+      const row = page.locator(`#providers tr[data-provider="${name}"]`);
+      if (!(await row.locator(".badge.ok").isVisible())) fail(`${name} is not shown as available`);
+      const cell = (label) => row.locator(`td[data-label="${label}"]`).innerText();
+      shown[name] = { requests: await cell("Requests"), tokens: await cell("Tokens in / out"), cost: await cell("Cost") };
+    }
+    shownTotal = await page.locator("#providers .body > p.sub").innerText();
+    check(`providers panel: ${Object.entries(shown).map(([n, s]) => `${n} ${s.requests} requests, ${s.tokens} tokens, ${s.cost}`).join("; ")}`);
+  }
+
   // Keyboard: the filter box is reachable and focus is visible.
   await page.fill("#tool-filter", "");
   await page.focus("#tool-filter");
@@ -178,7 +254,7 @@ try {
   check(`the token is in none of the ${requested.length} requested URLs`);
   if (problems.length) fail(`the page reported errors:\n${problems.join("\n")}`);
   check("no console errors, page errors or CSP violations");
-  summary = { ok: true, checks, requests: requested.length, screenshots: out };
+  summary = { ok: true, checks, requests: requested.length, screenshots: out, providers: shown, providers_total: shownTotal };
 } catch (err) {
   for (const p of browser.contexts().flatMap((c) => c.pages())) {
     await p.screenshot({ path: join(out, "failure.png"), fullPage: true }).catch(() => {});

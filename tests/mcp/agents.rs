@@ -92,7 +92,8 @@ fn manifest(extra: &str) -> String {
 }
 
 /// [`manifest`] with `waits` for its timeout and retry settings (empty: the shipped ones).
-fn manifest_waiting(waits: &str, extra: &str) -> String {
+/// The dashboard's browser test configures its agents plugin with it too.
+pub(crate) fn manifest_waiting(waits: &str, extra: &str) -> String {
     let shipped = include_str!("../../plugins/agents/plugin.toml");
     let head = shipped.split("\n[settings]").next().unwrap();
     assert!(head.contains("[env.OPENAI_API_KEY]"));
