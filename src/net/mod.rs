@@ -6,6 +6,7 @@
 
 pub mod retry;
 pub mod secret;
+pub mod shared;
 pub mod window;
 
 use std::{sync::OnceLock, time::Duration};

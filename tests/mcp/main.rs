@@ -30,6 +30,7 @@ mod protocol_input;
 mod protocol_stream;
 mod rest;
 mod scenario;
+mod shared;
 mod snapshots;
 mod transports;
 mod upstream;

@@ -1,0 +1,166 @@
+//! Limits shared by replicas through a real Redis (Debian's `redis-server`, started here on a
+//! free port): two connections stand for two replicas of plugboard.
+
+use std::{
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use plugboard::net::shared::{Redis, SharedWindow};
+use tokio::process::{Child, Command};
+
+/// A `redis-server` of this test's own, gone with it.
+pub struct RedisServer {
+    _child: Child,
+    pub url: String,
+}
+
+impl RedisServer {
+    /// Start one; `None` (the test skips, saying so) when redis-server is not installed, unless
+    /// `PLUGBOARD_REQUIRE_REDIS=1` (CI), where that fails.
+    pub async fn start() -> Option<Self> {
+        let binary = "/usr/bin/redis-server";
+        if !std::path::Path::new(binary).exists() {
+            assert!(
+                std::env::var("PLUGBOARD_REQUIRE_REDIS").as_deref() != Ok("1"),
+                "redis-server is required here (PLUGBOARD_REQUIRE_REDIS=1): apt-get install redis-server"
+            );
+            eprintln!("SKIPPED: no {binary} (apt-get install redis-server)");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(binary)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server starts");
+        let url = format!("redis://127.0.0.1:{port}/");
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "redis-server did not listen"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Some(Self { _child: child, url })
+    }
+}
+
+/// Two replicas, 24 requests alternating between them, each answered after 30 ms, under a
+/// shared limit of 5 per second: no instant ever has more than 5 places taken — counting a
+/// request from when it was sent to one second after its answer — and all 24 went out.
+#[tokio::test]
+async fn two_replicas_share_one_rolling_window() {
+    let Some(server) = RedisServer::start().await else {
+        return;
+    };
+    let span = Duration::from_secs(1);
+    let replicas = [
+        Redis::connect(&server.url).await.unwrap(),
+        Redis::connect(&server.url).await.unwrap(),
+    ];
+    let windows: Vec<Arc<SharedWindow>> = replicas
+        .iter()
+        .map(|r| {
+            Arc::new(SharedWindow::new(
+                r,
+                "airtable-base",
+                5,
+                span,
+                Duration::from_secs(60),
+            ))
+        })
+        .collect();
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let window = windows[i % 2].clone();
+            tokio::spawn(async move {
+                let slot = window.acquire("appBase1").await.unwrap();
+                let sent = start.elapsed();
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                let answered = start.elapsed();
+                drop(slot);
+                (sent, answered)
+            })
+        })
+        .collect();
+    let mut held = Vec::new();
+    for task in tasks {
+        held.push(task.await.unwrap());
+    }
+    assert_eq!(held.len(), 24);
+    for &(at, _) in &held {
+        let out = held
+            .iter()
+            .filter(|(sent, answered)| *sent <= at && at < *answered + span)
+            .count();
+        assert!(out <= 5, "{out} places taken at {at:?}: {held:?}");
+    }
+    // Another key has its own places.
+    let other = windows[0].acquire("appBase2").await.unwrap();
+    other.unused().await;
+}
+
+/// A replica that dies holding places loses them when their lease ends, not forever; and a
+/// place given back unused frees at once.
+#[tokio::test]
+async fn a_dead_replicas_places_end_with_their_lease() {
+    let Some(server) = RedisServer::start().await else {
+        return;
+    };
+    let redis = Redis::connect(&server.url).await.unwrap();
+    let span = Duration::from_millis(100);
+    let lease = Duration::from_millis(800);
+    let window = SharedWindow::new(&redis, "lease", 1, span, lease);
+    let slot = window.acquire("k").await.unwrap();
+    // The replica is gone without a word: the place is never freed.
+    std::mem::forget(slot);
+    let waited = Instant::now();
+    let slot = window.acquire("k").await.unwrap();
+    assert!(
+        waited.elapsed() >= Duration::from_millis(500),
+        "the place freed before its lease ended: {:?}",
+        waited.elapsed()
+    );
+    slot.unused().await;
+    let mut raw = redis::Client::open(server.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let taken: u64 = redis::AsyncCommands::zcard(&mut raw, "plugboard:window:lease:k")
+        .await
+        .unwrap();
+    assert_eq!(taken, 0, "an unused place was not given back");
+}
+
+/// A URL that does not parse, and a server that is not there, are errors that say so
+/// without repeating the URL (it may carry a password).
+#[tokio::test]
+async fn bad_redis_urls_are_clear_errors() {
+    let e = Redis::connect("http://nope").await.unwrap_err();
+    assert!(e.contains("PLUGBOARD_REDIS_URL"), "{e}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let e = Redis::connect(&format!("redis://:hunter2-redis@127.0.0.1:{port}/"))
+        .await
+        .unwrap_err();
+    assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
+}
