@@ -14,27 +14,9 @@
 // cost}}, "providers_total", ...}` (the providers panel's cells as shown, for the caller to
 // check against the API); exit status 1 on a failure.
 
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
-
-const url = process.env.DASHBOARD_URL;
-const token = process.env.DASHBOARD_TOKEN;
-const expect = JSON.parse(process.env.DASHBOARD_EXPECT || "{}");
-const out = join(process.env.PLUGBOARD_TEST_OUTPUT || "target/test-output", "dashboard");
-const TIMEOUT = 15000;
-
-if (!url || !token) {
-  console.error("set DASHBOARD_URL and DASHBOARD_TOKEN");
-  process.exit(2);
-}
-mkdirSync(out, { recursive: true });
-
-const checks = [];
-const check = (what) => checks.push(what);
-const fail = (what) => {
-  throw new Error(what);
-};
+import { TIMEOUT, check, checks, expect, fail, out, token, url } from "./driver.mjs";
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",

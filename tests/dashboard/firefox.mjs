@@ -9,28 +9,10 @@
 // its dashboard/ folder as firefox.png); FIREFOX (default /usr/bin/firefox-esr).
 // Output: one JSON line `{"ok": true, "browser": "firefox/…", "checks": [...]}`; exit 1 on a failure.
 
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import puppeteer from "puppeteer-core";
-
-const url = process.env.DASHBOARD_URL;
-const token = process.env.DASHBOARD_TOKEN;
-const expect = JSON.parse(process.env.DASHBOARD_EXPECT || "{}");
-const out = join(process.env.PLUGBOARD_TEST_OUTPUT || "target/test-output", "dashboard");
-const TIMEOUT = 15000;
-
-if (!url || !token) {
-  console.error("set DASHBOARD_URL and DASHBOARD_TOKEN");
-  process.exit(2);
-}
-mkdirSync(out, { recursive: true });
-
-const checks = [];
+import { TIMEOUT, check, checks, expect, fail, out, token, url } from "./driver.mjs";
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const check = (what) => checks.push(what);
-const fail = (what) => {
-  throw new Error(what);
-};
 
 const browser = await puppeteer.launch({
   browser: "firefox",

@@ -856,14 +856,7 @@ async fn the_cli_streams_answers() {
 async fn the_rest_api_asks_and_streams_each_consensus_answer() {
     use crate::rest::{Api, text};
     let s = Setup::all();
-    let mut child = s
-        .command(&["serve", "--http", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let url = s.fx.listening_url(&mut child).await;
-    let api = Api::at(child, &url);
+    let api = Api::serve(&s.fx, s.command(&["serve", "--http", "127.0.0.1:0"])).await;
 
     let ask = |provider: &'static str| {
         let api = &api;

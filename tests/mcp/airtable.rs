@@ -370,14 +370,7 @@ async fn bulk_import_rows_are_counted_in_the_metrics() {
     let mut csv = std::fs::read_to_string(&path).unwrap();
     csv.push_str("SKU-BAD,Bad row,not a number,yes\n");
     write(&path, &csv);
-    let mut child = s
-        .cli(&["serve", "--http", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let url = s.fx.listening_url(&mut child).await;
-    let api = crate::rest::Api::at(child, &url);
+    let api = crate::rest::Api::serve(&s.fx, s.cli(&["serve", "--http", "127.0.0.1:0"])).await;
     let (status, result) = api
         .post(
             "/api/v1/tools/airtable_bulk_import/call",

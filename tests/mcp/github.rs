@@ -277,18 +277,12 @@ async fn github_quota_and_waits_are_in_the_metrics() {
         "github",
         &format!("{head}\n[settings]\nwrite_interval_secs = 0.3\n"),
     );
-    let mut child =
-        s.fx.command(&["serve", "--http", "127.0.0.1:0"])
-            .envs([
-                ("GITHUB_TOKEN", TOKEN),
-                ("GITHUB_API_URL", s.api_url.as_str()),
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-    let url = s.fx.listening_url(&mut child).await;
-    let api = crate::rest::Api::at(child, &url);
+    let mut serve = s.fx.command(&["serve", "--http", "127.0.0.1:0"]);
+    serve.envs([
+        ("GITHUB_TOKEN", TOKEN),
+        ("GITHUB_API_URL", s.api_url.as_str()),
+    ]);
+    let api = crate::rest::Api::serve(&s.fx, serve).await;
     for n in 0..2 {
         let (status, result) = api
             .post(

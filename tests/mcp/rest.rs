@@ -21,6 +21,18 @@ impl Api {
         Self::at(child, &url)
     }
 
+    /// Start `command` (a `plugboard serve --http 127.0.0.1:0` with whatever environment the
+    /// test gave it) and speak to it; its stderr is kept with `fx`'s logs.
+    pub async fn serve(fx: &Fixture, mut command: tokio::process::Command) -> Self {
+        let mut child = command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let url = fx.listening_url(&mut child).await;
+        Self::at(child, &url)
+    }
+
     /// The API of the server `child`, listening at `url`.
     pub fn at(child: tokio::process::Child, url: &str) -> Self {
         Self {
