@@ -48,6 +48,11 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 struct Global {
+    /// Redis that replicas of plugboard share their rate limits through (`redis://host:6379`,
+    /// `rediss://` for TLS). Without it every limit is this process's own.
+    // A secret type: the URL may hold a password.
+    #[arg(long, env = "PLUGBOARD_REDIS_URL", hide_env_values = true, value_parser = redis_url, global = true)]
+    redis_url: Option<crate::net::SecretString>,
     /// Folder holding the plugin manifests (`<name>/plugin.toml`). Default: `./plugins`, or
     /// the manifests built into the binary when there is no such folder.
     #[arg(long, env = "PLUGBOARD_PLUGINS_DIR", global = true)]
@@ -217,7 +222,26 @@ async fn start_manager(
     files_root: Option<PathBuf>,
     serving: bool,
 ) -> anyhow::Result<Arc<Manager>> {
+    let shared = match &g.redis_url {
+        Some(url) if !secrecy::ExposeSecret::expose_secret(url).trim().is_empty() => {
+            // Without the Redis it was told to share limits through, a replica would send
+            // each service all of a limit its siblings also send: it does not start.
+            let redis = crate::net::shared::Redis::connect(secrecy::ExposeSecret::expose_secret(url).trim())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}: plugboard does not start without the Redis that PLUGBOARD_REDIS_URL names (its rate limits would stop being shared)"))?;
+            redis
+                .heartbeat(
+                    Duration::from_secs(2),
+                    tokio_util::sync::CancellationToken::new(),
+                )
+                .await;
+            tracing::info!(redis = %redis.host(), replicas = redis.replicas(), "sharing rate limits through Redis");
+            Some(redis)
+        }
+        _ => None,
+    };
     let config = ManagerConfig {
+        shared,
         plugins_dir: g
             .plugins_dir
             .clone()
@@ -263,6 +287,10 @@ fn tool_name(manager: &Manager, kind: &str, local: &str) -> anyhow::Result<Strin
             "no `{local}` tool: the {kind} plugin is not loaded or not ready (see `plugboard plugins`)"
         )
     })
+}
+
+fn redis_url(value: &str) -> Result<crate::net::SecretString, std::convert::Infallible> {
+    Ok(crate::net::SecretString::from(value))
 }
 
 fn exit_code(failed: bool) -> ExitCode {

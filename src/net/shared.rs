@@ -10,7 +10,10 @@
 //! take the last place; the time is Redis's own (`TIME`), one clock for every replica.
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -39,6 +42,20 @@ local now = t[1] * 1000 + math.floor(t[2] / 1000)
 redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[2])
 ";
 
+/// A replica is alive. KEYS[1]: the replicas' set; ARGV: this replica, the window ms.
+/// Returns how many replicas beat within the window.
+const BEAT: &str = r"
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+return redis.call('ZCARD', KEYS[1])
+";
+
+/// While Redis is away, how often a request tries it again (the rest go by the share).
+const RETRY_REDIS: Duration = Duration::from_secs(2);
+
 /// Longest wait between two tries for a place: a place held by a request in flight frees
 /// when its answer arrives, which no score says in advance.
 const POLL: Duration = Duration::from_millis(25);
@@ -50,6 +67,12 @@ pub struct Redis {
     connection: ConnectionManager,
     /// Where the server is, for messages (never the URL: it may hold a password).
     host: String,
+    /// The replicas seen through Redis at the last heartbeat (this one included).
+    replicas: Arc<AtomicUsize>,
+    /// Redis could not be asked last time: limits are this replica's share.
+    degraded: Arc<AtomicBool>,
+    /// While degraded, when to ask Redis again (before that, the share is used at once).
+    retry_at: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
 }
 
 impl std::fmt::Debug for Redis {
@@ -71,10 +94,68 @@ impl Redis {
             redis::ConnectionAddr::Unix(path) => path.display().to_string(),
             _ => "redis".to_owned(),
         };
-        let connection = ConnectionManager::new(client)
+        // An outage must not hold requests up: an answer within a second or the pacer falls
+        // back to this replica's share, and reconnecting is left to the background.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let connection = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(|e| format!("cannot reach Redis at {host} ({:?})", e.kind()))?;
-        Ok(Self { connection, host })
+        Ok(Self {
+            connection,
+            host,
+            replicas: Arc::new(AtomicUsize::new(1)),
+            degraded: Arc::default(),
+            retry_at: Arc::default(),
+        })
+    }
+
+    /// Say every `every` that this replica is alive, and count the replicas that said so
+    /// within three periods: what a replica's share is when Redis goes away. The first beat
+    /// is sent before this returns.
+    pub async fn heartbeat(&self, every: Duration, ct: tokio_util::sync::CancellationToken) {
+        let me = member();
+        let beat = {
+            let redis = self.clone();
+            let me = me.clone();
+            move || {
+                let mut connection = redis.connection.clone();
+                let (me, replicas) = (me.clone(), redis.replicas.clone());
+                let window = millis(every * 3);
+                async move {
+                    let seen: Result<(usize,), _> = Script::new(BEAT)
+                        .key("plugboard:replicas")
+                        .arg(&me)
+                        .arg(window)
+                        .invoke_async(&mut connection)
+                        .await
+                        .map(|n: usize| (n,));
+                    if let Ok((n,)) = seen {
+                        replicas.store(n.max(1), Ordering::Relaxed);
+                        metrics::gauge!("plugboard_replicas").set(n.max(1) as f64);
+                    }
+                }
+            }
+        };
+        beat().await;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => beat().await,
+                    () = ct.cancelled() => break,
+                }
+            }
+        });
+    }
+
+    /// The replicas seen at the last heartbeat.
+    pub fn replicas(&self) -> usize {
+        self.replicas.load(Ordering::Relaxed)
     }
 
     pub fn host(&self) -> &str {
@@ -194,4 +275,104 @@ fn member() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     static PROCESS: std::sync::LazyLock<uuid::Uuid> = std::sync::LazyLock::new(uuid::Uuid::new_v4);
     format!("{}-{}", *PROCESS, NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A limit kept in this process, or shared through Redis when the server was given one — the
+/// one type a plugin paces with. When Redis cannot be asked, the limit falls back to this
+/// replica's share of it (the limit over the replicas last seen), never to all of it: N
+/// replicas each sending the whole limit would earn the lockout sharing exists to avoid.
+pub struct Pacer {
+    limit: usize,
+    span: Duration,
+    local: Option<super::Window>,
+    shared: Option<SharedWindow>,
+    /// While Redis is away: the window of this replica's share, and that share.
+    fallback: std::sync::Mutex<Option<(usize, Arc<super::Window>)>>,
+}
+
+/// A place taken from a [`Pacer`]; dropping it frees it `span` later.
+pub enum Place {
+    Local(super::Slot),
+    Shared(SharedSlot),
+    Fallback(super::Slot, Arc<super::Window>),
+}
+
+impl Pacer {
+    /// `limit` per `span` per key; through `shared` when given, its sets named by `name`.
+    pub fn new(limit: usize, span: Duration, shared: Option<&Redis>, name: &str) -> Self {
+        let lease = span.max(Duration::from_secs(1)) * 120;
+        Self {
+            limit,
+            span,
+            local: shared.is_none().then(|| super::Window::new(limit, span)),
+            shared: shared.map(|r| SharedWindow::new(r, name, limit, span, lease)),
+            fallback: std::sync::Mutex::default(),
+        }
+    }
+
+    pub async fn acquire(&self, key: &str) -> Place {
+        let Some(shared) = &self.shared else {
+            let local = self.local.as_ref().expect("a pacer is local or shared");
+            return Place::Local(local.acquire(key).await);
+        };
+        let redis = &shared.redis;
+        let wait_for_redis = redis
+            .retry_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| tokio::time::Instant::now() < at);
+        let asked = if wait_for_redis {
+            Err("Redis was unreachable a moment ago".to_owned())
+        } else {
+            shared.acquire(key).await
+        };
+        match asked {
+            Ok(slot) => {
+                *redis.retry_at.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                if shared.redis.degraded.swap(false, Ordering::Relaxed) {
+                    tracing::info!(redis = %shared.redis.host, "Redis is back: limits are shared again");
+                    metrics::gauge!("plugboard_shared_limits_degraded").set(0.0);
+                }
+                Place::Shared(slot)
+            }
+            Err(e) => {
+                if !wait_for_redis {
+                    *redis.retry_at.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(tokio::time::Instant::now() + RETRY_REDIS);
+                }
+                let replicas = shared.redis.replicas.load(Ordering::Relaxed).max(1);
+                let share = (self.limit / replicas).max(1);
+                if !shared.redis.degraded.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, replicas, share, limit = self.limit, "cannot share limits through Redis: this replica keeps to its share of each limit until Redis is back");
+                    metrics::gauge!("plugboard_shared_limits_degraded").set(1.0);
+                }
+                let window = {
+                    let mut fallback = self.fallback.lock().unwrap_or_else(|e| e.into_inner());
+                    match &*fallback {
+                        Some((n, w)) if *n == share => w.clone(),
+                        _ => {
+                            let w = Arc::new(super::Window::new(share, self.span));
+                            *fallback = Some((share, w.clone()));
+                            w
+                        }
+                    }
+                };
+                Place::Fallback(window.acquire(key).await, window)
+            }
+        }
+    }
+}
+
+impl Place {
+    /// Give the place back at once: the request was never sent.
+    pub fn unused(self) {
+        match self {
+            Place::Local(slot) | Place::Fallback(slot, _) => slot.unused(),
+            Place::Shared(slot) => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(slot.unused());
+                }
+            }
+        }
+    }
 }

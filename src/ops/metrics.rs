@@ -92,6 +92,14 @@ fn describe() {
         "Open client sessions by transport (streamable_http, legacy_sse)"
     );
     describe_gauge!("plugboard_http_connections", "Open HTTP connections");
+    describe_gauge!(
+        "plugboard_replicas",
+        "Replicas sharing limits through Redis (PLUGBOARD_REDIS_URL), this one included, as of the last heartbeat"
+    );
+    describe_gauge!(
+        "plugboard_shared_limits_degraded",
+        "1 while Redis cannot be asked: this replica keeps to its share of each limit (the limit over the replicas last seen)"
+    );
     describe_counter!(
         "plugboard_provider_requests_total",
         "Requests to model providers by provider, model and outcome (ok, error, timeout)"

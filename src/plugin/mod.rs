@@ -145,6 +145,9 @@ pub struct PluginSetup {
     /// The host is serving clients (not a one-off command): a plugin whose start takes long
     /// should join when it is ready instead of holding the others up.
     pub serving: bool,
+    /// Where limits are shared with other replicas of this server (`PLUGBOARD_REDIS_URL`);
+    /// `None`: they are this process's own.
+    pub shared: Option<crate::net::shared::Redis>,
 }
 
 /// What connected clients are told about.

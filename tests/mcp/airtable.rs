@@ -184,7 +184,7 @@ pub fn fields_of(fake: &FakeAirtable, base: &str, table: &str) -> Vec<Map<String
 const ROWS: usize = 1000;
 
 /// `Items`: SKU (the key), Name, Qty (number), Active (checkbox).
-fn items_table(fake: &FakeAirtable, base: &str) {
+pub fn items_table(fake: &FakeAirtable, base: &str) {
     fake.add_table(
         base,
         "Items",

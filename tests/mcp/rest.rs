@@ -105,16 +105,23 @@ impl Metrics {
     /// The value of the series of `name` whose labels include every one of `labels`
     /// (`provider="openai"`); panics, showing the scrape, when there is none.
     pub fn sample(&self, name: &str, labels: &[&str]) -> f64 {
-        let head = format!("{name}{{");
+        self.get(name, labels)
+            .unwrap_or_else(|| panic!("{name} {labels:?} not in:\n{}", self.0))
+    }
+
+    /// [`Metrics::sample`], `None` when there is no such series (yet).
+    pub fn get(&self, name: &str, labels: &[&str]) -> Option<f64> {
+        let (head, bare) = (format!("{name}{{"), format!("{name} "));
         self.0
             .lines()
-            .find(|l| l.starts_with(&head) && labels.iter().all(|x| l.contains(x)))
-            .unwrap_or_else(|| panic!("{name} {labels:?} not in:\n{}", self.0))
+            .find(|l| {
+                (l.starts_with(&head) || l.starts_with(&bare))
+                    && labels.iter().all(|x| l.contains(x))
+            })?
             .rsplit(' ')
-            .next()
-            .unwrap()
+            .next()?
             .parse()
-            .unwrap()
+            .ok()
     }
 }
 

@@ -8,11 +8,14 @@ use std::{
 };
 
 use plugboard::net::shared::{Redis, SharedWindow};
+use serde_json::json;
 use tokio::process::{Child, Command};
+
+use crate::{airtable::Setup, rest::Api};
 
 /// A `redis-server` of this test's own, gone with it.
 pub struct RedisServer {
-    _child: Child,
+    child: Child,
     pub url: String,
 }
 
@@ -54,7 +57,12 @@ impl RedisServer {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Some(Self { _child: child, url })
+        Some(Self { child, url })
+    }
+
+    /// Stop it, as an outage would (SIGKILL: no goodbye to its clients).
+    pub async fn kill(&mut self) {
+        self.child.kill().await.unwrap();
     }
 }
 
@@ -163,4 +171,123 @@ async fn bad_redis_urls_are_clear_errors() {
         .unwrap_err();
     assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
     assert!(!e.contains("hunter2"), "{e}");
+}
+
+/// Two replicas of `plugboard serve --http` against one fake Airtable (5 requests/s per base,
+/// a lockout for each 429), 40 record listings sent to both at once: with PLUGBOARD_REDIS_URL
+/// they share the base's limit — no 429, never more than 5 requests in any second at the
+/// fake, every call answered. Without it (each replica on its own limit), the same load
+/// earns 429s: what the shared limit is for.
+#[tokio::test]
+async fn replicas_sharing_redis_keep_to_one_airtable_limit() {
+    let Some(server) = RedisServer::start().await else {
+        return;
+    };
+    let s = Setup::new();
+    let base = s.fake.add_base("Shared", "create");
+    crate::airtable::items_table(&s.fake, &base);
+    let run = |redis: Option<&str>| {
+        let (s, base) = (&s, &base);
+        let redis = redis.map(str::to_owned);
+        async move {
+            let mut replicas = Vec::new();
+            for _ in 0..2 {
+                let mut cmd = s.cli(&["serve", "--http", "127.0.0.1:0"]);
+                if let Some(url) = &redis {
+                    cmd.env("PLUGBOARD_REDIS_URL", url);
+                }
+                replicas.push(Api::serve(&s.fx, cmd).await);
+            }
+            s.fake.reset_stats();
+            let calls = (0..40).map(|i| {
+                let api = &replicas[i % 2];
+                async move {
+                    api.post(
+                        "/api/v1/tools/airtable_list_records/call",
+                        json!({ "base": base, "table": "Items" }),
+                    )
+                    .await
+                }
+            });
+            for (status, result) in futures::future::join_all(calls).await {
+                assert_eq!(status, 200, "{result}");
+                assert_eq!(result["isError"], false, "{result}");
+            }
+            s.fake.stats()
+        }
+    };
+    let shared = run(Some(&server.url)).await;
+    assert_eq!(shared.rate_limited_429, 0, "{shared:?}");
+    assert!(
+        shared.max_requests_1s_per_base[&base] <= 5,
+        "{} requests in one second: {shared:?}",
+        shared.max_requests_1s_per_base[&base]
+    );
+    assert!(shared.requests_per_base[&base] >= 40, "{shared:?}");
+    // Wait out any lockout, then the same load with each replica on its own limit.
+    tokio::time::sleep(Duration::from_secs(crate::airtable::LOCKOUT_SECS + 1)).await;
+    let alone = run(None).await;
+    assert!(
+        alone.max_requests_1s_per_base[&base] > 5,
+        "two replicas on their own limits should have sent more than 5 in a second: {alone:?}"
+    );
+}
+
+/// Redis goes away under two replicas: each keeps serving, within its share of the limit
+/// (5 / 2 replicas seen = 2 per second), so together they still stay under Airtable's 5 — no
+/// call fails, no 429 — and each says so in `/metrics`.
+#[tokio::test]
+async fn without_redis_each_replica_keeps_to_its_share() {
+    let Some(mut server) = RedisServer::start().await else {
+        return;
+    };
+    let s = Setup::new();
+    let base = s.fake.add_base("Outage", "create");
+    crate::airtable::items_table(&s.fake, &base);
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let mut cmd = s.cli(&["serve", "--http", "127.0.0.1:0"]);
+        cmd.env("PLUGBOARD_REDIS_URL", &server.url);
+        replicas.push(Api::serve(&s.fx, cmd).await);
+    }
+    // Redis goes away once both replicas have seen each other (heartbeats every 2 s).
+    for api in &replicas {
+        let mut seen = None;
+        for _ in 0..150 {
+            seen = api.metrics().await.get("plugboard_replicas", &[]);
+            if seen == Some(2.0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(
+            seen,
+            Some(2.0),
+            "the replicas never saw each other through Redis"
+        );
+    }
+    server.kill().await;
+    s.fake.reset_stats();
+    let calls = (0..16).map(|i| {
+        let api = &replicas[i % 2];
+        let base = &base;
+        async move {
+            api.post(
+                "/api/v1/tools/airtable_list_records/call",
+                json!({ "base": base, "table": "Items" }),
+            )
+            .await
+        }
+    });
+    for (status, result) in futures::future::join_all(calls).await {
+        assert_eq!(status, 200, "{result}");
+        assert_eq!(result["isError"], false, "{result}");
+    }
+    let stats = s.fake.stats();
+    assert_eq!(stats.rate_limited_429, 0, "{stats:?}");
+    assert!(stats.max_requests_1s_per_base[&base] <= 5, "{stats:?}");
+    for api in &replicas {
+        let metrics = api.metrics().await;
+        assert_eq!(metrics.sample("plugboard_shared_limits_degraded", &[]), 1.0);
+    }
 }

@@ -286,6 +286,7 @@ impl Manager {
                 .collect(),
             events: PluginEvents::new(self.changed.clone(), self.me.clone(), &manifest.name),
             serving: self.config.serving,
+            shared: self.config.shared.clone(),
         };
         let started = Instant::now();
         // Its own task: a panic or a hang during init fails this plugin only.

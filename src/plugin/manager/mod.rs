@@ -61,6 +61,9 @@ pub struct ManagerConfig {
     pub serving: bool,
     /// Show clients three tools (find, describe, call) instead of every tool's schema.
     pub discovery: bool,
+    /// The Redis replicas share their limits through (`PLUGBOARD_REDIS_URL`), handed to
+    /// plugins that pace requests.
+    pub shared: Option<crate::net::shared::Redis>,
 }
 
 impl Default for ManagerConfig {
@@ -76,6 +79,7 @@ impl Default for ManagerConfig {
             max_calls_per_session: DEFAULT_MAX_CALLS_PER_SESSION,
             serving: false,
             discovery: false,
+            shared: None,
         }
     }
 }

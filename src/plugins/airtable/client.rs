@@ -21,7 +21,10 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::{
-    net::{self, Retry, RetryPolicy, SecretString, Secrets, Slot, Window, describe},
+    net::{
+        self, Retry, RetryPolicy, SecretString, Secrets, describe,
+        shared::{Pacer, Place, Redis},
+    },
     plugin::ToolError,
 };
 
@@ -109,8 +112,10 @@ pub struct Client {
     /// The token again, masked out of every error text (a body may repeat the headers).
     secrets: Secrets,
     limits: Limits,
-    per_base: Window,
-    per_token: Window,
+    per_base: Pacer,
+    per_token: Pacer,
+    /// Names the token's limit in a shared Redis without holding the token.
+    token_key: String,
     /// Bases refusing requests after a 429, until when.
     locked: Mutex<HashMap<String, Instant>>,
 }
@@ -125,7 +130,13 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    pub fn new(base_url: &str, token: SecretString, limits: Limits) -> Result<Arc<Self>, String> {
+    /// `shared`: the Redis whose limits other replicas of this server keep to as well.
+    pub fn new(
+        base_url: &str,
+        token: SecretString,
+        limits: Limits,
+        shared: Option<&Redis>,
+    ) -> Result<Arc<Self>, String> {
         let mut base_url = Url::parse(base_url.trim_end_matches('/'))
             .map_err(|e| format!("AIRTABLE_BASE_URL `{base_url}` is not a URL: {e}"))?;
         if !matches!(base_url.scheme(), "http" | "https") {
@@ -140,12 +151,19 @@ impl Client {
                 .to_owned();
             base_url.set_path(&path);
         }
+        let token_key = {
+            use sha2::Digest;
+            let digest =
+                sha2::Sha256::digest(secrecy::ExposeSecret::expose_secret(&token).as_bytes());
+            digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+        };
         Ok(Arc::new(Self {
             base_url,
             secrets: Secrets::new([token.clone()]),
             token,
-            per_base: Window::new(limits.per_base, limits.window),
-            per_token: Window::new(limits.per_token, limits.window),
+            per_base: Pacer::new(limits.per_base, limits.window, shared, "airtable-base"),
+            per_token: Pacer::new(limits.per_token, limits.window, shared, "airtable-token"),
+            token_key,
             locked: Mutex::default(),
             limits,
         }))
@@ -356,7 +374,7 @@ impl Client {
     /// Wait out this base's lockout (after a 429), then take a place under both limits. A
     /// lockout that began while this request queued sends it back to wait, its places given
     /// back unused: a request waiting out a lockout holds no place another base could use.
-    async fn pace(&self, base: Option<&str>) -> (Option<Slot>, Slot) {
+    async fn pace(&self, base: Option<&str>) -> (Option<Place>, Place) {
         let key = base.unwrap_or("").to_owned();
         let locked_until = || {
             self.locked
@@ -374,7 +392,7 @@ impl Client {
                 Some(_) => Some(self.per_base.acquire(&key).await),
                 None => None,
             };
-            let token_place = self.per_token.acquire("").await;
+            let token_place = self.per_token.acquire(&self.token_key).await;
             if locked_until().is_none() {
                 return (base_place, token_place);
             }
@@ -502,6 +520,7 @@ mod tests {
             "https://api.airtable.com/v0",
             SecretString::from("patSecret123"),
             Limits::default(),
+            None,
         )
         .unwrap();
         let shown = format!("{c:?} {:?}", c.secrets);

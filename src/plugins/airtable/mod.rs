@@ -87,7 +87,8 @@ pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, Pl
             timeout: positive(settings.request_timeout_secs, "request_timeout_secs")?,
             ..Limits::default()
         };
-        let client = Client::new(&base_url, token, limits).map_err(PluginError::Init)?;
+        let client = Client::new(&base_url, token, limits, setup.shared.as_ref())
+            .map_err(PluginError::Init)?;
         let files = ImportFolders {
             settings: (
                 settings.import_roots.clone(),

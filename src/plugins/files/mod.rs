@@ -264,6 +264,7 @@ mod tests {
                 .collect::<BTreeMap<_, _>>(),
             events: crate::plugin::PluginEvents::detached(),
             serving: false,
+            shared: None,
         }
     }
 
