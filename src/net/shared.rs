@@ -19,9 +19,14 @@ use std::{
 
 use redis::{AsyncCommands, Script, aio::ConnectionManager};
 
-/// Take a place. KEYS[1]: the set; ARGV: limit, lease ms, member. Returns 0 when taken, else
-/// the milliseconds until the first place frees.
+/// Take a place. KEYS[1]: the set, KEYS[2]: the key's hold (a lockout some replica was
+/// told of); ARGV: limit, lease ms, member. Returns 0 when taken, else the milliseconds to
+/// wait: until the hold ends, or until the first place frees.
 const TAKE: &str = r"
+local held = redis.call('PTTL', KEYS[2])
+if held > 0 then
+  return held
+end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -199,12 +204,14 @@ impl SharedWindow {
     /// Wait for a place under `key`'s limit. An error: Redis could not be asked.
     pub async fn acquire(&self, key: &str) -> Result<SharedSlot, String> {
         let set = format!("plugboard:window:{}:{key}", self.name);
+        let hold = self.hold_key(key);
         let member = member();
         let script = Script::new(TAKE);
         loop {
             let mut connection = self.redis.connection.clone();
             let wait: u64 = script
                 .key(&set)
+                .key(&hold)
                 .arg(self.limit)
                 .arg(millis(self.lease))
                 .arg(&member)
@@ -222,6 +229,27 @@ impl SharedWindow {
             }
             tokio::time::sleep(Duration::from_millis(wait).min(POLL)).await;
         }
+    }
+}
+
+impl SharedWindow {
+    fn hold_key(&self, key: &str) -> String {
+        format!("plugboard:hold:{}:{key}", self.name)
+    }
+
+    /// No replica takes a place under `key` for `duration` (the service locked the key out:
+    /// every replica waits it out, not only the one that was told).
+    pub async fn hold(&self, key: &str, duration: Duration) -> Result<(), String> {
+        let mut connection = self.redis.connection.clone();
+        let _: () = redis::cmd("SET")
+            .arg(self.hold_key(key))
+            .arg(1)
+            .arg("PX")
+            .arg(millis(duration))
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| format!("Redis at {}: {:?}", self.redis.host, e.kind()))?;
+        Ok(())
     }
 }
 
@@ -359,6 +387,19 @@ impl Pacer {
                 };
                 Place::Fallback(window.acquire(key).await, window)
             }
+        }
+    }
+}
+
+impl Pacer {
+    /// Tell every replica that `key` is locked out for `duration` (a no-op for a local pacer,
+    /// whose caller keeps its own lockout; a Redis that cannot be told is logged).
+    pub async fn hold(&self, key: &str, duration: Duration) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        if let Err(e) = shared.hold(key, duration).await {
+            tracing::warn!(error = %e, "could not tell the other replicas of a lockout");
         }
     }
 }

@@ -291,3 +291,70 @@ async fn without_redis_each_replica_keeps_to_its_share() {
         assert_eq!(metrics.sample("plugboard_shared_limits_degraded", &[]), 1.0);
     }
 }
+
+/// A lockout one replica is told of (Airtable's 429) holds every replica back: the other's
+/// requests wait it out instead of meeting 429s of their own. Without Redis they do meet them.
+#[tokio::test]
+async fn a_lockout_one_replica_meets_holds_them_all() {
+    let Some(server) = RedisServer::start().await else {
+        return;
+    };
+    let s = Setup::new();
+    let base = s.fake.add_base("Lockout", "create");
+    crate::airtable::items_table(&s.fake, &base);
+    let http = reqwest::Client::new();
+    let run = |redis: Option<&str>| {
+        let (s, base, http) = (&s, &base, &http);
+        let redis = redis.map(str::to_owned);
+        async move {
+            let mut replicas = Vec::new();
+            for _ in 0..2 {
+                let mut cmd = s.cli(&["serve", "--http", "127.0.0.1:0"]);
+                if let Some(url) = &redis {
+                    cmd.env("PLUGBOARD_REDIS_URL", url);
+                }
+                replicas.push(Api::serve(&s.fx, cmd).await);
+            }
+            // Someone else (a script with the same token) sends six at once: the base is
+            // locked out for the lockout's length.
+            let burst = (0..6).map(|_| {
+                http.get(format!("{}/v0/{base}/Items", s.fake.url))
+                    .bearer_auth(&s.token)
+                    .send()
+            });
+            futures::future::join_all(burst).await;
+            let before = s.fake.stats().rate_limited_429;
+            assert!(before >= 1, "the burst did not lock the base out");
+            let list = json!({ "base": base, "table": "Items" });
+            let path = "/api/v1/tools/airtable_list_records/call";
+            // Replica A meets the lockout (and waits it out), while replica B is asked for
+            // three listings as soon as A has met it.
+            let a = replicas[0].post(path, list.clone());
+            let b = async {
+                s.fake.until(|f| f.stats().rate_limited_429 > before).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                futures::future::join_all((0..3).map(|_| replicas[1].post(path, list.clone())))
+                    .await
+            };
+            let ((status, result), b) = tokio::join!(a, b);
+            assert_eq!(status, 200, "{result}");
+            for (status, result) in b {
+                assert_eq!(status, 200, "{result}");
+            }
+            let met = s.fake.stats().rate_limited_429 - before;
+            // Let the lockout end before the next run.
+            tokio::time::sleep(Duration::from_secs(crate::airtable::LOCKOUT_SECS + 1)).await;
+            met
+        }
+    };
+    let shared = run(Some(&server.url)).await;
+    assert_eq!(
+        shared, 1,
+        "only replica A's first request should have met the lockout"
+    );
+    let alone = run(None).await;
+    assert!(
+        alone > 1,
+        "without Redis, replica B should have met the lockout too: {alone}"
+    );
+}

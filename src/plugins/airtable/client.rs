@@ -302,7 +302,16 @@ impl Client {
                     self.locked
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .insert(key, until);
+                        .insert(key.clone(), until);
+                    // Every replica waits the lockout out, not only this one.
+                    match base {
+                        Some(_) => self.per_base.hold(&key, self.limits.lockout).await,
+                        None => {
+                            self.per_token
+                                .hold(&self.token_key, self.limits.lockout)
+                                .await
+                        }
+                    }
                     last = "Airtable kept refusing requests (rate limit)".into();
                 }
                 // Refused before doing anything: safe to send again.
