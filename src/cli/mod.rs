@@ -200,6 +200,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .and_then(Result::ok);
     let serving = matches!(cli.command, Command::Serve(_));
     let manager = start_manager(&cli.global, here, serving).await?;
+    if serving && let Some(redis) = &manager.config().shared {
+        let replica = Arc::downgrade(&manager);
+        redis.on_reload(
+            move || {
+                let replica = replica.clone();
+                async move {
+                    if let Some(manager) = replica.upgrade() {
+                        manager.reload_for_replica().await;
+                    }
+                }
+            },
+            tokio_util::sync::CancellationToken::new(),
+        );
+    }
     let code = match cli.command {
         Command::Serve(args) => serve::run(manager.clone(), args).await,
         Command::Plugins(args) => plugins::run(&manager, args),

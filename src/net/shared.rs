@@ -69,6 +69,8 @@ const POLL: Duration = Duration::from_millis(25);
 /// connection, reconnected when it drops).
 #[derive(Clone)]
 pub struct Redis {
+    /// For the subscriptions, which need connections of their own.
+    client: redis::Client,
     connection: ConnectionManager,
     /// Where the server is, for messages (never the URL: it may hold a password).
     host: String,
@@ -106,10 +108,11 @@ impl Redis {
             .set_response_timeout(Some(Duration::from_secs(1)))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
-        let connection = ConnectionManager::new_with_config(client, config)
+        let connection = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(|e| format!("cannot reach Redis at {host} ({:?})", e.kind()))?;
         Ok(Self {
+            client,
             connection,
             host,
             replicas: Arc::new(AtomicUsize::new(1)),
@@ -161,6 +164,56 @@ impl Redis {
     /// The replicas seen at the last heartbeat.
     pub fn replicas(&self) -> usize {
         self.replicas.load(Ordering::Relaxed)
+    }
+
+    /// Tell the other replicas that this one reloaded its plugins (they reload theirs, and
+    /// their clients hear `list_changed` from them). A Redis that cannot be told is logged.
+    pub async fn publish_reload(&self) {
+        let mut connection = self.connection.clone();
+        let sent: Result<usize, _> = connection.publish(RELOADS, &*PROCESS.to_string()).await;
+        if let Err(e) = sent {
+            tracing::warn!(redis = %self.host, error = ?e.kind(), "could not tell the other replicas of a reload");
+        }
+    }
+
+    /// Call `reload` whenever another replica says it reloaded, until `ct` is cancelled;
+    /// resubscribed after Redis comes back.
+    pub fn on_reload<F, Fut>(&self, reload: F, ct: tokio_util::sync::CancellationToken)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let (client, host) = (self.client.clone(), self.host.clone());
+        let me = PROCESS.to_string();
+        tokio::spawn(async move {
+            loop {
+                let listened = async {
+                    let mut pubsub = client.get_async_pubsub().await?;
+                    pubsub.subscribe(RELOADS).await?;
+                    let mut messages = pubsub.on_message();
+                    while let Some(message) = futures::StreamExt::next(&mut messages).await {
+                        let from: String = message.get_payload().unwrap_or_default();
+                        if from != me {
+                            tracing::info!(from = %from, "another replica reloaded its plugins: reloading");
+                            reload().await;
+                        }
+                    }
+                    Ok::<(), redis::RedisError>(())
+                };
+                tokio::select! {
+                    ended = listened => {
+                        if let Err(e) = ended {
+                            tracing::warn!(redis = %host, error = ?e.kind(), "not hearing of other replicas' reloads; trying again in 2 s");
+                        }
+                    }
+                    () = ct.cancelled() => return,
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY_REDIS) => {}
+                    () = ct.cancelled() => return,
+                }
+            }
+        });
     }
 
     pub fn host(&self) -> &str {
@@ -298,10 +351,15 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
+/// The channel replicas announce their reloads on.
+const RELOADS: &str = "plugboard:reloads";
+
+/// This replica, among all that share the Redis.
+static PROCESS: std::sync::LazyLock<uuid::Uuid> = std::sync::LazyLock::new(uuid::Uuid::new_v4);
+
 /// A name no other place of any replica has: this process's random part and a counter.
 fn member() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    static PROCESS: std::sync::LazyLock<uuid::Uuid> = std::sync::LazyLock::new(uuid::Uuid::new_v4);
     format!("{}-{}", *PROCESS, NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
@@ -321,7 +379,7 @@ pub struct Pacer {
 /// A place taken from a [`Pacer`]; dropping it frees it `span` later.
 pub enum Place {
     Local(super::Slot),
-    Shared(SharedSlot),
+    Shared(Box<SharedSlot>),
     Fallback(super::Slot, Arc<super::Window>),
 }
 
@@ -361,7 +419,7 @@ impl Pacer {
                     tracing::info!(redis = %shared.redis.host, "Redis is back: limits are shared again");
                     metrics::gauge!("plugboard_shared_limits_degraded").set(0.0);
                 }
-                Place::Shared(slot)
+                Place::Shared(Box::new(slot))
             }
             Err(e) => {
                 if !wait_for_redis {

@@ -42,6 +42,11 @@ impl Api {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self._child.id().expect("running")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -358,3 +358,43 @@ async fn a_lockout_one_replica_meets_holds_them_all() {
         "without Redis, replica B should have met the lockout too: {alone}"
     );
 }
+
+/// A reload on one replica reaches the clients of every replica: it is announced through
+/// Redis, the others reload too (none of them watches the folder here) and their clients
+/// hear `tools/list_changed` and see the new plugin's tools.
+#[tokio::test]
+async fn a_reload_on_one_replica_reaches_the_clients_of_all() {
+    use rmcp::{ServiceExt, transport::StreamableHttpClientTransport};
+    let Some(server) = RedisServer::start().await else {
+        return;
+    };
+    let fx = crate::support::Fixture::new();
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let mut cmd = fx.command(&["serve", "--http", "127.0.0.1:0", "--no-watch"]);
+        cmd.env("PLUGBOARD_REDIS_URL", &server.url);
+        replicas.push(Api::serve(&fx, cmd).await);
+    }
+    let transport = StreamableHttpClientTransport::from_uri(replicas[1].url("/mcp"));
+    let client = crate::support::Recorder::default()
+        .serve(transport)
+        .await
+        .expect("initialize over HTTP");
+    let before = client.list_all_tools().await.unwrap();
+    assert!(!before.iter().any(|t| t.name == "extra_echo"));
+    fx.manifest(
+        "extra",
+        "name = \"extra\"\nkind = \"builtin\"\nbuiltin = \"testkit\"\n",
+    );
+    // The reload is replica A's; the client is replica B's.
+    crate::support::sighup(replicas[0].pid());
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        client.service().list_changed.notified(),
+    )
+    .await
+    .expect("tools/list_changed on replica B within 10 s of replica A's reload");
+    let after = client.list_all_tools().await.unwrap();
+    assert!(after.iter().any(|t| t.name == "extra_echo"), "{after:?}");
+    client.cancel().await.unwrap();
+}

@@ -54,6 +54,20 @@ impl Manager {
     /// changed ones (manifest or variables) restart, the rest keep running untouched.
     pub async fn reload(&self) {
         self.reload_forcing(None).await;
+        self.tell_replicas().await;
+    }
+
+    /// [`Manager::reload`] because another replica reloaded: not announced again.
+    pub async fn reload_for_replica(&self) {
+        self.reload_forcing(None).await;
+    }
+
+    /// Replicas sharing a Redis reload when one does, so that every replica's clients hear
+    /// `list_changed` (they usually share the plugins folder, and may not watch it).
+    async fn tell_replicas(&self) {
+        if let Some(redis) = &self.config.shared {
+            redis.publish_reload().await;
+        }
     }
 
     /// Stop and start plugin `name` again (re-reading its manifest), whether or not anything
@@ -66,6 +80,7 @@ impl Manager {
             .contains_key(name);
         if known {
             self.reload_forcing(Some(name)).await;
+            self.tell_replicas().await;
         }
         known
     }
