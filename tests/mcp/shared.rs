@@ -66,6 +66,35 @@ impl RedisServer {
     }
 }
 
+/// Two replicas of `plugboard serve --http` for `s`'s fake Airtable, sharing `redis` when
+/// given (else each on its own limits).
+async fn two_replicas(s: &Setup, redis: Option<&str>) -> Vec<Api> {
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let mut cmd = s.cli(&["serve", "--http", "127.0.0.1:0"]);
+        if let Some(url) = redis {
+            cmd.env("PLUGBOARD_REDIS_URL", url);
+        }
+        replicas.push(Api::serve(&s.fx, cmd).await);
+    }
+    replicas
+}
+
+/// `calls` record listings of `base`'s Items, sent at once, alternating between `replicas`;
+/// every one must be answered without an error.
+async fn list_on_all(replicas: &[Api], base: &str, calls: usize) {
+    let calls = (0..calls).map(|i| {
+        replicas[i % replicas.len()].post(
+            "/api/v1/tools/airtable_list_records/call",
+            json!({ "base": base, "table": "Items" }),
+        )
+    });
+    for (status, result) in futures::future::join_all(calls).await {
+        assert_eq!(status, 200, "{result}");
+        assert_eq!(result["isError"], false, "{result}");
+    }
+}
+
 /// Two replicas, 24 requests alternating between them, each answered after 30 ms, under a
 /// shared limit of 5 per second: no instant ever has more than 5 places taken — counting a
 /// request from when it was sent to one second after its answer — and all 24 went out.
@@ -190,29 +219,9 @@ async fn replicas_sharing_redis_keep_to_one_airtable_limit() {
         let (s, base) = (&s, &base);
         let redis = redis.map(str::to_owned);
         async move {
-            let mut replicas = Vec::new();
-            for _ in 0..2 {
-                let mut cmd = s.cli(&["serve", "--http", "127.0.0.1:0"]);
-                if let Some(url) = &redis {
-                    cmd.env("PLUGBOARD_REDIS_URL", url);
-                }
-                replicas.push(Api::serve(&s.fx, cmd).await);
-            }
+            let replicas = two_replicas(s, redis.as_deref()).await;
             s.fake.reset_stats();
-            let calls = (0..40).map(|i| {
-                let api = &replicas[i % 2];
-                async move {
-                    api.post(
-                        "/api/v1/tools/airtable_list_records/call",
-                        json!({ "base": base, "table": "Items" }),
-                    )
-                    .await
-                }
-            });
-            for (status, result) in futures::future::join_all(calls).await {
-                assert_eq!(status, 200, "{result}");
-                assert_eq!(result["isError"], false, "{result}");
-            }
+            list_on_all(&replicas, base, 40).await;
             s.fake.stats()
         }
     };
@@ -244,12 +253,7 @@ async fn without_redis_each_replica_keeps_to_its_share() {
     let s = Setup::new();
     let base = s.fake.add_base("Outage", "create");
     crate::airtable::items_table(&s.fake, &base);
-    let mut replicas = Vec::new();
-    for _ in 0..2 {
-        let mut cmd = s.cli(&["serve", "--http", "127.0.0.1:0"]);
-        cmd.env("PLUGBOARD_REDIS_URL", &server.url);
-        replicas.push(Api::serve(&s.fx, cmd).await);
-    }
+    let replicas = two_replicas(&s, Some(&server.url)).await;
     // Redis goes away once both replicas have seen each other (heartbeats every 2 s).
     for api in &replicas {
         let mut seen = None;
@@ -268,21 +272,7 @@ async fn without_redis_each_replica_keeps_to_its_share() {
     }
     server.kill().await;
     s.fake.reset_stats();
-    let calls = (0..16).map(|i| {
-        let api = &replicas[i % 2];
-        let base = &base;
-        async move {
-            api.post(
-                "/api/v1/tools/airtable_list_records/call",
-                json!({ "base": base, "table": "Items" }),
-            )
-            .await
-        }
-    });
-    for (status, result) in futures::future::join_all(calls).await {
-        assert_eq!(status, 200, "{result}");
-        assert_eq!(result["isError"], false, "{result}");
-    }
+    list_on_all(&replicas, &base, 16).await;
     let stats = s.fake.stats();
     assert_eq!(stats.rate_limited_429, 0, "{stats:?}");
     assert!(stats.max_requests_1s_per_base[&base] <= 5, "{stats:?}");
@@ -307,14 +297,7 @@ async fn a_lockout_one_replica_meets_holds_them_all() {
         let (s, base, http) = (&s, &base, &http);
         let redis = redis.map(str::to_owned);
         async move {
-            let mut replicas = Vec::new();
-            for _ in 0..2 {
-                let mut cmd = s.cli(&["serve", "--http", "127.0.0.1:0"]);
-                if let Some(url) = &redis {
-                    cmd.env("PLUGBOARD_REDIS_URL", url);
-                }
-                replicas.push(Api::serve(&s.fx, cmd).await);
-            }
+            let replicas = two_replicas(s, redis.as_deref()).await;
             // Someone else (a script with the same token) sends six at once: the base is
             // locked out for the lockout's length.
             let burst = (0..6).map(|_| {
