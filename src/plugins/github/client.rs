@@ -684,12 +684,19 @@ pub fn links(headers: &HeaderMap) -> (Option<Url>, Option<Url>) {
 /// `{"message":"Validation Failed","errors":[{"resource","field","code"}|{"code":"custom","message"}|"text"]}`.
 pub fn parse_error(status: StatusCode, body: &[u8]) -> ApiError {
     let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let message = match value.get("message").and_then(Value::as_str) {
+    // An empty message says nothing: the status's own words then (a fuzzer found
+    // `{"message":""}` giving an error that said nothing at all).
+    let message = match value
+        .get("message")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+    {
         Some(m) => m.to_owned(),
         None => {
             let text = String::from_utf8_lossy(body);
             let text = text.trim();
-            if text.is_empty() || text.starts_with('<') {
+            if text.is_empty() || text.starts_with('<') || value.is_object() {
                 status.canonical_reason().unwrap_or("error").to_owned()
             } else {
                 text.chars().take(300).collect()
