@@ -58,6 +58,12 @@ redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
 return redis.call('ZCARD', KEYS[1])
 ";
 
+/// The scripts, hashed once (redis-rs sends a script's SHA and its body only when Redis
+/// does not know it yet).
+static TAKE_SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(TAKE));
+static FREE_SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(FREE));
+static BEAT_SCRIPT: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| Script::new(BEAT));
+
 /// While Redis is away, how often a request tries it again (the rest go by the share).
 const RETRY_REDIS: Duration = Duration::from_secs(2);
 
@@ -134,14 +140,13 @@ impl Redis {
                 let (me, replicas) = (me.clone(), redis.replicas.clone());
                 let window = millis(every * 3);
                 async move {
-                    let seen: Result<(usize,), _> = Script::new(BEAT)
+                    let seen: Result<usize, _> = BEAT_SCRIPT
                         .key("plugboard:replicas")
                         .arg(&me)
                         .arg(window)
                         .invoke_async(&mut connection)
-                        .await
-                        .map(|n: usize| (n,));
-                    if let Ok((n,)) = seen {
+                        .await;
+                    if let Ok(n) = seen {
                         replicas.store(n.max(1), Ordering::Relaxed);
                         metrics::gauge!("plugboard_replicas").set(n.max(1) as f64);
                     }
@@ -259,7 +264,7 @@ impl SharedWindow {
         let set = format!("plugboard:window:{}:{key}", self.name);
         let hold = self.hold_key(key);
         let member = member();
-        let script = Script::new(TAKE);
+        let script = &*TAKE_SCRIPT;
         loop {
             let mut connection = self.redis.connection.clone();
             let wait: u64 = script
@@ -334,7 +339,7 @@ impl Drop for SharedSlot {
         );
         runtime.spawn(async move {
             let mut connection = redis.connection.clone();
-            let freed: Result<(), _> = Script::new(FREE)
+            let freed: Result<(), _> = FREE_SCRIPT
                 .key(&set)
                 .arg(millis(span))
                 .arg(&member)

@@ -4,6 +4,10 @@
 //! answer lands the caller hears of it (progress), so long runs survive client timeouts. A
 //! synthesizer — a configured provider, or else the client's own model through MCP sampling —
 //! writes the synthesis and names the providers whose answers agree.
+//!
+//! Whole on purpose (past 600 lines with its tests): the fan-out, the synthesis and the
+//! totals read the same `Opinion`s in one pass each, and the tests below drive exactly those
+//! steps; split, each part would only be read beside the others.
 
 use std::{any::Any, collections::BTreeMap, panic::AssertUnwindSafe, time::Duration};
 
