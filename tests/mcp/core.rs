@@ -299,6 +299,71 @@ impl PluginKind for Echoes {
     }
 }
 
+/// A kind whose plugins start only when the test lets them.
+struct Gated {
+    entered: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl PluginKind for Gated {
+    fn start(
+        &self,
+        _setup: PluginSetup,
+    ) -> BoxFuture<'static, Result<Arc<dyn Plugin>, PluginError>> {
+        let (entered, release) = (self.entered.clone(), self.release.clone());
+        Box::pin(async move {
+            entered.notify_one();
+            release.notified().await;
+            Ok(Arc::new(Word("late".into())) as Arc<dyn Plugin>)
+        })
+    }
+}
+
+/// While a reload starts a slow plugin, every plugin that is not changing stays listed and
+/// callable (a status read in that moment once saw no plugins at all).
+#[tokio::test]
+async fn a_reload_in_progress_hides_no_other_plugin() {
+    let fx = Fixture::empty();
+    fx.manifest(
+        "hello",
+        "name = \"hello\"\nkind = \"echoes\"\n[echoes]\nword = \"hello\"\n",
+    );
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let catalog = Catalog::new().with_kind("echoes", Echoes).with_kind(
+        "gated",
+        Gated {
+            entered: entered.clone(),
+            release: release.clone(),
+        },
+    );
+    let manager = Server::new(&fx).catalog(catalog).start().await;
+    fx.manifest("slow", "name = \"slow\"\nkind = \"gated\"\n");
+    let reload = tokio::spawn({
+        let manager = manager.clone();
+        async move { manager.reload().await }
+    });
+    entered.notified().await;
+    let listed: Vec<(String, String)> = manager
+        .statuses()
+        .into_iter()
+        .map(|s| (s.name, s.status))
+        .collect();
+    assert_eq!(listed, [("hello".to_owned(), "ready".to_owned())]);
+    let said = manager
+        .call(
+            "hello_say",
+            Some(args(serde_json::json!({}))),
+            ToolContext::detached(),
+        )
+        .await;
+    assert_eq!(text(&said), "hello");
+    release.notify_one();
+    reload.await.unwrap();
+    let names: Vec<String> = manager.statuses().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["hello", "slow"]);
+}
+
 struct Word(String);
 
 impl Plugin for Word {

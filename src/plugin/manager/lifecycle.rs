@@ -91,31 +91,51 @@ impl Manager {
         let found = self.discover();
         hold_secrets(&env, &found);
 
-        let mut old = std::mem::take(&mut *self.slots.write().unwrap_or_else(|e| e.into_inner()));
-        let mut kept = BTreeMap::new();
-        let mut fresh = Vec::new();
-        for (name, path, manifest) in found {
-            let fingerprint = fingerprint(&manifest, &env, &self.config.catalog);
-            match old.remove(&name) {
-                Some(slot)
-                    if slot.fingerprint == fingerprint
-                        && slot.path == path
-                        && force != Some(name.as_str()) =>
-                {
-                    kept.insert(name, slot);
-                }
-                previous => {
-                    if let Some(prev) = previous {
-                        self.stop(&name, prev).await;
+        // Readers (statuses, calls) keep seeing every plugin that is not changing: the map is
+        // sorted under one write lock, and only what changes leaves it.
+        let (stale, fresh) = {
+            let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
+            let mut old = std::mem::take(&mut *slots);
+            let mut stale = Vec::new();
+            let mut fresh = Vec::new();
+            for (name, path, manifest) in found {
+                let fingerprint = fingerprint(&manifest, &env, &self.config.catalog);
+                match old.remove(&name) {
+                    Some(slot)
+                        if slot.fingerprint == fingerprint
+                            && slot.path == path
+                            && force != Some(name.as_str()) =>
+                    {
+                        slots.insert(name, slot);
                     }
-                    fresh.push((name, path, manifest, fingerprint));
+                    previous => {
+                        if let Some(prev) = previous {
+                            stale.push((name.clone(), prev));
+                        }
+                        fresh.push((name, path, manifest, fingerprint));
+                    }
                 }
             }
-        }
-        for (name, slot) in old {
-            tracing::info!(plugin = %name, "plugin removed");
+            for (name, slot) in old {
+                tracing::info!(plugin = %name, "plugin removed");
+                stale.push((name, slot));
+            }
+            (stale, fresh)
+        };
+        for (name, slot) in stale {
             self.stop(&name, slot).await;
         }
+        // The plugins started now; a dependency is ready when it is here or among the kept.
+        let mut kept: BTreeMap<String, Slot> = BTreeMap::new();
+        let ready = |kept: &BTreeMap<String, Slot>, name: &str| match kept.get(name) {
+            Some(slot) => Some(slot.status.clone()),
+            None => self
+                .slots
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name)
+                .map(|slot| slot.status.clone()),
+        };
 
         // Plugins that depend on others start in waves, after those are ready.
         let mut waiting: Vec<Slot> = Vec::new();
@@ -149,7 +169,7 @@ impl Manager {
                 waiting.into_iter().partition(|slot| {
                     deps(slot)
                         .iter()
-                        .all(|d| kept.get(d).is_some_and(|s| s.status == Status::Ready))
+                        .all(|d| ready(&kept, d) == Some(Status::Ready))
                 });
             if ready_now.is_empty() {
                 let waiting: Vec<String> = blocked.iter().map(|s| s.name.clone()).collect();
@@ -160,9 +180,9 @@ impl Manager {
                 for (mut slot, cycle) in blocked.into_iter().zip(cycles) {
                     let missing: Vec<String> = deps(&slot)
                         .iter()
-                        .filter(|d| !kept.get(*d).is_some_and(|s| s.status == Status::Ready))
-                        .map(|d| match kept.get(d) {
-                            Some(s) => format!("`{d}` ({})", s.status),
+                        .filter(|d| ready(&kept, d) != Some(Status::Ready))
+                        .map(|d| match ready(&kept, d) {
+                            Some(status) => format!("`{d}` ({status})"),
                             None if waiting.contains(d) => {
                                 format!("`{d}` (which cannot start either)")
                             }
@@ -190,8 +210,11 @@ impl Manager {
             waiting = blocked;
         }
 
-        let registry = self.build_registry(&mut kept);
-        *self.slots.write().unwrap_or_else(|e| e.into_inner()) = kept;
+        let registry = {
+            let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
+            slots.extend(kept);
+            self.build_registry(&mut slots)
+        };
         self.swap(registry);
     }
 
@@ -212,21 +235,23 @@ impl Manager {
             let offer = tokio::spawn(async move { Offer::of(&*plugin) }).await;
             offers.insert(name, offer.map_err(panic_message));
         }
-        let mut slots = std::mem::take(&mut *self.slots.write().unwrap_or_else(|e| e.into_inner()));
-        for (name, offer) in offers {
-            if let Some(slot) = slots.get_mut(&name) {
-                match offer {
-                    Ok(offer) => slot.offer = offer,
-                    Err(panic) => {
-                        slot.instance = None;
-                        slot.offer = Offer::default();
-                        slot.status = Status::Failed(format!("panicked while listing: {panic}"));
+        let registry = {
+            let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
+            for (name, offer) in offers {
+                if let Some(slot) = slots.get_mut(&name) {
+                    match offer {
+                        Ok(offer) => slot.offer = offer,
+                        Err(panic) => {
+                            slot.instance = None;
+                            slot.offer = Offer::default();
+                            slot.status =
+                                Status::Failed(format!("panicked while listing: {panic}"));
+                        }
                     }
                 }
             }
-        }
-        let registry = self.build_registry(&mut slots);
-        *self.slots.write().unwrap_or_else(|e| e.into_inner()) = slots;
+            self.build_registry(&mut slots)
+        };
         self.swap(registry);
     }
 
@@ -235,27 +260,25 @@ impl Manager {
     /// clients get `list_changed` when the tool set changes, and everyone sees the status.
     pub(crate) async fn set_down(&self, plugin: &str, down: Option<String>) {
         let _guard = self.reloading.lock().await;
-        let mut slots = std::mem::take(&mut *self.slots.write().unwrap_or_else(|e| e.into_inner()));
-        let changed = match slots.get_mut(plugin) {
-            Some(slot) if slot.instance.is_some() && slot.down != down => {
-                match &down {
-                    Some(reason) => {
-                        tracing::warn!(plugin = %plugin, reason = %reason, "plugin reports it is down")
+        let registry = {
+            let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
+            match slots.get_mut(plugin) {
+                Some(slot) if slot.instance.is_some() && slot.down != down => {
+                    match &down {
+                        Some(reason) => {
+                            tracing::warn!(plugin = %plugin, reason = %reason, "plugin reports it is down")
+                        }
+                        None => tracing::info!(plugin = %plugin, "plugin reports it is back"),
                     }
-                    None => tracing::info!(plugin = %plugin, "plugin reports it is back"),
+                    slot.down = down;
+                    Some(self.build_registry(&mut slots))
                 }
-                slot.down = down;
-                true
+                _ => None,
             }
-            _ => false,
         };
-        if changed {
-            let registry = self.build_registry(&mut slots);
-            *self.slots.write().unwrap_or_else(|e| e.into_inner()) = slots;
+        if let Some(registry) = registry {
             self.swap(registry);
             let _ = self.changed.send(Change::Status(plugin.to_owned()));
-        } else {
-            *self.slots.write().unwrap_or_else(|e| e.into_inner()) = slots;
         }
     }
 
