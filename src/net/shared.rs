@@ -224,6 +224,27 @@ impl Redis {
     pub fn host(&self) -> &str {
         &self.host
     }
+
+    /// The shared connection, for commands of other parts (cheap to clone; reconnects).
+    pub fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
+    /// The client, for parts that need connections of their own (subscriptions, blocking
+    /// reads).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// This process's id among the replicas (what its heartbeat and announcements carry).
+    pub fn replica_id(&self) -> String {
+        PROCESS.to_string()
+    }
+
+    /// Whether the last try to reach Redis failed (limits are this replica's share).
+    pub fn degraded(&self) -> bool {
+        self.degraded.load(Ordering::Relaxed)
+    }
 }
 
 /// `limit` requests per `span` per key, across every replica sharing the Redis.
