@@ -4,6 +4,7 @@
 //! Neutral ground: the agents, Airtable and GitHub all build on it and it knows none of them.
 //! Time is always tokio's clock, so tests can pause it.
 
+pub mod checkpoints;
 pub mod retry;
 pub mod secret;
 pub mod shared;

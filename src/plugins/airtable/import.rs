@@ -34,7 +34,10 @@ use super::{
     client::{Failure, Repeat, advice},
     tools::BATCH,
 };
-use crate::plugin::{ToolContext, ToolError};
+use crate::{
+    net::checkpoints::Checkpoints,
+    plugin::{ToolContext, ToolError},
+};
 
 /// A source row number (1-based) and the fields it becomes.
 type Row = (usize, Map<String, Value>);
@@ -95,7 +98,7 @@ pub struct RowProblem {
 }
 
 /// What survives a crash.
-#[derive(Serialize, Deserialize, Default)]
+#[derive(Serialize, Deserialize, Default, Clone)]
 struct Checkpoint {
     job: String,
     done: BTreeSet<usize>,
@@ -204,12 +207,13 @@ impl Airtable {
 
         // The checkpoint of this exact job, if an earlier run was interrupted.
         let job = job_id(&args, &source, &records);
-        let checkpoint_path = self.checkpoint_dir.join(format!("{job}.json"));
+        // One replica at a time runs a given import (a second gets the reason).
+        let _running = self.checkpoints.run(&job).await.map_err(ToolError::Unavailable)?;
         let mut checkpoint = if args.restart {
             Checkpoint::default()
         } else {
             let legacy = legacy_job_id(&args, &source, &records);
-            load_checkpoint(&self.checkpoint_dir, &job, &legacy)
+            load_checkpoint(&self.checkpoints, &job, &legacy).await
         };
         checkpoint.job = job.clone();
         let resumed_batches = checkpoint.done.len();
@@ -238,7 +242,7 @@ impl Airtable {
             while let Some((index, len, outcome)) = results.next().await {
                 match outcome {
                     Ok(done) => {
-                        {
+                        let snapshot = {
                             let mut c = state.lock().unwrap_or_else(|e| e.into_inner());
                             c.done.insert(index);
                             c.created += done.created;
@@ -253,8 +257,9 @@ impl Airtable {
                                 .increment(rows as u64);
                             }
                             c.failed.extend(done.failed);
-                            save(&checkpoint_path, &c);
-                        }
+                            c.clone()
+                        };
+                        self.checkpoints.save(&job, &snapshot).await;
                         let n =
                             rows_done.fetch_add(len, std::sync::atomic::Ordering::Relaxed) + len;
                         cx.progress(
@@ -279,7 +284,7 @@ impl Airtable {
         let checkpoint = std::mem::take(&mut *state.lock().unwrap_or_else(|e| e.into_inner()));
         let complete = stopped.is_none() && checkpoint.done.len() == batch_count;
         if complete {
-            let _ = std::fs::remove_file(&checkpoint_path);
+            self.checkpoints.remove(&job).await;
         }
         let seconds = started.elapsed().as_secs_f64();
         let sent_now = (checkpoint.done.len() - resumed_batches).min(batch_count);
@@ -407,17 +412,6 @@ impl BatchOutcome {
     }
 }
 
-fn save(path: &Path, checkpoint: &Checkpoint) {
-    // Write aside, then rename: a crash leaves the old checkpoint or the new one, never half.
-    let tmp = path.with_extension("tmp");
-    let ok = std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))
-        .and_then(|_| std::fs::write(&tmp, serde_json::to_vec(checkpoint).unwrap_or_default()))
-        .and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = ok {
-        tracing::warn!(error = %e, path = %path.display(), "could not save the import checkpoint");
-    }
-}
-
 /// The same import (target, rows, mapping, keys) gets the same id, so a re-run finds its
 /// checkpoint; any change starts afresh. SHA-256 over a length-prefixed encoding with object
 /// keys sorted: the same on every build, platform and Rust release (a checkpoint must outlive
@@ -499,23 +493,28 @@ fn legacy_job_id(args: &BulkImport, source: &str, records: &[Row]) -> String {
 
 /// The checkpoint of job `job` in `dir`; failing that, one an older release left under the
 /// job's `legacy` id, moved to `job`'s name so it is read under the old name only once.
-fn load_checkpoint(dir: &Path, job: &str, legacy: &str) -> Checkpoint {
-    let read = |id: &str| {
-        std::fs::read(dir.join(format!("{id}.json")))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Checkpoint>(&b).ok())
-            .filter(|c| c.job == id)
-    };
-    if let Some(checkpoint) = read(job) {
+/// `job`'s checkpoint (from Redis when replicas share one, else its file), or one kept under
+/// its id of before (16 hex digits): saved under the stable id, then its old file removed.
+async fn load_checkpoint(checkpoints: &Checkpoints, job: &str, legacy: &str) -> Checkpoint {
+    if let Some(checkpoint) = checkpoints
+        .load::<Checkpoint>(job)
+        .await
+        .filter(|c| c.job == job)
+    {
         return checkpoint;
     }
-    let Some(mut checkpoint) = read(legacy) else {
+    let path = checkpoints.dir().join(format!("{legacy}.json"));
+    let Some(mut checkpoint) = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Checkpoint>(&b).ok())
+        .filter(|c| c.job == legacy)
+    else {
         return Checkpoint::default();
     };
     checkpoint.job = job.to_owned();
-    save(&dir.join(format!("{job}.json")), &checkpoint);
-    if dir.join(format!("{job}.json")).exists() {
-        let _ = std::fs::remove_file(dir.join(format!("{legacy}.json")));
+    checkpoints.save(job, &checkpoint).await;
+    if checkpoints.dir().join(format!("{job}.json")).exists() {
+        let _ = std::fs::remove_file(&path);
         tracing::info!(job, legacy, "moved an import checkpoint to its stable id");
     }
     checkpoint
@@ -759,9 +758,10 @@ mod tests {
 
     /// A checkpoint an older release wrote under its `DefaultHasher` id is read once: moved to
     /// the stable id, with what it had done.
-    #[test]
-    fn a_legacy_checkpoint_is_carried_over_once() {
+    #[tokio::test]
+    async fn a_legacy_checkpoint_is_carried_over_once() {
         let dir = tempfile::tempdir().unwrap();
+        let checkpoints = Checkpoints::new("import", dir.path().to_owned(), None);
         let (args, rows) = job(None);
         let (new, old) = (
             job_id(&args, "/d/items.csv", &rows),
@@ -774,21 +774,21 @@ mod tests {
             created: 20,
             ..Checkpoint::default()
         };
-        save(&dir.path().join(format!("{old}.json")), &legacy);
-        let loaded = load_checkpoint(dir.path(), &new, &old);
+        checkpoints.save(&old, &legacy).await;
+        let loaded = load_checkpoint(&checkpoints, &new, &old).await;
         assert_eq!((loaded.job.as_str(), loaded.created), (new.as_str(), 20));
         assert_eq!(loaded.done, BTreeSet::from([0, 2]));
         assert!(!dir.path().join(format!("{old}.json")).exists());
         assert!(dir.path().join(format!("{new}.json")).exists());
         // Read again: the stable one, and nothing else is left.
-        assert_eq!(load_checkpoint(dir.path(), &new, &old).done.len(), 2);
+        assert_eq!(load_checkpoint(&checkpoints, &new, &old).await.done.len(), 2);
         // A checkpoint of another job under this name is not taken for this one.
         let stray = Checkpoint {
             job: "someone-else".into(),
             ..Checkpoint::default()
         };
-        save(&dir.path().join(format!("{old}.json")), &stray);
+        checkpoints.save(&old, &stray).await;
         std::fs::remove_file(dir.path().join(format!("{new}.json"))).unwrap();
-        assert!(load_checkpoint(dir.path(), &new, &old).done.is_empty());
+        assert!(load_checkpoint(&checkpoints, &new, &old).await.done.is_empty());
     }
 }

@@ -21,6 +21,7 @@ pub use client::{Client, Limits};
 pub use import::{BulkImport, Report};
 
 use crate::{
+    net::checkpoints::Checkpoints,
     plugin::{Finding, Plugin, PluginError, PluginSetup, ToolDef, ToolError},
     sandbox::{self, Exclude, Roots},
 };
@@ -107,7 +108,7 @@ pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, Pl
             client,
             max_records: settings.max_records_per_call.clamp(1, 1000),
             files: Arc::new(files),
-            checkpoint_dir,
+            checkpoints: Checkpoints::new("import", checkpoint_dir, setup.shared.clone()),
         }) as Arc<dyn Plugin>)
     })
 }
@@ -171,7 +172,8 @@ pub(crate) struct Airtable {
     pub max_records: usize,
     /// What `bulk_import` may read: the import folders, secrets excluded.
     pub files: Arc<ImportFolders>,
-    pub checkpoint_dir: PathBuf,
+    /// Interrupted imports, to resume (shared by replicas through Redis when configured).
+    pub checkpoints: Checkpoints,
 }
 
 impl Plugin for Airtable {

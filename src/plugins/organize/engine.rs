@@ -15,7 +15,6 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -36,7 +35,10 @@ use super::{
     report,
     tags::{self, Profile},
 };
-use crate::plugin::{ToolContext, ToolError, ToolOutcome};
+use crate::{
+    net::checkpoints::Checkpoints,
+    plugin::{ToolContext, ToolError, ToolOutcome},
+};
 
 /// The tools the organizer works through: (built-in plugin, tool).
 const NEEDS: [(&str, &str); 6] = [
@@ -322,40 +324,43 @@ struct Checkpoint {
     unlinked: BTreeSet<String>,
 }
 
-fn checkpoint_path(inner: &Inner, args: &OrganizeArgs, table_id: &str, folder: &str) -> PathBuf {
-    let mut h = sha2::Sha256::new();
-    for part in [
-        args.base.as_str(),
-        table_id,
-        folder,
-        args.glob.as_deref().unwrap_or(""),
-        &serde_json::to_string(&inner.settings.fields).unwrap_or_default(),
-    ] {
-        h.update((part.len() as u64).to_le_bytes());
-        h.update(part.as_bytes());
+/// Where this run's checkpoint is kept: its job id (the collection, the folder and the
+/// fields) in the plugin's checkpoints.
+struct Keep<'a> {
+    checkpoints: &'a Checkpoints,
+    job: String,
+}
+
+impl<'a> Keep<'a> {
+    fn new(inner: &'a Inner, args: &OrganizeArgs, table_id: &str, folder: &str) -> Self {
+        let mut h = sha2::Sha256::new();
+        for part in [
+            args.base.as_str(),
+            table_id,
+            folder,
+            args.glob.as_deref().unwrap_or(""),
+            &serde_json::to_string(&inner.settings.fields).unwrap_or_default(),
+        ] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        let digest = h.finalize();
+        Self {
+            checkpoints: &inner.checkpoints,
+            job: digest[..8].iter().map(|b| format!("{b:02x}")).collect(),
+        }
     }
-    let digest = h.finalize();
-    let job: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    inner.checkpoint_dir.join(format!("{job}.json"))
-}
 
-fn load(path: &std::path::Path) -> Checkpoint {
-    std::fs::read(path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default()
-}
+    async fn load(&self) -> Checkpoint {
+        self.checkpoints.load(&self.job).await.unwrap_or_default()
+    }
 
-fn save(path: &std::path::Path, checkpoint: &Checkpoint) {
-    // Write aside, then rename: a kill leaves the old checkpoint or the new one, never half.
-    let tmp = path.with_extension("tmp");
-    let written = path
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|_| std::fs::write(&tmp, serde_json::to_vec(checkpoint).unwrap_or_default()))
-        .and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = written {
-        tracing::warn!(error = %e, path = %path.display(), "could not save the organize checkpoint");
+    async fn save(&self, checkpoint: &Checkpoint) {
+        self.checkpoints.save(&self.job, checkpoint).await;
+    }
+
+    async fn remove(&self) {
+        self.checkpoints.remove(&self.job).await;
     }
 }
 
@@ -601,11 +606,17 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
     out.unchanged = docs.len() - needs_class.len();
 
     // 5. The taxonomy, and what the model says of each changed document.
-    let checkpoint_path = checkpoint_path(&inner, &args, &table_id, &out.folder);
+    let keep = Keep::new(&inner, &args, &table_id, &out.folder);
+    // One replica at a time runs a given collection's organize (a second gets the reason).
+    let _running = keep
+        .checkpoints
+        .run(&keep.job)
+        .await
+        .map_err(ToolError::Unavailable)?;
     let mut checkpoint = if args.restart.unwrap_or(false) {
         Checkpoint::default()
     } else {
-        load(&checkpoint_path)
+        keep.load().await
     };
     let mut usages: Usages = checkpoint
         .usage
@@ -735,7 +746,7 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
             .unlinked
             .extend(needs_class.iter().map(|d| d.path.clone()));
         if apply {
-            save(&checkpoint_path, &checkpoint);
+            keep.save(&checkpoint).await;
         }
     }
 
@@ -772,7 +783,7 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
             &taxonomy,
             (max_tags, summary_words),
             &mut checkpoint,
-            &checkpoint_path,
+            &keep,
             &mut usages,
             &mut failed,
             &progress,
@@ -811,7 +822,7 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
             provider.as_deref(),
             &known,
             &judged,
-            (&mut checkpoint, &checkpoint_path),
+            (&mut checkpoint, &keep),
             &mut usages,
             &progress,
         )
@@ -1058,7 +1069,7 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
 
     if !apply {
         out.models = model_uses(&usages, &settings.prices);
-        save(&checkpoint_path, &checkpoint);
+        keep.save(&checkpoint).await;
         out.wall_ms = started.elapsed().as_millis() as u64;
         return finish(out);
     }
@@ -1131,9 +1142,9 @@ pub async fn organize(inner: Arc<Inner>, args: OrganizeArgs, cx: ToolContext) ->
         checkpoint.unlinked.clear();
     }
     if out.failed.is_empty() && links_written {
-        let _ = std::fs::remove_file(&checkpoint_path);
+        keep.remove().await;
     } else {
-        save(&checkpoint_path, &checkpoint);
+        keep.save(&checkpoint).await;
     }
     out.wall_ms = started.elapsed().as_millis() as u64;
     finish(out)
@@ -1364,7 +1375,7 @@ async fn classify_all(
     taxonomy: &[String],
     (max_tags, summary_words): (usize, usize),
     checkpoint: &mut Checkpoint,
-    checkpoint_path: &std::path::Path,
+    keep: &Keep<'_>,
     usages: &mut Usages,
     failed: &mut BTreeMap<String, String>,
     progress: &Progress<'_>,
@@ -1416,7 +1427,7 @@ async fn classify_all(
             .map(|((p, m), u)| (p.clone(), m.clone(), u.clone()))
             .collect();
         // Kept before anything is written: a kill after the write finds the answer here.
-        save(checkpoint_path, checkpoint);
+        keep.save(checkpoint).await;
         done += batch.len();
         progress.more(ready.len());
         progress
@@ -1472,7 +1483,7 @@ async fn relate_all(
     provider: Option<&str>,
     known: &BTreeMap<&str, (&Doc, Class)>,
     judged: &BTreeSet<&str>,
-    (checkpoint, checkpoint_path): (&mut Checkpoint, &std::path::Path),
+    (checkpoint, keep): (&mut Checkpoint, &Keep<'_>),
     usages: &mut Usages,
     progress: &Progress<'_>,
 ) -> Result<Judgement, ToolError> {
@@ -1566,7 +1577,7 @@ async fn relate_all(
             .iter()
             .map(|((p, m), u)| (p.clone(), m.clone(), u.clone()))
             .collect();
-        save(checkpoint_path, checkpoint);
+        keep.save(checkpoint).await;
         done += chunk.len();
         progress
             .step(chunk.len(), format!("related {done} of {total} documents"))

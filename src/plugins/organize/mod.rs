@@ -172,7 +172,11 @@ pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, Pl
             .unwrap_or_else(|| crate::config::state_dir("organize"));
         Ok(Arc::new(Organize(Arc::new(Inner {
             settings,
-            checkpoint_dir,
+            checkpoints: crate::net::checkpoints::Checkpoints::new(
+                "organize",
+                checkpoint_dir,
+                setup.shared.clone(),
+            ),
             toolbox: setup.toolbox(),
             models: setup.models(),
         }))) as Arc<dyn Plugin>)
@@ -181,7 +185,8 @@ pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, Pl
 
 struct Inner {
     settings: Settings,
-    checkpoint_dir: PathBuf,
+    /// Interrupted runs, to resume (shared by replicas through Redis when configured).
+    checkpoints: crate::net::checkpoints::Checkpoints,
     toolbox: Toolbox,
     models: Models,
 }
