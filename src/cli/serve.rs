@@ -58,6 +58,21 @@ pub(super) struct ServeArgs {
     /// Seconds allowed for a request's body, after its headers; slower is answered 408.
     #[arg(long, env = "PLUGBOARD_BODY_TIMEOUT_SECS", default_value_t = 30)]
     body_timeout_secs: u64,
+    /// Seconds to go on serving after SIGTERM while `/health/ready` answers 503, so that a
+    /// load balancer moves traffic away before connections close (a second signal stops at
+    /// once).
+    #[arg(long, env = "PLUGBOARD_DRAIN_SECS", default_value_t = 0.0)]
+    drain_secs: f64,
+    /// Then, seconds calls in flight may take to finish before streams and sessions end.
+    #[arg(long, env = "PLUGBOARD_SHUTDOWN_GRACE_SECS", default_value_t = 10.0)]
+    shutdown_grace_secs: f64,
+}
+
+/// A number of seconds a user gave, as a duration (`name` says which, when it is no number
+/// of seconds).
+fn seconds(value: f64, name: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .with_context(|| format!("{name} must be a number of seconds, 0 or more (got {value})"))
 }
 
 fn secret(value: &str) -> Result<SecretString, Infallible> {
@@ -110,6 +125,8 @@ async fn serve_on_worker(manager: Arc<Manager>, args: ServeArgs) -> anyhow::Resu
                 header_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
                 body_timeout: Duration::from_secs(args.body_timeout_secs.max(1)),
                 metrics: !args.no_metrics,
+                drain: seconds(args.drain_secs, "--drain-secs")?,
+                grace: seconds(args.shutdown_grace_secs, "--shutdown-grace-secs")?,
             };
             server::serve_http(manager, options, ct).await
         }
@@ -122,6 +139,7 @@ fn spawn_signal_handlers(manager: Arc<Manager>, ct: CancellationToken) -> anyhow
     {
         use tokio::signal::unix::{SignalKind, signal};
         let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+        let stopping = manager.clone();
         tokio::spawn(async move {
             while hangup.recv().await.is_some() {
                 tracing::info!("SIGHUP: reloading plugins");
@@ -137,6 +155,15 @@ fn spawn_signal_handlers(manager: Arc<Manager>, ct: CancellationToken) -> anyhow
             }
             tracing::info!("shutting down");
             ct.cancel();
+            // A second signal: whoever sent it does not want to wait for the drain.
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tracing::warn!("second signal: stopping now");
+            // The plugins still stop (no MCP server it started is left behind).
+            stopping.shutdown().await;
+            std::process::exit(1);
         });
     }
     #[cfg(not(unix))]

@@ -49,7 +49,7 @@ pub async fn live() -> Json<Live> {
         (status = 503, body = Ready, description = "Not ready: reloading or stopping"),
     ))]
 pub async fn ready(State(ops): State<Ops>) -> (StatusCode, Json<Ready>) {
-    let status = if ops.ct.is_cancelled() {
+    let status = if ops.stopping.is_cancelled() || ops.ct.is_cancelled() {
         "stopping"
     } else if ops.manager.is_reloading() {
         "reloading"

@@ -29,7 +29,9 @@ pub use problem::Problem;
 pub struct Ops {
     pub manager: Arc<Manager>,
     pub events: Events,
-    /// Cancelled when the server stops (readiness turns false, streams end).
+    /// Cancelled when the server is told to stop: readiness turns false.
+    pub stopping: CancellationToken,
+    /// Cancelled when streams end (after the drain and grace periods).
     pub ct: CancellationToken,
     /// The generated part of the OpenAPI document.
     openapi: Arc<serde_json::Value>,
@@ -66,6 +68,7 @@ struct ApiDoc;
 /// each scrape of `/metrics`; without `with_metrics` nothing is recorded (`/metrics` is 404).
 pub fn router(
     manager: Arc<Manager>,
+    stopping: CancellationToken,
     ct: CancellationToken,
     gauges: Gauges,
     with_metrics: bool,
@@ -107,6 +110,7 @@ pub fn router(
     let ops = Ops {
         events: Events::observe(&manager),
         manager,
+        stopping,
         ct,
         openapi: Arc::new(doc),
         metrics,

@@ -18,10 +18,11 @@ use tower::ServiceExt;
 
 use super::HttpOptions;
 
-/// How long connections may take to finish once the server is told to stop.
-const DRAIN: Duration = Duration::from_secs(10);
+/// How long connections may take to close once calls in flight had their grace period.
+const CLOSE: Duration = Duration::from_secs(5);
 
-/// Accept connections until `ct` is cancelled, then let open ones finish (up to [`DRAIN`]).
+/// Accept connections until `ct` is cancelled, then let open ones finish: requests in flight
+/// are answered and their connections closed (up to the grace period and [`CLOSE`]).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -81,7 +82,10 @@ pub async fn serve(
         });
     }
     tracker.close();
-    if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(options.grace + CLOSE, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after the drain; stopping anyway");
     }
 }

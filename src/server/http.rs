@@ -51,6 +51,11 @@ pub struct HttpOptions {
     pub body_timeout: Duration,
     /// Record metrics and serve `/metrics`.
     pub metrics: bool,
+    /// Once told to stop: how long to go on serving while reporting not-ready, so that a
+    /// load balancer's health check moves traffic away first.
+    pub drain: Duration,
+    /// Then: how long calls in flight may take to finish before streams and sessions end.
+    pub grace: Duration,
 }
 
 impl HttpOptions {
@@ -68,6 +73,8 @@ impl HttpOptions {
             header_timeout: Duration::from_secs(15),
             body_timeout: Duration::from_secs(30),
             metrics: true,
+            drain: Duration::ZERO,
+            grace: Duration::from_secs(10),
         }
     }
 }
@@ -75,11 +82,13 @@ impl HttpOptions {
 /// How long a finished request's stream can still be resumed.
 pub const COMPLETED_STREAM_TTL: Duration = Duration::from_secs(10);
 
-/// The app on the port, and what its status reports.
+/// The app on the port, and what its status reports. `stopping`: the server was told to
+/// stop (readiness turns false); `ct`: streams and sessions end.
 pub fn router(
     manager: Arc<Manager>,
     options: &HttpOptions,
     connections: Arc<Semaphore>,
+    stopping: CancellationToken,
     ct: CancellationToken,
 ) -> Router {
     let mut rmcp_sessions = LocalSessionManager::default();
@@ -137,7 +146,7 @@ pub fn router(
             metrics::gauge!("plugboard_http_connections").set(conns as f64);
         })
     };
-    let ops = crate::ops::router(manager, ct.child_token(), gauges, options.metrics);
+    let ops = crate::ops::router(manager, stopping, ct.child_token(), gauges, options.metrics);
     let status = status::Status::new(sessions.clone(), sse.clone(), connections);
     let legacy = Router::new()
         .route("/sse", get(sse::open))
@@ -165,7 +174,10 @@ pub fn router(
         .layer(middleware::from_fn_with_state(guard, guard::guard))
 }
 
-/// Serve until `ct` is cancelled.
+/// Serve until `ct` is cancelled, then stop gracefully: report not-ready for
+/// [`HttpOptions::drain`] while still serving, stop accepting connections (requests in flight
+/// go on, idle connections close), give calls in flight up to [`HttpOptions::grace`], then end
+/// streams and sessions and return.
 pub async fn serve_http(
     manager: Arc<Manager>,
     options: HttpOptions,
@@ -190,14 +202,68 @@ pub async fn serve_http(
     let connections = Arc::new(Semaphore::new(
         options.max_connections.clamp(1, Semaphore::MAX_PERMITS),
     ));
-    let app = router(manager, &options, connections.clone(), ct.clone());
+    let accepting = CancellationToken::new();
+    let streams = CancellationToken::new();
+    let app = router(
+        manager.clone(),
+        &options,
+        connections.clone(),
+        ct.clone(),
+        streams.clone(),
+    );
+    tokio::spawn(stop_gracefully(
+        manager,
+        (options.drain, options.grace),
+        ct,
+        accepting.clone(),
+        streams,
+    ));
     // Tests and scripts read this line to learn the port when asked for port 0.
     eprintln!(
         "plugboard: listening on http://{local} (Streamable HTTP at /mcp, legacy SSE at /sse)"
     );
     tracing::info!(addr = %local, "HTTP server listening");
-    accept::serve(listener, app, &options, connections, ct).await;
+    accept::serve(listener, app, &options, connections, accepting).await;
     Ok(())
+}
+
+/// The steps of a graceful stop, from `ct` (told to stop) to `streams` (end them).
+async fn stop_gracefully(
+    manager: Arc<Manager>,
+    (drain, grace): (Duration, Duration),
+    ct: CancellationToken,
+    accepting: CancellationToken,
+    streams: CancellationToken,
+) {
+    ct.cancelled().await;
+    if !drain.is_zero() {
+        tracing::info!(
+            drain_s = drain.as_secs_f64(),
+            "stopping: reporting not-ready while still serving"
+        );
+        tokio::time::sleep(drain).await;
+    }
+    accepting.cancel();
+    let max = manager.config().max_calls.clamp(1, Semaphore::MAX_PERMITS);
+    let in_flight = || max.saturating_sub(manager.call_slots().available_permits());
+    let deadline = tokio::time::Instant::now() + grace;
+    if in_flight() > 0 {
+        tracing::info!(
+            calls = in_flight(),
+            grace_s = grace.as_secs_f64(),
+            "stopping: letting calls in flight finish"
+        );
+    }
+    while in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if in_flight() > 0 {
+        tracing::warn!(
+            calls = in_flight(),
+            "stopping with calls still in flight after the grace period"
+        );
+    }
+    streams.cancel();
 }
 
 #[cfg(test)]

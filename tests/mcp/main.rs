@@ -29,6 +29,7 @@ mod organize;
 mod protocol;
 mod protocol_input;
 mod protocol_stream;
+mod replicas;
 mod rest;
 mod scenario;
 mod shared;

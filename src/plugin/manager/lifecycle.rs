@@ -57,6 +57,11 @@ impl Manager {
         self.tell_replicas().await;
     }
 
+    /// The first load, at start: nothing changed that other replicas need to hear of.
+    pub(super) async fn load_first(&self) {
+        self.reload_forcing(None).await;
+    }
+
     /// [`Manager::reload`] because another replica reloaded: not announced again.
     pub async fn reload_for_replica(&self) {
         self.reload_forcing(None).await;

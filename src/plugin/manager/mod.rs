@@ -192,7 +192,7 @@ impl Manager {
             models: RwLock::new(None),
             watches: std::sync::Mutex::default(),
         });
-        manager.reload().await;
+        manager.load_first().await;
         manager
     }
 

@@ -208,7 +208,11 @@ impl Airtable {
         // The checkpoint of this exact job, if an earlier run was interrupted.
         let job = job_id(&args, &source, &records);
         // One replica at a time runs a given import (a second gets the reason).
-        let _running = self.checkpoints.run(&job).await.map_err(ToolError::Unavailable)?;
+        let _running = self
+            .checkpoints
+            .run(&job)
+            .await
+            .map_err(ToolError::Unavailable)?;
         let mut checkpoint = if args.restart {
             Checkpoint::default()
         } else {
@@ -781,7 +785,10 @@ mod tests {
         assert!(!dir.path().join(format!("{old}.json")).exists());
         assert!(dir.path().join(format!("{new}.json")).exists());
         // Read again: the stable one, and nothing else is left.
-        assert_eq!(load_checkpoint(&checkpoints, &new, &old).await.done.len(), 2);
+        assert_eq!(
+            load_checkpoint(&checkpoints, &new, &old).await.done.len(),
+            2
+        );
         // A checkpoint of another job under this name is not taken for this one.
         let stray = Checkpoint {
             job: "someone-else".into(),
@@ -789,6 +796,11 @@ mod tests {
         };
         checkpoints.save(&old, &stray).await;
         std::fs::remove_file(dir.path().join(format!("{new}.json"))).unwrap();
-        assert!(load_checkpoint(&checkpoints, &new, &old).await.done.is_empty());
+        assert!(
+            load_checkpoint(&checkpoints, &new, &old)
+                .await
+                .done
+                .is_empty()
+        );
     }
 }
