@@ -5,6 +5,7 @@
 //! Time is always tokio's clock, so tests can pause it.
 
 pub mod checkpoints;
+pub mod gcra;
 pub mod retry;
 pub mod secret;
 pub mod shared;

@@ -279,6 +279,22 @@ async fn without_redis_each_replica_keeps_to_its_share() {
     for api in &replicas {
         let metrics = api.metrics().await;
         assert_eq!(metrics.sample("plugboard_shared_limits_degraded", &[]), 1.0);
+        // And the plugin's status says so, with the share it keeps to.
+        let (status, plugins) = api.get("/api/v1/plugins").await;
+        assert_eq!(status, 200, "{plugins}");
+        let airtable = plugins
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "airtable")
+            .unwrap_or_else(|| panic!("{plugins}"));
+        let said = airtable["status"].as_str().unwrap();
+        assert!(
+            said.starts_with("limits not shared: Redis at 127.0.0.1:")
+                && said.contains("2 requests a second per base")
+                && said.contains("the 2 replicas it last saw"),
+            "{said}"
+        );
     }
 }
 

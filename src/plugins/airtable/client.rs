@@ -118,6 +118,8 @@ pub struct Client {
     token_key: String,
     /// Bases refusing requests after a 429, until when.
     locked: Mutex<HashMap<String, Instant>>,
+    /// The Redis the limits are shared through, to say when it cannot be reached.
+    shared: Option<Redis>,
 }
 
 impl std::fmt::Debug for Client {
@@ -165,8 +167,23 @@ impl Client {
             per_token: Pacer::new(limits.per_token, limits.window, shared, "airtable-token"),
             token_key,
             locked: Mutex::default(),
+            shared: shared.cloned(),
             limits,
         }))
+    }
+
+    /// The plugin's status while the Redis its limits are shared through cannot be reached.
+    pub fn condition(&self) -> Option<String> {
+        let redis = self.shared.as_ref().filter(|r| r.degraded())?;
+        let replicas = redis.replicas().max(1);
+        let share = (self.limits.per_base / replicas).max(1);
+        Some(format!(
+            "limits not shared: Redis at {} cannot be reached, so this replica keeps to its \
+             share of Airtable's limits — {share} request{} a second per base, the limit \
+             over the {replicas} replicas it last saw — until it is back",
+            redis.host(),
+            if share == 1 { "" } else { "s" },
+        ))
     }
 
     /// `…/v0/<segments>` with each segment percent-encoded (table names may hold spaces).

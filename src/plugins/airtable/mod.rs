@@ -181,6 +181,10 @@ impl Plugin for Airtable {
         tools::all(Arc::new(self.clone()))
     }
 
+    fn condition(&self) -> Option<String> {
+        self.client.condition()
+    }
+
     /// The token against `whoami`: accepted, and with every scope the tools use.
     fn verify(&self) -> BoxFuture<'static, Vec<Finding>> {
         let client = self.client.clone();

@@ -10,6 +10,10 @@
 //! call's remaining time; otherwise the model is told plainly when to try again. Writes are
 //! spaced (`write_interval`) as GitHub's guidance for content creation asks.
 //!
+//! With other replicas (a Redis, [`Client::share_limits`]) the buckets, the write spacing and
+//! any secondary limit's wait are theirs too (`shared.rs`): what one replica learnt, every one
+//! keeps to; while Redis is away, each keeps to its share.
+//!
 //! One file because every request passes through the same rate-limit bookkeeping; the rest of
 //! its length is the tests that drive that bookkeeping against the fake.
 //!
@@ -37,8 +41,9 @@ use reqwest::{
 use serde_json::Value;
 use url::Url;
 
+use super::shared::{SharedLimits, Taken};
 use crate::{
-    net::{self, Retry, RetryPolicy, SecretString, Secrets, describe},
+    net::{self, Retry, RetryPolicy, SecretString, Secrets, describe, gcra::Due, shared::Redis},
     plugin::{ToolContext, ToolError},
 };
 
@@ -83,6 +88,17 @@ struct Bucket {
     limit: u64,
     remaining: u64,
     /// Unix seconds.
+    reset: u64,
+    /// This replica's share of `remaining` (it over the replicas last seen through Redis):
+    /// what it keeps to while Redis is away. Without Redis, `remaining` itself.
+    share: u64,
+}
+
+/// What a response said about its bucket, to be told to the other replicas.
+struct Noted {
+    name: String,
+    limit: u64,
+    remaining: u64,
     reset: u64,
 }
 
@@ -159,6 +175,8 @@ pub struct Client {
     buckets: Mutex<HashMap<String, Bucket>>,
     /// Spaces writes `write_interval` apart, on tokio's clock.
     writes: RateLimiter<NotKeyed, InMemoryState, TokioClock>,
+    /// With other replicas (through Redis): the buckets, holds and write spacing they share.
+    shared: Option<SharedLimits>,
 }
 
 /// governor's clock read from tokio's, so that spacing writes waits on the clock every other
@@ -227,7 +245,20 @@ impl Client {
             limits,
             buckets: Mutex::default(),
             writes,
+            shared: None,
         })
+    }
+
+    /// Share the limits with the other replicas using `redis` (none: this process's own).
+    pub fn share_limits(mut self, redis: Option<&Redis>) -> Self {
+        self.shared = redis.map(|r| SharedLimits::new(r, &self.token, self.limits.write_interval));
+        self
+    }
+
+    /// How the limits are kept, when that is worse than usual: Redis is away and this replica
+    /// keeps to its share.
+    pub fn condition(&self) -> Option<String> {
+        self.shared.as_ref().and_then(SharedLimits::condition)
     }
 
     /// `{base}/<segments>`, each segment percent-encoded.
@@ -323,7 +354,10 @@ impl Client {
             };
             let status = response.status();
             let headers = response.headers().clone();
-            self.note(resource, &headers);
+            let noted = self.note(resource, &headers);
+            if let (Some(shared), Some(n)) = (&self.shared, noted) {
+                shared.note(&n.name, n.limit, n.remaining, n.reset).await;
+            }
             let body = crate::net::read_body(response, crate::net::MAX_UPSTREAM_BODY);
             let bytes = match self.wait(body, cx).await? {
                 Ok(b) => b,
@@ -362,6 +396,13 @@ impl Client {
                     let bucket = header(&headers, "x-ratelimit-resource")
                         .unwrap_or(resource)
                         .to_owned();
+                    // For the other replicas: a secondary limit — or a refusal whose headers
+                    // say nothing of its bucket (a bare 429) — holds them all for `wait`. (A
+                    // bucket the headers said was used up, they learnt of with the headers.)
+                    let said_nothing = header(&headers, "x-ratelimit-remaining").is_none();
+                    if let (Some(shared), true) = (&self.shared, secondary || said_nothing) {
+                        shared.hold(wait).await;
+                    }
                     let left = cx.time_left().unwrap_or(Duration::MAX);
                     if !fits(wait, left) {
                         return Err(Failure::RateLimited {
@@ -508,14 +549,59 @@ impl Client {
     }
 
     /// Take one request from `resource`'s bucket, waiting for its reset when it is used up —
-    /// or, when that wait would outlast the call, saying when to come back.
+    /// or, when that wait would outlast the call, saying when to come back. With other
+    /// replicas, the bucket is the one they share (and a hold any of them was told of holds
+    /// this request too); while Redis is away, this replica's share of what it last saw.
     async fn take(&self, resource: &str, cx: &ToolContext) -> Result<(), Failure> {
+        let Some(shared) = &self.shared else {
+            return self.take_local(resource, false, cx).await;
+        };
+        loop {
+            match shared.take(resource).await {
+                Taken::Go => {
+                    self.count_locally(resource);
+                    return Ok(());
+                }
+                Taken::Held(wait) => self.wait_hold(resource, wait, cx).await?,
+                Taken::UsedUp { limit, reset, now } => {
+                    let wait = Duration::from_secs(reset.saturating_sub(now).saturating_add(1));
+                    let left = cx.time_left().unwrap_or(Duration::MAX);
+                    if !fits(wait, left) {
+                        return Err(Failure::RateLimited {
+                            resource: resource.to_owned(),
+                            until: reset,
+                            wait,
+                            left,
+                            limit,
+                            secondary: false,
+                        });
+                    }
+                    self.wait_reset(resource, wait, cx).await?;
+                }
+                Taken::Unreachable => break,
+            }
+        }
+        if let Some(wait) = shared.local_hold() {
+            self.wait_hold(resource, wait, cx).await?;
+        }
+        self.take_local(resource, true, cx).await
+    }
+
+    /// [`Client::take`] from this process's own bookkeeping: `share`, this replica's part of
+    /// the bucket, while Redis is away (else the whole of it).
+    async fn take_local(
+        &self,
+        resource: &str,
+        share: bool,
+        cx: &ToolContext,
+    ) -> Result<(), Failure> {
+        let left_of = |b: &Bucket| if share { b.share } else { b.remaining };
         loop {
             let wait = {
                 let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
                 let now = now_secs();
                 match buckets.get_mut(resource) {
-                    Some(b) if b.remaining == 0 && b.reset >= now => {
+                    Some(b) if left_of(b) == 0 && b.reset >= now => {
                         let wait =
                             Duration::from_secs(b.reset.saturating_sub(now).saturating_add(1));
                         let left = cx.time_left().unwrap_or(Duration::MAX);
@@ -536,27 +622,14 @@ impl Client {
                         return Ok(());
                     }
                     Some(b) => {
-                        b.remaining -= 1;
+                        b.remaining = b.remaining.saturating_sub(1);
+                        b.share = b.share.saturating_sub(1);
                         return Ok(());
                     }
                     None => return Ok(()),
                 }
             };
-            tracing::info!(
-                resource,
-                wait_s = wait.as_secs(),
-                "GitHub rate limit used up; waiting for its reset"
-            );
-            cx.log(
-                rmcp::model::LoggingLevel::Notice,
-                serde_json::json!(format!(
-                    "GitHub's {resource} rate limit is used up; waiting {} s for it to reset",
-                    wait.as_secs()
-                )),
-            )
-            .await;
-            waited("primary", wait);
-            self.sleep(wait, cx).await?;
+            self.wait_reset(resource, wait, cx).await?;
             // The window is over: the next response tells the new state.
             self.buckets
                 .lock()
@@ -565,22 +638,103 @@ impl Client {
         }
     }
 
-    /// Remember what the response says about its bucket.
-    fn note(&self, resource: &str, headers: &HeaderMap) {
+    /// Count a request the shared bucket let go in this replica's own bookkeeping too, which
+    /// it keeps to once Redis is away.
+    fn count_locally(&self, resource: &str) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = buckets.get_mut(resource) {
+            b.remaining = b.remaining.saturating_sub(1);
+            b.share = b.share.saturating_sub(1);
+        }
+    }
+
+    /// Wait `wait` for `resource`'s used-up bucket to reset, saying so.
+    async fn wait_reset(
+        &self,
+        resource: &str,
+        wait: Duration,
+        cx: &ToolContext,
+    ) -> Result<(), Failure> {
+        tracing::info!(
+            resource,
+            wait_s = wait.as_secs(),
+            "GitHub rate limit used up; waiting for its reset"
+        );
+        cx.log(
+            rmcp::model::LoggingLevel::Notice,
+            serde_json::json!(format!(
+                "GitHub's {resource} rate limit is used up; waiting {} s for it to reset",
+                wait.as_secs()
+            )),
+        )
+        .await;
+        waited("primary", wait);
+        self.sleep(wait, cx).await
+    }
+
+    /// Wait out a hold (a secondary limit some replica was told of), or — when it would
+    /// outlast the call — say when to come back. Nothing was sent.
+    async fn wait_hold(
+        &self,
+        resource: &str,
+        wait: Duration,
+        cx: &ToolContext,
+    ) -> Result<(), Failure> {
+        let left = cx.time_left().unwrap_or(Duration::MAX);
+        let secs = wait
+            .as_secs()
+            .saturating_add(u64::from(wait.subsec_nanos() > 0));
+        if !fits(wait, left) {
+            return Err(Failure::RateLimited {
+                resource: resource.to_owned(),
+                until: now_secs().saturating_add(secs),
+                wait,
+                left,
+                limit: None,
+                secondary: true,
+            });
+        }
+        tracing::info!(
+            resource,
+            wait_s = wait.as_secs_f64(),
+            "GitHub asked a replica to slow down; every replica waits"
+        );
+        cx.log(
+            rmcp::model::LoggingLevel::Notice,
+            serde_json::json!(format!(
+                "GitHub asked to slow down; waiting {secs} s before sending"
+            )),
+        )
+        .await;
+        waited("secondary", wait);
+        self.sleep(wait, cx).await
+    }
+
+    /// Remember what the response says about its bucket; what it said, for the other
+    /// replicas.
+    fn note(&self, resource: &str, headers: &HeaderMap) -> Option<Noted> {
         let number = |name: &str| header(headers, name).and_then(|v| v.parse::<u64>().ok());
         let (Some(limit), Some(remaining), Some(reset)) = (
             number("x-ratelimit-limit"),
             number("x-ratelimit-remaining"),
             number("x-ratelimit-reset"),
         ) else {
-            return;
+            return None;
         };
         let name = header(headers, "x-ratelimit-resource").unwrap_or(resource);
+        // With other replicas, this one's part of what is left (while Redis is away).
+        let replicas = self
+            .shared
+            .as_ref()
+            .map_or(1, SharedLimits::replicas)
+            .max(1);
+        let share = remaining / replicas;
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let bucket = buckets.entry(name.to_owned()).or_insert(Bucket {
             limit,
             remaining,
             reset,
+            share,
         });
         // Responses to concurrent requests arrive in any order: within one window the
         // smallest count is the latest.
@@ -589,23 +743,44 @@ impl Client {
                 limit,
                 remaining,
                 reset,
+                share,
             };
         } else {
             bucket.remaining = bucket.remaining.min(remaining);
+            bucket.share = bucket.share.min(share);
             bucket.limit = limit;
         }
         // GitHub's bucket names (core, search, graphql, …) as a label: only ones shaped like
         // them, and few, whatever a server sends.
-        let label = name.len() <= 32 && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        let label = github_shaped(name);
         let left = bucket.remaining;
         if label && buckets.len() <= 16 {
             metrics::gauge!("plugboard_github_ratelimit_remaining", "bucket" => name.to_owned())
                 .set(left as f64);
         }
+        label.then(|| Noted {
+            name: name.to_owned(),
+            limit,
+            remaining,
+            reset,
+        })
     }
 
-    /// Wait until the next write is due, `write_interval` after the one before.
+    /// Wait until the next write is due, `write_interval` after the one before (across
+    /// every replica, with Redis).
     async fn space_write(&self, cx: &ToolContext) -> Result<(), Failure> {
+        if let Some(shared) = &self.shared {
+            loop {
+                match shared.space_write().await {
+                    Due::Now => return Ok(()),
+                    Due::After(wait) => {
+                        waited("write_spacing", wait);
+                        self.sleep(wait, cx).await?;
+                    }
+                    Due::Held(wait) => self.wait_hold("core", wait, cx).await?,
+                }
+            }
+        }
         while let Err(not_until) = self.writes.check() {
             let wait = not_until.wait_time_from(TokioClock.now());
             waited("write_spacing", wait);
@@ -634,6 +809,12 @@ impl Client {
 fn waited(reason: &'static str, wait: Duration) {
     metrics::histogram!("plugboard_github_wait_seconds", "reason" => reason)
         .record(wait.as_secs_f64());
+}
+
+/// A bucket name shaped like GitHub's (`core`, `code_search`, …), whatever a server sends: a
+/// metrics label and a Redis key only then.
+fn github_shaped(name: &str) -> bool {
+    name.len() <= 32 && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
 }
 
 /// Whether waiting `wait` still leaves the request time to be answered before the call's

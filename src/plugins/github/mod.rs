@@ -1,9 +1,11 @@
 //! `github`: issues, pull requests and search on GitHub (or GitHub Enterprise Server) as a
 //! small set of tools. Every request goes through one client (see `client.rs`) that sends the
 //! headers GitHub asks for and keeps within its rate limits; `plugboard check --online` asks
-//! GitHub whose token it is and what it may reach (`verify.rs`).
+//! GitHub whose token it is and what it may reach (`verify.rs`). With other replicas (through
+//! Redis), the limits are theirs too (`shared.rs`).
 
 pub(crate) mod client;
+mod shared;
 pub(crate) mod tools;
 mod verify;
 
@@ -65,7 +67,9 @@ pub fn init(setup: PluginSetup) -> BoxFuture<'static, Result<Arc<dyn Plugin>, Pl
             secondary_wait: seconds(settings.secondary_wait_secs, "secondary_wait_secs", 0.0)?,
             ..Limits::default()
         };
-        let client = Client::new(&base_url, token, limits).map_err(PluginError::Init)?;
+        let client = Client::new(&base_url, token, limits)
+            .map_err(PluginError::Init)?
+            .share_limits(setup.shared.as_ref());
         Ok(Arc::new(GitHub {
             client: Arc::new(client),
         }) as Arc<dyn Plugin>)
@@ -80,6 +84,11 @@ pub(crate) struct GitHub {
 impl Plugin for GitHub {
     fn tools(&self) -> Vec<ToolDef> {
         tools::all(Arc::new(self.clone()))
+    }
+
+    /// Degraded while Redis is away: the limits are this replica's share, not shared.
+    fn condition(&self) -> Option<String> {
+        self.client.condition()
     }
 
     /// The token against `GET /user`: accepted, and with the `repo` scope if it is classic.
