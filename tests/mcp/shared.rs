@@ -17,6 +17,7 @@ use crate::{airtable::Setup, rest::Api};
 pub struct RedisServer {
     child: Child,
     pub url: String,
+    port: u16,
 }
 
 impl RedisServer {
@@ -37,7 +38,16 @@ impl RedisServer {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(binary)
+        Some(Self {
+            child: Self::spawn(port).await,
+            url: format!("redis://127.0.0.1:{port}/"),
+            port,
+        })
+    }
+
+    /// A redis-server on `port`, once it listens.
+    async fn spawn(port: u16) -> Child {
+        let child = Command::new("/usr/bin/redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
@@ -45,7 +55,6 @@ impl RedisServer {
             .kill_on_drop(true)
             .spawn()
             .expect("redis-server starts");
-        let url = format!("redis://127.0.0.1:{port}/");
         let started = Instant::now();
         while tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -57,7 +66,12 @@ impl RedisServer {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Some(Self { child, url })
+        child
+    }
+
+    /// Start it again after [`RedisServer::kill`], on the same port (empty: nothing was saved).
+    pub async fn restart(&mut self) {
+        self.child = Self::spawn(self.port).await;
     }
 
     /// Stop it, as an outage would (SIGKILL: no goodbye to its clients).
@@ -296,6 +310,33 @@ async fn without_redis_each_replica_keeps_to_its_share() {
             "{said}"
         );
     }
+    // Redis comes back: the replicas go back to the shared limit, say so, and are ready.
+    server.restart().await;
+    let mut recovered = false;
+    for _ in 0..60 {
+        list_on_all(&replicas, &base, 2).await;
+        let mut all = true;
+        for api in &replicas {
+            let metrics = api.metrics().await;
+            let (_, plugins) = api.get("/api/v1/plugins").await;
+            let airtable = plugins
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == "airtable")
+                .cloned()
+                .unwrap_or_default();
+            all &= metrics.sample("plugboard_shared_limits_degraded", &[]) == 0.0
+                && airtable["status"] == "ready";
+        }
+        if all {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(recovered, "the replicas did not go back to the shared limit");
+    assert_eq!(s.fake.stats().rate_limited_429, 0);
 }
 
 /// A lockout one replica is told of (Airtable's 429) holds every replica back: the other's
