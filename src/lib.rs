@@ -19,7 +19,8 @@
 //! - [`agents`]: one module per provider wire format behind one `Agent` trait.
 //! - [`orchestrator`]: routing, the tool-calling loop, consensus.
 //! - [`server`]: the MCP handler and its transports: stdio, Streamable HTTP (`/mcp`) and
-//!   legacy SSE (`/sse` + `/message`) on one axum port, behind the Host/Origin/token guard.
+//!   legacy SSE (`/sse` + `/message`) on one axum port, behind the Host/Origin/token guard;
+//!   `server::oauth` is the sign-in side of it (access tokens from an identity provider).
 //! - `fuzzing` (feature `fuzzing` only): entry points for the fuzz targets in `fuzz/`.
 //!
 //! No module imports one that imports it back (checked by a test below).

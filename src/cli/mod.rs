@@ -213,6 +213,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             },
             tokio_util::sync::CancellationToken::new(),
         );
+        // 2026-07-28 continuations that reach the wrong replica find the one holding the call.
+        manager
+            .relay_calls(tokio_util::sync::CancellationToken::new())
+            .await;
     }
     let code = match cli.command {
         Command::Serve(args) => serve::run(manager.clone(), args).await,

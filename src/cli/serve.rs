@@ -58,6 +58,39 @@ pub(super) struct ServeArgs {
     /// Seconds allowed for a request's body, after its headers; slower is answered 408.
     #[arg(long, env = "PLUGBOARD_BODY_TIMEOUT_SECS", default_value_t = 30)]
     body_timeout_secs: u64,
+    /// Sign-in for remote clients: accept access tokens (JWTs) from this OAuth issuer
+    /// (compared exactly with a token's `iss`), besides the static token.
+    #[arg(
+        long,
+        env = "PLUGBOARD_OAUTH_ISSUER",
+        value_name = "URL",
+        requires = "oauth_resource"
+    )]
+    oauth_issuer: Option<String>,
+    /// This server's canonical URL as clients reach it (`https://mcp.example.com/mcp`): a
+    /// token's audience must name it.
+    #[arg(
+        long,
+        env = "PLUGBOARD_OAUTH_RESOURCE",
+        value_name = "URL",
+        requires = "oauth_issuer"
+    )]
+    oauth_resource: Option<String>,
+    /// The issuer's JWKS, when its metadata (`/.well-known/oauth-authorization-server` or
+    /// `openid-configuration`) is not to be asked.
+    #[arg(long, env = "PLUGBOARD_OAUTH_JWKS_URL", value_name = "URL")]
+    oauth_jwks_url: Option<String>,
+    /// What each scope opens, comma-separated `scope=toolset` (`files=files`,
+    /// `gh.read=github:read` for the read-only tools, `admin=*`); none: a token opens all.
+    #[arg(long, env = "PLUGBOARD_OAUTH_SCOPES", value_delimiter = ',')]
+    oauth_scopes: Vec<String>,
+    /// Scopes every token must carry (comma-separated).
+    #[arg(long, env = "PLUGBOARD_OAUTH_REQUIRED_SCOPES", value_delimiter = ',')]
+    oauth_required_scopes: Vec<String>,
+    /// Seconds the issuer's keys are used before they are read again (an unknown key id
+    /// reads them sooner).
+    #[arg(long, env = "PLUGBOARD_OAUTH_JWKS_REFRESH_SECS", default_value_t = server::oauth::DEFAULT_JWKS_REFRESH.as_secs())]
+    oauth_jwks_refresh_secs: u64,
     /// Seconds to go on serving after SIGTERM while `/health/ready` answers 503, so that a
     /// load balancer moves traffic away before connections close (a second signal stops at
     /// once).
@@ -73,6 +106,24 @@ pub(super) struct ServeArgs {
 fn seconds(value: f64, name: &str) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value)
         .with_context(|| format!("{name} must be a number of seconds, 0 or more (got {value})"))
+}
+
+/// The OAuth resource server the `--oauth-*` flags configure, if they do.
+fn oauth(args: &ServeArgs) -> anyhow::Result<Option<Arc<server::OAuth>>> {
+    let (Some(issuer), Some(resource)) = (&args.oauth_issuer, &args.oauth_resource) else {
+        return Ok(None);
+    };
+    let mut config = server::OAuthConfig::new(issuer, resource)
+        .and_then(|c| c.with_scopes(&args.oauth_scopes))
+        .and_then(|c| c.with_required_scopes(&args.oauth_required_scopes))
+        .map_err(anyhow::Error::msg)?
+        .with_jwks_refresh(Duration::from_secs(args.oauth_jwks_refresh_secs));
+    if let Some(jwks) = &args.oauth_jwks_url {
+        config = config.with_jwks_url(jwks).map_err(anyhow::Error::msg)?;
+    }
+    server::OAuth::new(config)
+        .map(Some)
+        .map_err(anyhow::Error::msg)
 }
 
 fn secret(value: &str) -> Result<SecretString, Infallible> {
@@ -109,6 +160,7 @@ async fn serve_on_worker(manager: Arc<Manager>, args: ServeArgs) -> anyhow::Resu
             if let Some(token) = &args.token {
                 crate::net::secret::hold(token.expose_secret());
             }
+            let oauth = oauth(&args)?;
             let options = server::HttpOptions {
                 addr,
                 token: args.token.filter(|t| !t.expose_secret().is_empty()),
@@ -125,6 +177,7 @@ async fn serve_on_worker(manager: Arc<Manager>, args: ServeArgs) -> anyhow::Resu
                 header_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
                 body_timeout: Duration::from_secs(args.body_timeout_secs.max(1)),
                 metrics: !args.no_metrics,
+                oauth,
                 drain: seconds(args.drain_secs, "--drain-secs")?,
                 grace: seconds(args.shutdown_grace_secs, "--shutdown-grace-secs")?,
             };

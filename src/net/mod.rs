@@ -6,6 +6,7 @@
 
 pub mod checkpoints;
 pub mod gcra;
+pub mod relay_calls;
 pub mod retry;
 pub mod secret;
 pub mod shared;

@@ -28,7 +28,7 @@ use super::{
     run::{once, run, unknown_tool},
 };
 use crate::plugin::{
-    Caller, Face, ToolContext,
+    Caller, Face, Principal, ToolContext,
     manager::{EnvReport, Manager, PluginStatus, Status},
 };
 
@@ -196,17 +196,35 @@ pub struct ToolQuery {
     pub plugin: Option<String>,
 }
 
+/// The user the HTTP guard signed in with an OAuth access token, if any: the REST face
+/// narrows its calls to what the token's scopes open, as the MCP face does.
+#[derive(Debug, Clone, Default)]
+pub struct SignedIn(pub Option<Principal>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for SignedIn {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.extensions.get::<Principal>().cloned()))
+    }
+}
+
 /// Who is calling: the dashboard says so (`X-Plugboard-Client: dashboard`), so its calls
-/// show as its own face in events and metrics; anything else is a REST client.
-pub fn caller(headers: &HeaderMap) -> Caller {
+/// show as its own face in events and metrics; anything else is a REST client. A signed-in
+/// user reaches only what their token's scopes open.
+pub fn caller(headers: &HeaderMap, signed_in: &SignedIn) -> Caller {
     let dashboard = headers
         .get("x-plugboard-client")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"dashboard"));
-    if dashboard {
+    let caller = if dashboard {
         Caller::new(Face::Dashboard).with_client("dashboard")
     } else {
         Caller::new(Face::Rest).with_client("rest")
-    }
+    };
+    caller.with_grants(signed_in.0.as_ref().and_then(|p| p.grants.clone()))
 }
 
 /// The tools this caller may call, as `tools/list` shows them over MCP (after the server's
@@ -251,10 +269,11 @@ pub async fn list_tools(
     State(ops): State<Ops>,
     Query(query): Query<ToolQuery>,
     headers: HeaderMap,
+    signed_in: SignedIn,
 ) -> Json<Vec<ToolInfo>> {
     Json(tools(
         &ops.manager,
-        &caller(&headers),
+        &caller(&headers, &signed_in),
         query.plugin.as_deref(),
     ))
 }
@@ -271,8 +290,9 @@ pub async fn get_tool(
     State(ops): State<Ops>,
     Path(name): Path<String>,
     headers: HeaderMap,
+    signed_in: SignedIn,
 ) -> Result<Json<ToolInfo>, Problem> {
-    tools(&ops.manager, &caller(&headers), None)
+    tools(&ops.manager, &caller(&headers, &signed_in), None)
         .into_iter()
         .find(|t| t.name == name)
         .map(Json)
@@ -324,9 +344,11 @@ pub async fn call_tool(
     State(ops): State<Ops>,
     Path(name): Path<String>,
     headers: HeaderMap,
+    signed_in: SignedIn,
     Body(args): Body<JsonObject>,
 ) -> Response {
-    run(ops, name, args, &headers).await
+    let caller = caller(&headers, &signed_in);
+    run(ops, name, args, &headers, caller).await
 }
 
 /// The model providers: which are available (and if not, what to set), their models and
@@ -387,9 +409,11 @@ pub async fn providers(State(ops): State<Ops>) -> Result<Json<serde_json::Value>
 pub async fn ask(
     State(ops): State<Ops>,
     headers: HeaderMap,
+    signed_in: SignedIn,
     Body(args): Body<JsonObject>,
 ) -> Response {
-    run_agents(ops, "ask", args, &headers).await
+    let caller = caller(&headers, &signed_in);
+    run_agents(ops, "ask", args, &headers, caller).await
 }
 
 /// Ask several providers at once and synthesize their answers: the body is the arguments of
@@ -410,15 +434,23 @@ pub async fn ask(
 pub async fn consensus(
     State(ops): State<Ops>,
     headers: HeaderMap,
+    signed_in: SignedIn,
     Body(args): Body<JsonObject>,
 ) -> Response {
-    run_agents(ops, "consensus", args, &headers).await
+    let caller = caller(&headers, &signed_in);
+    run_agents(ops, "consensus", args, &headers, caller).await
 }
 
 /// Run the agents plugin's `local` tool, or say why there is none.
-async fn run_agents(ops: Ops, local: &str, args: JsonObject, headers: &HeaderMap) -> Response {
+async fn run_agents(
+    ops: Ops,
+    local: &str,
+    args: JsonObject,
+    headers: &HeaderMap,
+    caller: Caller,
+) -> Response {
     match agents_tool(&ops.manager, local) {
-        Ok(tool) => run(ops, tool, args, headers).await,
+        Ok(tool) => run(ops, tool, args, headers, caller).await,
         Err(problem) => problem.into_response(),
     }
 }
@@ -503,6 +535,7 @@ pub struct BatchResponse {
 pub async fn batch(
     State(ops): State<Ops>,
     headers: HeaderMap,
+    signed_in: SignedIn,
     Body(batch): Body<BatchRequest>,
 ) -> Result<Json<BatchResponse>, Problem> {
     if batch.calls.len() > MAX_BATCH {
@@ -517,7 +550,7 @@ pub async fn batch(
     let results = futures::stream::iter(batch.calls)
         .map(|item| {
             let ops = ops.clone();
-            let caller = caller(&headers);
+            let caller = caller(&headers, &signed_in);
             async move {
                 let named = match item {
                     BatchItem::Tool { tool, arguments } => {

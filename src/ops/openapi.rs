@@ -15,7 +15,11 @@ pub async fn document(State(ops): State<Ops>) -> Json<Value> {
 
 pub fn complete(ops: &Ops) -> Value {
     let mut doc = (*ops.openapi).clone();
-    let tools = api::tools(&ops.manager, &api::caller(&Default::default()), None);
+    let tools = api::tools(
+        &ops.manager,
+        &api::caller(&Default::default(), &api::SignedIn::default()),
+        None,
+    );
     let generic = doc
         .pointer("/paths/~1api~1v1~1tools~1{name}~1call/post")
         .cloned()

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Ops,
-    api::{CallResult, call_result, caller},
+    api::{CallResult, call_result},
     problem::Problem,
 };
 use crate::plugin::{
@@ -31,8 +31,13 @@ use crate::plugin::{
 };
 
 /// A call as its own request: answered as JSON, or streamed when the client asks for events.
-pub(super) async fn run(ops: Ops, tool: String, args: JsonObject, headers: &HeaderMap) -> Response {
-    let caller = caller(headers);
+pub(super) async fn run(
+    ops: Ops,
+    tool: String,
+    args: JsonObject,
+    headers: &HeaderMap,
+    caller: Caller,
+) -> Response {
     if wants_events(headers) {
         return streamed(ops, tool, args, caller).into_response();
     }

@@ -9,13 +9,19 @@
 //! answers and calls again with that state; the parked handler continues from where it was.
 //! The state is only a handle (an unguessable id): nothing the client sends back is trusted.
 //!
-//! One file (a little over 600 lines): `begin`, `drive` and `end` are
+//! Replicas behind a load balancer: the retry may reach another replica than the one holding
+//! the parked task, which cannot travel. When they share a Redis, a state names the replica
+//! that made it, and one that does not hold it forwards the retry there and relays the
+//! answer (`net::relay_calls`); the holder checks the tool and the caller as for its own
+//! clients. Without Redis, or when the holder is gone, the client is told to call again.
+//!
+//! One file (under 800 lines): `begin`, `drive` and `end` are
 //! one state machine over `Running`, and the parked 2026-07-28 calls are its fourth state;
 //! split, each part would have to reach into the others' private fields.
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 
@@ -30,9 +36,11 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::net::relay_calls::{self, CallRelay, Continuation};
+
 use super::{
     Registry, ToolContext, ToolOutcome,
-    context::Ask,
+    context::{Ask, Link},
     isolate::{panic_message, payload_message},
     observe::{CallFinished, CallStarted, ErrorKind, Observers, Outcome},
     registry::Published,
@@ -53,6 +61,8 @@ struct Parked {
     key: String,
     reply: oneshot::Sender<serde_json::Value>,
     since: Instant,
+    /// Who may resume it ([`owner`] of the caller that started it).
+    owner: String,
 }
 
 /// A handler in flight.
@@ -97,6 +107,9 @@ pub struct Calls {
     observers: Observers,
     /// 2026-07-28 tool calls waiting for the client's input.
     suspended: Suspended,
+    /// Set while serving with a Redis shared by replicas: states name this replica, and a
+    /// state naming another is forwarded there.
+    relay: OnceLock<CallRelay>,
 }
 
 impl Calls {
@@ -106,6 +119,7 @@ impl Calls {
             call_timeout,
             observers,
             suspended: Suspended::default(),
+            relay: OnceLock::new(),
         }
     }
 
@@ -146,7 +160,8 @@ impl Calls {
     }
 
     /// Run or resume a 2026-07-28 tool call. `link` reaches the client of this request;
-    /// `round` is this request's cancellation.
+    /// `round` is this request's cancellation. A state this replica does not hold is
+    /// forwarded to the replica it names, when they share a Redis (`net::relay_calls`).
     pub async fn call_stateless(
         &self,
         request: CallToolRequestParams,
@@ -156,44 +171,25 @@ impl Calls {
         let name = request.name.to_string();
         let running = match request.request_state {
             Some(state) => {
-                let Some(parked) = self.suspended.take(&state) else {
-                    return error_result(format!(
-                        "this call of `{name}` is no longer waiting for input (it finished, \
-                         expired after {} s, or the server restarted); call the tool again",
-                        INPUT_WAIT.as_secs()
-                    ))
-                    .into();
+                let owner = owner(link.caller());
+                let parked = match self.suspended.take(&state, &name, &owner) {
+                    Ok(parked) => parked,
+                    Err(Refused::Missing) => {
+                        let continuation = Continuation {
+                            request_state: state,
+                            tool: name,
+                            input_responses: request.input_responses,
+                            owner,
+                            capabilities: link.link().capabilities,
+                        };
+                        return self.forward(continuation, &round).await;
+                    }
+                    Err(refused) => return refused.result(&name).into(),
                 };
-                if parked.running.name != name {
-                    let result = error_result(format!(
-                        "the requestState belongs to a call of `{}`, not `{name}`",
-                        parked.running.name
-                    ));
-                    return result.into();
+                match self.resume(parked, request.input_responses, link.link()) {
+                    Ok(running) => running,
+                    Err(response) => return response,
                 }
-                let answer = request
-                    .input_responses
-                    .and_then(|mut answers| answers.remove(&parked.key));
-                let Some(answer) = answer else {
-                    let running = parked.running;
-                    return self
-                        .finish(
-                            &running,
-                            Err((
-                                ErrorKind::InvalidArguments,
-                                format!(
-                                    "the client called again without answering input request `{}`",
-                                    parked.key
-                                ),
-                            )),
-                        )
-                        .result
-                        .into();
-                };
-                parked.running.cx.relink(link.link());
-                parked.running.cx.pause(false);
-                let _ = parked.reply.send(answer);
-                parked.running
             }
             None => {
                 // Our own token: the call may outlive this request (when it is parked).
@@ -204,12 +200,119 @@ impl Calls {
                 }
             }
         };
-        match self.drive(running, &round).await {
+        self.drive_round(running, &round).await
+    }
+
+    /// Resume a call parked here for a client of another replica, which forwarded its
+    /// continuation. Its progress and log messages stay here (in this replica's log): the
+    /// client's stream is the other replica's.
+    pub(crate) async fn resume_forwarded(
+        &self,
+        continuation: Continuation,
+        round: CancellationToken,
+    ) -> CallToolResponse {
+        let Continuation {
+            request_state,
+            tool,
+            input_responses,
+            owner,
+            capabilities,
+        } = continuation;
+        let parked = match self.suspended.take(&request_state, &tool, &owner) {
+            Ok(parked) => parked,
+            // Never forwarded again: one hop at most, whatever the state says.
+            Err(refused) => return refused.result(&tool).into(),
+        };
+        let link = Link {
+            capabilities,
+            ..Link::default()
+        };
+        match self.resume(parked, input_responses, link) {
+            Ok(running) => self.drive_round(running, &round).await,
+            Err(response) => response,
+        }
+    }
+
+    /// Name this replica in the states it gives, and forward the states it does not hold.
+    pub(crate) fn relay_through(&self, relay: CallRelay) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// Hand a continuation to the replica its state names, when that is another replica
+    /// sharing the Redis; else, or when none answers, the call is gone.
+    async fn forward(
+        &self,
+        continuation: Continuation,
+        round: &CancellationToken,
+    ) -> CallToolResponse {
+        let name = continuation.tool.clone();
+        let holder = self.relay.get().and_then(|relay| {
+            relay_calls::holder_of(&continuation.request_state)
+                .filter(|holder| *holder != relay.route())
+                .map(|holder| (relay, holder.to_owned()))
+        });
+        let Some((relay, holder)) = holder else {
+            return Refused::Missing.result(&name).into();
+        };
+        // The holder runs the call until it ends or asks again: as long as the tool may run.
+        let registry = self.published.get();
+        let timeout = registry
+            .entries
+            .get(name.as_str())
+            .and_then(|e| e.timeout)
+            .unwrap_or(self.call_timeout);
+        let wait = timeout + Duration::from_secs(10);
+        match relay.forward(&holder, continuation, wait, round).await {
+            Some(response) => response,
+            None => Refused::Missing.result(&name).into(),
+        }
+    }
+
+    /// Give a parked call the client's answer and point it at the request resuming it.
+    #[allow(clippy::result_large_err)]
+    fn resume(
+        &self,
+        parked: Parked,
+        answers: Option<rmcp::model::InputResponses>,
+        link: Link,
+    ) -> Result<Running, CallToolResponse> {
+        let answer = answers.and_then(|mut answers| answers.remove(&parked.key));
+        let Some(answer) = answer else {
+            let running = parked.running;
+            return Err(self
+                .finish(
+                    &running,
+                    Err((
+                        ErrorKind::InvalidArguments,
+                        format!(
+                            "the client called again without answering input request `{}`",
+                            parked.key
+                        ),
+                    )),
+                )
+                .result
+                .into());
+        };
+        parked.running.cx.relink(link);
+        parked.running.cx.pause(false);
+        let _ = parked.reply.send(answer);
+        Ok(parked.running)
+    }
+
+    /// Drive a call for one request: its result, or `input_required` with a new state when
+    /// it asks the client something (the call parked here until the client answers).
+    async fn drive_round(&self, running: Running, round: &CancellationToken) -> CallToolResponse {
+        match self.drive(running, round).await {
             Step::Done(answer) => answer.result.into(),
             Step::Ask(running, ask) => {
                 running.cx.pause(true);
-                let state = uuid::Uuid::new_v4().simple().to_string();
-                let key = format!("input-{}", &state[..8]);
+                let owner = owner(running.cx.caller());
+                let random = uuid::Uuid::new_v4().simple().to_string();
+                let key = format!("input-{}", &random[..8]);
+                let state = match self.relay.get() {
+                    Some(relay) => relay.new_state(),
+                    None => random,
+                };
                 let requests = BTreeMap::from([(key.clone(), ask.request)]);
                 self.suspended.park(
                     state.clone(),
@@ -218,6 +321,7 @@ impl Calls {
                         key,
                         reply: ask.reply,
                         since: Instant::now(),
+                        owner,
                     },
                 );
                 InputRequiredResult::new(Some(requests), Some(state)).into()
@@ -483,11 +587,70 @@ impl Suspended {
         map.insert(state, parked);
     }
 
-    fn take(&self, state: &str) -> Option<Parked> {
+    /// The call parked under `state`, if it is a call of `tool` by `owner`. A call asked for
+    /// by another tool or caller stays parked: only its own client can resume or end it.
+    fn take(&self, state: &str, tool: &str, owner: &str) -> Result<Parked, Refused> {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, p| p.since.elapsed() < INPUT_WAIT);
-        map.remove(state)
+        let parked = map.get(state).ok_or(Refused::Missing)?;
+        if parked.running.name != tool {
+            return Err(Refused::OtherTool(parked.running.name.clone()));
+        }
+        if parked.owner != owner {
+            return Err(Refused::OtherCaller);
+        }
+        map.remove(state).ok_or(Refused::Missing)
     }
+}
+
+/// Why a continuation does not resume a call.
+enum Refused {
+    /// No call is parked under the state (here, or on the replica it names).
+    Missing,
+    /// The call parked there is one of this tool.
+    OtherTool(String),
+    /// The call belongs to another caller.
+    OtherCaller,
+}
+
+impl Refused {
+    fn result(&self, tool: &str) -> CallToolResult {
+        let tool = clip_name(tool);
+        error_result(match self {
+            Refused::Missing => format!(
+                "this call of `{tool}` is no longer waiting for input (it finished, expired \
+                 after {} s, or the server restarted); call the tool again",
+                INPUT_WAIT.as_secs()
+            ),
+            Refused::OtherTool(parked) => {
+                format!("the requestState belongs to a call of `{parked}`, not `{tool}`")
+            }
+            Refused::OtherCaller => {
+                format!("the requestState belongs to a call of `{tool}` by another caller")
+            }
+        })
+    }
+}
+
+/// Who a call belongs to, as compared when a continuation resumes it (and carried to the
+/// replica holding it): the face, the client and the tools it may see (its scope, and a
+/// signed-in user's grants — written as Rust shows them, which replicas of one version share).
+fn owner(caller: &super::Caller) -> String {
+    let scope = caller.scope.as_ref().map(|s| {
+        serde_json::json!({
+            "read_only": s.read_only,
+            "tools": s.tools,
+            "exclude_tools": s.exclude_tools,
+            "toolsets": s.toolsets,
+        })
+    });
+    serde_json::json!({
+        "face": caller.face.as_str(),
+        "client": caller.client.as_deref(),
+        "scope": scope,
+        "grants": caller.grants.as_deref().map(|g| format!("{g:?}")),
+    })
+    .to_string()
 }
 
 /// What the client is told when a handler panicked (the panic is logged).
@@ -622,5 +785,38 @@ fn unknown_tool(name: &str, registry: &Registry, caller: &super::Caller) -> Stri
         )
     } else {
         format!("unknown tool `{name}`; did you mean {}?", close.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owner;
+    use crate::plugin::{Caller, Face, Filters, Grant, Grants};
+
+    /// A continuation resumes a call only for the caller that started it: the same face,
+    /// client and scope.
+    #[test]
+    fn a_call_belongs_to_its_face_client_and_scope() {
+        let http = || Caller::new(Face::Http).with_client("claude");
+        assert_eq!(owner(&http()), owner(&http()));
+        let read_only = Filters {
+            read_only: true,
+            ..Filters::default()
+        };
+        for other in [
+            Caller::new(Face::Http),
+            Caller::new(Face::Sse).with_client("claude"),
+            http().with_client("cursor"),
+            http().with_scope(read_only.clone()),
+            http().with_grants(Some(std::sync::Arc::new(Grants(vec![Grant::All {
+                read_only: true,
+            }])))),
+        ] {
+            assert_ne!(owner(&http()), owner(&other), "{other:?}");
+        }
+        assert_eq!(
+            owner(&http().with_scope(read_only.clone())),
+            owner(&http().with_scope(read_only))
+        );
     }
 }

@@ -44,7 +44,7 @@ use std::{collections::BTreeMap, fmt, path::PathBuf, sync::Arc};
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
-pub use caller::{Caller, Face, Filters};
+pub use caller::{Caller, Face, Filters, Grant, Grants, Principal};
 pub use calls::{Answer, Calls, MAX_SHOWN_NAME, clip_name};
 pub use catalog::{Builtins, Catalog, Init, Needs, PluginKind};
 pub use context::{ProgressSink, StreamControl, StreamRelease, TextSink, ToolContext, severity};

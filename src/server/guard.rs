@@ -1,5 +1,7 @@
 //! HTTP safety checks applied to every endpoint before anything else runs: the `Host` header
-//! (DNS rebinding), the `Origin` header (browsers on foreign pages), and the bearer token.
+//! (DNS rebinding), the `Origin` header (browsers on foreign pages), and the bearer token:
+//! the static one (`--token`), or an OAuth access token (`--oauth-issuer`, see [`super::oauth`]),
+//! whose validated [`Principal`] goes into the request's extensions for the handlers.
 
 use std::{net::IpAddr, sync::Arc};
 
@@ -12,6 +14,9 @@ use axum::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
+use super::oauth::{OAuth, Rejection};
+use crate::plugin::Principal;
+
 #[derive(Clone)]
 pub struct Guard {
     /// Host names (no port) a request may be addressed to; `*` allows any.
@@ -20,6 +25,8 @@ pub struct Guard {
     origins: Arc<Vec<String>>,
     /// Required as `Authorization: Bearer …` when set; a secret type so no `Debug` shows it.
     token: Option<Arc<SecretString>>,
+    /// Accepts the issuer's access tokens too, when configured.
+    oauth: Option<Arc<OAuth>>,
 }
 
 impl Guard {
@@ -47,7 +54,73 @@ impl Guard {
             hosts: Arc::new(hosts),
             origins: Arc::new(origins),
             token: token.cloned().map(Arc::new),
+            oauth: None,
         }
+    }
+
+    /// Accept `oauth`'s access tokens besides the static token (either will do).
+    pub fn with_oauth(mut self, oauth: Option<Arc<OAuth>>) -> Self {
+        self.oauth = oauth;
+        self
+    }
+
+    /// The bearer token's check: `Ok(None)` for the static token (or none needed),
+    /// `Ok(Some(_))` for a valid access token, with who it was issued to.
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Principal>, Refusal> {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(bearer)
+            .unwrap_or("");
+        if let Some(token) = &self.token
+            && constant_time_eq(given.as_bytes(), token.expose_secret().as_bytes())
+        {
+            return Ok(None);
+        }
+        match &self.oauth {
+            Some(_) if given.is_empty() => Err(Refusal::Bearer(Rejection::Missing)),
+            Some(oauth) => match oauth.authenticate(given).await {
+                Ok(principal) => Ok(Some(principal)),
+                Err(rejection) => Err(Refusal::Bearer(rejection)),
+            },
+            None if self.token.is_some() => Err(Refusal::Token),
+            None => Ok(None),
+        }
+    }
+
+    /// The answer to `refusal` on `path`: the REST API's problem document under `/api/`.
+    fn refuse(&self, refusal: Refusal, path: &str) -> Response {
+        let api = path.starts_with("/api/");
+        let (Refusal::Bearer(rejection), Some(oauth)) = (refusal, &self.oauth) else {
+            return if api {
+                refusal.problem()
+            } else {
+                refusal.into_response()
+            };
+        };
+        let (status, kind) = if rejection == Rejection::KeysUnavailable {
+            (StatusCode::SERVICE_UNAVAILABLE, "authorization-unavailable")
+        } else {
+            (StatusCode::UNAUTHORIZED, "unauthorized")
+        };
+        let detail = match rejection {
+            Rejection::Missing => "sign in: send `Authorization: Bearer <access token>` (the \
+                                   WWW-Authenticate header names the authorization server's \
+                                   metadata)"
+                .to_owned(),
+            other => other.to_string(),
+        };
+        let mut response = if api {
+            crate::ops::Problem::new(status, kind, detail).into_response()
+        } else {
+            (status, detail).into_response()
+        };
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, oauth.challenge(rejection));
+        }
+        response
     }
 
     pub(crate) fn host_allowed(&self, host: &str) -> bool {
@@ -68,6 +141,9 @@ impl Guard {
         self.hosts.iter().any(|h| h == "*" || *h == name)
     }
 
+    /// Host, Origin and the static token, without OAuth: what the fuzz target and the unit
+    /// tests drive (the middleware checks Host and Origin the same way, then the token).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         self.check_origin(headers)?;
         if let Some(token) = &self.token {
@@ -115,6 +191,8 @@ pub(crate) enum Refusal {
     Host,
     Origin,
     Token,
+    /// An OAuth access token missing or not accepted.
+    Bearer(Rejection),
 }
 
 impl IntoResponse for Refusal {
@@ -130,7 +208,7 @@ impl IntoResponse for Refusal {
                 "Origin is not allowed (add it with --allowed-origins)",
             )
                 .into_response(),
-            Refusal::Token => (
+            Refusal::Token | Refusal::Bearer(_) => (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer")],
                 "missing or wrong bearer token (Authorization: Bearer …)",
@@ -157,7 +235,7 @@ impl Refusal {
                 "Origin is not allowed (add it with --allowed-origins)",
             )
             .into_response(),
-            Refusal::Token => {
+            Refusal::Token | Refusal::Bearer(_) => {
                 let mut response = Problem::new(
                     StatusCode::UNAUTHORIZED,
                     "unauthorized",
@@ -174,7 +252,7 @@ impl Refusal {
     }
 }
 
-pub async fn guard(State(guard): State<Guard>, request: Request<Body>, next: Next) -> Response {
+pub async fn guard(State(guard): State<Guard>, mut request: Request<Body>, next: Next) -> Response {
     // A CORS preflight carries no credentials: it passes on Host and Origin alone, and is
     // answered here for an allowed origin (a foreign one was refused by the check).
     let preflight = request.method() == axum::http::Method::OPTIONS
@@ -186,18 +264,26 @@ pub async fn guard(State(guard): State<Guard>, request: Request<Body>, next: Nex
     let public = matches!(
         *request.method(),
         axum::http::Method::GET | axum::http::Method::HEAD
-    ) && crate::ops::dashboard::is_public(request.uri().path());
-    let checked = if preflight || public {
-        guard.check_origin(request.headers())
-    } else {
-        guard.check(request.headers())
-    };
+    ) && (crate::ops::dashboard::is_public(request.uri().path())
+        // The protected resource metadata: how to sign in, for clients that have no token yet.
+        || (guard.oauth.is_some() && super::oauth::is_metadata_path(request.uri().path())));
+    let mut checked = guard.check_origin(request.headers());
+    if checked.is_ok() && !preflight && !public {
+        match guard.authenticate(request.headers()).await {
+            Ok(Some(principal)) => {
+                tracing::debug!(subject = %principal.subject, scopes = principal.scopes.len(), "OAuth: token accepted");
+                if let Some(refused) = guard.lacks_required(&principal, request.uri().path()) {
+                    return refused;
+                }
+                request.extensions_mut().insert(principal);
+            }
+            Ok(None) => {}
+            Err(refusal) => checked = Err(refusal),
+        }
+    }
     if let Err(refusal) = checked {
         tracing::warn!(?refusal, path = %crate::plugin::clip_name(request.uri().path()), "HTTP request refused");
-        if request.uri().path().starts_with("/api/") {
-            return refusal.problem().into_response();
-        }
-        return refusal.into_response();
+        return guard.refuse(refusal, request.uri().path());
     }
     let origin = request.headers().get(header::ORIGIN).cloned();
     if preflight {
@@ -234,13 +320,36 @@ pub async fn guard(State(guard): State<Guard>, request: Request<Body>, next: Nex
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         headers.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            "mcp-session-id, mcp-protocol-version"
+            // `www-authenticate`: a browser client reads the sign-in challenge from it.
+            "mcp-session-id, mcp-protocol-version, www-authenticate"
                 .parse()
                 .expect("static"),
         );
         headers.append(header::VARY, "Origin".parse().expect("static"));
     }
     response
+}
+
+impl Guard {
+    /// The 403 for a valid token without the scopes every request needs
+    /// (`--oauth-required-scopes`).
+    fn lacks_required(&self, principal: &Principal, path: &str) -> Option<Response> {
+        let oauth = self.oauth.as_ref()?;
+        let missing = oauth.missing_required(principal);
+        if missing.is_empty() {
+            return None;
+        }
+        tracing::info!(subject = %principal.subject, "OAuth: token without the required scopes refused (403)");
+        let detail = format!(
+            "the token lacks the scope {} this server requires: sign in again with it",
+            missing.join(" ")
+        );
+        Some(super::oauth::step_up::insufficient(
+            path,
+            oauth.insufficient(principal, &missing),
+            detail,
+        ))
+    }
 }
 
 /// The credentials of `Bearer <token>`. The scheme is case-insensitive (RFC 9110 §11.1), so

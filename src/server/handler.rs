@@ -22,7 +22,8 @@ use rmcp::{
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use crate::plugin::{
-    Caller, Change, Face, Filters, Manager, StreamRelease, ToolContext, manager::Watch,
+    Caller, Change, Face, Filters, Grants, Manager, Principal, StreamRelease, ToolContext,
+    manager::Watch,
 };
 
 /// One per connection (stdio, SSE session, HTTP session or stateless request); cheap to make.
@@ -44,6 +45,9 @@ pub struct McpHandler {
     face: Face,
     /// Narrower filters for this connection's client than the server's, if any.
     scope: Option<Arc<Filters>>,
+    /// What the signed-in user who opened this connection may reach (legacy SSE, where the
+    /// token comes with `GET /sse`); over Streamable HTTP each request's own token decides.
+    grants: Option<Arc<Grants>>,
     /// One permit per tool call in flight on this session (`max_calls_per_session`).
     call_slots: Arc<tokio::sync::Semaphore>,
     /// Cancelled when the last clone of this handler is dropped, i.e. when its session has
@@ -69,6 +73,7 @@ impl McpHandler {
             subscriptions: Arc::default(),
             face: Face::Stdio,
             scope: None,
+            grants: None,
         }
     }
 
@@ -77,6 +82,24 @@ impl McpHandler {
     pub fn scoped(mut self, scope: Filters) -> Self {
         self.scope = Some(Arc::new(scope));
         self
+    }
+
+    /// Show and allow only what a signed-in user's scopes open (legacy SSE: the user who
+    /// opened the session).
+    pub fn signed_in(mut self, principal: Option<&Principal>) -> Self {
+        self.grants = principal.and_then(|p| p.grants.clone());
+        self
+    }
+
+    /// What this request's signed-in user may reach: the grants of the token it came with
+    /// (Streamable HTTP puts the request's parts, where the guard left the user, into its
+    /// context), else the session's.
+    fn grants(&self, cx: &RequestContext<RoleServer>) -> Option<Arc<Grants>> {
+        cx.extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Principal>())
+            .map(|p| p.grants.clone())
+            .unwrap_or_else(|| self.grants.clone())
     }
 
     /// Serving calls that come through `face` (the transport).
@@ -120,15 +143,21 @@ impl McpHandler {
             .is_some_and(|c| c.sampling.is_some());
         let registry = self.manager.registry();
         let tools = registry.tools_for(can_sample);
-        let Some(scope) = &self.scope else {
+        let grants = self.grants(cx);
+        if self.scope.is_none() && grants.is_none() {
             return (*tools).clone();
+        }
+        let caller = Caller {
+            scope: self.scope.clone(),
+            grants,
+            ..Caller::new(self.face)
         };
         tools
             .iter()
             .filter(|t| {
                 registry
                     .plugin_of(&t.name)
-                    .is_some_and(|p| scope.allows(p, t))
+                    .is_some_and(|p| caller.allows(p, t))
             })
             .cloned()
             .collect()
@@ -162,6 +191,7 @@ impl McpHandler {
     fn caller(&self, cx: &RequestContext<RoleServer>) -> Caller {
         let caller = Caller {
             scope: self.scope.clone(),
+            grants: self.grants(cx),
             ..Caller::new(self.face)
         };
         match cx.peer.peer_info() {
@@ -172,6 +202,20 @@ impl McpHandler {
 
     fn subscribed(&self) -> std::sync::MutexGuard<'_, HashMap<String, Watch>> {
         self.subscriptions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A signed-in user reaches the resources and prompts of the plugins their scopes open
+    /// (some of) the tools of; to them the others do not exist. `plugin_of` names the plugin
+    /// the request is for (`None`: nobody serves it, which the request's own answer says).
+    fn hidden(
+        &self,
+        cx: &RequestContext<RoleServer>,
+        plugin_of: impl FnOnce(&crate::plugin::Registry) -> Option<Arc<str>>,
+    ) -> bool {
+        let Some(grants) = self.grants(cx) else {
+            return false;
+        };
+        plugin_of(&self.manager.registry()).is_some_and(|plugin| !grants.shows_plugin(&plugin))
     }
 
     /// Subscribing to something nobody serves is a mistake worth reporting.
@@ -366,20 +410,35 @@ impl ServerHandler for McpHandler {
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _cx: RequestContext<RoleServer>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        Ok(ListResourcesResult::with_all_items(
-            (*self.manager.registry().resources()).clone(),
-        ))
+        let registry = self.manager.registry();
+        let mut resources = (*registry.resources()).clone();
+        if let Some(grants) = self.grants(&cx) {
+            resources.retain(|r| {
+                registry
+                    .resource_entries
+                    .get(r.uri.as_str())
+                    .is_some_and(|e| grants.shows_plugin(&e.plugin))
+            });
+        }
+        Ok(ListResourcesResult::with_all_items(resources))
     }
 
     async fn list_resource_templates(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _cx: RequestContext<RoleServer>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let registry = self.manager.registry();
+        let grants = self.grants(&cx);
         Ok(ListResourceTemplatesResult::with_all_items(
-            self.manager.registry().resource_templates(),
+            registry
+                .templates
+                .iter()
+                .filter(|t| grants.as_ref().is_none_or(|g| g.shows_plugin(&t.plugin)))
+                .map(|t| t.template.clone())
+                .collect(),
         ))
     }
 
@@ -388,6 +447,15 @@ impl ServerHandler for McpHandler {
         request: ReadResourceRequestParams,
         cx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
+        if self.hidden(&cx, |r| r.resolve(&request.uri).map(|(p, ..)| p)) {
+            return Err(ErrorData::resource_not_found(
+                format!(
+                    "unknown resource `{}`; see resources/list and resources/templates/list",
+                    crate::plugin::clip_name(&request.uri)
+                ),
+                None,
+            ));
+        }
         let read = self.manager.read_resource(&request.uri, self.context(&cx));
         let mut read = read.await?;
         for contents in &mut read.contents {
@@ -426,11 +494,19 @@ impl ServerHandler for McpHandler {
     async fn list_prompts(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _cx: RequestContext<RoleServer>,
+        cx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        Ok(ListPromptsResult::with_all_items(
-            (*self.manager.registry().prompts()).clone(),
-        ))
+        let registry = self.manager.registry();
+        let mut prompts = (*registry.prompts()).clone();
+        if let Some(grants) = self.grants(&cx) {
+            prompts.retain(|p| {
+                registry
+                    .prompt_entries
+                    .get(p.name.as_str())
+                    .is_some_and(|e| grants.shows_plugin(&e.plugin))
+            });
+        }
+        Ok(ListPromptsResult::with_all_items(prompts))
     }
 
     async fn get_prompt(
@@ -438,6 +514,20 @@ impl ServerHandler for McpHandler {
         request: GetPromptRequestParams,
         cx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
+        let hidden = self.hidden(&cx, |r| {
+            r.prompt_entries
+                .get(request.name.as_str())
+                .map(|e| e.plugin.clone())
+        });
+        if hidden {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "unknown prompt `{}`; see prompts/list",
+                    crate::plugin::clip_name(&request.name)
+                ),
+                None,
+            ));
+        }
         let prompt = self.manager.get_prompt(request, self.context(&cx));
         Ok(crate::net::secret::mask_held_serde(prompt.await?).into())
     }
@@ -447,6 +537,24 @@ impl ServerHandler for McpHandler {
         request: CompleteRequestParams,
         cx: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
+        let hidden = self.hidden(&cx, |r| match &request.r#ref {
+            rmcp::model::Reference::Prompt(p) => r
+                .prompt_entries
+                .get(p.name.as_str())
+                .map(|e| e.plugin.clone()),
+            rmcp::model::Reference::Resource(t) => r
+                .templates
+                .iter()
+                .find(|e| e.template.uri_template == t.uri)
+                .map(|e| e.plugin.clone()),
+            _ => None,
+        });
+        if hidden {
+            return Err(ErrorData::invalid_params(
+                "nothing to complete for this caller: its plugin is not open to the token",
+                None,
+            ));
+        }
         self.manager.complete(request, self.context(&cx)).await
     }
 

@@ -51,6 +51,9 @@ pub struct HttpOptions {
     pub body_timeout: Duration,
     /// Record metrics and serve `/metrics`.
     pub metrics: bool,
+    /// Accept the identity provider's access tokens too, and serve the protected resource
+    /// metadata (`--oauth-issuer`, …).
+    pub oauth: Option<Arc<super::OAuth>>,
     /// Once told to stop: how long to go on serving while reporting not-ready, so that a
     /// load balancer's health check moves traffic away first.
     pub drain: Duration,
@@ -73,6 +76,7 @@ impl HttpOptions {
             header_timeout: Duration::from_secs(15),
             body_timeout: Duration::from_secs(30),
             metrics: true,
+            oauth: None,
             drain: Duration::ZERO,
             grace: Duration::from_secs(10),
         }
@@ -129,7 +133,8 @@ pub fn router(
         &options.allowed_hosts,
         &options.allowed_origins,
         options.token.as_ref(),
-    );
+    )
+    .with_oauth(options.oauth.clone());
     let sse = sse::SseState::new(manager.clone(), options.max_sse_sessions, ct.clone());
     let gauges = {
         let (sessions, sse, connections) = (sessions.clone(), sse.clone(), connections.clone());
@@ -146,6 +151,13 @@ pub fn router(
             metrics::gauge!("plugboard_http_connections").set(conns as f64);
         })
     };
+    let step_up = options
+        .oauth
+        .clone()
+        .map(|oauth| super::oauth::step_up::StepUp {
+            oauth,
+            manager: manager.clone(),
+        });
     let ops = crate::ops::router(manager, stopping, ct.child_token(), gauges, options.metrics);
     let status = status::Status::new(sessions.clone(), sse.clone(), connections);
     let legacy = Router::new()
@@ -164,12 +176,20 @@ pub fn router(
         max_bytes: options.max_body_bytes,
         timeout: options.body_timeout,
     };
-    Router::new()
+    let mut app = Router::new()
         .nest("/mcp", mcp)
         .merge(legacy)
         .merge(ops)
-        .route("/health", get(status::health).with_state(status))
-        .layer(middleware::from_fn_with_state(body, gate::read_body))
+        .route("/health", get(status::health).with_state(status));
+    if let Some(step_up) = step_up {
+        app = app
+            .merge(super::oauth::routes(step_up.oauth.clone()))
+            .layer(middleware::from_fn_with_state(
+                step_up,
+                super::oauth::step_up::refuse_out_of_scope,
+            ));
+    }
+    app.layer(middleware::from_fn_with_state(body, gate::read_body))
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(middleware::from_fn_with_state(guard, guard::guard))
 }
@@ -184,6 +204,7 @@ pub async fn serve_http(
     ct: CancellationToken,
 ) -> anyhow::Result<()> {
     if !options.addr.ip().is_loopback()
+        && options.oauth.is_none()
         && options
             .token
             .as_ref()
@@ -191,7 +212,8 @@ pub async fn serve_http(
     {
         bail!(
             "refusing to serve on {} without a token: set PLUGBOARD_HTTP_TOKEN (clients then send \
-             `Authorization: Bearer <token>`), or bind 127.0.0.1",
+             `Authorization: Bearer <token>`) or sign-in with PLUGBOARD_OAUTH_ISSUER, or bind \
+             127.0.0.1",
             options.addr
         );
     }
@@ -204,6 +226,9 @@ pub async fn serve_http(
     ));
     let accepting = CancellationToken::new();
     let streams = CancellationToken::new();
+    if let Some(oauth) = &options.oauth {
+        oauth.warm_up();
+    }
     let app = router(
         manager.clone(),
         &options,

@@ -10,6 +10,7 @@ mod handler;
 mod http;
 mod json_first;
 pub(crate) mod lines;
+pub mod oauth;
 mod sessions;
 mod sse;
 mod status;
@@ -20,6 +21,7 @@ use rmcp::{ServiceExt, service::ServerInitializeError};
 
 pub use handler::McpHandler;
 pub use http::{DEFAULT_MAX_SSE_SESSIONS, HttpOptions, serve_http};
+pub use oauth::{OAuth, OAuthConfig};
 pub use sessions::SessionLimits;
 
 use crate::plugin::Manager;

@@ -56,7 +56,10 @@ impl SseState {
     }
 }
 
-pub async fn open(State(state): State<SseState>) -> Response {
+pub async fn open(
+    State(state): State<SseState>,
+    principal: Option<axum::Extension<crate::plugin::Principal>>,
+) -> Response {
     let Ok(slot) = state.slots.clone().try_acquire_owned() else {
         tracing::warn!(
             limit = state.max_sessions,
@@ -72,12 +75,14 @@ pub async fn open(State(state): State<SseState>) -> Response {
         )
             .into_response();
     };
-    session(state, slot).await.into_response()
+    let principal = principal.map(|axum::Extension(p)| p);
+    session(state, slot, principal).await.into_response()
 }
 
 async fn session(
     state: SseState,
     slot: tokio::sync::OwnedSemaphorePermit,
+    principal: Option<crate::plugin::Principal>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let (to_server, from_client) = mpsc::channel::<ClientJsonRpcMessage>(64);
@@ -88,7 +93,11 @@ async fn session(
         PollSender::new(to_client.clone()),
         ReceiverStream::new(from_client),
     ));
-    let handler = McpHandler::new(state.manager.clone()).on(Face::Sse);
+    // The user who opened the session: its messages come on other requests, each with a
+    // token the guard checked, but what the session may reach is what this one opened.
+    let handler = McpHandler::new(state.manager.clone())
+        .on(Face::Sse)
+        .signed_in(principal.as_ref());
     let ct = state.ct.child_token();
     tokio::spawn(async move {
         match handler.serve_with_ct(transport, ct).await {

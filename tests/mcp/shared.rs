@@ -335,7 +335,10 @@ async fn without_redis_each_replica_keeps_to_its_share() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert!(recovered, "the replicas did not go back to the shared limit");
+    assert!(
+        recovered,
+        "the replicas did not go back to the shared limit"
+    );
     assert_eq!(s.fake.stats().rate_limited_429, 0);
 }
 

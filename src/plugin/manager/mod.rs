@@ -254,6 +254,49 @@ impl Manager {
         self.calls.call_stateless(request, link, round).await
     }
 
+    /// While serving with a Redis shared by replicas: give states that name this replica,
+    /// and resume the continuations other replicas forward here (`net::relay_calls`) until
+    /// `ct` is cancelled. Returns once subscribed; without a Redis, does nothing.
+    pub async fn relay_calls(self: &Arc<Self>, ct: CancellationToken) {
+        let Some(redis) = &self.config.shared else {
+            return;
+        };
+        let relay = crate::net::relay_calls::CallRelay::new(redis);
+        let me = Arc::downgrade(self);
+        let resume = move |continuation, round| {
+            let me = me.clone();
+            async move {
+                match me.upgrade() {
+                    Some(manager) => manager.resume_forwarded(continuation, round).await,
+                    None => CallToolResult::error(vec![rmcp::model::ContentBlock::text(
+                        "the replica holding this call is shutting down; call the tool again",
+                    )])
+                    .into(),
+                }
+            }
+        };
+        relay.listen(resume, ct).await;
+        self.calls.relay_through(relay);
+    }
+
+    /// A continuation another replica forwarded: resumed like one of this replica's own,
+    /// within the same server-wide bound on calls in flight.
+    async fn resume_forwarded(
+        &self,
+        continuation: crate::net::relay_calls::Continuation,
+        round: CancellationToken,
+    ) -> CallToolResponse {
+        let Ok(_slot) = self.call_slots.try_acquire() else {
+            let message = format!(
+                "too many tool calls in flight on the replica holding this call (at most {}); \
+                 send the same answer again in a moment",
+                self.config.max_calls
+            );
+            return CallToolResult::error(vec![rmcp::model::ContentBlock::text(message)]).into();
+        };
+        self.calls.resume_forwarded(continuation, round).await
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changed.subscribe()
     }
