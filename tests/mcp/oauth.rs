@@ -32,12 +32,12 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use crate::support::{BIN, Fixture, Recorder};
 
 /// The canonical URL the server is told it has (what tokens must name as audience).
-const RESOURCE: &str = "http://localhost/mcp";
+pub(crate) const RESOURCE: &str = "http://localhost/mcp";
 const METADATA_URL: &str = "http://localhost/.well-known/oauth-protected-resource/mcp";
-const SCOPES: &str = "files.read=files:read,kit=testkit,admin=*";
+pub(crate) const SCOPES: &str = "files.read=files:read,kit=testkit,admin=*";
 
 /// One signing key of the issuer.
-struct SigningKey {
+pub(crate) struct SigningKey {
     kid: String,
     sign: Signer,
     jwk: Value,
@@ -51,7 +51,7 @@ enum Signer {
 }
 
 impl SigningKey {
-    fn es256(kid: &str) -> Self {
+    pub(crate) fn es256(kid: &str) -> Self {
         let pkcs8 =
             EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
                 .unwrap();
@@ -98,7 +98,7 @@ impl SigningKey {
     }
 
     /// A token with `claims`, signed by this key under its kid (or `kid` instead).
-    fn token(&self, claims: &Value) -> String {
+    pub(crate) fn token(&self, claims: &Value) -> String {
         self.token_as(claims, Some(&self.kid))
     }
 
@@ -131,16 +131,16 @@ impl SigningKey {
 }
 
 /// The issuer: RFC 8414 metadata and a JWKS whose keys a test can swap.
-struct Issuer {
+pub(crate) struct Issuer {
     /// Its issuer identifier (with a path, as many providers have: a tenant or realm).
-    url: String,
+    pub(crate) url: String,
     keys: Arc<Mutex<Vec<Value>>>,
     /// How often the JWKS was fetched.
     jwks_hits: Arc<AtomicUsize>,
 }
 
 impl Issuer {
-    async fn start(keys: &[&SigningKey]) -> Self {
+    pub(crate) async fn start(keys: &[&SigningKey]) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let url = format!("{base}/tenant");
@@ -187,7 +187,7 @@ impl Issuer {
     }
 
     /// Claims for a token this issuer gives `sub` for our server, with `scope`.
-    fn claims(&self, scope: &str) -> Value {
+    pub(crate) fn claims(&self, scope: &str) -> Value {
         let now = now();
         json!({
             "iss": self.url, "sub": "ada@example.com", "aud": RESOURCE,

@@ -144,6 +144,8 @@ struct Replica {
     child: Option<Child>,
     addr: String,
     plugins: PathBuf,
+    /// Its settings beyond `deploy/replica.env`.
+    env: Vec<(String, String)>,
 }
 
 impl Replica {
@@ -166,6 +168,11 @@ struct Deployment {
 
 impl Deployment {
     async fn start(s: &Setup) -> Option<Self> {
+        Self::start_with(s, &[]).await
+    }
+
+    /// [`Deployment::start`], each replica with `env` besides `deploy/replica.env`.
+    async fn start_with(s: &Setup, env: &[(&str, &str)]) -> Option<Self> {
         let redis = RedisServer::start().await?;
         let mut replicas = Vec::new();
         for n in 1..=3 {
@@ -183,6 +190,10 @@ impl Deployment {
                 child: None,
                 addr: format!("127.0.0.1:{}", free_port()),
                 plugins,
+                env: env
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
             };
             start_replica(s, &mut replica, &redis.url).await;
             replicas.push(replica);
@@ -209,6 +220,7 @@ async fn start_replica(s: &Setup, replica: &mut Replica, redis: &str) {
         .env("PLUGBOARD_PLUGINS_DIR", &replica.plugins)
         .env("PLUGBOARD_HTTP_TOKEN", TOKEN)
         .env("PLUGBOARD_REDIS_URL", redis)
+        .envs(replica.env.iter().cloned())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
@@ -588,5 +600,106 @@ async fn a_session_stays_on_its_replica_and_starts_over_when_it_is_gone() {
     let _ = d.replicas[holder].child.take().unwrap().wait().await;
     let result = client.call_tool(echo("after")).await.unwrap();
     assert_ne!(result.is_error, Some(true), "{result:?}");
+    client.cancel().await.unwrap();
+}
+
+/// Sign-in through the balancer: three replicas taking the identity provider's tokens (and
+/// the static token, which HAProxy's health check sends). The metadata document is served
+/// through it; a signed-in 2026-07-28 client, its requests spread over the replicas, sees and
+/// calls only what its scope opens; a call outside it is 403 `insufficient_scope`; expired
+/// and wrong-audience tokens are 401 with the challenge naming the metadata.
+#[tokio::test]
+async fn sign_in_works_through_the_balancer() {
+    use crate::oauth::{Issuer, RESOURCE, SCOPES, SigningKey};
+    let key = SigningKey::es256("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let s = Setup::new();
+    let Some(d) = Deployment::start_with(
+        &s,
+        &[
+            ("PLUGBOARD_OAUTH_ISSUER", &issuer.url),
+            ("PLUGBOARD_OAUTH_RESOURCE", RESOURCE),
+            ("PLUGBOARD_OAUTH_SCOPES", SCOPES),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let plain = reqwest::Client::new();
+    let metadata: Value = plain
+        .get(d.lb("/.well-known/oauth-protected-resource/mcp"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["resource"], RESOURCE, "{metadata}");
+    assert_eq!(metadata["authorization_servers"][0], issuer.url.as_str());
+
+    // The scope `kit` opens the testkit plugin only.
+    let token = key.token(&issuer.claims("kit"));
+    let client = {
+        use rmcp::{ClientLifecycleMode, ClientServiceExt, model::ProtocolVersion};
+        ().serve_with_lifecycle(
+            StreamableHttpClientTransport::from_config(
+                StreamableHttpClientTransportConfig::with_uri(d.lb("/mcp")).auth_header(&token),
+            ),
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await
+        .expect("a signed-in client through the balancer")
+    };
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(!tools.is_empty());
+    assert!(
+        tools.iter().all(|t| t.name.starts_with("testkit_")),
+        "{:?}",
+        tools.iter().map(|t| &t.name).collect::<Vec<_>>()
+    );
+    for i in 0..9 {
+        let mut params = CallToolRequestParams::new("testkit_echo");
+        params.arguments = json!({ "text": format!("t{i}") }).as_object().cloned();
+        let result = client.call_tool(params).await.unwrap();
+        assert_ne!(result.is_error, Some(true), "{result:?}");
+    }
+    let mcp_call = |token: String, tool: &'static str| {
+        let (plain, url) = (plain.clone(), d.lb("/mcp"));
+        async move {
+            plain
+                .post(url)
+                .bearer_auth(token)
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", "2026-07-28")
+                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                              "params": {"name": tool, "arguments": {"base": "appX", "table": "T"}}}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let outside = mcp_call(token.clone(), "airtable_list_records").await;
+    assert_eq!(outside.status(), 403);
+    let challenge = outside.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    let mut expired = issuer.claims("kit");
+    expired["exp"] = json!(expired["iat"].as_u64().unwrap() - 3600);
+    let mut elsewhere = issuer.claims("kit");
+    elsewhere["aud"] = json!("https://another.example.com/mcp");
+    for claims in [expired, elsewhere] {
+        let refused = mcp_call(key.token(&claims), "testkit_echo").await;
+        assert_eq!(refused.status(), 401);
+        let challenge = refused.headers()["www-authenticate"].to_str().unwrap();
+        assert!(
+            challenge.contains("resource_metadata=") && challenge.contains("invalid_token"),
+            "{challenge}"
+        );
+    }
     client.cancel().await.unwrap();
 }
