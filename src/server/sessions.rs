@@ -73,6 +73,8 @@ struct Table {
 
 struct Entry {
     client: IpAddr,
+    /// Who opened it, when they signed in (OAuth): only they may use it.
+    owner: Option<Arc<str>>,
     last_used: Instant,
     /// Requests in flight and streams open.
     busy: usize,
@@ -113,7 +115,7 @@ impl Sessions {
     }
 
     /// A place for a new session from `client`, or why there is none.
-    fn reserve(self: &Arc<Self>, client: IpAddr) -> Result<Place, Full> {
+    fn reserve(self: &Arc<Self>, client: IpAddr, owner: Option<Arc<str>>) -> Result<Place, Full> {
         let mut table = self.lock();
         if table.live.len() + table.reserved >= self.limits.max {
             return Err(Full::Server(self.limits.max));
@@ -127,8 +129,19 @@ impl Sessions {
         Ok(Place {
             sessions: self.clone(),
             client,
+            owner,
             taken: true,
         })
+    }
+
+    /// Whether `id` may be used by `user` (the signed-in subject, if any): a session opened by
+    /// a signed-in user is theirs alone; a session this layer does not hold is left to rmcp
+    /// (which answers 404).
+    fn may_use(&self, id: &str, user: Option<&str>) -> bool {
+        self.lock()
+            .live
+            .get(id)
+            .is_none_or(|entry| entry.owner.as_deref() == user)
     }
 
     /// Mark session `id` used; the guard keeps it busy until dropped. `None` for a session
@@ -214,6 +227,7 @@ fn release_client(table: &mut Table, client: IpAddr) {
 struct Place {
     sessions: Arc<Sessions>,
     client: IpAddr,
+    owner: Option<Arc<str>>,
     taken: bool,
 }
 
@@ -226,6 +240,7 @@ impl Place {
             id,
             Entry {
                 client: self.client,
+                owner: self.owner.take(),
                 last_used: Instant::now(),
                 busy: 0,
             },
@@ -304,6 +319,24 @@ pub async fn limit(
         .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    // The session is bound to who opened it: another user's token naming it (a leaked or
+    // guessed id) finds no such session, exactly as an unknown id does.
+    let user = request
+        .extensions()
+        .get::<crate::plugin::Principal>()
+        .map(|p| p.subject.clone());
+    if let Some(id) = &id
+        && !sessions.may_use(id, user.as_deref())
+    {
+        tracing::warn!(
+            "a request named a session another signed-in user opened: refused as unknown"
+        );
+        return (
+            StatusCode::NOT_FOUND,
+            "no such session (it ended or expired): initialize a new one",
+        )
+            .into_response();
+    }
     match id {
         None => {
             if request.method() != Method::POST
@@ -312,7 +345,7 @@ pub async fn limit(
                 return next.run(request).await;
             }
             let client = client_of(&request);
-            let place = match sessions.reserve(client) {
+            let place = match sessions.reserve(client, user) {
                 Ok(place) => place,
                 Err(full) => {
                     tracing::warn!(%client, "MCP session refused: too many open");
@@ -401,29 +434,29 @@ mod tests {
     #[test]
     fn places_are_capped_per_client_and_in_all_and_given_back() {
         let s = sessions(3, 2);
-        let a1 = s.reserve(A).ok().unwrap();
-        let a2 = s.reserve(A).ok().unwrap();
-        assert!(matches!(s.reserve(A), Err(Full::Client(2))));
-        let b1 = s.reserve(B).ok().unwrap();
-        assert!(matches!(s.reserve(B), Err(Full::Server(3))));
+        let a1 = s.reserve(A, None).ok().unwrap();
+        let a2 = s.reserve(A, None).ok().unwrap();
+        assert!(matches!(s.reserve(A, None), Err(Full::Client(2))));
+        let b1 = s.reserve(B, None).ok().unwrap();
+        assert!(matches!(s.reserve(B, None), Err(Full::Server(3))));
         // An initialize that opened no session gives its place back.
         drop(a2);
         a1.opened("s1".into());
         b1.opened("s2".into());
         assert_eq!(s.counts().open, 2);
-        let a3 = s.reserve(A).ok().unwrap();
-        assert!(matches!(s.reserve(A), Err(Full::Server(3))));
+        let a3 = s.reserve(A, None).ok().unwrap();
+        assert!(matches!(s.reserve(A, None), Err(Full::Server(3))));
         drop(a3);
         s.forget("s1");
         assert_eq!(s.counts().open, 1);
-        assert!(s.reserve(A).is_ok() && s.reserve(A).is_ok());
+        assert!(s.reserve(A, None).is_ok() && s.reserve(A, None).is_ok());
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_session_with_a_request_in_flight_is_never_idle() {
         let s = sessions(10, 10);
-        s.reserve(A).ok().unwrap().opened("busy".into());
-        s.reserve(A).ok().unwrap().opened("quiet".into());
+        s.reserve(A, None).ok().unwrap().opened("busy".into());
+        s.reserve(A, None).ok().unwrap().opened("quiet".into());
         let busy = s.use_session("busy").unwrap();
         tokio::time::advance(Duration::from_secs(59)).await;
         assert!(s.idle(Instant::now()).is_empty());
@@ -440,5 +473,22 @@ mod tests {
         idle.sort();
         assert_eq!(idle, ["busy", "quiet"]);
         assert!(s.use_session("gone").is_none());
+    }
+
+    #[test]
+    fn a_signed_in_users_session_is_theirs_alone() {
+        let s = sessions(10, 10);
+        s.reserve(A, Some("ada".into()))
+            .ok()
+            .unwrap()
+            .opened("adas".into());
+        s.reserve(A, None).ok().unwrap().opened("anyones".into());
+        assert!(s.may_use("adas", Some("ada")));
+        assert!(!s.may_use("adas", Some("bob")));
+        assert!(!s.may_use("adas", None));
+        assert!(s.may_use("anyones", None));
+        assert!(!s.may_use("anyones", Some("bob")));
+        // Not held here: rmcp answers it (404).
+        assert!(s.may_use("unknown", Some("bob")));
     }
 }

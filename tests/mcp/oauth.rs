@@ -874,3 +874,62 @@ async fn an_unreachable_jwks_is_a_503() {
     );
     server.assert_no_token_logged(&[&token]);
 }
+
+/// A session belongs to the user who opened it: another signed-in user naming its id (leaked,
+/// guessed) is told there is no such session, as for an unknown id; its owner goes on using it.
+#[tokio::test]
+async fn a_session_is_bound_to_the_user_who_opened_it() {
+    let key = SigningKey::es256("k1");
+    let issuer = Issuer::start(&[&key]).await;
+    let fx = Fixture::new();
+    let server = Server::start(&fx, &issuer, &[]).await;
+    let ada = key.token(&issuer.claims("kit"));
+    let mut bobs = issuer.claims("kit");
+    bobs["sub"] = json!("bob@example.com");
+    let bob = key.token(&bobs);
+    let post = |token: &str, session: Option<&str>, body: Value| {
+        let mut request = server
+            .http
+            .post(format!("{}/mcp", server.url))
+            .bearer_auth(token)
+            .header("accept", "application/json, text/event-stream")
+            .json(&body);
+        if let Some(session) = session {
+            request = request
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        request.send()
+    };
+    let init = post(
+        &ada,
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "ada", "version": "1"}}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(init.status(), 200);
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let initialized = post(
+        &ada,
+        Some(&session),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await
+    .unwrap();
+    assert!(
+        initialized.status().is_success(),
+        "{}",
+        initialized.status()
+    );
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let by_bob = post(&bob, Some(&session), list.clone()).await.unwrap();
+    assert_eq!(by_bob.status(), 404);
+    let by_ada = post(&ada, Some(&session), list).await.unwrap();
+    assert_eq!(by_ada.status(), 200);
+}
