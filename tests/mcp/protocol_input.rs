@@ -288,7 +288,8 @@ async fn elicitation_enum_schema_arrives_intact() {
     );
 }
 
-async fn discover(url: &str, probe: Probe) -> ProbeClient {
+/// A 2026-07-28 client of the server at `url` (it must agree on that generation).
+pub(crate) async fn discover(url: &str, probe: Probe) -> ProbeClient {
     let transport = StreamableHttpClientTransport::from_uri(format!("{url}/mcp"));
     let client = probe
         .serve_with_lifecycle(

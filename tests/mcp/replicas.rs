@@ -158,6 +158,15 @@ impl Replica {
     }
 }
 
+/// Send `signal` to `replica`.
+fn signal(replica: &Replica, signal: rustix::process::Signal) {
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(replica.pid()).unwrap(),
+        signal,
+    )
+    .unwrap();
+}
+
 /// The test's deployment: Redis, three replicas of `s`'s server, HAProxy.
 struct Deployment {
     _redis: RedisServer,
@@ -395,11 +404,7 @@ async fn an_import_on_a_killed_replica_resumes_on_another() {
                 .is_ok_and(|mut entries| entries.next().is_some())
         })
         .expect("one replica keeps the import's checkpoint");
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(d.replicas[running].pid()).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
+    signal(&d.replicas[running], rustix::process::Signal::KILL);
     let _ = d.replicas[running].child.take().unwrap().wait().await;
     // The client's call ends without an answer (its replica is gone).
     let lost = first.await.unwrap();
@@ -486,11 +491,7 @@ async fn fifty_stateless_clients_ride_through_restarts() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let replica = &mut d.replicas[n];
-        rustix::process::kill_process(
-            rustix::process::Pid::from_raw(replica.pid()).unwrap(),
-            rustix::process::Signal::TERM,
-        )
-        .unwrap();
+        signal(replica, rustix::process::Signal::TERM);
         let exited = replica.child.take().unwrap().wait().await.unwrap();
         assert!(
             exited.success(),
@@ -592,11 +593,7 @@ async fn a_session_stays_on_its_replica_and_starts_over_when_it_is_gone() {
     assert_eq!(unknown.status(), 404);
     // Its replica dies; the next call lands elsewhere, meets 404, and the client starts a new
     // session there.
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(d.replicas[holder].pid()).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
+    signal(&d.replicas[holder], rustix::process::Signal::KILL);
     let _ = d.replicas[holder].child.take().unwrap().wait().await;
     let result = client.call_tool(echo("after")).await.unwrap();
     assert_ne!(result.is_error, Some(true), "{result:?}");

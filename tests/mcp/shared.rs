@@ -94,6 +94,22 @@ async fn two_replicas(s: &Setup, redis: Option<&str>) -> Vec<Api> {
     replicas
 }
 
+/// Wait until each of `replicas` counts them all through Redis (heartbeats every 2 s).
+pub async fn until_replicas_see_each_other(replicas: &[Api]) {
+    let n = Some(replicas.len() as f64);
+    for api in replicas {
+        let mut seen = None;
+        for _ in 0..150 {
+            seen = api.metrics().await.get("plugboard_replicas", &[]);
+            if seen == n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(seen, n, "the replicas never saw each other through Redis");
+    }
+}
+
 /// `calls` record listings of `base`'s Items, sent at once, alternating between `replicas`;
 /// every one must be answered without an error.
 async fn list_on_all(replicas: &[Api], base: &str, calls: usize) {
@@ -269,21 +285,7 @@ async fn without_redis_each_replica_keeps_to_its_share() {
     crate::airtable::items_table(&s.fake, &base);
     let replicas = two_replicas(&s, Some(&server.url)).await;
     // Redis goes away once both replicas have seen each other (heartbeats every 2 s).
-    for api in &replicas {
-        let mut seen = None;
-        for _ in 0..150 {
-            seen = api.metrics().await.get("plugboard_replicas", &[]);
-            if seen == Some(2.0) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        assert_eq!(
-            seen,
-            Some(2.0),
-            "the replicas never saw each other through Redis"
-        );
-    }
+    until_replicas_see_each_other(&replicas).await;
     server.kill().await;
     s.fake.reset_stats();
     list_on_all(&replicas, &base, 16).await;

@@ -10,16 +10,16 @@ use std::{
 };
 
 use rmcp::{
-    ClientLifecycleMode, ClientServiceExt, ErrorData, RoleServer, ServerHandler,
+    ErrorData, RoleServer, ServerHandler,
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CreateMessageResult,
         ElicitRequestParams, ElicitResult, ElicitationAction, Implementation, InputRequest,
         InputRequiredResult, InputResponses, ListToolsResult, PaginatedRequestParams,
-        ProtocolVersion, SamplingMessage, ServerCapabilities, ServerConfig, Tool,
+        SamplingMessage, ServerCapabilities, ServerConfig, Tool,
     },
     service::RequestContext,
     transport::{
-        StreamableHttpClientTransport, StreamableHttpServerConfig, StreamableHttpService,
+        StreamableHttpServerConfig, StreamableHttpService,
         streamable_http_server::session::local::LocalSessionManager,
     },
 };
@@ -28,6 +28,7 @@ use tokio::process::Child;
 
 use crate::{
     protocol::{Probe, ProbeClient, fixture},
+    protocol_input::discover,
     scenario::call,
     shared::RedisServer,
     support::{Fixture, text},
@@ -41,25 +42,6 @@ async fn replica(fx: &Fixture, redis: Option<&RedisServer>) -> (Child, String) {
         Some(redis) => fx.http(&["--redis-url", &redis.url]).await,
         None => fx.http(&[]).await,
     }
-}
-
-/// A 2026-07-28 client of the replica at `url`.
-async fn discover(url: &str, probe: Probe) -> ProbeClient {
-    let transport = StreamableHttpClientTransport::from_uri(format!("{url}/mcp"));
-    let client = probe
-        .serve_with_lifecycle(
-            transport,
-            ClientLifecycleMode::Discover {
-                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-            },
-        )
-        .await
-        .expect("discover over HTTP");
-    assert_eq!(
-        client.peer_info().unwrap().protocol_version,
-        ProtocolVersion::V_2026_07_28
-    );
-    client
 }
 
 /// The input one round asks for: its key, its request, and the state to come back with.
@@ -272,6 +254,29 @@ impl ServerHandler for TwoQuestions {
 }
 
 /// `server` over Streamable HTTP on a free port: its URL.
+/// Two replicas sharing `redis`, each hosting `server` (the two-question MCP server) as
+/// plugin `twice`, and a 2026-07-28 client of each once `tool` is listed; the fixture and the
+/// replicas' processes live as long as the first part.
+async fn two_replicas_of(
+    server: TwoQuestions,
+    redis: &RedisServer,
+    tool: &str,
+) -> ((Fixture, Child, Child), ProbeClient, ProbeClient) {
+    let upstream = two_questions(server).await;
+    let fx = Fixture::empty();
+    fx.manifest(
+        "twice",
+        &format!("name = \"twice\"\nkind = \"mcp\"\nprefix = \"tw\"\n[mcp]\nurl = {upstream:?}\n"),
+    );
+    let (a_child, a_url) = replica(&fx, Some(redis)).await;
+    let (b_child, b_url) = replica(&fx, Some(redis)).await;
+    let a = discover(&a_url, Probe::accepting(json!({"name": "unused"}))).await;
+    let b = discover(&b_url, Probe::accepting(json!({"name": "unused"}))).await;
+    until_listed(&a, tool).await;
+    until_listed(&b, tool).await;
+    ((fx, a_child, b_child), a, b)
+}
+
 async fn two_questions(server: TwoQuestions) -> String {
     let service = StreamableHttpService::new(
         move || Ok(server.clone()),
@@ -310,18 +315,7 @@ async fn a_two_round_continuation_alternates_replicas() {
     let Some(redis) = RedisServer::start().await else {
         return;
     };
-    let upstream = two_questions(TwoQuestions::default()).await;
-    let fx = Fixture::empty();
-    fx.manifest(
-        "twice",
-        &format!("name = \"twice\"\nkind = \"mcp\"\nprefix = \"tw\"\n[mcp]\nurl = {upstream:?}\n"),
-    );
-    let (_a, a_url) = replica(&fx, Some(&redis)).await;
-    let (_b, b_url) = replica(&fx, Some(&redis)).await;
-    let a = discover(&a_url, Probe::accepting(json!({"name": "unused"}))).await;
-    let b = discover(&b_url, Probe::accepting(json!({"name": "unused"}))).await;
-    until_listed(&a, "tw_greet").await;
-    until_listed(&b, "tw_greet").await;
+    let (_replicas, a, b) = two_replicas_of(TwoQuestions::default(), &redis, "tw_greet").await;
 
     let question = |request: &InputRequest| match request {
         InputRequest::Elicitation(e) => match &e.params {
@@ -515,18 +509,7 @@ async fn cancelling_a_forwarded_round_stops_the_call_where_it_runs() {
         return;
     };
     let server = TwoQuestions::default();
-    let upstream = two_questions(server.clone()).await;
-    let fx = Fixture::empty();
-    fx.manifest(
-        "twice",
-        &format!("name = \"twice\"\nkind = \"mcp\"\nprefix = \"tw\"\n[mcp]\nurl = {upstream:?}\n"),
-    );
-    let (_a, a_url) = replica(&fx, Some(&redis)).await;
-    let (_b, b_url) = replica(&fx, Some(&redis)).await;
-    let a = discover(&a_url, Probe::accepting(json!({"name": "unused"}))).await;
-    let b = discover(&b_url, Probe::accepting(json!({"name": "unused"}))).await;
-    until_listed(&a, "tw_greet_slowly").await;
-    until_listed(&b, "tw_greet_slowly").await;
+    let (_replicas, a, b) = two_replicas_of(server.clone(), &redis, "tw_greet_slowly").await;
     let slow = call("tw_greet_slowly", json!({}));
     let (key, _, state) = required(a.call_tool_once(slow.clone()).await.unwrap());
     let answer = retry(slow, &state, &key, accepted(json!({"name": "Ada"})));

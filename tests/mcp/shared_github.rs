@@ -326,21 +326,7 @@ async fn without_redis_each_replica_keeps_to_its_share_of_the_spacing() {
     };
     let s = Setup::new(FakeConfig::default());
     let replicas = s.two_replicas(Some(&server.url)).await;
-    for api in &replicas {
-        let mut seen = None;
-        for _ in 0..150 {
-            seen = api.metrics().await.get("plugboard_replicas", &[]);
-            if seen == Some(2.0) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        assert_eq!(
-            seen,
-            Some(2.0),
-            "the replicas never saw each other through Redis"
-        );
-    }
+    crate::shared::until_replicas_see_each_other(&replicas).await;
     server.kill().await;
     let from = s.fake.requests().len();
     comment_on_all(&replicas, 6).await;
