@@ -15,7 +15,7 @@
 //! answer (`net::relay_calls`); the holder checks the tool and the caller as for its own
 //! clients. Without Redis, or when the holder is gone, the client is told to call again.
 //!
-//! One file (under 800 lines): `begin`, `drive` and `end` are
+//! One file (a little over 800 lines with its tests): `begin`, `drive` and `end` are
 //! one state machine over `Running`, and the parked 2026-07-28 calls are its fourth state;
 //! split, each part would have to reach into the others' private fields.
 

@@ -1,4 +1,8 @@
 //! The MCP face of the plugin manager: one `ServerHandler` serves every transport.
+//!
+//! One file (a little under 700 lines): it is rmcp's `ServerHandler`, one method per MCP
+//! request, and each narrows by the same per-request caller (session scope, signed-in
+//! user's grants); split by request kind, every part would need those private helpers.
 
 #![allow(deprecated)] // rmcp marks MCP logging deprecated (SEP-2577); clients still use it.
 

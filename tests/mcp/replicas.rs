@@ -153,6 +153,17 @@ impl Replica {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Its `/metrics` scrape, read directly (not through the balancer).
+    async fn metrics(&self, http: &reqwest::Client) -> String {
+        http.get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     fn pid(&self) -> i32 {
         self.child.as_ref().and_then(Child::id).expect("running") as i32
     }
@@ -346,14 +357,7 @@ async fn three_replicas_behind_haproxy_keep_to_one_airtable_limit() {
     assert_exactly_once(&s, &base, &imports);
     // The balancer spread the calls: each replica answered some of them.
     for replica in &d.replicas {
-        let text = http
-            .get(replica.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = replica.metrics(&http).await;
         let calls: f64 = text
             .lines()
             .filter(|l| l.starts_with("plugboard_tool_calls_total{"))
@@ -562,14 +566,7 @@ async fn a_session_stays_on_its_replica_and_starts_over_when_it_is_gone() {
     let http = http();
     let mut holders = Vec::new();
     for (i, replica) in d.replicas.iter().enumerate() {
-        let metrics = http
-            .get(replica.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = replica.metrics(&http).await;
         if metrics
             .lines()
             .any(|l| l.starts_with("plugboard_sessions{transport=\"streamable_http\"} 1"))
